@@ -1,0 +1,92 @@
+"""What the producer writes and the worker reads: the batch record and the per-line job.
+
+Batch-wide parameters (schema, model, instructions ...) live once in the batch record; a job carries only
+its line (ids, text, fingerprint). A 100,000-line batch therefore stores the schema once, not 100,000 times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+ApiKind = Literal["responses", "chat"]
+
+DEFAULT_INSTRUCTIONS = (
+    "You extract structured data from the document the user sends. Return only what the document states or "
+    "directly implies; use null for anything it does not contain. Follow the JSON schema exactly."
+)
+
+
+class GenerationParams(BaseModel):
+    """Parameters that change the model's answer; all of them are part of the fingerprint."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+
+
+class BatchSpec(BaseModel):
+    """Everything a worker needs to process any line of a batch, fixed at submit time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    batch_id: str
+    api: ApiKind
+    model: str
+    schema_ref: str
+    """What the user passed as --schema, normalized (a built-in name, ``module:Class``, ``file:name``)."""
+    schema_name: str
+    """The name sent in the API's json_schema format."""
+    json_schema: dict[str, Any]
+    """The strict JSON Schema sent to the API."""
+    source_schema: dict[str, Any]
+    """The schema before the strict conversion (needed to map nulls back to pydantic defaults)."""
+    instructions: str = DEFAULT_INSTRUCTIONS
+    params: GenerationParams = Field(default_factory=GenerationParams)
+    budget_tokens: int | None = Field(default=None, ge=1)
+    created_at: str
+
+
+class ExtractionJob(BaseModel):
+    """One input line as enqueued (the arq job's single argument, as a JSON object)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    batch_id: str
+    custom_id: str
+    text: str
+    fingerprint: str
+    line: int
+    """1-based line number in the input file, for messages a user can act on."""
+
+
+class Fingerprinter:
+    """``sha256:`` over a canonical serialization of everything that determines the answer.
+
+    The serialization is the batch's stable part (api, model, strict schema, instructions, generation params) as
+    sorted-key JSON, a newline, then the document text. Same fingerprint ⇒ the same answer may be reused. Batch id
+    and custom_id are deliberately not part of it. The stable part is hashed once per batch and the hash state
+    copied per line, so fingerprinting 100,000 lines does not re-serialize the schema 100,000 times.
+    """
+
+    def __init__(self, spec: BatchSpec) -> None:
+        stable = orjson.dumps(
+            {
+                "api": spec.api,
+                "model": spec.model,
+                "schema": spec.json_schema,
+                "instructions": spec.instructions,
+                "params": spec.params.model_dump(),
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+        self._base = hashlib.sha256(stable + b"\n")
+
+    def __call__(self, text: str) -> str:
+        digest = self._base.copy()
+        digest.update(text.encode("utf-8"))
+        return "sha256:" + digest.hexdigest()

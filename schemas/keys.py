@@ -1,0 +1,58 @@
+"""Every Redis key the service uses, in one place.
+
+All keys share a configurable prefix (``Settings.key_prefix``, default ``extract:``) except arq's own job
+keys (``arq:job:*``, ``arq:in-progress:*``, ``arq:retry:*``, ``arq:result:*``), whose prefix arq fixes.
+
+| key | type | what |
+| --- | --- | --- |
+| ``{p}queue`` | zset | arq's queue for our jobs (score = due time in ms) |
+| ``{p}batch:{id}`` | hash | batch record: ``spec`` (JSON), ``total``, ``created_at``, counters per status |
+| ``{p}batch:{id}:order`` | list | custom_ids in input order, for ``collect`` |
+| ``{p}batch:{id}:results`` | stream | one entry per recorded result, field ``r`` = the result line (JSON) |
+| ``{p}batch:{id}:recorded`` | hash | custom_id → stream entry id: the guard that records each id once |
+| ``{p}batch:{id}:usage:{custom_id}`` | hash | usage billed so far by a job's tries, folded into its result |
+| ``{p}batches`` | zset | batch ids by creation time |
+| ``{p}health:{worker}`` | string | per-worker arq health line |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix. Cheap to build; pure string formatting."""
+
+    prefix: str = "extract:"
+
+    @property
+    def queue(self) -> str:
+        return f"{self.prefix}queue"
+
+    @property
+    def batches(self) -> str:
+        return f"{self.prefix}batches"
+
+    def batch(self, batch_id: str) -> str:
+        return f"{self.prefix}batch:{batch_id}"
+
+    def batch_order(self, batch_id: str) -> str:
+        return f"{self.batch(batch_id)}:order"
+
+    def results(self, batch_id: str) -> str:
+        return f"{self.batch(batch_id)}:results"
+
+    def recorded(self, batch_id: str) -> str:
+        return f"{self.batch(batch_id)}:recorded"
+
+    def job_usage(self, batch_id: str, custom_id: str) -> str:
+        return f"{self.batch(batch_id)}:usage:{custom_id}"
+
+    def health(self, worker_name: str) -> str:
+        return f"{self.prefix}health:{worker_name}"
+
+    @staticmethod
+    def job_id(batch_id: str, custom_id: str) -> str:
+        """The arq job id of one input line: deterministic, so re-submitting finds the existing job."""
+        return f"{batch_id}:{custom_id}"

@@ -1,0 +1,90 @@
+"""The result line: one per input line, the file users consume."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Status(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class ErrorType(StrEnum):
+    """What went wrong, grouped by what the user does about it."""
+
+    INVALID_REQUEST = "invalid_request"  # 400 / 422: fix the request (schema, parameters)
+    AUTHENTICATION = "authentication"  # 401: fix the key
+    PERMISSION = "permission"  # 403: the key may not use this model or endpoint
+    NOT_FOUND = "not_found"  # 404: unknown model
+    SCHEMA_VALIDATION = "schema_validation"  # output still invalid after the allowed repairs
+    REFUSAL = "refusal"  # the model refused
+    TRUNCATED = "truncated"  # hit max output tokens: raise --max-output-tokens
+    RETRIES_EXHAUSTED = "retries_exhausted"  # transient errors outlasted the retry budget
+    BUDGET_EXCEEDED = "budget_exceeded"  # the batch's token budget ran out
+    TIMEOUT = "timeout"  # the job ran past its time limit
+
+
+class Usage(BaseModel):
+    """Tokens billed, normalized across both APIs (Responses and Chat Completions name them differently)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    """Part of output_tokens (billed as output), reported separately as the APIs do."""
+    total_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+        )
+
+    def as_counts(self) -> dict[str, int]:
+        return self.model_dump()
+
+
+class ErrorInfo(BaseModel):
+    type: ErrorType
+    message: str
+    status_code: int | None = None
+
+
+class ResultRecord(BaseModel):
+    """One line of the results file (see DESIGN.md, "Result line")."""
+
+    custom_id: str
+    batch_id: str
+    status: Status
+    output: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    api: str
+    model: str
+    schema_: str = Field(alias="schema", serialization_alias="schema")
+    fingerprint: str
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float | None = None
+    """None when the model has no price in the table (add one with EXTRACT_PRICES)."""
+    cache_hit: bool = False
+    attempts: int = 0
+    """API calls made across all tries, repairs included."""
+    repairs: int = 0
+    latency_ms: int | None = None
+    """Time spent in API calls for this line, summed."""
+    response_id: str | None = None
+    finished_at: str
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)

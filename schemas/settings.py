@@ -1,0 +1,138 @@
+"""Typed settings, one model for the producer and the worker.
+
+Every command-line flag has an environment twin: the flag wins when given, the environment fills the rest
+(Kubernetes passes settings as environment variables from a ConfigMap, and the API key from a Secret,
+either as the variable ``OPENAI_API_KEY`` or as a file in ``secrets_dir``).
+
+Our own variables share the prefix ``EXTRACT_`` (``EXTRACT_CONCURRENCY``, ``EXTRACT_MAX_REPAIRS`` ...).
+Three variables keep the names the ecosystem already uses: ``REDIS_URL``, ``OPENAI_API_KEY`` and
+``OPENAI_BASE_URL``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ModelPrice(BaseModel):
+    """Prices in USD per million tokens. Reasoning tokens are billed as output tokens."""
+
+    input: float = Field(ge=0)
+    cached_input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+# Public list prices (standard tier, USD per 1M tokens). Override or extend with EXTRACT_PRICES, a JSON object
+# merged over this table, e.g. EXTRACT_PRICES='{"my-finetune": {"input": 3, "cached_input": 1.5, "output": 12}}'.
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "gpt-4o-mini": ModelPrice(input=0.15, cached_input=0.075, output=0.60),
+    "gpt-4o": ModelPrice(input=2.50, cached_input=1.25, output=10.00),
+    "gpt-4.1": ModelPrice(input=2.00, cached_input=0.50, output=8.00),
+    "gpt-4.1-mini": ModelPrice(input=0.40, cached_input=0.10, output=1.60),
+    "gpt-4.1-nano": ModelPrice(input=0.10, cached_input=0.025, output=0.40),
+    "gpt-5": ModelPrice(input=1.25, cached_input=0.125, output=10.00),
+    "gpt-5-mini": ModelPrice(input=0.25, cached_input=0.025, output=2.00),
+    "gpt-5-nano": ModelPrice(input=0.05, cached_input=0.005, output=0.40),
+    "o4-mini": ModelPrice(input=1.10, cached_input=0.275, output=4.40),
+    "o3": ModelPrice(input=2.00, cached_input=0.50, output=8.00),
+}
+
+
+class Settings(BaseSettings):
+    """Everything configurable, validated once at start-up and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EXTRACT_",
+        extra="ignore",
+        populate_by_name=True,
+        secrets_dir=None,
+    )
+
+    # --- connections -------------------------------------------------------------------------------------
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("redis_url", "EXTRACT_REDIS_URL", "REDIS_URL"),
+    )
+    """Redis holding the queue, batch records, results and caches (one standalone or Sentinel server)."""
+    key_prefix: str = "extract:"
+    """Prefix of every key this service writes (arq's own job keys keep arq's fixed prefix)."""
+
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("openai_api_key", "EXTRACT_OPENAI_API_KEY", "OPENAI_API_KEY"),
+    )
+    """The API key. Never logged or written anywhere; only its hash names rate-limit scopes."""
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("openai_base_url", "EXTRACT_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+    )
+    """Point the SDK at a compatible server (the simulator, a proxy). None = api.openai.com."""
+
+    # --- worker --------------------------------------------------------------------------------------------
+    concurrency: int = Field(default=32, ge=1, le=1024)
+    """Jobs one worker process runs at once (arq ``max_jobs``)."""
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    """Client timeout of one API call. Kept below ``job_timeout_s`` so a hung call ends as a retry."""
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    job_timeout_s: float = Field(default=300.0, gt=0)
+    """Upper bound on one job run (all calls and repairs of one try)."""
+    max_tries: int = Field(default=5, ge=1)
+    """Tries per job for transient failures (429, 5xx, timeouts, connection errors)."""
+    backoff_base_s: float = Field(default=1.0, gt=0)
+    backoff_cap_s: float = Field(default=60.0, gt=0)
+    max_repairs: int = Field(default=1, ge=0, le=5)
+    """How many times a job re-asks the model with the validation error before failing."""
+    store: bool = False
+    """Send ``store: true`` to the Responses API (keeps responses on OpenAI's side)."""
+    burst: bool = False
+    """Exit when the queue is empty (tests, one-off runs)."""
+    health_check_interval_s: int = Field(default=10, ge=1)
+    worker_name: str | None = None
+    """Names the per-worker health key; on Kubernetes pass the pod name."""
+    log_level: str = "INFO"
+
+    # --- producer (defaults for ``producer submit`` / ``run``; the flags override them) -------------------------
+    submit_chunk_size: int = Field(default=1000, ge=1)
+    """Jobs per pipelined round trip when enqueuing."""
+    api: Literal["responses", "chat"] = "responses"
+    model: str | None = None
+    schema_spec: str | None = Field(default=None, validation_alias=AliasChoices("schema_spec", "EXTRACT_SCHEMA"))
+    """A built-in schema name, a JSON Schema file, or ``package.module:Class``."""
+    instructions: str | None = None
+    instructions_file: str | None = None
+    id_field: str = "custom_id"
+    text_field: str = "text"
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    budget_tokens: int | None = Field(default=None, ge=1)
+    skip_invalid: bool = False
+
+    # --- pricing ---------------------------------------------------------------------------------------------
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    """Overrides merged over DEFAULT_PRICES (see ``price_for``)."""
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _prefix_is_namespaced(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value):
+            raise ValueError("key_prefix must be non-empty and contain no whitespace")
+        return value
+
+    @classmethod
+    def from_flags(cls, **flags: Any) -> Settings:
+        """Command-line flags over the environment: a flag left unset (None) defers to its environment twin."""
+        return cls(**{name: value for name, value in flags.items() if value is not None})
+
+    def price_for(self, model: str) -> ModelPrice | None:
+        """The price of ``model``: exact override, exact default, then the longest known prefix.
+
+        Prefix matching lets dated snapshots (``gpt-4o-mini-2024-07-18``) price like their family.
+        """
+        table = {**DEFAULT_PRICES, **self.prices}
+        if model in table:
+            return table[model]
+        matches = [name for name in table if model.startswith(name + "-")]
+        return table[max(matches, key=len)] if matches else None

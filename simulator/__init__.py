@@ -1,0 +1,24 @@
+"""An OpenAI-compatible API simulator for offline demos and tests.
+
+Serves ``POST /v1/responses`` and ``POST /v1/chat/completions`` for Structured
+Outputs requests with deterministic, schema-conforming answers, approximate
+token usage, prompt caching, fault injection and a ledger of what would have
+been billed (``/_sim/*``). See ``python -m simulator --help``.
+"""
+
+from simulator.app import STATE_KEY, create_app
+from simulator.config import SimulatorConfig
+from simulator.faults import FaultKind, FaultRule
+from simulator.server import RunningSimulator, running_simulator
+from simulator.state import SimulatorState
+
+__all__ = [
+    "STATE_KEY",
+    "FaultKind",
+    "FaultRule",
+    "RunningSimulator",
+    "SimulatorConfig",
+    "SimulatorState",
+    "create_app",
+    "running_simulator",
+]

@@ -1,0 +1,107 @@
+"""The simulated model: from a parsed request (and maybe an output fault) to output text and usage.
+
+Endpoint-neutral on purpose: both APIs get the same answer for the same
+request, and :mod:`simulator.render` only changes the envelope.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import orjson
+
+from simulator.corrupt import violate
+from simulator.faults import FaultKind
+from simulator.generate import document_words, generate_instance
+from simulator.prompt_cache import PromptCache
+from simulator.request import ExtractionRequest
+from simulator.tokens import (
+    Usage,
+    count_tokens,
+    cut_mid_json,
+    cut_to_tokens,
+    is_reasoning_model,
+    message_tokens,
+    reasoning_tokens_for,
+)
+
+REFUSAL_TEXT = "I'm sorry, I can't help with that."
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What the model produced: JSON text (maybe cut short) or a refusal, and the usage to bill."""
+
+    text: str | None
+    refusal: str | None
+    truncated: bool
+    reasoning: bool
+    usage: Usage
+
+
+def output_seed(request: ExtractionRequest, seed: int) -> int:
+    """The generation seed: sha256 of (simulator seed, model, schema, full input text)."""
+    material = "\x00".join((str(seed), request.model, request.schema_json(), request.input_text()))
+    return int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big")
+
+
+def complete(request: ExtractionRequest, *, seed: int, cache: PromptCache, fault: FaultKind | None) -> Completion:
+    """Answer ``request``; ``fault`` may be an output fault (refusal, truncation, invalid output)."""
+    input_tokens, cached_tokens = input_usage(request, cache)
+    reasoning_model = is_reasoning_model(request.model)
+    text: str | None = None
+    refusal: str | None = None
+    truncated = fault is FaultKind.TRUNCATION
+    if fault is FaultKind.REFUSAL:
+        refusal = REFUSAL_TEXT
+    else:
+        instance = generate_instance(
+            request.schema, output_seed(request, seed), document_words(request.document_text())
+        )
+        if fault is FaultKind.INVALID_OUTPUT:
+            instance = violate(request.schema, instance)
+        text = orjson.dumps(instance).decode()
+        if truncated:
+            text = cut_mid_json(text)
+    visible = count_tokens(text if text is not None else refusal or "")
+    reasoning = reasoning_tokens_for(visible) if reasoning_model else 0
+    output_tokens = visible + reasoning
+    limit = request.max_output_tokens
+    if limit is not None and output_tokens > limit:
+        # Out of budget: reasoning is spent first, the visible answer is cut where the budget ends.
+        reasoning = min(reasoning, limit)
+        if text is not None:
+            text = cut_to_tokens(text, limit - reasoning)
+        else:
+            refusal = cut_to_tokens(refusal or "", limit - reasoning)
+        truncated = True
+        output_tokens = limit
+    usage = Usage(input_tokens, cached_tokens, output_tokens, reasoning)
+    return Completion(text=text, refusal=refusal, truncated=truncated, reasoning=reasoning_model, usage=usage)
+
+
+def input_usage(request: ExtractionRequest, cache: PromptCache) -> tuple[int, int]:
+    """``(input_tokens, cached_tokens)``: schema + messages with overhead; the cache sees the shared prefix.
+
+    The cacheable prefix is the schema followed by every message but the last,
+    hashed cumulatively so the longest previously seen prefix can be found.
+    """
+    schema_json = request.schema_json()
+    messages = request.prompt_messages()
+    per_message = [message_tokens(message.text) for message in messages]
+    schema_tokens = count_tokens(schema_json)
+    prompt_tokens = schema_tokens + sum(per_message)
+
+    running = hashlib.sha256(f"{request.model}\x00{schema_json}".encode())
+    cumulative = schema_tokens
+    prefixes = [(running.hexdigest(), cumulative)]
+    for message, tokens in zip(messages[:-1], per_message[:-1], strict=True):
+        running.update(f"\x00{message.role}\x00{message.text}".encode())
+        cumulative += tokens
+        prefixes.append((running.hexdigest(), cumulative))
+
+    head = messages[0].text if messages else ""
+    routing = request.prompt_cache_key or hashlib.sha256(f"{head}\x00{schema_json}".encode()).hexdigest()
+    cached = cache.lookup_and_store(f"{request.model}\x00{routing}", prefixes, prompt_tokens)
+    return prompt_tokens, cached

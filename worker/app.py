@@ -1,0 +1,73 @@
+"""Composition root: arq ``Worker`` settings from our ``Settings``, start-up and shut-down hooks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from arq import Worker, func
+from arq.connections import RedisSettings
+
+from schemas.keys import Keys
+from schemas.settings import Settings
+from schemas.wire import TASK_NAME, deserialize, serialize
+from worker.adapters.client import build_client
+from worker.state import WorkerState
+from worker.tasks import extract
+
+log = logging.getLogger("worker")
+
+RECORD_MARGIN_S = 15.0
+"""arq's own job timeout sits this far above ours, so our timeout fires first and the line gets a result."""
+
+
+def worker_name(settings: Settings) -> str:
+    return settings.worker_name or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
+    keys = Keys(settings.key_prefix)
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["state"] = WorkerState.build(settings, ctx["redis"], build_client(settings))
+        log.info(
+            "worker %s ready: queue=%s concurrency=%d base_url=%s",
+            worker_name(settings),
+            keys.queue,
+            settings.concurrency,
+            settings.openai_base_url or "https://api.openai.com/v1",
+        )
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        state: WorkerState | None = ctx.get("state")
+        if state is not None:
+            await state.client.close()
+
+    return Worker(
+        functions=[
+            func(
+                extract,
+                name=TASK_NAME,
+                max_tries=settings.max_tries,
+                timeout=settings.job_timeout_s + RECORD_MARGIN_S,
+            )
+        ],
+        queue_name=keys.queue,
+        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        max_jobs=settings.concurrency,
+        burst=settings.burst,
+        poll_delay=0.2,
+        handle_signals=handle_signals,
+        # Results live in our own stream; arq's copy only needs to outlive a resubmit's duplicate check.
+        keep_result=600,
+        health_check_key=keys.health(worker_name(settings)),
+        health_check_interval=settings.health_check_interval_s,
+        # Running jobs stay at the queue head; read far enough past them that idle slots find due work.
+        queue_read_limit=max(settings.concurrency * 4, 100),
+    )

@@ -1,0 +1,93 @@
+"""One try at a line: call, validate, repair with the validation error, classify the ending.
+
+No Redis here: every call is reported to ``on_call`` (the job's usage account) the moment it returns, so usage
+is never lost when a later call in the same try fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from schemas.registry import OutputValidationError, OutputValidator
+
+from schemas.results import ErrorType
+from worker.adapters.base import ApiAdapter, ApiCallError, ModelReply
+from worker.prompt import ModelRequest, repair_request
+
+OnCall = Callable[[ModelReply | None, int, bool], Awaitable[None]]
+"""Called after every API call with (reply or None if it failed, latency in ms, whether it was a repair)."""
+
+
+@dataclass(frozen=True)
+class Extracted:
+    output: dict[str, Any]
+    reply: ModelReply
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A final, typed failure that another try would not fix."""
+
+    error_type: ErrorType
+    message: str
+    status_code: int | None = None
+    response_id: str | None = None
+
+
+async def extract_once(
+    adapter: ApiAdapter,
+    request: ModelRequest,
+    validator: OutputValidator,
+    *,
+    max_repairs: int,
+    on_call: OnCall,
+) -> Extracted | Rejected:
+    """Run one try. Transient API errors propagate (``TransientApiError``) for the caller to retry."""
+    repairs = 0
+    while True:
+        try:
+            reply = await adapter.call(request)
+        except ApiCallError as exc:
+            await on_call(None, exc.latency_ms, repairs > 0)
+            raise
+        await on_call(reply, reply.latency_ms, repairs > 0)
+
+        if reply.refusal is not None:
+            return Rejected(ErrorType.REFUSAL, f"the model refused: {reply.refusal}", response_id=reply.response_id)
+        if reply.truncated:
+            limit = request.max_output_tokens
+            hint = f" ({limit})" if limit is not None else ""
+            return Rejected(
+                ErrorType.TRUNCATED,
+                f"the output hit the max output tokens limit{hint} before the JSON was complete; "
+                "raise --max-output-tokens",
+                response_id=reply.response_id,
+            )
+        errors = _validation_errors(reply.text, validator)
+        if isinstance(errors, dict):
+            return Extracted(errors, reply)
+        if repairs >= max_repairs:
+            return Rejected(
+                ErrorType.SCHEMA_VALIDATION,
+                f"output failed validation after {repairs} repair(s): " + "; ".join(errors[:10]),
+                response_id=reply.response_id,
+            )
+        repairs += 1
+        request = repair_request(request, reply.text or "", errors)
+
+
+def _validation_errors(text: str | None, validator: OutputValidator) -> dict[str, Any] | list[str]:
+    """The validated output, or the list of problems to send back to the model."""
+    if not text:
+        return ["the answer was empty; a JSON object was required"]
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return [f"the answer is not valid JSON: {exc}"]
+    try:
+        return validator.validate(data)
+    except OutputValidationError as exc:
+        return list(exc.errors) or ["the answer does not match the schema"]

@@ -1,0 +1,84 @@
+"""Build the conversation for one line, shaped for the provider's prompt cache. Pure functions.
+
+OpenAI caches the longest previously seen prompt prefix (from 1,024 tokens, in 128-token steps). So the part
+shared by every line of a batch comes first — instructions, and the schema, which the API renders ahead of the
+messages — and the document comes last. ``prompt_cache_key`` routes requests with the same prefix to the same
+cache; it is a hash of the stable part, so every line of a batch (and every batch with the same
+schema and instructions) shares it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+import orjson
+
+from schemas.jobs import BatchSpec
+
+Role = Literal["developer", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    text: str
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One API call, independent of which API carries it."""
+
+    model: str
+    schema_name: str
+    json_schema: dict[str, object]
+    messages: tuple[Message, ...]
+    max_output_tokens: int | None
+    temperature: float | None
+    prompt_cache_key: str
+    store: bool
+
+
+def prompt_cache_key(spec: BatchSpec) -> str:
+    stable = orjson.dumps(
+        {"model": spec.model, "instructions": spec.instructions, "schema": spec.json_schema},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return "extract-" + hashlib.sha256(stable).hexdigest()[:32]
+
+
+def first_request(spec: BatchSpec, text: str, *, store: bool) -> ModelRequest:
+    return ModelRequest(
+        model=spec.model,
+        schema_name=spec.schema_name,
+        json_schema=spec.json_schema,
+        messages=(Message("developer", spec.instructions), Message("user", text)),
+        max_output_tokens=spec.params.max_output_tokens,
+        temperature=spec.params.temperature,
+        prompt_cache_key=prompt_cache_key(spec),
+        store=store,
+    )
+
+
+def repair_request(previous: ModelRequest, bad_output: str, errors: list[str]) -> ModelRequest:
+    """Re-ask with the model's own answer and what was wrong with it.
+
+    The earlier turns stay as they were, so the repair call still hits the prompt cache for the shared prefix.
+    """
+    listed = "\n".join(f"- {error}" for error in errors[:20])
+    feedback = (
+        "Your previous answer did not validate against the required JSON schema:\n"
+        f"{listed}\n"
+        "Answer again with a corrected JSON object only."
+    )
+    return ModelRequest(
+        model=previous.model,
+        schema_name=previous.schema_name,
+        json_schema=previous.json_schema,
+        messages=(*previous.messages, Message("assistant", bad_output), Message("user", feedback)),
+        max_output_tokens=previous.max_output_tokens,
+        temperature=previous.temperature,
+        prompt_cache_key=previous.prompt_cache_key,
+        store=previous.store,
+    )

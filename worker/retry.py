@@ -1,0 +1,49 @@
+"""Which failures are worth another try, and how long to wait: pure functions, no I/O."""
+
+from __future__ import annotations
+
+import random
+
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+"""Plus every 5xx. 400, 401, 403, 404 and 422 are the caller's to fix and never retried."""
+
+
+def is_retryable_status(status_code: int) -> bool:
+    return status_code in RETRYABLE_STATUS or 500 <= status_code <= 599
+
+
+def backoff_delay(
+    attempt: int,
+    *,
+    base_s: float,
+    cap_s: float,
+    retry_after_s: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1).
+
+    Capped exponential backoff with full jitter (uniform in [0, min(cap, base * 2**(attempt-1))]), which spreads
+    many workers' retries instead of synchronising them. A server's ``retry-after`` wins when it is sent: it knows
+    when capacity returns better than we do.
+    """
+    if retry_after_s is not None and retry_after_s >= 0:
+        return min(retry_after_s, cap_s)
+    ceiling = min(cap_s, base_s * (2 ** max(attempt - 1, 0)))
+    return (rng or random).uniform(0, ceiling)
+
+
+def parse_retry_after(headers: dict[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` (OpenAI's, more precise) or ``retry-after``; header names in lower case."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(float(value) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is not None:
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            return None  # an HTTP date: rare from OpenAI; fall back to our own backoff
+    return None

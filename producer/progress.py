@@ -1,0 +1,59 @@
+"""``wait``: a live progress bar (done/total, rate, ETA, failures) until every line has a final result."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from redis.asyncio import Redis
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from producer.status import BatchStatus, read_status
+from schemas.keys import Keys
+
+
+class WaitTimeoutError(TimeoutError):
+    def __init__(self, status: BatchStatus) -> None:
+        super().__init__(f"batch {status.batch_id}: {status.pending} of {status.total} lines still pending")
+        self.status = status
+
+
+async def wait_for_batch(
+    redis: Redis,
+    keys: Keys,
+    batch_id: str,
+    *,
+    timeout_s: float | None = None,
+    poll_s: float = 0.5,
+    console: Console | None = None,
+) -> BatchStatus:
+    """Poll the batch record until it is complete. Raises ``WaitTimeoutError`` after ``timeout_s``."""
+    console = console or Console(stderr=True)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    status = await read_status(redis, keys, batch_id)
+    started, done_at_start = time.monotonic(), status.done
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>8} lines/s"),
+        TextColumn("failed [red]{task.fields[failed]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
+        task = progress.add_task(batch_id, total=status.total, completed=status.done, rate="-", failed=status.failed)
+        while not status.complete:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeoutError(status)
+            await asyncio.sleep(poll_s)
+            status = await read_status(redis, keys, batch_id)
+            elapsed = time.monotonic() - started
+            rate = (status.done - done_at_start) / elapsed if elapsed > 0 else 0.0
+            progress.update(task, completed=status.done, rate=f"{rate:.1f}", failed=status.failed)
+    if not console.is_terminal:
+        # Logs and CI get one summary line instead of a redrawn bar.
+        console.print(f"{batch_id}: {status.done}/{status.total} done, {status.failed} failed")
+    return status

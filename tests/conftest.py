@@ -1,0 +1,142 @@
+"""Shared fixtures: a real Redis (its own database, flushed per test), the simulator over real HTTP, workers.
+
+Redis: ``TEST_REDIS_URL`` or ``redis://127.0.0.1:6379/13``. Only that database is ever flushed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+
+from producer.readers import InputLine
+from producer.submit import SubmitOptions, build_spec, submit
+from schemas.jobs import DEFAULT_INSTRUCTIONS, ApiKind, BatchSpec, GenerationParams
+from schemas.keys import Keys
+from schemas.registry import resolve_schema
+from schemas.settings import Settings
+from simulator import SimulatorConfig, running_simulator
+from worker.app import build_worker
+
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+API_KEY = "sk-test-DO-NOT-LEAK-4f1b2c3d5e6f"
+"""A recognisable fake key: tests grep logs and results for it."""
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting leaks in from the developer's shell."""
+    for name in list(os.environ):
+        if name.startswith(("EXTRACT_", "OPENAI_")) or name == "REDIS_URL":
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    client = SyncRedis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except Exception as exc:  # pragma: no cover - environment problem, say so plainly
+        pytest.fail(f"tests need a Redis at {TEST_REDIS_URL} ({exc}); .ci/run starts one")
+    finally:
+        client.close()
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def flushed_redis(redis_url: str) -> str:
+    client = SyncRedis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    return redis_url
+
+
+@pytest.fixture
+async def redis(flushed_redis: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(flushed_redis)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def sim_config() -> SimulatorConfig:
+    return SimulatorConfig(require_api_key=API_KEY)
+
+
+@pytest.fixture
+async def sim(sim_config: SimulatorConfig) -> AsyncIterator[Any]:
+    async with running_simulator(sim_config, port=0) as running:
+        yield running
+
+
+@pytest.fixture
+def settings(flushed_redis: str, sim: Any) -> Settings:
+    return Settings(
+        redis_url=flushed_redis,
+        openai_base_url=sim.base_url,
+        openai_api_key=API_KEY,
+        key_prefix="test:",
+        burst=True,
+        concurrency=8,
+        backoff_base_s=0.01,
+        backoff_cap_s=0.05,
+        request_timeout_s=10,
+        job_timeout_s=30,
+        worker_name="test-worker",
+    )
+
+
+@pytest.fixture
+def keys(settings: Settings) -> Keys:
+    return Keys(settings.key_prefix)
+
+
+Submit = Callable[..., Awaitable[BatchSpec]]
+
+
+@pytest.fixture
+def submit_batch(redis: Redis, settings: Settings, keys: Keys) -> Submit:
+    async def _submit(
+        texts: dict[str, str],
+        *,
+        schema: str = "invoice",
+        api: ApiKind = "responses",
+        model: str = "gpt-4o-mini",
+        batch_id: str = "b1",
+        max_output_tokens: int | None = None,
+    ) -> BatchSpec:
+        spec = build_spec(
+            SubmitOptions(
+                batch_id=batch_id,
+                api=api,
+                model=model,
+                schema=resolve_schema(schema),
+                instructions=DEFAULT_INSTRUCTIONS,
+                params=GenerationParams(max_output_tokens=max_output_tokens),
+            )
+        )
+        lines = [InputLine(n, cid, text) for n, (cid, text) in enumerate(texts.items(), start=1)]
+        await submit(redis, keys, spec, lines)
+        return spec
+
+    return _submit
+
+
+@pytest.fixture
+def run_worker(settings: Settings) -> Callable[..., Awaitable[None]]:
+    """Drain the queue with a real arq worker in burst mode, in this event loop."""
+
+    async def _run(**overrides: Any) -> None:
+        worker = build_worker(Settings(**{**settings.model_dump(), **overrides}), handle_signals=False)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+
+    return _run

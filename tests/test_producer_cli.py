@@ -1,0 +1,139 @@
+"""`producer submit` input validation: every bad line named with its number; nothing enqueued."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from redis import Redis as SyncRedis
+
+from producer.cli import EXIT_INVALID_INPUT, main
+from schemas.keys import Keys
+
+KEYS = Keys("test:")
+
+
+@pytest.fixture
+def cli_env(flushed_redis: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[SyncRedis]:
+    monkeypatch.setenv("REDIS_URL", flushed_redis)
+    monkeypatch.setenv("EXTRACT_KEY_PREFIX", "test:")
+    client = SyncRedis.from_url(flushed_redis)
+    yield client
+    client.close()
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "input.jsonl"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _submit(path: Path, *extra: str):
+    args = ["submit", str(path), "--schema", "invoice", "--model", "gpt-4o-mini", "--batch-id", "cli", *extra]
+    return CliRunner().invoke(main, args)
+
+
+def test_malformed_lines_are_each_reported_and_nothing_is_enqueued(cli_env, tmp_path) -> None:
+    path = _write(
+        tmp_path,
+        '{"custom_id": "a", "text": "fine"}\n'
+        "{not json\n"
+        "[1, 2]\n"
+        '{"custom_id": "d", "body": "x"}\n'
+        '{"custom_id": "a", "text": "again"}\n'
+        '{"custom_id": "f", "text": ""}\n',
+    )
+    result = _submit(path)
+    assert result.exit_code == EXIT_INVALID_INPUT
+    out = result.output
+    assert f"{path}:2: not valid JSON" in out
+    assert f"{path}:3: expected a JSON object, got list" in out
+    assert f"{path}:4: missing text field 'text'" in out
+    assert f"{path}:5: duplicate id 'a' (first on line 1)" in out
+    assert f"{path}:6: field 'text' is empty" in out
+    assert "nothing was enqueued" in out
+    assert cli_env.zcard(KEYS.queue) == 0
+    assert not cli_env.exists(KEYS.batch("cli"))
+
+
+def test_skip_invalid_enqueues_the_valid_lines(cli_env, tmp_path) -> None:
+    path = _write(tmp_path, '{"custom_id": "a", "text": "fine"}\n{oops\n{"custom_id": "b", "text": "ok"}\n')
+    result = _submit(path, "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    assert "line 2" in result.output or ":2:" in result.output
+    assert cli_env.zcard(KEYS.queue) == 2
+    assert cli_env.lrange(KEYS.batch_order("cli"), 0, -1) == [b"a", b"b"]
+
+
+def test_missing_text_field_names_the_line_and_the_flag(cli_env, tmp_path) -> None:
+    path = _write(tmp_path, '{"custom_id": "a", "body_text": "x"}\n')
+    result = _submit(path)
+    assert result.exit_code == EXIT_INVALID_INPUT
+    assert f"{path}:1: missing text field 'text' (set another with --text-field)" in result.output
+    assert _submit(path, "--text-field", "body_text").exit_code == 0
+
+
+def test_custom_id_and_text_fields(cli_env, tmp_path) -> None:
+    path = _write(tmp_path, '{"id": 7, "doc": "Invoice from ACME"}\n')
+    result = _submit(path, "--id-field", "id", "--text-field", "doc")
+    assert result.exit_code == 0, result.output
+    assert cli_env.lrange(KEYS.batch_order("cli"), 0, -1) == [b"7"]
+
+
+def test_empty_file_is_an_error(cli_env, tmp_path) -> None:
+    result = _submit(_write(tmp_path, "\n\n"))
+    assert result.exit_code == EXIT_INVALID_INPUT
+    assert "the input has no lines" in result.output
+    assert cli_env.zcard(KEYS.queue) == 0
+
+
+def test_unknown_schema_lists_the_builtins(cli_env, tmp_path) -> None:
+    path = _write(tmp_path, '{"custom_id": "a", "text": "x"}\n')
+    result = CliRunner().invoke(main, ["submit", str(path), "--schema", "nope", "--model", "m"])
+    assert result.exit_code == 2
+    assert "nope" in result.output
+    assert "invoice" in result.output
+    assert cli_env.zcard(KEYS.queue) == 0
+
+
+def test_schema_and_model_come_from_the_environment(cli_env, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("EXTRACT_SCHEMA", "contact")
+    monkeypatch.setenv("EXTRACT_MODEL", "gpt-4.1-mini")
+    monkeypatch.setenv("EXTRACT_API", "chat")
+    path = _write(tmp_path, '{"custom_id": "a", "text": "Jane Doe, CTO at Initech"}\n')
+    result = CliRunner().invoke(main, ["submit", str(path), "--batch-id", "env"])
+    assert result.exit_code == 0, result.output
+    spec = orjson.loads(cli_env.hget(KEYS.batch("env"), "spec"))
+    assert (spec["schema_ref"], spec["model"], spec["api"]) == ("contact", "gpt-4.1-mini", "chat")
+
+
+def test_openai_batch_input_format_is_detected(cli_env, tmp_path) -> None:
+    lines = [
+        {
+            "custom_id": "r1",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {
+                "model": "x",
+                "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "Doc 1"}],
+            },
+        },
+        {"custom_id": "r2", "method": "POST", "url": "/v1/responses", "body": {"model": "x", "input": "Doc 2"}},
+    ]
+    path = _write(tmp_path, "\n".join(orjson.dumps(line).decode() for line in lines) + "\n")
+    result = _submit(path)
+    assert result.exit_code == 0, result.output
+    assert "OpenAI batch input format" in result.output
+    assert cli_env.zcard(KEYS.queue) == 2
+
+
+def test_resubmitting_an_existing_batch_id_is_refused(cli_env, tmp_path) -> None:
+    path = _write(tmp_path, '{"custom_id": "a", "text": "x"}\n')
+    assert _submit(path).exit_code == 0
+    again = _submit(path)
+    assert again.exit_code == 1
+    assert "already exists" in again.output
+    assert cli_env.zcard(KEYS.queue) == 1

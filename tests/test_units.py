@@ -1,0 +1,136 @@
+"""Pure pieces: retry classification and backoff, pricing, prompts, fingerprints, settings, readers."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from producer.readers import parse_lines
+from schemas.jobs import BatchSpec, Fingerprinter, GenerationParams
+from schemas.keys import Keys
+from schemas.results import Usage
+from schemas.settings import ModelPrice, Settings
+from worker.pricing import cost_usd
+from worker.prompt import first_request, prompt_cache_key, repair_request
+from worker.retry import backoff_delay, is_retryable_status, parse_retry_after
+
+
+def _spec(**overrides) -> BatchSpec:
+    base = {
+        "batch_id": "b",
+        "api": "responses",
+        "model": "gpt-4o-mini",
+        "schema_ref": "invoice",
+        "schema_name": "Invoice",
+        "json_schema": {
+            "type": "object",
+            "properties": {"a": {"type": "string"}},
+            "required": ["a"],
+            "additionalProperties": False,
+        },
+        "source_schema": {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
+        "created_at": "2026-11-22T00:00:00Z",
+    }
+    return BatchSpec.model_validate({**base, **overrides})
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504, 599])
+def test_retryable_statuses(status: int) -> None:
+    assert is_retryable_status(status)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_client_errors_are_not_retried(status: int) -> None:
+    assert not is_retryable_status(status)
+
+
+@given(attempt=st.integers(1, 30), seed=st.integers(0, 2**32))
+def test_backoff_is_full_jitter_under_the_cap(attempt: int, seed: int) -> None:
+    delay = backoff_delay(attempt, base_s=0.5, cap_s=20, rng=random.Random(seed))
+    assert 0 <= delay <= min(20, 0.5 * 2 ** (attempt - 1))
+
+
+def test_retry_after_wins_but_is_capped() -> None:
+    assert backoff_delay(1, base_s=1, cap_s=60, retry_after_s=7.5) == 7.5
+    assert backoff_delay(1, base_s=1, cap_s=60, retry_after_s=600) == 60
+
+
+def test_parse_retry_after_prefers_milliseconds() -> None:
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "3"}) == 0.25
+    assert parse_retry_after({"retry-after": "3"}) == 3.0
+    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}) is None
+    assert parse_retry_after({}) is None
+
+
+def test_cost_charges_cached_input_at_the_cached_rate() -> None:
+    usage = Usage(input_tokens=1_000_000, cached_input_tokens=400_000, output_tokens=100_000, total_tokens=1_100_000)
+    price = ModelPrice(input=1.0, cached_input=0.5, output=4.0)
+    assert cost_usd(usage, price) == pytest.approx(0.6 + 0.2 + 0.4)
+    assert cost_usd(usage, None) is None
+
+
+def test_price_table_overrides_and_snapshot_prefixes() -> None:
+    settings = Settings(prices={"gpt-4o-mini": {"input": 9, "cached_input": 9, "output": 9}})
+    assert settings.price_for("gpt-4o-mini") == ModelPrice(input=9, cached_input=9, output=9)
+    assert settings.price_for("gpt-4.1-mini-2025-04-14") == Settings().price_for("gpt-4.1-mini")
+    assert settings.price_for("unknown-model") is None
+
+
+def test_prices_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXTRACT_PRICES", '{"my-ft": {"input": 3, "cached_input": 1.5, "output": 12}}')
+    assert Settings().price_for("my-ft") == ModelPrice(input=3, cached_input=1.5, output=12)
+
+
+def test_settings_env_twins_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://example:6379/2")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    monkeypatch.setenv("EXTRACT_CONCURRENCY", "7")
+    settings = Settings.from_flags(concurrency=None, max_tries=9)
+    assert settings.redis_url == "redis://example:6379/2"
+    assert settings.concurrency == 7
+    assert settings.max_tries == 9
+    assert settings.openai_api_key is not None
+    assert "sk-env" not in repr(settings)
+
+
+def test_fingerprint_depends_on_everything_that_changes_the_answer_only() -> None:
+    base = _spec()
+    fp = Fingerprinter(base)("doc")
+    assert fp == Fingerprinter(_spec(batch_id="other"))("doc")  # batch id is not part of it
+    assert fp != Fingerprinter(base)("doc2")
+    assert fp != Fingerprinter(_spec(model="gpt-4o"))("doc")
+    assert fp != Fingerprinter(_spec(api="chat"))("doc")
+    assert fp != Fingerprinter(_spec(instructions="other"))("doc")
+    assert fp != Fingerprinter(_spec(params=GenerationParams(temperature=0.5)))("doc")
+
+
+def test_prompt_puts_the_stable_part_first_and_repairs_append() -> None:
+    spec = _spec()
+    request = first_request(spec, "the document", store=False)
+    assert [m.role for m in request.messages] == ["developer", "user"]
+    assert request.messages[-1].text == "the document"
+    assert request.prompt_cache_key == prompt_cache_key(_spec(batch_id="another batch"))
+    repaired = repair_request(request, '{"a": 1}', ["a: Input should be a valid string"])
+    assert repaired.messages[:2] == request.messages
+    assert [m.role for m in repaired.messages[2:]] == ["assistant", "user"]
+    assert "a: Input should be a valid string" in repaired.messages[-1].text
+    assert repaired.prompt_cache_key == request.prompt_cache_key
+
+
+def test_keys_share_the_prefix() -> None:
+    keys = Keys("p:")
+    assert keys.queue == "p:queue"
+    assert keys.results("b") == "p:batch:b:results"
+    assert Keys.job_id("b", "c") == "b:c"
+
+
+def test_reader_reports_every_error_with_its_line() -> None:
+    parsed = parse_lines([b'{"custom_id": "a", "text": "t"}', b"", b'{"custom_id": true, "text": "t"}', b"3"])
+    assert [str(e) for e in parsed.errors] == [
+        "line 3: field 'custom_id' must be a string or an integer, got bool",
+        "line 4: expected a JSON object, got int",
+    ]
+    assert [line.line for line in parsed.lines] == [1]

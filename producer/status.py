@@ -78,5 +78,5 @@ async def read_status(redis: Redis, keys: Keys, batch_id: str) -> BatchStatus:
         failed=count("failed"),
         cancelled=count("cancelled"),
         usage=usage,
-        cost_usd=round(float(cost), 6) if cost is not None else None,
+        cost_usd=round(float(cost), 8) if cost is not None else None,
     )

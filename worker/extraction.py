@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from schemas.registry import OutputValidationError, OutputValidator
 
+from schemas.registry import OutputValidationError, OutputValidator
 from schemas.results import ErrorType
 from worker.adapters.base import ApiAdapter, ApiCallError, ModelReply
 from worker.prompt import ModelRequest, repair_request

@@ -10,11 +10,13 @@ Error tree (what the job does with each):
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import openai
+from openai._legacy_response import LegacyAPIResponse
 
 from schemas.jobs import ApiKind
 from schemas.results import ErrorType, Usage
@@ -75,6 +77,8 @@ class PermanentApiError(ApiCallError):
 
 
 class ApiAdapter(Protocol):
+    """What the job needs from an API: a request body for the record, and a call that returns a reply."""
+
     api: ApiKind
 
     def build_body(self, request: ModelRequest) -> dict[str, Any]:
@@ -84,6 +88,37 @@ class ApiAdapter(Protocol):
     async def call(self, request: ModelRequest) -> ModelReply:
         """Send one request. Raises ``ApiCallError`` subclasses, never SDK exceptions."""
         ...
+
+
+ParsedT = TypeVar("ParsedT")
+
+
+class SdkAdapter(ABC, Generic[ParsedT]):
+    """The shared call path on ``openai.AsyncOpenAI``: raw-response interface (for headers), timing, error mapping.
+
+    Subclasses say how to shape the body, which endpoint to send it to and how to read the parsed answer.
+    """
+
+    api: ApiKind
+
+    def __init__(self, client: openai.AsyncOpenAI, *, secrets: tuple[str, ...] = ()) -> None:
+        self._client = client
+        self._secrets = secrets
+
+    @abstractmethod
+    def build_body(self, request: ModelRequest) -> dict[str, Any]: ...
+
+    @abstractmethod
+    async def _send(self, body: dict[str, Any]) -> LegacyAPIResponse[ParsedT]: ...
+
+    @abstractmethod
+    def _reply(self, parsed: ParsedT, *, latency_ms: int, headers: dict[str, str]) -> ModelReply: ...
+
+    async def call(self, request: ModelRequest) -> ModelReply:
+        body = self.build_body(request)
+        raw, latency_ms = await timed_call(lambda: self._send(body), secrets=self._secrets)
+        headers = {name.lower(): value for name, value in raw.headers.items()}
+        return self._reply(raw.parse(), latency_ms=latency_ms, headers=headers)
 
 
 _PERMANENT_TYPES = {

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import openai
+from openai._legacy_response import LegacyAPIResponse
 from openai.types.chat import ChatCompletion
 
 from schemas.jobs import ApiKind
 from schemas.results import Usage
-from worker.adapters.base import ModelReply, timed_call
+from worker.adapters.base import ModelReply, SdkAdapter
 from worker.prompt import ModelRequest
 
 
-class ChatAdapter:
+class ChatAdapter(SdkAdapter[ChatCompletion]):
     api: ApiKind = "chat"
-
-    def __init__(self, client: openai.AsyncOpenAI, *, secrets: tuple[str, ...] = ()) -> None:
-        self._client = client
-        self._secrets = secrets
 
     def build_body(self, request: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -36,13 +32,13 @@ class ChatAdapter:
             body["temperature"] = request.temperature
         return body
 
-    async def call(self, request: ModelRequest) -> ModelReply:
-        body = self.build_body(request)
-        raw, latency_ms = await timed_call(
-            lambda: self._client.chat.completions.with_raw_response.create(**body), secrets=self._secrets
-        )
-        completion: ChatCompletion = raw.parse()
-        return parse_completion(completion, latency_ms=latency_ms, headers=dict(raw.headers.items()))
+    async def _send(self, body: dict[str, Any]) -> LegacyAPIResponse[ChatCompletion]:
+        # ``**body`` hides which overload applies (streaming or not); without ``stream`` it is never a stream.
+        raw: LegacyAPIResponse[ChatCompletion] = await self._client.chat.completions.with_raw_response.create(**body)
+        return raw
+
+    def _reply(self, parsed: ChatCompletion, *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
+        return parse_completion(parsed, latency_ms=latency_ms, headers=headers)
 
 
 def parse_completion(completion: ChatCompletion, *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
@@ -68,5 +64,5 @@ def parse_completion(completion: ChatCompletion, *, latency_ms: int, headers: di
         usage=usage,
         response_id=completion.id,
         latency_ms=latency_ms,
-        headers={k.lower(): v for k, v in headers.items()},
+        headers=headers,
     )

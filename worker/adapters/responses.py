@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import openai
+from openai._legacy_response import LegacyAPIResponse
 from openai.types.responses import Response
 
 from schemas.jobs import ApiKind
 from schemas.results import Usage
-from worker.adapters.base import ModelReply, timed_call
+from worker.adapters.base import ModelReply, SdkAdapter
 from worker.prompt import ModelRequest
 
 
-class ResponsesAdapter:
+class ResponsesAdapter(SdkAdapter[Response]):
     api: ApiKind = "responses"
-
-    def __init__(self, client: openai.AsyncOpenAI, *, secrets: tuple[str, ...] = ()) -> None:
-        self._client = client
-        self._secrets = secrets
 
     def build_body(self, request: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -41,13 +37,13 @@ class ResponsesAdapter:
             body["temperature"] = request.temperature
         return body
 
-    async def call(self, request: ModelRequest) -> ModelReply:
-        body = self.build_body(request)
-        raw, latency_ms = await timed_call(
-            lambda: self._client.responses.with_raw_response.create(**body), secrets=self._secrets
-        )
-        response: Response = raw.parse()
-        return parse_response(response, latency_ms=latency_ms, headers=dict(raw.headers.items()))
+    async def _send(self, body: dict[str, Any]) -> LegacyAPIResponse[Response]:
+        # ``**body`` hides which overload applies (streaming or not); without ``stream`` it is never a stream.
+        raw: LegacyAPIResponse[Response] = await self._client.responses.with_raw_response.create(**body)
+        return raw
+
+    def _reply(self, parsed: Response, *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
+        return parse_response(parsed, latency_ms=latency_ms, headers=headers)
 
 
 def parse_response(response: Response, *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
@@ -81,5 +77,5 @@ def parse_response(response: Response, *, latency_ms: int, headers: dict[str, st
         usage=usage,
         response_id=response.id,
         latency_ms=latency_ms,
-        headers={k.lower(): v for k, v in headers.items()},
+        headers=headers,
     )

@@ -13,6 +13,8 @@ keys (``arq:job:*``, ``arq:in-progress:*``, ``arq:retry:*``, ``arq:result:*``), 
 | ``{p}batch:{id}:usage:{custom_id}`` | hash | usage billed so far by a job's tries, folded into its result |
 | ``{p}batches`` | zset | batch ids by creation time |
 | ``{p}health:{worker}`` | string | per-worker arq health line |
+| ``{p}rl:{scope}`` | hash | admission buckets of one limit scope (API key hash + model): levels, cool-down, fill rate |
+| ``{p}rl:resv:{id}`` | string | one admission reservation (tokens reserved), deleted when settled: settles once |
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ class Keys:
 
     def health(self, worker_name: str) -> str:
         return f"{self.prefix}health:{worker_name}"
+
+    def rate_limit(self, scope: str) -> str:
+        return f"{self.prefix}rl:{scope}"
+
+    def reservation(self, reservation_id: str) -> str:
+        return f"{self.prefix}rl:resv:{reservation_id}"
 
     @staticmethod
     def job_id(batch_id: str, custom_id: str) -> str:

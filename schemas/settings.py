@@ -11,10 +11,13 @@ Three variables keep the names the ecosystem already uses: ``REDIS_URL``, ``OPEN
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+T = TypeVar("T")
 
 
 class ModelPrice(BaseModel):
@@ -39,6 +42,13 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
     "o4-mini": ModelPrice(input=1.10, cached_input=0.275, output=4.40),
     "o3": ModelPrice(input=2.00, cached_input=0.50, output=8.00),
 }
+
+
+class RateLimit(BaseModel):
+    """A provider's per-minute limits for one model (0 = that limit is not enforced)."""
+
+    rpm: int = Field(default=0, ge=0)
+    tpm: int = Field(default=0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -79,8 +89,15 @@ class Settings(BaseSettings):
     connect_timeout_s: float = Field(default=10.0, gt=0)
     job_timeout_s: float = Field(default=300.0, gt=0)
     """Upper bound on one job run (all calls and repairs of one try)."""
-    max_tries: int = Field(default=5, ge=1)
-    """Tries per job for transient failures (429, 5xx, timeouts, connection errors)."""
+    max_tries: int = Field(default=25, ge=1)
+    """Tries per job for transient failures (429, 5xx, timeouts, connection errors); a crash-loop guard.
+
+    With the default backoff, 25 tries span about ten minutes, so ``retry_horizon_s`` is what normally ends retrying.
+    Admission waits do not count as tries.
+    """
+    retry_horizon_s: float = Field(default=600.0, gt=0)
+    """A line fails as ``retries_exhausted`` only once its transient errors have lasted this long: a provider outage
+    shorter than this never fails a job."""
     backoff_base_s: float = Field(default=1.0, gt=0)
     backoff_cap_s: float = Field(default=60.0, gt=0)
     max_repairs: int = Field(default=1, ge=0, le=5)
@@ -93,6 +110,28 @@ class Settings(BaseSettings):
     worker_name: str | None = None
     """Names the per-worker health key; on Kubernetes pass the pod name."""
     log_level: str = "INFO"
+
+    # --- admission control (shared token buckets per API key and model) ----------------------------------------
+    rpm: int | None = Field(default=None, ge=0)
+    """Requests per minute for every model without an entry in ``rate_limits``; None or 0 = no request bucket."""
+    tpm: int | None = Field(default=None, ge=0)
+    """Tokens per minute for every model without an entry in ``rate_limits``; None or 0 = no token bucket."""
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+    """Per-model limits, e.g. EXTRACT_RATE_LIMITS='{"gpt-4o-mini": {"rpm": 5000, "tpm": 4000000}}'."""
+    limit_window_s: float = Field(default=1.0, gt=0, le=60)
+    """Bucket capacity in seconds of the limit. Providers enforce limits over sub-minute slices, so a bucket
+    holding a whole minute would let a burst through that the provider rejects."""
+    limit_headroom: float = Field(default=0.98, gt=0, le=1)
+    """Fraction of the configured limits the buckets fill at, leaving room for clock skew and estimate error."""
+    admission_max_sleep_s: float = Field(default=5.0, ge=0)
+    """Admission waits up to this long are slept in the job; longer ones hand the slot back (arq Retry)."""
+    default_output_reserve: int = Field(default=1024, ge=1)
+    """Output tokens reserved when a batch sets no max output tokens (what the provider's limiter assumes too)."""
+    reconcile_output_tokens: bool = False
+    """Reconcile reservations with the output tokens actually used. Off by default: OpenAI's limiter charges the
+    requested max output tokens and does not refund them, so refunding here would over-admit."""
+    max_deferrals: int = Field(default=1000, ge=1)
+    """How often a job may hand its slot back while waiting for admission before it fails."""
 
     # --- producer (defaults for ``producer submit`` / ``run``; the flags override them) -------------------------
     submit_chunk_size: int = Field(default=1000, ge=1)
@@ -126,13 +165,22 @@ class Settings(BaseSettings):
         """Command-line flags over the environment: a flag left unset (None) defers to its environment twin."""
         return cls(**{name: value for name, value in flags.items() if value is not None})
 
+    def limits_for(self, model: str) -> RateLimit:
+        """Per-model limits (exact name, then the longest ``name-`` prefix), else the ``rpm``/``tpm`` defaults."""
+        match = _lookup(self.rate_limits, model)
+        return match if match is not None else RateLimit(rpm=self.rpm or 0, tpm=self.tpm or 0)
+
     def price_for(self, model: str) -> ModelPrice | None:
         """The price of ``model``: exact override, exact default, then the longest known prefix.
 
         Prefix matching lets dated snapshots (``gpt-4o-mini-2024-07-18``) price like their family.
         """
-        table = {**DEFAULT_PRICES, **self.prices}
-        if model in table:
-            return table[model]
-        matches = [name for name in table if model.startswith(name + "-")]
-        return table[max(matches, key=len)] if matches else None
+        return _lookup({**DEFAULT_PRICES, **self.prices}, model)
+
+
+def _lookup(table: Mapping[str, T], model: str) -> T | None:
+    """Exact model name, else the longest known family prefix (``gpt-4o-mini-2024-07-18`` → ``gpt-4o-mini``)."""
+    if model in table:
+        return table[model]
+    matches = [name for name in table if model.startswith(name + "-")]
+    return table[max(matches, key=len)] if matches else None

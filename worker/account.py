@@ -49,6 +49,16 @@ class JobAccount:
         pipe.expire(self._key, ACCOUNT_TTL_S)
         await pipe.execute()
 
+    async def note_transient_error(self, now_ms: int) -> tuple[int, int]:
+        """Count a try that ended in a transient error. Returns (errors so far, time of the first one in ms)."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hincrby(self._key, "errors", 1)
+        pipe.hsetnx(self._key, "first_error_ms", str(now_ms))
+        pipe.hget(self._key, "first_error_ms")
+        pipe.expire(self._key, ACCOUNT_TTL_S)
+        errors, _, first_error_ms, _ = await pipe.execute()
+        return int(errors), int(first_error_ms)
+
     async def totals(self) -> AccountTotals:
         raw = await awaited(self._redis.hgetall(self._key))
         values = {k.decode(): v.decode() for k, v in raw.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -15,7 +16,8 @@ from schemas.settings import Settings
 from schemas.wire import TASK_NAME, deserialize, serialize
 from worker.adapters.client import build_client
 from worker.state import WorkerState
-from worker.tasks import extract
+from worker.tasks import arq_max_tries, extract
+from worker.tokens import warm_up_tokenizer
 
 log = logging.getLogger("worker")
 
@@ -32,6 +34,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["state"] = WorkerState.build(settings, ctx["redis"], build_client(settings))
+        await asyncio.to_thread(warm_up_tokenizer)  # loads the BPE file once, off the event loop
         log.info(
             "worker %s ready: queue=%s concurrency=%d base_url=%s",
             worker_name(settings),
@@ -50,7 +53,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
             func(
                 extract,
                 name=TASK_NAME,
-                max_tries=settings.max_tries,
+                max_tries=arq_max_tries(settings),
                 timeout=settings.job_timeout_s + RECORD_MARGIN_S,
             )
         ],

@@ -1,14 +1,14 @@
 """One try at a line: call, validate, repair with the validation error, classify the ending.
 
-No Redis here: every call is reported to ``on_call`` (the job's usage account) the moment it returns, so usage
-is never lost when a later call in the same try fails.
+No Redis here. ``CallHooks`` surround every API call: ``before_call`` waits for admission, ``after_call`` records
+the call in the job's usage account the moment it returns (so usage is never lost when a later call in the same
+try fails) and settles the admission reservation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -17,8 +17,13 @@ from schemas.results import ErrorType
 from worker.adapters.base import ApiAdapter, ApiCallError, ModelReply
 from worker.prompt import ModelRequest, repair_request
 
-OnCall = Callable[[ModelReply | None, int, bool], Awaitable[None]]
-"""Called after every API call with (reply or None if it failed, latency in ms, whether it was a repair)."""
+
+class CallHooks(Protocol):
+    async def before_call(self, request: ModelRequest, *, first: bool) -> None:
+        """Wait until the call may go out. ``first``: the try's first call, which may hand the slot back instead."""
+
+    async def after_call(self, reply: ModelReply | None, error: ApiCallError | None, *, repair: bool) -> None:
+        """Account for a call that returned ``reply`` or failed with ``error``."""
 
 
 @dataclass(frozen=True)
@@ -43,17 +48,18 @@ async def extract_once(
     validator: OutputValidator,
     *,
     max_repairs: int,
-    on_call: OnCall,
+    hooks: CallHooks,
 ) -> Extracted | Rejected:
-    """Run one try. Transient API errors propagate (``TransientApiError``) for the caller to retry."""
+    """Run one try. Transient API errors (``TransientApiError``) and admission deferrals propagate to the caller."""
     repairs = 0
     while True:
+        await hooks.before_call(request, first=repairs == 0)
         try:
             reply = await adapter.call(request)
         except ApiCallError as exc:
-            await on_call(None, exc.latency_ms, repairs > 0)
+            await hooks.after_call(None, exc, repair=repairs > 0)
             raise
-        await on_call(reply, reply.latency_ms, repairs > 0)
+        await hooks.after_call(reply, None, repair=repairs > 0)
 
         if reply.refusal is not None:
             return Rejected(ErrorType.REFUSAL, f"the model refused: {reply.refusal}", response_id=reply.response_id)

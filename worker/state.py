@@ -11,8 +11,10 @@ from schemas.jobs import ApiKind
 from schemas.keys import Keys
 from schemas.settings import Settings
 from worker.adapters import ApiAdapter, adapter_for
+from worker.admission import AdmissionController
 from worker.batches import BatchCache
 from worker.recorder import Recorder
+from worker.tokens import TokenEstimator
 
 
 @dataclass
@@ -23,6 +25,8 @@ class WorkerState:
     keys: Keys
     batches: BatchCache
     recorder: Recorder
+    admission: AdmissionController
+    estimator: TokenEstimator
     _adapters: dict[ApiKind, ApiAdapter] = field(default_factory=dict)
 
     @classmethod
@@ -35,10 +39,15 @@ class WorkerState:
             keys=keys,
             batches=BatchCache(redis, keys),
             recorder=Recorder(redis, keys),
+            admission=AdmissionController(redis, keys, settings, _api_key(settings)),
+            estimator=TokenEstimator(),
         )
 
     def adapter(self, api: ApiKind) -> ApiAdapter:
         if api not in self._adapters:
-            secrets = (self.settings.openai_api_key.get_secret_value(),) if self.settings.openai_api_key else ()
-            self._adapters[api] = adapter_for(api, self.client, secrets=secrets)
+            self._adapters[api] = adapter_for(api, self.client, secrets=(_api_key(self.settings),))
         return self._adapters[api]
+
+
+def _api_key(settings: Settings) -> str:
+    return settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""

@@ -3,8 +3,10 @@
 Ending of a try, and what happens:
 
 - validated output, refusal, truncation, invalid after repairs, 4xx → result recorded (succeeded / failed);
-- 429, 5xx, timeout, connection error → ``arq.Retry`` with backoff, until the last try, which records
-  ``retries_exhausted`` (or ``timeout``) instead, so no line is left without a result;
+- 429, 5xx, timeout, connection error → ``arq.Retry`` with backoff, until the error budget (``max_tries``) or the
+  retry horizon is spent, then ``retries_exhausted`` (or ``timeout``) is recorded, so no line is left without a result;
+- admission further away than ``admission_max_sleep_s`` → ``arq.Retry`` deferred until then, which frees the worker
+  slot and does not count as an error;
 - the line already recorded (the job ran twice) → nothing.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,9 +22,12 @@ import arq
 
 from schemas.jobs import ExtractionJob
 from schemas.results import ErrorInfo, ErrorType, ResultRecord, Status
+from schemas.settings import Settings
 from worker.account import JobAccount
 from worker.adapters.base import PermanentApiError, TransientApiError
+from worker.admission import AdmissionDeferredError
 from worker.batches import BatchNotFoundError, LoadedBatch
+from worker.calls import JobCalls
 from worker.extraction import Extracted, Rejected, extract_once
 from worker.pricing import cost_usd
 from worker.prompt import first_request
@@ -48,47 +54,69 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int) -> str:
         log.error("dropping job %s: its batch record is gone", job.custom_id)
         return "batch-missing"
 
+    settings = state.settings
     account = JobAccount(state.redis, state.keys.job_usage(job.batch_id, job.custom_id))
-    last_try = job_try >= state.settings.max_tries
+    calls = JobCalls(state.admission, state.estimator, account, default_output_reserve=settings.default_output_reserve)
+    outcome: Extracted | Rejected
     try:
-        async with asyncio.timeout(state.settings.job_timeout_s):
+        async with asyncio.timeout(settings.job_timeout_s):
             outcome = await extract_once(
                 state.adapter(batch.spec.api),
-                first_request(batch.spec, job.text, store=state.settings.store),
+                first_request(batch.spec, job.text, store=settings.store),
                 batch.validator,
-                max_repairs=state.settings.max_repairs,
-                on_call=account.add_call,
+                max_repairs=settings.max_repairs,
+                hooks=calls,
             )
+    except AdmissionDeferredError as exc:
+        # Waiting for the shared rate limit is not an error: it does not use up the error budget, only arq's
+        # try counter, which allows max_tries + max_deferrals starts.
+        if job_try < arq_max_tries(settings):
+            raise arq.Retry(defer=exc.wait_s) from None
+        outcome = Rejected(ErrorType.RETRIES_EXHAUSTED, f"still waiting for admission after {job_try} deferrals")
     except PermanentApiError as exc:
         outcome = Rejected(exc.error_type, exc.message, exc.status_code)
-    except TransientApiError as exc:
-        if not last_try:
-            raise _retry(state, job, job_try, exc.message, exc.retry_after_s) from None
-        outcome = Rejected(
-            exc.error_type if exc.error_type is ErrorType.TIMEOUT else ErrorType.RETRIES_EXHAUSTED,
-            f"gave up after {job_try} tries; last error: {exc.message}",
-            exc.status_code,
-        )
-    except TimeoutError:
-        if not last_try:
-            raise _retry(state, job, job_try, "job time limit reached", None) from None
-        outcome = Rejected(ErrorType.TIMEOUT, f"the job ran past its {state.settings.job_timeout_s:g}s limit")
+    except (TransientApiError, TimeoutError) as exc:
+        outcome = await _transient(state, job, job_try, account, exc)
 
     await _record(state, job, batch, account, outcome)
     return outcome.__class__.__name__.lower()
 
 
-def _retry(state: WorkerState, job: ExtractionJob, job_try: int, reason: str, retry_after_s: float | None) -> arq.Retry:
+def arq_max_tries(settings: Settings) -> int:
+    return settings.max_tries + settings.max_deferrals
+
+
+async def _transient(
+    state: WorkerState, job: ExtractionJob, job_try: int, account: JobAccount, exc: TransientApiError | TimeoutError
+) -> Rejected:
+    """Retry later (raises ``arq.Retry``), or give up once the error budget or the retry horizon is spent."""
+    settings = state.settings
+    now_ms = int(time.time() * 1000)
+    errors, first_error_ms = await account.note_transient_error(now_ms)
+    horizon_spent = now_ms - first_error_ms >= settings.retry_horizon_s * 1000
+    if isinstance(exc, TimeoutError):
+        reason, retry_after, status = f"the try ran past its {settings.job_timeout_s:g}s limit", None, None
+    else:
+        reason, retry_after, status = exc.message, exc.retry_after_s, exc.status_code
+    if errors < settings.max_tries and not horizon_spent and job_try < arq_max_tries(settings):
+        raise _retry(state, job, errors, reason, retry_after)
+    timed_out = isinstance(exc, TimeoutError) or (
+        isinstance(exc, TransientApiError) and exc.error_type is ErrorType.TIMEOUT
+    )
+    return Rejected(
+        ErrorType.TIMEOUT if timed_out else ErrorType.RETRIES_EXHAUSTED,
+        f"gave up after {errors} failed tries over {(now_ms - first_error_ms) / 1000:.1f}s; last error: {reason}",
+        status,
+    )
+
+
+def _retry(state: WorkerState, job: ExtractionJob, errors: int, reason: str, retry_after_s: float | None) -> arq.Retry:
+    settings = state.settings
     delay = backoff_delay(
-        job_try, base_s=state.settings.backoff_base_s, cap_s=state.settings.backoff_cap_s, retry_after_s=retry_after_s
+        errors, base_s=settings.backoff_base_s, cap_s=settings.backoff_cap_s, retry_after_s=retry_after_s
     )
     log.warning(
-        "line %s of batch %s: try %d failed (%s); retrying in %.2fs",
-        job.custom_id,
-        job.batch_id,
-        job_try,
-        reason,
-        delay,
+        "line %s of batch %s: %s (error %d); retrying in %.2fs", job.custom_id, job.batch_id, reason, errors, delay
     )
     return arq.Retry(defer=delay)
 

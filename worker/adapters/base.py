@@ -49,6 +49,7 @@ class ApiCallError(Exception):
         status_code: int | None = None,
         retry_after_s: float | None = None,
         latency_ms: int = 0,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -56,6 +57,8 @@ class ApiCallError(Exception):
         self.status_code = status_code
         self.retry_after_s = retry_after_s
         self.latency_ms = latency_ms
+        self.headers: Mapping[str, str] = headers or {}
+        """Response headers in lower case (rate-limit state); empty when there was no response."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Exceptions with keyword-only __init__ need this to survive copying/pickling by frameworks.
@@ -71,9 +74,18 @@ def _rebuild(
 class TransientApiError(ApiCallError):
     """Worth another try later."""
 
+    @property
+    def rate_limited(self) -> bool:
+        """A 429 for the rate limit (not quota): the provider did not count the call."""
+        return self.status_code == 429
+
 
 class PermanentApiError(ApiCallError):
     """Retrying cannot help; the line fails with ``error_type``."""
+
+    @property
+    def rate_limited(self) -> bool:
+        return False
 
 
 class ApiAdapter(Protocol):
@@ -149,24 +161,25 @@ def map_sdk_error(exc: openai.OpenAIError, *, secrets: tuple[str, ...], latency_
         )
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
-        message = redact(_error_message(exc), secrets)
-        code = _error_code(exc)
-        if status == 429 and code == "insufficient_quota":
-            # Out of credit: a billing stop, not a rate limit. Retrying only burns time.
-            return PermanentApiError(
-                message, error_type=ErrorType.BUDGET_EXCEEDED, status_code=status, latency_ms=latency_ms
-            )
-        if is_retryable_status(status):
-            headers = {k.lower(): v for k, v in exc.response.headers.items()}
-            return TransientApiError(
+        headers = {k.lower(): v for k, v in exc.response.headers.items()}
+
+        def error(cls: type[ApiCallError], error_type: ErrorType, retry_after_s: float | None = None) -> ApiCallError:
+            message = redact(_error_message(exc), secrets)
+            return cls(
                 message,
-                error_type=ErrorType.RETRIES_EXHAUSTED,
+                error_type=error_type,
                 status_code=status,
-                retry_after_s=parse_retry_after(headers),
+                retry_after_s=retry_after_s,
                 latency_ms=latency_ms,
+                headers=headers,
             )
-        error_type = _PERMANENT_TYPES.get(status, ErrorType.INVALID_REQUEST)
-        return PermanentApiError(message, error_type=error_type, status_code=status, latency_ms=latency_ms)
+
+        if status == 429 and _error_code(exc) == "insufficient_quota":
+            # Out of credit: a billing stop, not a rate limit. Retrying only burns time.
+            return error(PermanentApiError, ErrorType.BUDGET_EXCEEDED)
+        if is_retryable_status(status):
+            return error(TransientApiError, ErrorType.RETRIES_EXHAUSTED, parse_retry_after(headers))
+        return error(PermanentApiError, _PERMANENT_TYPES.get(status, ErrorType.INVALID_REQUEST))
     return PermanentApiError(
         redact(f"{type(exc).__name__}: {exc}", secrets), error_type=ErrorType.INVALID_REQUEST, latency_ms=latency_ms
     )

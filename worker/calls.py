@@ -1,0 +1,56 @@
+"""What surrounds each API call of a job: admission before, usage account and reservation settlement after."""
+
+from __future__ import annotations
+
+from worker.account import JobAccount
+from worker.adapters.base import ApiCallError, ModelReply, TransientApiError
+from worker.admission import AdmissionController, Reservation
+from worker.prompt import ModelRequest
+from worker.tokens import TokenEstimator
+
+
+class JobCalls:
+    """``CallHooks`` for one try of one job. Calls within a try are sequential, so one reservation is open at most."""
+
+    def __init__(
+        self,
+        admission: AdmissionController,
+        estimator: TokenEstimator,
+        account: JobAccount,
+        *,
+        default_output_reserve: int,
+    ) -> None:
+        self._admission = admission
+        self._estimator = estimator
+        self._account = account
+        self._default_output_reserve = default_output_reserve
+        self._open: tuple[Reservation, ModelRequest, int] | None = None
+        self.admission_wait_s = 0.0
+
+    async def before_call(self, request: ModelRequest, *, first: bool) -> None:
+        estimate, raw = self._estimator.estimate(request)
+        output = request.max_output_tokens or self._default_output_reserve
+        reservation = await self._admission.acquire(request.model, estimate, output, may_defer=first)
+        self.admission_wait_s += reservation.waited_s
+        self._open = (reservation, request, raw)
+
+    async def after_call(self, reply: ModelReply | None, error: ApiCallError | None, *, repair: bool) -> None:
+        latency_ms = reply.latency_ms if reply is not None else (error.latency_ms if error is not None else 0)
+        await self._account.add_call(reply, latency_ms, repair)
+        if self._open is None:
+            return
+        reservation, request, raw = self._open
+        self._open = None
+        if reply is not None:
+            self._estimator.observe(request.model, raw, reply.usage.input_tokens)
+            await self._admission.settle(
+                reservation,
+                input_tokens=reply.usage.input_tokens,
+                output_tokens=reply.usage.output_tokens,
+                headers=reply.headers,
+            )
+        elif error is not None:
+            rate_limited = isinstance(error, TransientApiError) and error.rate_limited
+            await self._admission.settle(
+                reservation, rate_limited=rate_limited, retry_after_s=error.retry_after_s, headers=error.headers
+            )

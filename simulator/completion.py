@@ -81,6 +81,21 @@ def complete(request: ExtractionRequest, *, seed: int, cache: PromptCache, fault
     return Completion(text=text, refusal=refusal, truncated=truncated, reasoning=reasoning_model, usage=usage)
 
 
+def prompt_tokens(request: ExtractionRequest) -> int:
+    """Input tokens of a request (schema + messages with overhead), without touching the prompt cache."""
+    return count_tokens(request.schema_json()) + sum(message_tokens(m.text) for m in request.prompt_messages())
+
+
+def rate_limit_charge(request: ExtractionRequest, default_max_output_tokens: int) -> int:
+    """What a request costs against the tokens-per-minute limit, as OpenAI counts it up front.
+
+    Its input tokens plus the most it may generate: ``max_output_tokens`` /
+    ``max_completion_tokens`` / ``max_tokens`` when given, else ``default_max_output_tokens``.
+    """
+    limit = request.max_output_tokens
+    return prompt_tokens(request) + (default_max_output_tokens if limit is None else limit)
+
+
 def input_usage(request: ExtractionRequest, cache: PromptCache) -> tuple[int, int]:
     """``(input_tokens, cached_tokens)``: schema + messages with overhead; the cache sees the shared prefix.
 

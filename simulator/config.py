@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from simulator.faults import FaultRule
+from simulator.faults import FaultKind, FaultRule, check_rates
 
 
 @dataclass(slots=True)
 class SimulatorConfig:
-    """How the simulated API behaves. Defaults give an instant, fault-free, unauthenticated server.
+    """How the simulated API behaves. Defaults give an instant, fault-free, unlimited, unauthenticated server.
 
     ``seed`` feeds both output generation (together with the request content) and
     the latency jitter, so two runs with the same seed and inputs agree.
     ``require_api_key`` is kept out of ``repr`` so it never lands in logs.
+
+    Rate limits (0 = unlimited): ``rpm`` requests and ``tpm`` tokens per minute
+    per model, enforced by token buckets holding ``limit_window_s`` seconds'
+    worth (see :mod:`simulator.ratelimit`). A request's token charge is its
+    input tokens plus its max output tokens, ``default_max_output_tokens`` when
+    the request sets none.
+
+    Faults: ``faults`` are count-limited rules (checked first);
+    ``fault_rates`` maps kinds to probabilities, drawn reproducibly from
+    ``fault_seed``, at most ``max_faults_per_input`` times per input;
+    ``slow_response_ms`` is how long a ``slow_response`` fault takes.
+
+    ``clock`` is the monotonic clock of the rate limiter and the ledger's
+    timings (tests inject a fake one; latencies still sleep in real time).
     """
 
     latency_ms: float = 0.0
@@ -23,9 +39,27 @@ class SimulatorConfig:
     require_api_key: str | None = field(default=None, repr=False)
     faults: list[FaultRule] = field(default_factory=list)
     request_log_size: int = 1000
+    rpm: int = 0
+    tpm: int = 0
+    limit_window_s: float = 1.0
+    default_max_output_tokens: int = 1024
+    fault_rates: dict[FaultKind, float] = field(default_factory=dict)
+    fault_seed: int = 0
+    max_faults_per_input: int = 1
+    slow_response_ms: float = 30_000.0
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0 or self.latency_jitter_ms < 0 or self.ms_per_output_token < 0:
             raise ValueError("latencies must be >= 0")
         if self.request_log_size < 0:
             raise ValueError("request_log_size must be >= 0")
+        if self.rpm < 0 or self.tpm < 0:
+            raise ValueError("rpm and tpm must be >= 0 (0 = unlimited)")
+        if self.limit_window_s <= 0:
+            raise ValueError("limit_window_s must be > 0")
+        if self.default_max_output_tokens < 1:
+            raise ValueError("default_max_output_tokens must be >= 1")
+        if self.max_faults_per_input < 0 or self.slow_response_ms < 0:
+            raise ValueError("max_faults_per_input and slow_response_ms must be >= 0")
+        self.fault_rates = check_rates(self.fault_rates)

@@ -1,30 +1,41 @@
-"""Fault injection: rules that make chosen requests fail or misbehave, a bounded number of times.
+"""Fault injection: count-limited rules and seeded rates that make requests fail or misbehave.
 
 A rule ``{"match": "<substring>", "fault": "<kind>", "times": N}`` applies to
 requests whose input text contains ``match`` (``""`` matches everything) and
 fires at most ``times`` times in total (``null`` = unlimited). The first rule
-that matches and still has shots left wins; a request gets at most one fault.
+that matches and still has shots left wins.
 
-Faults come in two families, and new kinds slot into one of them:
+Rates (``{"http_500": 0.02, "dropped_connection": 0.01, ...}``) fault a random
+share of the requests the rules leave alone, reproducibly: the draw for the
+*n*-th request of an input is a hash of ``(seed, input key, n)`` (see
+:meth:`FaultBook.decide`), and an input is rate-faulted at most
+``max_per_input`` times, then always answered normally. The input key is the
+*document* identity (see :func:`simulator.request.ExtractionRequest.input_key`)
+so a repair call for the same document counts as the same input. A request
+gets at most one fault.
+
+Faults come in three families:
 
 * *HTTP faults* (:data:`HTTP_FAULTS`) answer with an error before any output is
   generated, so they are not billed.
 * *Output faults* (:data:`OUTPUT_FAULTS`) return a 200 with a broken output
   (schema violation, refusal, truncation), billed like the real API bills them.
-
-Whether a matching rule fires is decided in one place, :meth:`FaultBook._fires`,
-so a seeded probabilistic ``rate`` (or a dropped-connection / slow-response
-kind, handled by the route next to the HTTP faults) can be added without
-reshaping the rest.
+* *Connection faults* (:data:`CONNECTION_FAULTS`), handled by the route:
+  ``dropped_connection`` closes the connection without any response (unbilled);
+  ``slow_response`` answers normally, but only after ``slow_response_ms``
+  (billed even if the client has given up by then, as OpenAI does).
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from simulator.errors import ApiError
 
@@ -39,9 +50,22 @@ class FaultKind(StrEnum):
     HTTP_429 = "http_429"
     HTTP_500 = "http_500"
     HTTP_503 = "http_503"
+    DROPPED_CONNECTION = "dropped_connection"
+    SLOW_RESPONSE = "slow_response"
 
 
 OUTPUT_FAULTS = frozenset({FaultKind.INVALID_OUTPUT, FaultKind.REFUSAL, FaultKind.TRUNCATION})
+CONNECTION_FAULTS = frozenset({FaultKind.DROPPED_CONNECTION, FaultKind.SLOW_RESPONSE})
+RATE_FAULT_KINDS: tuple[FaultKind, ...] = (
+    FaultKind.HTTP_500,
+    FaultKind.HTTP_503,
+    FaultKind.DROPPED_CONNECTION,
+    FaultKind.SLOW_RESPONSE,
+    FaultKind.INVALID_OUTPUT,
+    FaultKind.TRUNCATION,
+    FaultKind.REFUSAL,
+)
+"""Kinds a seeded ``rate`` may inject, in the order their probabilities are stacked on ``[0, 1)``."""
 
 
 class FaultRule(BaseModel):
@@ -74,28 +98,146 @@ class _Armed:
         return None if self.rule.times is None else max(self.rule.times - self.fired, 0)
 
 
-class FaultBook:
-    """The live fault rules and how often each has fired (the only mutable fault state)."""
+RatesLike = Mapping[FaultKind, float] | Mapping[str, float]
+"""Fault rates keyed by kind (the enum or its name)."""
 
-    def __init__(self, rules: list[FaultRule] | None = None) -> None:
+
+def check_rates(rates: RatesLike) -> dict[FaultKind, float]:
+    """Validate fault rates (kinds of :data:`RATE_FAULT_KINDS`, each in [0, 1], summing to at most 1)."""
+    checked: dict[FaultKind, float] = {}
+    for name, rate in rates.items():
+        kind = FaultKind(name)
+        if kind not in RATE_FAULT_KINDS:
+            raise ValueError(f"{kind} cannot be given a rate (rate kinds: {', '.join(RATE_FAULT_KINDS)})")
+        if not 0.0 <= rate <= 1.0:  # also rejects NaN
+            raise ValueError(f"the rate of {kind} must be in [0, 1], got {rate}")
+        checked[kind] = float(rate)
+    if sum(checked.values()) > 1.0 + 1e-9:
+        raise ValueError("fault rates must add up to at most 1 (a request gets at most one fault)")
+    return checked
+
+
+def fault_uniform(seed: int, input_key: str, attempt: int, purpose: str = "fault") -> float:
+    """A uniform draw in [0, 1) fixed by (seed, purpose, input key, attempt number): same run, same draws."""
+    digest = hashlib.sha256(f"{seed}\x00{purpose}\x00{input_key}\x00{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+class FaultSettings(BaseModel):
+    """The object form of ``POST /_sim/faults``; every key is optional and only the given ones change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[FaultRule] | None = None
+    rates: dict[FaultKind, float] | None = None
+    seed: int | None = None
+    max_per_input: int | None = Field(default=None, ge=0)
+    slow_response_ms: float | None = Field(default=None, ge=0)
+
+    @field_validator("rates")
+    @classmethod
+    def _valid_rates(cls, rates: dict[FaultKind, float] | None) -> dict[FaultKind, float] | None:
+        return None if rates is None else check_rates(rates)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultDecision:
+    """The fault a request gets (None: answer normally) and which request of its input it is (0-based)."""
+
+    fault: FaultKind | None
+    attempt: int
+
+
+class FaultBook:
+    """The live fault rules and rates, and what has fired (the only mutable fault state).
+
+    Count-limited rules are checked first; if none fires, the seeded rates get
+    a say, unless the input has already been faulted ``max_per_input`` times.
+    The rate decision for the *n*-th request of an input is
+    ``fault_uniform(seed, input_key, n)`` against the stacked rates, so a run
+    is reproducible whatever order concurrent requests arrive in.
+    """
+
+    def __init__(
+        self,
+        rules: list[FaultRule] | None = None,
+        *,
+        rates: RatesLike | None = None,
+        seed: int = 0,
+        max_per_input: int = 1,
+        slow_response_ms: float = 30_000.0,
+    ) -> None:
         self._armed = [_Armed(rule) for rule in rules or []]
+        self.rates: dict[FaultKind, float] = {}
+        self._thresholds: list[tuple[float, FaultKind]] = []
+        self.set_rates(rates or {})
+        self.seed = seed
+        self.max_per_input = max_per_input
+        self.slow_response_ms = slow_response_ms
+        self._inputs: dict[str, list[int]] = {}  # input key -> [requests seen, rate faults injected]
+        self.rate_fired: Counter[FaultKind] = Counter()
 
     def replace(self, rules: list[FaultRule]) -> None:
         """Swap in a new rule list; counters start from zero."""
         self._armed = [_Armed(rule) for rule in rules]
 
+    def set_rates(self, rates: RatesLike) -> None:
+        self.rates = check_rates(rates)
+        cumulative = 0.0
+        self._thresholds = []
+        for kind in RATE_FAULT_KINDS:
+            rate = self.rates.get(kind, 0.0)
+            if rate > 0:
+                cumulative += rate
+                self._thresholds.append((cumulative, kind))
+
+    def configure(self, settings: FaultSettings) -> None:
+        """Apply the given settings (``POST /_sim/faults`` object form); per-input counts start afresh."""
+        if settings.rules is not None:
+            self.replace(settings.rules)
+        if settings.rates is not None:
+            self.set_rates(settings.rates)
+        if settings.seed is not None:
+            self.seed = settings.seed
+        if settings.max_per_input is not None:
+            self.max_per_input = settings.max_per_input
+        if settings.slow_response_ms is not None:
+            self.slow_response_ms = settings.slow_response_ms
+        self._inputs.clear()
+        self.rate_fired.clear()
+
     def reset_counters(self) -> None:
-        """Re-arm every rule (used by ``/_sim/reset``)."""
+        """Re-arm every rule and forget per-input counts (used by ``/_sim/reset``)."""
         for armed in self._armed:
             armed.fired = 0
+        self._inputs.clear()
+        self.rate_fired.clear()
 
     def take(self, input_text: str) -> FaultKind | None:
-        """The fault for a request with this input text, if any; consumes one shot of the rule that fires."""
+        """The rule-based fault for a request with this input text, if any; consumes one shot of the rule."""
         for armed in self._armed:
             if self._fires(armed, input_text):
                 armed.fired += 1
                 return armed.rule.fault
         return None
+
+    def decide(self, input_text: str, input_key: str) -> FaultDecision:
+        """The fault for an admitted request: a rule's first, else a seeded rate's (capped per input)."""
+        counts = self._inputs.get(input_key)
+        if counts is None:
+            counts = self._inputs[input_key] = [0, 0]
+        attempt = counts[0]
+        counts[0] += 1
+        fault = self.take(input_text)
+        if fault is None and self._thresholds and counts[1] < self.max_per_input:
+            draw = fault_uniform(self.seed, input_key, attempt)
+            for threshold, kind in self._thresholds:
+                if draw < threshold:
+                    fault = kind
+                    counts[1] += 1
+                    self.rate_fired[kind] += 1
+                    break
+        return FaultDecision(fault, attempt)
 
     @staticmethod
     def _fires(armed: _Armed, input_text: str) -> bool:
@@ -108,6 +250,18 @@ class FaultBook:
             {**armed.rule.model_dump(mode="json"), "fired": armed.fired, "remaining": armed.remaining}
             for armed in self._armed
         ]
+
+    def settings_snapshot(self) -> dict[str, Any]:
+        """Rules, rates and what the rates injected, for ``GET /_sim/faults?full=1`` and object-form POSTs."""
+        return {
+            "rules": self.snapshot(),
+            "rates": {str(kind): rate for kind, rate in self.rates.items()},
+            "seed": self.seed,
+            "max_per_input": self.max_per_input,
+            "slow_response_ms": self.slow_response_ms,
+            "rate_fired": {str(kind): count for kind, count in self.rate_fired.items()},
+            "faulted_inputs": sum(1 for _, faults in self._inputs.values() if faults),
+        }
 
 
 _SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"

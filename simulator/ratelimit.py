@@ -1,24 +1,103 @@
-"""The ``x-ratelimit-*`` headers every OpenAI response carries.
+"""Rate limits the way OpenAI enforces them: per-model request and token buckets, 429s, ``x-ratelimit-*`` headers.
 
-Clients (the SDK, our adaptive concurrency) read them, so they must be present
-and well-formed. For now the limits are static and generous; a token-bucket
-implementation can replace :class:`StaticRateLimits` behind the same
-:class:`RateLimits` protocol (and start answering 429s from the route).
+Every response carries the ``x-ratelimit-*`` headers clients (the SDK, adaptive
+concurrency) read. With no limit configured they are static and generous
+(:class:`StaticRateLimits`, never a 429). With ``rpm`` and/or ``tpm`` set,
+:class:`TokenBucketLimits` keeps two token buckets per model:
+
+* refill rate ``limit / 60`` per second; capacity ``limit / 60 * window_s``.
+  Providers enforce limits over sub-minute slices, so a fresh bucket admits
+  about a window's worth, not a whole minute's worth, at once;
+* a request is charged 1 request and ``input tokens + max output tokens``
+  tokens (:func:`simulator.completion.rate_limit_charge`), taken from both buckets or from neither;
+  admitted charges are never refunded;
+* a charge larger than a bucket's capacity (but within the per-minute limit)
+  is admitted only when that bucket is full and leaves it in debt, so the
+  long-run rate still holds; a token charge above the per-minute limit is
+  rejected outright (OpenAI's "Request too large");
+* ``x-ratelimit-remaining-*`` is the bucket level, floored: how many
+  requests / tokens could be admitted right now (not a per-minute figure);
+  ``x-ratelimit-reset-*`` is the time until the bucket is full again, in
+  OpenAI's Go-style durations (:func:`format_duration`).
+
+Time comes from an injectable monotonic clock, so the arithmetic is testable
+without sleeping.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from simulator.errors import ApiError
+
+Clock = Callable[[], float]
+LimitKind = Literal["requests", "tokens"]
+
+ORGANIZATION = "org-simulator"
+RATE_LIMITS_URL = "https://platform.openai.com/account/rate-limits"
+TIME_TOLERANCE_S = 1e-9
+"""A bucket this close (in refill time) to holding enough counts as holding enough (float rounding)."""
+_MS_TOLERANCE = 1e-7
+
+
+def ceil_ms(seconds: float) -> int:
+    """Whole milliseconds, rounded up (ignoring float noise below a nanosecond); never negative."""
+    return max(0, math.ceil(seconds * 1000 - _MS_TOLERANCE))
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as OpenAI's headers and messages print it (Go's ``time.Duration``), at millisecond precision.
+
+    Rounded up to the millisecond: ``0s``, ``20ms``, ``1s``, ``1.5s``, ``6m0s``, ``1h2m3s``, ``1h0m0.25s``.
+    """
+    ms = ceil_ms(seconds)
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, frac = divmod(rest, 1000)
+    secs = f"{whole}.{frac:03d}".rstrip("0") if frac else str(whole)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The outcome of :meth:`RateLimits.admit`: admitted or not, and the headers to answer with.
+
+    When rejected, ``error`` is the 429 to send (its own headers include the rate-limit ones),
+    ``limited_by`` says which bucket was short and ``retry_after_s`` how long until it holds enough
+    (``None`` when waiting cannot help: the request exceeds the per-minute limit).
+    """
+
+    admitted: bool
+    headers: dict[str, str]
+    error: ApiError | None = None
+    limited_by: LimitKind | None = None
+    retry_after_s: float | None = None
 
 
 class RateLimits(Protocol):
-    def headers(self) -> dict[str, str]:
-        """The ``x-ratelimit-*`` headers for the response being sent now."""
+    def headers(self, model: str | None = None) -> dict[str, str]:
+        """The ``x-ratelimit-*`` headers for a response sent now (for ``model``, if known), without charging."""
+        ...
+
+    def admit(self, model: str, tokens: int) -> Admission:
+        """Charge one request of ``tokens`` tokens to ``model``'s budget, or reject it (both buckets or neither)."""
         ...
 
 
 class StaticRateLimits:
-    """Fixed limits, always one request and one token short of full."""
+    """No limits: fixed, generous headers (always one request and one token short of full), never a 429."""
 
     def __init__(self, request_limit: int = 10_000, token_limit: int = 30_000_000) -> None:
         self._headers = {
@@ -30,5 +109,156 @@ class StaticRateLimits:
             "x-ratelimit-reset-tokens": "6ms",
         }
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, model: str | None = None) -> dict[str, str]:
         return dict(self._headers)
+
+    def admit(self, model: str, tokens: int) -> Admission:
+        return Admission(True, dict(self._headers))
+
+
+class TokenBucket:
+    """One bucket: ``limit`` per minute, refilled continuously, holding at most ``window_s`` worth."""
+
+    __slots__ = ("capacity", "level", "limit", "rate", "updated")
+
+    def __init__(self, limit: int, window_s: float, now: float) -> None:
+        if limit <= 0 or window_s <= 0:
+            raise ValueError("a bucket needs a positive limit and window")
+        self.limit = limit
+        self.rate = limit / 60.0
+        self.capacity = self.rate * window_s
+        self.level = self.capacity
+        self.updated = now
+
+    def refill(self, now: float) -> None:
+        if now > self.updated:
+            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def needed(self, amount: float) -> float:
+        """What the level must reach to admit ``amount`` (a charge above capacity waits for a full bucket)."""
+        return min(amount, self.capacity)
+
+    def holds(self, amount: float) -> bool:
+        return self.level + self.rate * TIME_TOLERANCE_S >= self.needed(amount)
+
+    def wait_s(self, amount: float) -> float:
+        """Seconds until the bucket holds enough for ``amount`` (0 if it already does)."""
+        if self.holds(amount):
+            return 0.0
+        return (self.needed(amount) - self.level) / self.rate
+
+    def take(self, amount: float) -> None:
+        self.level -= amount
+
+    def remaining(self) -> int:
+        """The level, floored at 0 and rounded down: what could be admitted right now."""
+        return max(0, math.floor(self.level + self.rate * TIME_TOLERANCE_S))
+
+    def until_full_s(self) -> float:
+        return max(0.0, self.capacity - self.level) / self.rate
+
+
+class _ModelBuckets:
+    __slots__ = ("requests", "tokens")
+
+    def __init__(self, requests: TokenBucket | None, tokens: TokenBucket | None) -> None:
+        self.requests = requests
+        self.tokens = tokens
+
+
+class TokenBucketLimits:
+    """Per-model request and token buckets (``rpm`` / ``tpm`` 0 = that dimension unlimited)."""
+
+    def __init__(self, rpm: int, tpm: int, window_s: float = 1.0, clock: Clock = time.monotonic) -> None:
+        if rpm < 0 or tpm < 0:
+            raise ValueError("rate limits must be >= 0")
+        if window_s <= 0:
+            raise ValueError("the limit window must be > 0")
+        self.rpm = rpm
+        self.tpm = tpm
+        self.window_s = window_s
+        self.clock = clock
+        self._static = StaticRateLimits()
+        self._models: dict[str, _ModelBuckets] = {}
+
+    def _new_buckets(self, now: float) -> _ModelBuckets:
+        return _ModelBuckets(
+            TokenBucket(self.rpm, self.window_s, now) if self.rpm else None,
+            TokenBucket(self.tpm, self.window_s, now) if self.tpm else None,
+        )
+
+    def _buckets(self, model: str, now: float) -> _ModelBuckets:
+        buckets = self._models.get(model)
+        if buckets is None:
+            buckets = self._models[model] = self._new_buckets(now)
+        else:
+            for bucket in (buckets.requests, buckets.tokens):
+                if bucket is not None:
+                    bucket.refill(now)
+        return buckets
+
+    def headers(self, model: str | None = None) -> dict[str, str]:
+        now = self.clock()
+        # A model never admitted has untouched (full) buckets; don't store any for it.
+        known = model is not None and model in self._models
+        return self._headers_for(self._buckets(model, now) if known and model is not None else self._new_buckets(now))
+
+    def _headers_for(self, buckets: _ModelBuckets) -> dict[str, str]:
+        headers = self._static.headers()
+        for name, bucket in (("requests", buckets.requests), ("tokens", buckets.tokens)):
+            if bucket is not None:
+                headers[f"x-ratelimit-limit-{name}"] = str(bucket.limit)
+                headers[f"x-ratelimit-remaining-{name}"] = str(bucket.remaining())
+                headers[f"x-ratelimit-reset-{name}"] = format_duration(bucket.until_full_s())
+        return headers
+
+    def admit(self, model: str, tokens: int) -> Admission:
+        now = self.clock()
+        buckets = self._buckets(model, now)
+        if buckets.tokens is not None and tokens > buckets.tokens.limit:
+            return self._too_large(model, buckets, tokens)
+        short: list[tuple[float, LimitKind, TokenBucket, int]] = []
+        if buckets.requests is not None and not buckets.requests.holds(1):
+            short.append((buckets.requests.wait_s(1), "requests", buckets.requests, 1))
+        if buckets.tokens is not None and not buckets.tokens.holds(tokens):
+            short.append((buckets.tokens.wait_s(tokens), "tokens", buckets.tokens, tokens))
+        if not short:
+            if buckets.requests is not None:
+                buckets.requests.take(1)
+            if buckets.tokens is not None:
+                buckets.tokens.take(tokens)
+            return Admission(True, self._headers_for(buckets))
+        # The bucket that keeps the request waiting longest is the one reported (requests on a tie).
+        wait_s, kind, bucket, requested = max(short, key=lambda entry: entry[0])
+        headers = self._headers_for(buckets)
+        wait_ms = ceil_ms(wait_s)
+        headers["retry-after-ms"] = str(wait_ms)
+        headers["retry-after"] = str(max(1, math.ceil(wait_ms / 1000)))
+        label = "requests per min (RPM)" if kind == "requests" else "tokens per min (TPM)"
+        used = bucket.limit - bucket.remaining()
+        message = (
+            f"Rate limit reached for {model} in organization {ORGANIZATION} on {label}: Limit {bucket.limit}, "
+            f"Used {used}, Requested {requested}. Please try again in {format_duration(wait_s)}. "
+            f"Visit {RATE_LIMITS_URL} to learn more."
+        )
+        error = ApiError(429, message, error_type=kind, code="rate_limit_exceeded", headers=headers)
+        return Admission(False, headers, error=error, limited_by=kind, retry_after_s=wait_s)
+
+    def _too_large(self, model: str, buckets: _ModelBuckets, tokens: int) -> Admission:
+        assert buckets.tokens is not None
+        headers = self._headers_for(buckets)
+        message = (
+            f"Request too large for {model} in organization {ORGANIZATION} on tokens per min (TPM): "
+            f"Limit {buckets.tokens.limit}, Requested {tokens}. The input or output tokens must be reduced in order "
+            f"to run successfully. Visit {RATE_LIMITS_URL} to learn more."
+        )
+        error = ApiError(429, message, error_type="tokens", code="rate_limit_exceeded", headers=headers)
+        return Admission(False, headers, error=error, limited_by="tokens")
+
+
+def rate_limits_for(rpm: int, tpm: int, window_s: float, clock: Clock) -> RateLimits:
+    """Static headers when neither limit is set, token buckets otherwise."""
+    if rpm == 0 and tpm == 0:
+        return StaticRateLimits()
+    return TokenBucketLimits(rpm, tpm, window_s, clock)

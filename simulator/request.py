@@ -65,6 +65,19 @@ class ExtractionRequest:
         user = [message.text for message in self.messages if message.role == "user"]
         return "\n".join(user) if user else self.input_text()
 
+    def input_key(self) -> str:
+        """The document identity, for per-input fault caps and ``ok_per_input``: sha256 of model + document.
+
+        The document is the *first* user message: a repair call re-sends the
+        conversation with the model's answer and a new user turn (the
+        validation feedback) appended, so the first user message is what stays
+        the same across a document's calls. Without any user message, all
+        input text counts.
+        """
+        document = next((message.text for message in self.messages if message.role == "user"), None)
+        material = f"{self.model}\x00{self.input_text() if document is None else document}"
+        return hashlib.sha256(material.encode()).hexdigest()
+
     def schema_json(self) -> str:
         """The schema in canonical JSON (sorted keys), for hashing and token counting."""
         return orjson.dumps(self.schema, option=orjson.OPT_SORT_KEYS).decode()

@@ -24,7 +24,10 @@ def public_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 class RequestLog:
-    """The last ``size`` requests as ``{"endpoint", "status", "body", "headers"}`` entries, oldest first."""
+    """The last ``size`` requests as ``{"endpoint", "status", "body", "headers"}`` entries, oldest first.
+
+    ``status`` is the HTTP status sent, or ``"dropped"`` for a connection closed without a response.
+    """
 
     def __init__(self, size: int = 1000) -> None:
         self._entries: deque[dict[str, Any]] = deque(maxlen=size)
@@ -32,7 +35,7 @@ class RequestLog:
     def clear(self) -> None:
         self._entries.clear()
 
-    def append(self, endpoint: str, status: int, body: object, headers: Mapping[str, str]) -> None:
+    def append(self, endpoint: str, status: int | str, body: object, headers: Mapping[str, str]) -> None:
         self._entries.append({"endpoint": endpoint, "status": status, "body": body, "headers": public_headers(headers)})
 
     def snapshot(self) -> list[dict[str, Any]]:

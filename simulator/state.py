@@ -6,16 +6,16 @@ import random
 from dataclasses import dataclass
 
 from simulator.config import SimulatorConfig
-from simulator.faults import FaultBook
+from simulator.faults import FaultBook, fault_uniform
 from simulator.ledger import Ledger
 from simulator.prompt_cache import PromptCache
-from simulator.ratelimit import RateLimits, StaticRateLimits
+from simulator.ratelimit import RateLimits, rate_limits_for
 from simulator.request_log import RequestLog
 
 
 @dataclass(slots=True)
 class SimulatorState:
-    """Config plus ledger, request log, fault counters, prompt cache, rate limits and the latency RNG."""
+    """Config plus ledger, request log, faults, prompt cache, rate limits and the latency RNG."""
 
     config: SimulatorConfig
     ledger: Ledger
@@ -29,25 +29,44 @@ class SimulatorState:
     def from_config(cls, config: SimulatorConfig) -> SimulatorState:
         return cls(
             config=config,
-            ledger=Ledger(),
+            ledger=Ledger(config.clock, rpm_limit=config.rpm, tpm_limit=config.tpm),
             requests=RequestLog(config.request_log_size),
-            faults=FaultBook(list(config.faults)),
+            faults=FaultBook(
+                list(config.faults),
+                rates=config.fault_rates,
+                seed=config.fault_seed,
+                max_per_input=config.max_faults_per_input,
+                slow_response_ms=config.slow_response_ms,
+            ),
             prompt_cache=PromptCache(),
-            rate_limits=StaticRateLimits(),
+            rate_limits=rate_limits_for(config.rpm, config.tpm, config.limit_window_s, config.clock),
             rng=random.Random(config.seed),
         )
 
     def reset(self) -> None:
-        """Forget everything that happened (rules stay, their counters restart); ``POST /_sim/reset``."""
+        """Forget everything that happened (rules and rates stay, their counters restart); ``POST /_sim/reset``.
+
+        Rate-limit buckets are not refilled: like OpenAI's, they only refill with time.
+        """
         self.ledger.reset()
         self.requests.clear()
         self.faults.reset_counters()
         self.prompt_cache.clear()
 
-    def base_delay_s(self) -> float:
-        """Seconds to wait before answering any API request: ``latency_ms`` +- uniform jitter."""
+    def base_delay_s(self, input_key: str | None = None, attempt: int = 0) -> float:
+        """Seconds to wait before answering an admitted request: ``latency_ms`` +- uniform jitter.
+
+        The jitter is drawn from ``(seed, input key, attempt)`` when the input is
+        known, so it is reproducible whatever order concurrent requests arrive in;
+        otherwise from the seeded ``rng``.
+        """
         jitter = self.config.latency_jitter_ms
-        delay_ms = self.config.latency_ms + (self.rng.uniform(-jitter, jitter) if jitter else 0.0)
+        delay_ms = self.config.latency_ms
+        if jitter:
+            if input_key is None:
+                delay_ms += self.rng.uniform(-jitter, jitter)
+            else:
+                delay_ms += (2 * fault_uniform(self.config.seed, input_key, attempt, "latency") - 1) * jitter
         return max(delay_ms, 0.0) / 1000
 
     def output_delay_s(self, output_tokens: int) -> float:

@@ -716,6 +716,21 @@ async def test_requests_log_is_bounded_and_reset_clears_everything(http: aiohttp
                     ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens"), 0
                 ),
                 "per_input": {},
+                "ok_per_input": {},
+                "abandoned": 0,
+                "rate_limit": {
+                    "rpm_limit": 0,
+                    "tpm_limit": 0,
+                    "admitted_requests": 0,
+                    "admitted_tokens": 0,
+                    "rejected_429": {"requests": 0, "tokens": 0},
+                },
+                "achieved": {
+                    "window_s": 0.0,
+                    "requests_per_minute": None,
+                    "tokens_per_minute": None,
+                    "billed_tokens_per_minute": None,
+                },
             }
             assert await get_json(http, f"{sim.url}/_sim/requests") == []
             assert (await get_json(http, f"{sim.url}/_sim/faults"))[0]["remaining"] == 1  # re-armed

@@ -26,6 +26,8 @@ def main() -> None:
 
 @main.command()
 @click.option("--concurrency", type=int, help="Jobs run at once by this process [env EXTRACT_CONCURRENCY].")
+@click.option("--rpm", type=int, help="Requests per minute of the API key, all models [env EXTRACT_RPM].")
+@click.option("--tpm", type=int, help="Tokens per minute of the API key, all models [env EXTRACT_TPM].")
 @click.option("--max-tries", type=int, help="Tries per job for transient failures [env EXTRACT_MAX_TRIES].")
 @click.option("--burst/--no-burst", default=None, help="Exit once the queue is empty [env EXTRACT_BURST].")
 @click.option(

@@ -64,9 +64,20 @@ async def redis(flushed_redis: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+INVOICE_TEXTS = (
+    "Invoice INV-001 from ACME Corp, dated 2026-03-01. 3 x Widget at 10.00 = 30.00. Total due 30.00 USD.",
+    "Invoice 7781 by Globex. Consulting, 2 hours at 150 EUR. Subtotal 300, VAT 57, total 357 EUR.",
+    "Rechnung 2026-17 von Initech GmbH: 1 Lizenz 499,00 EUR. Gesamtbetrag 499,00 EUR.",
+    "Bill from Umbrella Ltd, no. U-55, 10 boxes of gloves, 4.50 each, total 45.00 GBP, due 2026-04-30.",
+    "Stark Industries invoice SI-9 for one arc reactor service visit, 1200 USD, payable in 30 days.",
+)
+
+
 @pytest.fixture
-def sim_config() -> SimulatorConfig:
-    return SimulatorConfig(require_api_key=API_KEY)
+def sim_config(request: pytest.FixtureRequest) -> SimulatorConfig:
+    """The simulator's configuration; override per test with ``@pytest.mark.parametrize(..., indirect=True)``."""
+    config: SimulatorConfig = getattr(request, "param", SimulatorConfig(require_api_key=API_KEY))
+    return config
 
 
 @pytest.fixture

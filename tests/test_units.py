@@ -53,8 +53,10 @@ def test_backoff_is_full_jitter_under_the_cap(attempt: int, seed: int) -> None:
     assert 0 <= delay <= min(20, 0.5 * 2 ** (attempt - 1))
 
 
-def test_retry_after_wins_but_is_capped() -> None:
-    assert backoff_delay(1, base_s=1, cap_s=60, retry_after_s=7.5) == 7.5
+def test_retry_after_wins_with_a_little_jitter_but_is_capped() -> None:
+    delays = [backoff_delay(1, base_s=1, cap_s=60, retry_after_s=7.5, rng=random.Random(n)) for n in range(50)]
+    assert all(7.5 <= d <= 7.5 * 1.1 + 0.05 for d in delays)
+    assert len(set(delays)) > 1
     assert backoff_delay(1, base_s=1, cap_s=60, retry_after_s=600) == 60
 
 
@@ -134,3 +136,20 @@ def test_reader_reports_every_error_with_its_line() -> None:
         "line 4: expected a JSON object, got int",
     ]
     assert [line.line for line in parsed.lines] == [1]
+
+
+def test_token_estimates_start_conservative_and_learn_from_real_usage() -> None:
+    from worker.tokens import INITIAL_RATIO, TokenEstimator, raw_estimate
+
+    request = first_request(_spec(), "Invoice 7 from ACME, 3 widgets, total 30 USD.", store=False)
+    raw = raw_estimate(request)
+    estimator = TokenEstimator()
+    first, reported_raw = estimator.estimate(request)
+    assert reported_raw == raw
+    assert first >= raw * INITIAL_RATIO  # before any reply: on the safe side
+    for _ in range(30):
+        estimator.observe(request.model, raw, int(raw * 1.1))  # the provider counts 10 % more
+    calibrated, _ = estimator.estimate(request)
+    assert calibrated == pytest.approx(raw * 1.1, rel=0.02)
+    estimator.observe(request.model, raw, 10**9)  # absurd observations are clamped, not trusted
+    assert estimator.ratios[request.model] <= 3.0

@@ -240,7 +240,7 @@ class AdmissionController:
             if reservation is not None:
                 return dataclasses.replace(reservation, waited_s=loop.time() - started)
             # Jitter spreads the wake-ups of jobs that were told the same wait.
-            wait_s += random.uniform(0.0, 0.1 * wait_s + 0.005)  # noqa: S311 - scheduling jitter, not security
+            wait_s += random.uniform(0.0, 0.1 * wait_s + 0.005)  # noqa: S311 - scheduling jitter
             if may_defer and wait_s > self._settings.admission_max_sleep_s:
                 raise AdmissionDeferredError(wait_s)
             if deadline_s is not None and loop.time() + wait_s > started + deadline_s:

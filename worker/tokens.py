@@ -22,6 +22,8 @@ PER_MESSAGE_OVERHEAD = 4
 RATIO_BOUNDS = (0.5, 3.0)
 RATIO_WEIGHT = 0.2
 """Weight of the newest observation in the running ratio (an exponentially weighted mean)."""
+INITIAL_RATIO = 1.25
+"""Until a model's first reply calibrates it, over-estimate: the first burst is where an under-estimate costs 429s."""
 
 
 @lru_cache(maxsize=1)
@@ -58,7 +60,7 @@ class TokenEstimator:
     def estimate(self, request: ModelRequest) -> tuple[int, int]:
         """(calibrated estimate to reserve, raw estimate to calibrate against later)."""
         raw = raw_estimate(request)
-        ratio = self.ratios.get(request.model, 1.0)
+        ratio = self.ratios.get(request.model, INITIAL_RATIO)
         return math.ceil(raw * ratio), raw
 
     def observe(self, model: str, raw_estimate: int, actual_input_tokens: int) -> None:

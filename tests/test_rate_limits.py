@@ -1,0 +1,161 @@
+"""The worker against a provider that enforces limits and fails: admission, retries, outages and fault mixes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from schemas.results import ErrorType, Status
+from simulator import FaultKind, SimulatorConfig, running_simulator
+from tests.conftest import API_KEY, INVOICE_TEXTS
+from tests.helpers import results_by_id, sim_get, sim_post, total_usage
+
+
+def _docs(count: int) -> dict[str, str]:
+    return {f"doc-{n:03d}": INVOICE_TEXTS[n % len(INVOICE_TEXTS)] + f" Reference R-{n}." for n in range(count)}
+
+
+@pytest.mark.parametrize(
+    "sim_config",
+    [SimulatorConfig(require_api_key=API_KEY, rpm=600, tpm=300_000, latency_ms=50, latency_jitter_ms=25)],
+    indirect=True,
+)
+async def test_admission_keeps_a_limited_provider_free_of_429s(sim, redis, keys, submit_batch, run_worker) -> None:
+    """40 lines through a 10 requests/s, 5,000 tokens/s provider: all succeed and the provider never says 429."""
+    docs = _docs(40)
+    await submit_batch(docs, max_output_tokens=200)
+    await run_worker(rpm=600, tpm=300_000, concurrency=16)
+
+    results = await results_by_id(redis, keys, "b1")
+    assert len(results) == len(docs)
+    assert all(r.status is Status.SUCCEEDED for r in results.values())
+    ledger = await sim_get(sim, "/_sim/ledger")
+    assert ledger["requests"]["by_status"].get("429", 0) == 0
+    assert ledger["requests"]["by_status"]["200"] == len(docs)
+
+
+@pytest.mark.parametrize(
+    "sim_config",
+    [SimulatorConfig(require_api_key=API_KEY, rpm=600, tpm=300_000, latency_ms=20)],
+    indirect=True,
+)
+async def test_without_admission_the_same_provider_answers_429s_that_are_retried(
+    sim, redis, keys, submit_batch, run_worker
+) -> None:
+    """The control experiment: no limits configured, so the provider pushes back; retries still finish every line."""
+    docs = _docs(40)
+    await submit_batch(docs, max_output_tokens=200)
+    await run_worker(concurrency=16, max_tries=100)
+
+    results = await results_by_id(redis, keys, "b1")
+    assert [r.error for r in results.values() if r.status is not Status.SUCCEEDED] == []
+    ledger = await sim_get(sim, "/_sim/ledger")
+    assert ledger["requests"]["by_status"]["429"] > 0
+    assert total_usage(list(results.values())).model_dump() == ledger["billed"]  # 429s are not billed
+
+
+async def test_client_errors_are_not_retried(sim, redis, keys, submit_batch, run_worker) -> None:
+    await sim_post(sim, "/_sim/faults", [{"match": "Initech", "fault": "http_400", "times": 5}])
+    await submit_batch({"bad": INVOICE_TEXTS[2]})
+    await run_worker()
+    record = (await results_by_id(redis, keys, "b1"))["bad"]
+    assert record.status is Status.FAILED
+    assert record.error is not None
+    assert record.error.type is ErrorType.INVALID_REQUEST
+    assert record.error.status_code == 400
+    assert record.attempts == 1
+    assert (await sim_get(sim, "/_sim/ledger"))["requests"]["total"] == 1
+
+
+async def test_insufficient_quota_is_a_stop_not_a_rate_limit(sim, redis, keys, submit_batch, run_worker) -> None:
+    """A 429 whose code is insufficient_quota ends the line at once as budget_exceeded."""
+    import httpx2
+    import openai
+
+    from worker.adapters.base import map_sdk_error  # the mapping is the unit under test; the simulator has no quota
+
+    request = httpx2.Request("POST", "http://x/v1/responses")
+    body = {
+        "error": {
+            "message": "You exceeded your current quota",
+            "type": "insufficient_quota",
+            "code": "insufficient_quota",
+            "param": None,
+        }
+    }
+    response = httpx2.Response(429, json=body, request=request, headers={"retry-after": "1"})
+    error = map_sdk_error(openai.RateLimitError("quota", response=response, body=body), secrets=(), latency_ms=1)
+    assert error.error_type is ErrorType.BUDGET_EXCEEDED
+    assert type(error).__name__ == "PermanentApiError"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_an_outage_of_a_few_seconds_ends_with_every_job_succeeded(
+    redis, keys, settings, submit_batch, run_worker
+) -> None:
+    """The provider is unreachable for ~3 s (connection refused), then back: no line fails."""
+    port = _free_port()
+    docs = _docs(12)
+    await submit_batch(docs)
+    worker = asyncio.create_task(
+        run_worker(openai_base_url=f"http://127.0.0.1:{port}/v1", backoff_base_s=0.25, backoff_cap_s=1.0)
+    )
+    await asyncio.sleep(3.0)  # outage: nothing listens on the port
+    assert not worker.done()
+    async with running_simulator(SimulatorConfig(require_api_key=API_KEY), port=port) as sim:
+        await asyncio.wait_for(worker, timeout=60)
+        ledger = await sim_get(sim, "/_sim/ledger")
+    results = await results_by_id(redis, keys, "b1")
+    assert len(results) == len(docs)
+    assert all(r.status is Status.SUCCEEDED for r in results.values())
+    assert max(r.attempts for r in results.values()) > 1  # they did fail during the outage
+    assert ledger["requests"]["by_status"]["200"] == len(docs)
+
+
+@pytest.mark.parametrize(
+    "sim_config",
+    [
+        SimulatorConfig(
+            require_api_key=API_KEY,
+            fault_rates={
+                FaultKind.HTTP_500: 0.02,
+                FaultKind.HTTP_503: 0.02,
+                FaultKind.DROPPED_CONNECTION: 0.02,
+                FaultKind.INVALID_OUTPUT: 0.02,
+                FaultKind.TRUNCATION: 0.02,
+            },
+            fault_seed=7,
+            max_faults_per_input=1,
+        )
+    ],
+    indirect=True,
+)
+async def test_a_fault_mix_ends_with_exactly_one_final_result_per_line(
+    sim, redis, keys, submit_batch, run_worker
+) -> None:
+    """2 % each of 500, 503, dropped connection, invalid output and truncation over 200 lines."""
+    docs = _docs(200)
+    await submit_batch(docs)
+    await run_worker(concurrency=32)
+
+    assert await redis.xlen(keys.results("b1")) == len(docs)  # one entry per line, no duplicates
+    results = await results_by_id(redis, keys, "b1")
+    assert set(results) == set(docs)
+    faults = await sim_get(sim, "/_sim/faults?full=1")
+    fired = faults["rate_fired"]
+    assert sum(fired.values()) > 0
+    failed = [r for r in results.values() if r.status is Status.FAILED]
+    # Only truncation is final (raising max output tokens is the user's call); everything else recovered.
+    assert all(r.error is not None and r.error.type is ErrorType.TRUNCATED for r in failed)
+    assert len(failed) == fired.get("truncation", 0)
+    assert sum(r.repairs for r in results.values()) == fired.get("invalid_output", 0)
+    ledger = await sim_get(sim, "/_sim/ledger")
+    assert total_usage(list(results.values())).model_dump() == ledger["billed"]

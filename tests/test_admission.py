@@ -15,9 +15,23 @@ from redis.asyncio import Redis
 from schemas.keys import Keys
 from schemas.settings import RateLimit, Settings
 from tests.conftest import REPO
-from worker.admission import MIN_FILL, SLOW_FACTOR, AdmissionController, AdmissionDeferredError, scope_id
+from worker import admission
+from worker.admission import (
+    MIN_FILL,
+    RECOVERY_PER_S,
+    SLOW_FACTOR,
+    AdmissionController,
+    AdmissionDeferredError,
+    scope_id,
+)
 
 KEYS = Keys("adm:")
+
+
+@pytest.fixture(autouse=True)
+def exact_capacity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The arithmetic below uses whole-window capacities; BURST_FRACTION has its own test."""
+    monkeypatch.setattr(admission, "BURST_FRACTION", 1.0)
 
 
 class FakeClock:
@@ -186,7 +200,7 @@ async def test_fill_rate_slows_after_429s_and_recovers(flushed_redis: str) -> No
     assert (await controller.levels("m"))["fill"] == pytest.approx(MIN_FILL)
     clock.now_ms += 10_000
     await controller.try_acquire("m", 1, 0)
-    assert (await controller.levels("m"))["fill"] == pytest.approx(MIN_FILL + 0.2)
+    assert (await controller.levels("m"))["fill"] == pytest.approx(MIN_FILL + 10 * RECOVERY_PER_S)
     clock.now_ms += 60_000
     await controller.try_acquire("m", 1, 0)
     assert (await controller.levels("m"))["fill"] == pytest.approx(1.0)
@@ -229,6 +243,16 @@ def test_several_processes_sharing_a_scope_stay_within_the_limit(flushed_redis: 
     span_s = (max(t for t, _ in events) - min(t for t, _ in events)) / 1000
     achieved = sum(n for _, n in events) / span_s
     assert achieved >= 0.9 * tpm * headroom / 60  # and the shared limit was actually used
+
+
+async def test_our_burst_is_a_fraction_of_the_providers(redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bursts may arrive compressed at the provider, so our buckets hold less than one window of the limit."""
+    monkeypatch.undo()
+    scope = AdmissionController(redis, KEYS, _settings(rpm=6_000, tpm=2_000_000), "k").scope("m")
+    assert scope.token_capacity == pytest.approx(2_000_000 / 60 * admission.BURST_FRACTION)
+    assert scope.request_capacity == pytest.approx(100 * admission.BURST_FRACTION)
+    assert admission.BURST_FRACTION < 1
+    assert scope.token_rate_per_ms == pytest.approx(2_000_000 / 60_000)  # the rate is the limit (headroom 1 here)
 
 
 def test_the_scope_names_the_key_by_hash_only() -> None:

@@ -5,8 +5,8 @@ Algorithm
 A *scope* is one provider limit: the hash of the API key plus the model (OpenAI limits are per organisation and
 model, and every process using the key shares them). Its Redis hash ``{p}rl:{scope}`` holds two token buckets:
 
-- requests: refills at ``rpm/60`` per second, capacity ``rpm/60 * limit_window_s``;
-- tokens: refills at ``tpm/60`` per second, capacity ``tpm/60 * limit_window_s``.
+- requests: refills at ``rpm/60`` per second, capacity ``rpm/60 * limit_window_s * BURST_FRACTION``;
+- tokens: refills at ``tpm/60`` per second, capacity ``tpm/60 * limit_window_s * BURST_FRACTION``.
 
 Capacity is seconds of the limit, not a minute: providers enforce limits over sub-minute slices, so a full minute's
 burst would be rejected. Both rates are scaled by ``limit_headroom`` (0.98 by default). Time is Redis server time
@@ -47,11 +47,16 @@ from schemas.keys import Keys
 from schemas.redis_typing import awaited
 from schemas.settings import Settings
 
-SLOW_FACTOR = 0.7
+SLOW_FACTOR = 0.8
 """After a 429 the fill rate is multiplied by this (never below MIN_FILL)."""
 MIN_FILL = 0.25
-RECOVERY_PER_S = 0.02
-"""Fill factor regained per second after a slow-down: from 0.7 back to 1.0 in 15 s."""
+RECOVERY_PER_S = 0.05
+"""Fill factor regained per second after a slow-down: from 0.8 back to 1.0 in 4 s, from the floor in 15 s."""
+BURST_FRACTION = 0.9
+"""Our buckets hold this fraction of the provider's burst. Requests admitted here reach the provider a few
+milliseconds later and not in the same order or spacing (scheduling on busy hosts), so a burst that fits our
+bucket can arrive compressed; the missing tenth absorbs about 100 ms of such compression. Steady-state
+throughput is set by the refill rate, so this costs nothing once the first burst is spent."""
 DEFAULT_COOLDOWN_S = 1.0
 RESERVATION_TTL_MS = 30 * 60 * 1000
 BUCKET_IDLE_TTL_MS = 60 * 60 * 1000
@@ -205,9 +210,9 @@ class AdmissionController:
             scope = Scope(
                 key=self._keys.rate_limit(scope_id(self._api_key, model)),
                 request_rate_per_ms=r_rate,
-                request_capacity=max(r_rate * window_s * 1000, 1.0) if r_rate else 0.0,
+                request_capacity=max(r_rate * window_s * 1000 * BURST_FRACTION, 1.0) if r_rate else 0.0,
                 token_rate_per_ms=t_rate,
-                token_capacity=t_rate * window_s * 1000,
+                token_capacity=t_rate * window_s * 1000 * BURST_FRACTION,
             )
             self._scopes[model] = scope
         return scope

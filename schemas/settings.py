@@ -89,12 +89,10 @@ class Settings(BaseSettings):
     connect_timeout_s: float = Field(default=10.0, gt=0)
     job_timeout_s: float = Field(default=300.0, gt=0)
     """Upper bound on one job run (all calls and repairs of one try)."""
-    max_tries: int = Field(default=25, ge=1)
-    """Tries per job for transient failures (429, 5xx, timeouts, connection errors); a crash-loop guard.
-
-    With the default backoff, 25 tries span about ten minutes, so ``retry_horizon_s`` is what normally ends retrying.
-    Admission waits do not count as tries.
-    """
+    max_tries: int = Field(default=100, ge=1)
+    """Failed tries per line for transient errors (5xx, 408, 409, timeouts, connection errors): a guard against a
+    line that fails fast forever. With the default backoff, ``retry_horizon_s`` ends retrying long before this.
+    Admission waits and 429s do not count (the retry horizon bounds 429s)."""
     retry_horizon_s: float = Field(default=600.0, gt=0)
     """A line fails as ``retries_exhausted`` only once its transient errors have lasted this long: a provider outage
     shorter than this never fails a job."""

@@ -47,13 +47,23 @@ async def test_without_admission_the_same_provider_answers_429s_that_are_retried
     """The control experiment: no limits configured, so the provider pushes back; retries still finish every line."""
     docs = _docs(40)
     await submit_batch(docs, max_output_tokens=200)
-    await run_worker(concurrency=16, max_tries=100)
+    await run_worker(concurrency=16)
 
     results = await results_by_id(redis, keys, "b1")
     assert [r.error for r in results.values() if r.status is not Status.SUCCEEDED] == []
     ledger = await sim_get(sim, "/_sim/ledger")
     assert ledger["requests"]["by_status"]["429"] > 0
     assert total_usage(list(results.values())).model_dump() == ledger["billed"]  # 429s are not billed
+
+
+async def test_429s_do_not_use_up_the_error_budget(sim, redis, keys, submit_batch, run_worker) -> None:
+    """Five 429s in a row on a line whose error budget is one try: the provider pacing us is not the job failing."""
+    await sim_post(sim, "/_sim/faults", [{"match": "Globex", "fault": "http_429", "times": 5}])
+    await submit_batch({"paced": INVOICE_TEXTS[1]})
+    await run_worker(max_tries=1)
+    record = (await results_by_id(redis, keys, "b1"))["paced"]
+    assert record.status is Status.SUCCEEDED
+    assert record.attempts == 6
 
 
 async def test_client_errors_are_not_retried(sim, redis, keys, submit_batch, run_worker) -> None:

@@ -49,10 +49,13 @@ class JobAccount:
         pipe.expire(self._key, ACCOUNT_TTL_S)
         await pipe.execute()
 
-    async def note_transient_error(self, now_ms: int) -> tuple[int, int]:
-        """Count a try that ended in a transient error. Returns (errors so far, time of the first one in ms)."""
+    async def note_transient_error(self, now_ms: int, *, count: bool = True) -> tuple[int, int]:
+        """Note a try that ended in a transient error (``count``: against the error budget).
+
+        Returns (errors counted so far, time of the first transient error in ms).
+        """
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hincrby(self._key, "errors", 1)
+        pipe.hincrby(self._key, "errors", 1 if count else 0)
         pipe.hsetnx(self._key, "first_error_ms", str(now_ms))
         pipe.hget(self._key, "first_error_ms")
         pipe.expire(self._key, ACCOUNT_TTL_S)

@@ -92,14 +92,17 @@ async def _transient(
     """Retry later (raises ``arq.Retry``), or give up once the error budget or the retry horizon is spent."""
     settings = state.settings
     now_ms = int(time.time() * 1000)
-    errors, first_error_ms = await account.note_transient_error(now_ms)
+    # A 429 is the provider pacing us, not the job failing: it does not count against max_tries (admission and the
+    # shared cool-down handle it); the retry horizon still bounds it.
+    rate_limited = isinstance(exc, TransientApiError) and exc.rate_limited
+    errors, first_error_ms = await account.note_transient_error(now_ms, count=not rate_limited)
     horizon_spent = now_ms - first_error_ms >= settings.retry_horizon_s * 1000
     if isinstance(exc, TimeoutError):
         reason, retry_after, status = f"the try ran past its {settings.job_timeout_s:g}s limit", None, None
     else:
         reason, retry_after, status = exc.message, exc.retry_after_s, exc.status_code
     if errors < settings.max_tries and not horizon_spent and job_try < arq_max_tries(settings):
-        raise _retry(state, job, errors, reason, retry_after)
+        raise _retry(state, job, max(errors, 1), reason, retry_after)
     timed_out = isinstance(exc, TimeoutError) or (
         isinstance(exc, TransientApiError) and exc.error_type is ErrorType.TIMEOUT
     )

@@ -53,7 +53,7 @@ async def ours(redis: Redis, keys: Keys, path: Path, batch_id: str) -> tuple[int
     with path.open("rb") as handle:
         parsed = parse_lines(handle)
     spec = _spec(batch_id)
-    count = await submit(redis, keys, spec, parsed.lines)
+    count = (await submit(redis, keys, spec, parsed.lines)).enqueued
     return count, time.perf_counter() - started
 
 

@@ -20,7 +20,7 @@ from producer.collect import OutputFormat, collect, follow
 from producer.progress import WaitTimeoutError, wait_for_batch
 from producer.readers import ParsedInput, parse_lines
 from producer.status import BatchNotFoundError, BatchStatus, read_status
-from producer.submit import BatchExistsError, SubmitOptions, build_spec, submit
+from producer.submit import BatchExistsError, SubmitOptions, SubmitResult, build_spec, submit
 from schemas.jobs import DEFAULT_INSTRUCTIONS, GenerationParams
 from schemas.keys import Keys
 from schemas.registry import resolve_schema
@@ -84,6 +84,12 @@ _SUBMIT_OPTIONS = [
         help="Recorded with the batch; not enforced yet [env EXTRACT_BUDGET_TOKENS].",
     ),
     click.option(
+        "--no-cache",
+        is_flag=True,
+        default=None,
+        help="Neither reuse nor store cached answers for this batch [env EXTRACT_NO_CACHE].",
+    ),
+    click.option(
         "--skip-invalid",
         is_flag=True,
         default=None,
@@ -142,18 +148,26 @@ def _do_submit(settings: Settings, path: Path, batch_id: str | None) -> str:
             instructions=instructions,
             params=GenerationParams(max_output_tokens=settings.max_output_tokens, temperature=settings.temperature),
             budget_tokens=settings.budget_tokens,
+            use_cache=not settings.no_cache,
         )
     )
 
-    async def body(redis: Redis, keys: Keys) -> int:
+    async def body(redis: Redis, keys: Keys) -> SubmitResult:
         return await submit(redis, keys, spec, parsed.lines, chunk_size=settings.submit_chunk_size)
 
     try:
-        count = _with_redis(settings, body)
+        result = _with_redis(settings, body)
     except BatchExistsError as exc:
         raise click.ClickException(str(exc)) from exc
     fmt = " (OpenAI batch input format)" if parsed.format == "openai-batch" else ""
-    err.print(f"submitted batch [bold]{batch_id}[/bold]: {count} line(s){fmt}", highlight=False)
+    if result.new_lines == len(parsed.lines):
+        err.print(f"submitted batch [bold]{batch_id}[/bold]: {result.enqueued} line(s){fmt}", highlight=False)
+    else:
+        err.print(
+            f"batch [bold]{batch_id}[/bold] already known: {result.new_lines} new line(s), {result.enqueued} "
+            f"enqueued; lines already enqueued or finished were left alone{fmt}",
+            highlight=False,
+        )
     return batch_id
 
 

@@ -39,6 +39,7 @@ class SubmitOptions:
     instructions: str
     params: GenerationParams
     budget_tokens: int | None = None
+    use_cache: bool = True
 
 
 def build_spec(options: SubmitOptions) -> BatchSpec:
@@ -53,8 +54,42 @@ def build_spec(options: SubmitOptions) -> BatchSpec:
         instructions=options.instructions,
         params=options.params,
         budget_tokens=options.budget_tokens,
+        use_cache=options.use_cache,
         created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
+
+
+# Per chunk, atomically. KEYS: ids set, order list, batch hash, queue zset, recorded hash, lines hash.
+# ARGV[1] = now (queue score, ms), ARGV[2] = job TTL ms, ARGV[3] = arq job-key prefix, then per line:
+# custom_id, arq job id, arq job payload, line JSON. Returns {new lines, jobs enqueued}.
+# A line is enqueued unless it already has a result or a live job: a repeated submit adds nothing, and a submit
+# that died half-way is completed by running it again.
+_SUBMIT_CHUNK = """
+local added, enqueued = 0, 0
+for i = 4, #ARGV, 4 do
+  local cid, jid, payload, line = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if redis.call('SADD', KEYS[1], cid) == 1 then
+    redis.call('RPUSH', KEYS[2], cid)
+    redis.call('HSET', KEYS[6], cid, line)
+    added = added + 1
+  end
+  if redis.call('HEXISTS', KEYS[5], cid) == 0 and redis.call('EXISTS', ARGV[3] .. jid) == 0 then
+    redis.call('PSETEX', ARGV[3] .. jid, ARGV[2], payload)
+    redis.call('ZADD', KEYS[4], ARGV[1], jid)
+    enqueued = enqueued + 1
+  end
+end
+redis.call('HINCRBY', KEYS[3], 'total', added)
+return {added, enqueued}
+"""
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    new_lines: int
+    """Lines this batch had not seen before."""
+    enqueued: int
+    """Jobs put on the queue (new lines, plus known lines that had neither a result nor a live job)."""
 
 
 async def submit(
@@ -65,37 +100,45 @@ async def submit(
     *,
     chunk_size: int = 1000,
     on_progress: Callable[[int], None] | None = None,
-) -> int:
-    """Record the batch and enqueue its lines. Returns the number of jobs enqueued."""
+) -> SubmitResult:
+    """Record the batch (or check it matches the existing one) and enqueue its lines; safe to run again."""
     batch_key = keys.batch(spec.batch_id)
     created = await awaited(redis.hsetnx(batch_key, "spec", spec.model_dump_json()))
-    if not created:
-        raise BatchExistsError(f"batch {spec.batch_id!r} already exists; choose another --batch-id")
-    pipe = redis.pipeline(transaction=True)
-    pipe.hset(
-        batch_key,
-        mapping={
-            "total": len(lines),
-            "created_at": spec.created_at,
-            "done": 0,
-            "succeeded": 0,
-            "failed": 0,
-            "cancelled": 0,
-        },
-    )
-    pipe.zadd(keys.batches, {spec.batch_id: time.time()})
-    await pipe.execute()
+    if created:
+        pipe = redis.pipeline(transaction=True)
+        pipe.hset(
+            batch_key,
+            mapping={"created_at": spec.created_at, "total": 0, "done": 0, "succeeded": 0, "failed": 0, "cancelled": 0},
+        )
+        pipe.zadd(keys.batches, {spec.batch_id: time.time()})
+        await pipe.execute()
+    else:
+        stored: bytes | None = await awaited(redis.hget(batch_key, "spec"))  # type: ignore[arg-type]
+        existing = BatchSpec.model_validate_json(stored or b"{}")
+        if not existing.same_work_as(spec):
+            raise BatchExistsError(
+                f"batch {spec.batch_id!r} already exists with other parameters (api, model, schema, instructions or "
+                "generation settings); resubmit with the same ones to resume it, or choose another --batch-id"
+            )
+        spec = existing
+    if await awaited(redis.hget(batch_key, "cancelled_at")) is not None:
+        raise BatchExistsError(f"batch {spec.batch_id!r} was cancelled; submit under another --batch-id")
 
+    script = redis.register_script(_SUBMIT_CHUNK)
+    script_keys = [
+        keys.batch_ids(spec.batch_id),
+        keys.batch_order(spec.batch_id),
+        batch_key,
+        keys.queue,
+        keys.recorded(spec.batch_id),
+        keys.batch_lines(spec.batch_id),
+    ]
     fingerprint = Fingerprinter(spec)
-    enqueued = 0
+    added = enqueued = done = 0
     for start in range(0, len(lines), chunk_size):
-        chunk = lines[start : start + chunk_size]
         now_ms = int(time.time() * 1000)
-        pipe = redis.pipeline(transaction=False)
-        pipe.rpush(keys.batch_order(spec.batch_id), *(line.custom_id for line in chunk))
-        queue_entries: dict[str, int] = {}
-        for line in chunk:
-            job_id = Keys.job_id(spec.batch_id, line.custom_id)
+        args: list[str | int | bytes] = [now_ms, JOB_TTL_MS, job_key_prefix]
+        for line in lines[start : start + chunk_size]:
             job = ExtractionJob(
                 batch_id=spec.batch_id,
                 custom_id=line.custom_id,
@@ -103,12 +146,12 @@ async def submit(
                 fingerprint=fingerprint(line.text),
                 line=line.line,
             )
+            job_id = Keys.job_id(spec.batch_id, line.custom_id)
             payload = serialize_job(TASK_NAME, (job.model_dump(),), {}, None, now_ms, serializer=serialize)
-            pipe.psetex(job_key_prefix + job_id, JOB_TTL_MS, payload)
-            queue_entries[job_id] = now_ms
-        pipe.zadd(keys.queue, queue_entries)
-        await pipe.execute()
-        enqueued += len(chunk)
+            args += [line.custom_id, job_id, payload, job.model_dump_json()]
+        chunk_added, chunk_enqueued = await script(keys=script_keys, args=args)
+        added, enqueued = added + int(chunk_added), enqueued + int(chunk_enqueued)
+        done += min(chunk_size, len(lines) - start)
         if on_progress is not None:
-            on_progress(enqueued)
-    return enqueued
+            on_progress(done)
+    return SubmitResult(new_lines=added, enqueued=enqueued)

@@ -48,7 +48,13 @@ class BatchSpec(BaseModel):
     instructions: str = DEFAULT_INSTRUCTIONS
     params: GenerationParams = Field(default_factory=GenerationParams)
     budget_tokens: int | None = Field(default=None, ge=1)
+    use_cache: bool = True
+    """Reuse cached answers and coalesce identical in-flight lines (``--no-cache`` turns both off)."""
     created_at: str
+
+    def same_work_as(self, other: BatchSpec) -> bool:
+        """Whether two specs would produce the same lines (creation time aside): a resubmit must match."""
+        return self.model_dump(exclude={"created_at"}) == other.model_dump(exclude={"created_at"})
 
 
 class ExtractionJob(BaseModel):

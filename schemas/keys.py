@@ -11,6 +11,10 @@ keys (``arq:job:*``, ``arq:in-progress:*``, ``arq:retry:*``, ``arq:result:*``), 
 | ``{p}batch:{id}:results`` | stream | one entry per recorded result, field ``r`` = the result line (JSON) |
 | ``{p}batch:{id}:recorded`` | hash | custom_id → stream entry id: the guard that records each id once |
 | ``{p}batch:{id}:usage:{custom_id}`` | hash | usage billed so far by a job's tries, folded into its result |
+| ``{p}batch:{id}:ids`` | set | every custom_id submitted: what makes a repeated submit enqueue nothing new |
+| ``{p}batch:{id}:lines`` | hash | custom_id → the line's job (JSON), kept for ``producer retry`` |
+| ``{p}cache:{fingerprint}`` | string | result cache: a succeeded line's output, shared across batches, with a TTL |
+| ``{p}inflight:{fingerprint}`` | string | coalescing lease: the job currently calling the API for this fingerprint |
 | ``{p}batches`` | zset | batch ids by creation time |
 | ``{p}health:{worker}`` | string | per-worker arq health line |
 | ``{p}rl:{scope}`` | hash | admission buckets of one limit scope (API key hash + model): levels, cool-down, fill rate |
@@ -47,6 +51,18 @@ class Keys:
 
     def recorded(self, batch_id: str) -> str:
         return f"{self.batch(batch_id)}:recorded"
+
+    def batch_ids(self, batch_id: str) -> str:
+        return f"{self.batch(batch_id)}:ids"
+
+    def batch_lines(self, batch_id: str) -> str:
+        return f"{self.batch(batch_id)}:lines"
+
+    def cache(self, fingerprint: str) -> str:
+        return f"{self.prefix}cache:{fingerprint}"
+
+    def inflight(self, fingerprint: str) -> str:
+        return f"{self.prefix}inflight:{fingerprint}"
 
     def job_usage(self, batch_id: str, custom_id: str) -> str:
         return f"{self.batch(batch_id)}:usage:{custom_id}"

@@ -109,6 +109,16 @@ class Settings(BaseSettings):
     """Names the per-worker health key; on Kubernetes pass the pod name."""
     log_level: str = "INFO"
 
+    # --- result cache, coalescing, shutdown ------------------------------------------------------------------
+    cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
+    """How long a succeeded answer is reused for the same fingerprint, across batches; 0 disables the cache."""
+    coalesce_lease_s: float = Field(default=30.0, gt=0)
+    """Lease of the job calling the API for a fingerprint; refreshed while it works. Identical jobs wait for it; if
+    its worker dies, the lease lapses within this time and another job takes over."""
+    job_completion_wait_s: int = Field(default=30, ge=0)
+    """On SIGTERM, running jobs get this long to finish before they are cancelled and handed back to the queue.
+    Keep it below the pod's terminationGracePeriodSeconds."""
+
     # --- admission control (shared token buckets per API key and model) ----------------------------------------
     rpm: int | None = Field(default=None, ge=0)
     """Requests per minute for every model without an entry in ``rate_limits``; None or 0 = no request bucket."""
@@ -146,6 +156,8 @@ class Settings(BaseSettings):
     temperature: float | None = Field(default=None, ge=0, le=2)
     budget_tokens: int | None = Field(default=None, ge=1)
     skip_invalid: bool = False
+    no_cache: bool = False
+    """Submit a batch that neither reads nor writes the result cache (and does not coalesce)."""
 
     # --- pricing ---------------------------------------------------------------------------------------------
     prices: dict[str, ModelPrice] = Field(default_factory=dict)

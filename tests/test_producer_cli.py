@@ -130,10 +130,34 @@ def test_openai_batch_input_format_is_detected(cli_env, tmp_path) -> None:
     assert cli_env.zcard(KEYS.queue) == 2
 
 
-def test_resubmitting_an_existing_batch_id_is_refused(cli_env, tmp_path) -> None:
-    path = _write(tmp_path, '{"custom_id": "a", "text": "x"}\n')
+def test_resubmitting_the_same_batch_enqueues_nothing_new(cli_env, tmp_path) -> None:
+    path = _write(tmp_path, '{"custom_id": "a", "text": "x"}\n{"custom_id": "b", "text": "y"}\n')
     assert _submit(path).exit_code == 0
     again = _submit(path)
-    assert again.exit_code == 1
-    assert "already exists" in again.output
+    assert again.exit_code == 0, again.output
+    assert "0 new line(s), 0 enqueued" in again.output
+    assert cli_env.zcard(KEYS.queue) == 2
+    assert cli_env.hget(KEYS.batch("cli"), "total") == b"2"
+
+
+def test_a_submit_that_died_half_way_is_completed_by_running_it_again(cli_env, tmp_path) -> None:
+    first_half = _write(tmp_path, '{"custom_id": "a", "text": "x"}\n')
+    assert _submit(first_half).exit_code == 0
+    whole = tmp_path / "whole.jsonl"
+    whole.write_text('{"custom_id": "a", "text": "x"}\n{"custom_id": "b", "text": "y"}\n')
+    again = _submit(whole)
+    assert again.exit_code == 0, again.output
+    assert "1 new line(s), 1 enqueued" in again.output
+    assert cli_env.lrange(KEYS.batch_order("cli"), 0, -1) == [b"a", b"b"]
+    assert cli_env.zcard(KEYS.queue) == 2
+
+
+def test_resubmitting_with_other_parameters_is_refused(cli_env, tmp_path) -> None:
+    path = _write(tmp_path, '{"custom_id": "a", "text": "x"}\n')
+    assert _submit(path).exit_code == 0
+    other = CliRunner().invoke(
+        main, ["submit", str(path), "--schema", "contact", "--model", "gpt-4o-mini", "--batch-id", "cli"]
+    )
+    assert other.exit_code == 1
+    assert "already exists with other parameters" in other.output
     assert cli_env.zcard(KEYS.queue) == 1

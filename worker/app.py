@@ -67,6 +67,8 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         burst=settings.burst,
         poll_delay=0.2,
         handle_signals=handle_signals,
+        # SIGTERM: stop taking jobs, let running ones finish for this long, then cancel and hand them back.
+        job_completion_wait=settings.job_completion_wait_s,
         # Results live in our own stream; arq's copy only needs to outlive a resubmit's duplicate check.
         keep_result=600,
         health_check_key=keys.health(worker_name(settings)),

@@ -13,6 +13,7 @@ from schemas.settings import Settings
 from worker.adapters import ApiAdapter, adapter_for
 from worker.admission import AdmissionController
 from worker.batches import BatchCache
+from worker.cache import Coalescer, ResultCache
 from worker.recorder import Recorder
 from worker.tokens import TokenEstimator
 
@@ -27,6 +28,8 @@ class WorkerState:
     recorder: Recorder
     admission: AdmissionController
     estimator: TokenEstimator
+    cache: ResultCache
+    coalescer: Coalescer
     _adapters: dict[ApiKind, ApiAdapter] = field(default_factory=dict)
 
     @classmethod
@@ -41,6 +44,8 @@ class WorkerState:
             recorder=Recorder(redis, keys),
             admission=AdmissionController(redis, keys, settings, _api_key(settings)),
             estimator=TokenEstimator(),
+            cache=ResultCache(redis, keys, settings.cache_ttl_s),
+            coalescer=Coalescer(redis, keys, settings.coalesce_lease_s),
         )
 
     def adapter(self, api: ApiKind) -> ApiAdapter:

@@ -7,7 +7,10 @@ Ending of a try, and what happens:
   retry horizon is spent, then ``retries_exhausted`` (or ``timeout``) is recorded, so no line is left without a result;
 - admission further away than ``admission_max_sleep_s`` → ``arq.Retry`` deferred until then, which frees the worker
   slot and does not count as an error;
-- the line already recorded (the job ran twice) → nothing.
+- the line already recorded (the job ran twice) → nothing;
+- a cached answer for the fingerprint → recorded as a cache hit, no call; an identical line in flight → wait for it
+  (or come back later) and take its answer;
+- the batch cancelled → recorded ``cancelled``, no call.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from worker.account import JobAccount
 from worker.adapters.base import PermanentApiError, TransientApiError
 from worker.admission import AdmissionDeferredError
 from worker.batches import BatchNotFoundError, LoadedBatch
+from worker.cache import CachedAnswer
 from worker.calls import JobCalls
 from worker.extraction import Extracted, Rejected, extract_once
 from worker.pricing import cost_usd
@@ -35,6 +39,13 @@ from worker.retry import backoff_delay
 from worker.state import WorkerState
 
 log = logging.getLogger("worker.tasks")
+
+
+class Cancelled:
+    """The batch was cancelled before this line started."""
+
+
+Outcome = Extracted | Rejected | CachedAnswer | Cancelled
 
 
 async def extract(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
@@ -46,21 +57,73 @@ async def extract(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
 
 
 async def run_job(state: WorkerState, job: ExtractionJob, job_try: int) -> str:
-    if await state.recorder.is_recorded(job.batch_id, job.custom_id):
+    recorded, cancelled = await _line_state(state, job)
+    if recorded:
         return "already-recorded"
     try:
         batch = await state.batches.get(job.batch_id)
     except BatchNotFoundError:
         log.error("dropping job %s: its batch record is gone", job.custom_id)
         return "batch-missing"
-
-    settings = state.settings
     account = JobAccount(state.redis, state.keys.job_usage(job.batch_id, job.custom_id))
+    if cancelled:
+        outcome: Outcome = Cancelled()
+    elif batch.spec.use_cache and state.cache.enabled:
+        outcome = await _cached_or_coalesced(state, job, batch, account, job_try)
+    else:
+        outcome = await _attempt(state, job, batch, account, job_try)
+    await _record(state, job, batch, account, outcome)
+    return outcome.__class__.__name__.lower()
+
+
+async def _line_state(state: WorkerState, job: ExtractionJob) -> tuple[bool, bool]:
+    """(already recorded, batch cancelled) in one round trip."""
+    pipe = state.redis.pipeline(transaction=False)
+    pipe.hexists(state.keys.recorded(job.batch_id), job.custom_id)
+    pipe.hget(state.keys.batch(job.batch_id), "cancelled_at")
+    recorded, cancelled = await pipe.execute()
+    return bool(recorded), cancelled is not None
+
+
+async def _cached_or_coalesced(
+    state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount, job_try: int
+) -> Outcome:
+    """A cached answer if there is one; else wait for an identical job in flight; else call the API ourselves."""
+    hit = await state.cache.get(job.fingerprint)
+    if hit is not None:
+        return hit
+    lease = await state.coalescer.claim(job.fingerprint)
+    if lease is None:
+        gone = await state.coalescer.wait_for_owner(job.fingerprint, max_wait_s=state.settings.admission_max_sleep_s)
+        hit = await state.cache.get(job.fingerprint)
+        if hit is not None:
+            return hit
+        lease = await state.coalescer.claim(job.fingerprint) if gone else None
+        if lease is None:
+            # Still someone else's call: come back later without holding the slot (not an error).
+            if job_try < arq_max_tries(state.settings):
+                raise arq.Retry(defer=state.settings.admission_max_sleep_s)
+            return Rejected(ErrorType.RETRIES_EXHAUSTED, f"an identical line stayed in flight for {job_try} tries")
+    try:
+        outcome = await _attempt(state, job, batch, account, job_try)
+        if isinstance(outcome, Extracted):
+            # Cache before the lease goes, so the jobs waiting on it find the answer.
+            answer = CachedAnswer(outcome.output, outcome.reply.response_id, job.batch_id, job.custom_id)
+            await state.cache.put(job.fingerprint, answer)
+        return outcome
+    finally:
+        await lease.release()
+
+
+async def _attempt(
+    state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount, job_try: int
+) -> Extracted | Rejected:
+    """One try at the API. Raises ``arq.Retry`` for transient errors and long admission waits."""
+    settings = state.settings
     calls = JobCalls(state.admission, state.estimator, account, default_output_reserve=settings.default_output_reserve)
-    outcome: Extracted | Rejected
     try:
         async with asyncio.timeout(settings.job_timeout_s):
-            outcome = await extract_once(
+            return await extract_once(
                 state.adapter(batch.spec.api),
                 first_request(batch.spec, job.text, store=settings.store),
                 batch.validator,
@@ -72,14 +135,11 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int) -> str:
         # try counter, which allows max_tries + max_deferrals starts.
         if job_try < arq_max_tries(settings):
             raise arq.Retry(defer=exc.wait_s) from None
-        outcome = Rejected(ErrorType.RETRIES_EXHAUSTED, f"still waiting for admission after {job_try} deferrals")
+        return Rejected(ErrorType.RETRIES_EXHAUSTED, f"still waiting for admission after {job_try} deferrals")
     except PermanentApiError as exc:
-        outcome = Rejected(exc.error_type, exc.message, exc.status_code)
+        return Rejected(exc.error_type, exc.message, exc.status_code)
     except (TransientApiError, TimeoutError) as exc:
-        outcome = await _transient(state, job, job_try, account, exc)
-
-    await _record(state, job, batch, account, outcome)
-    return outcome.__class__.__name__.lower()
+        return await _transient(state, job, job_try, account, exc)
 
 
 def arq_max_tries(settings: Settings) -> int:
@@ -125,7 +185,7 @@ def _retry(state: WorkerState, job: ExtractionJob, errors: int, reason: str, ret
 
 
 async def _record(
-    state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount, outcome: Extracted | Rejected
+    state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount, outcome: Outcome
 ) -> None:
     totals = await account.totals()
     spec = batch.spec
@@ -136,6 +196,7 @@ async def _record(
         "model": spec.model,
         "schema": spec.schema_ref,
         "fingerprint": job.fingerprint,
+        # Billed calls of earlier tries count even when this try ends in a cache hit or a cancel.
         "usage": totals.usage,
         "cost_usd": cost_usd(totals.usage, state.settings.price_for(spec.model)),
         "attempts": totals.attempts,
@@ -147,6 +208,12 @@ async def _record(
         record = ResultRecord(
             status=Status.SUCCEEDED, output=outcome.output, response_id=outcome.reply.response_id, **common
         )
+    elif isinstance(outcome, CachedAnswer):
+        record = ResultRecord(
+            status=Status.SUCCEEDED, output=outcome.output, response_id=outcome.response_id, cache_hit=True, **common
+        )
+    elif isinstance(outcome, Cancelled):
+        record = ResultRecord(status=Status.CANCELLED, **common)
     else:
         record = ResultRecord(
             status=Status.FAILED,

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from producer.collect import OutputFormat, collect, follow
+from producer.control import cancel, retry_failed
 from producer.progress import WaitTimeoutError, wait_for_batch
 from producer.readers import ParsedInput, parse_lines
 from producer.status import BatchNotFoundError, BatchStatus, read_status
@@ -262,6 +263,29 @@ def _do_collect(settings: Settings, batch_id: str, out: Path, output_format: Out
 def collect_command(batch_id: str, out: Path, follow_: bool, output_format: OutputFormat) -> None:
     """Write the batch's results as JSONL (input order, atomic replace; or as they finish with --follow)."""
     _do_collect(_settings(), batch_id, out, output_format, follow_)
+
+
+# ------------------------------------------------------------------------------------------------ retry/cancel
+@main.command("retry")
+@click.argument("batch_id", metavar="BATCH")
+def retry_command(batch_id: str) -> None:
+    """Re-enqueue the batch's failed lines (their new results replace the failed ones)."""
+    try:
+        count = _with_redis(_settings(), lambda redis, keys: retry_failed(redis, keys, batch_id))
+    except BatchNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+    err.print(f"re-enqueued {count} failed line(s) of {batch_id}")
+
+
+@main.command("cancel")
+@click.argument("batch_id", metavar="BATCH")
+def cancel_command(batch_id: str) -> None:
+    """Stop the batch: waiting lines end as cancelled; lines already running finish."""
+    try:
+        count = _with_redis(_settings(), lambda redis, keys: cancel(redis, keys, batch_id))
+    except BatchNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+    err.print(f"cancelled {batch_id}: {count} waiting line(s) recorded as cancelled; running ones will finish")
 
 
 # ------------------------------------------------------------------------------------------------------ run

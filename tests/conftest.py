@@ -121,6 +121,7 @@ def submit_batch(redis: Redis, settings: Settings, keys: Keys) -> Submit:
         model: str = "gpt-4o-mini",
         batch_id: str = "b1",
         max_output_tokens: int | None = None,
+        use_cache: bool = True,
     ) -> BatchSpec:
         spec = build_spec(
             SubmitOptions(
@@ -130,6 +131,7 @@ def submit_batch(redis: Redis, settings: Settings, keys: Keys) -> Submit:
                 schema=resolve_schema(schema),
                 instructions=DEFAULT_INSTRUCTIONS,
                 params=GenerationParams(max_output_tokens=max_output_tokens),
+                use_cache=use_cache,
             )
         )
         lines = [InputLine(n, cid, text) for n, (cid, text) in enumerate(texts.items(), start=1)]

@@ -8,8 +8,11 @@ import os
 import socket
 from typing import Any
 
+import redis.exceptions
 from arq import Worker, func
 from arq.connections import RedisSettings
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from schemas.keys import Keys
 from schemas.settings import Settings
@@ -21,12 +24,21 @@ from worker.tokens import warm_up_tokenizer
 
 log = logging.getLogger("worker")
 
-RECORD_MARGIN_S = 15.0
+RECORD_MARGIN_S = 5.0
 """arq's own job timeout sits this far above ours, so our timeout fires first and the line gets a result."""
 
 
 def worker_name(settings: Settings) -> str:
     return settings.worker_name or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    """arq's connection settings, with commands retried through a Redis restart or failover of up to ~30 s."""
+    base = RedisSettings.from_dsn(settings.redis_url)
+    base.conn_retries = 30
+    base.retry_on_error = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    base.retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20)
+    return base
 
 
 def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
@@ -58,7 +70,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
             )
         ],
         queue_name=keys.queue,
-        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        redis_settings=redis_settings(settings),
         job_serializer=serialize,
         job_deserializer=deserialize,
         on_startup=on_startup,

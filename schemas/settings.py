@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     # --- result cache, coalescing, shutdown ------------------------------------------------------------------
     cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
     """How long a succeeded answer is reused for the same fingerprint, across batches; 0 disables the cache."""
-    coalesce_lease_s: float = Field(default=30.0, gt=0)
+    coalesce_lease_s: float = Field(default=10.0, gt=0)
     """Lease of the job calling the API for a fingerprint; refreshed while it works. Identical jobs wait for it; if
     its worker dies, the lease lapses within this time and another job takes over."""
     job_completion_wait_s: int = Field(default=30, ge=0)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import click
+import redis.exceptions
 from pydantic import ValidationError
 
 from schemas.settings import Settings
 from worker.app import build_worker
+
+log = logging.getLogger("worker")
 
 
 def load_settings(**flags: Any) -> Settings:
@@ -44,8 +48,26 @@ def run(**flags: Any) -> None:
     # httpx-style clients log request lines at INFO; keep them quiet (they never carry the key, but they are noise).
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.getLogger("openai").setLevel(logging.WARNING)
-    worker = build_worker(settings)
-    worker.run()
+    run_supervised(settings)
+
+
+def run_supervised(settings: Settings) -> None:
+    """Run the arq worker; if it dies because Redis went away, start a new one once Redis answers again.
+
+    arq's poll loop does not survive a refused connection (redis-py retries commands, not reconnects). Jobs that
+    were running keep their claims in Redis (persisted with AOF) and run again when those lapse, and recorded
+    results are never repeated, so restarting in-process is safe and keeps the pod alive through a Redis restart.
+    """
+    delay_s = 0.5
+    while True:
+        worker = build_worker(settings)
+        try:
+            worker.run()
+            return  # a clean stop: SIGTERM/SIGINT, or the queue drained in burst mode
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError) as exc:
+            log.error("lost the connection to Redis (%s); starting a new worker in %.1fs", exc, delay_s)
+        time.sleep(delay_s)  # noqa: TID251 - between event loops: nothing else runs in this process now
+        delay_s = min(delay_s * 2, 5.0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,124 @@
+"""Real processes for crash tests and the crash-recovery script: simulator, workers, a private redis-server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from redis import Redis
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def simulator_process(*args: str) -> Iterator[str]:
+    """``python -m simulator`` on a free port; yields its base URL (without /v1)."""
+    proc = subprocess.Popen([sys.executable, "-m", "simulator", "--port", "0", *args], stdout=subprocess.PIPE, cwd=REPO)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode()
+    try:
+        if "listening on" not in line:
+            raise RuntimeError(f"simulator did not start: {line!r}")
+        yield line.split("listening on", 1)[1].strip()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        proc.stdout.close()
+
+
+def start_worker(env: dict[str, str], name: str, *extra: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "worker.cli", "run", "--name", name, *extra]
+    if log is None:
+        return subprocess.Popen(command, env={**os.environ, **env}, cwd=REPO, stdout=subprocess.DEVNULL)
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, env={**os.environ, **env}, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM, timeout_s: float = 30) -> float:
+    """Send ``sig`` and wait; returns seconds until the process exited."""
+    started = time.monotonic()
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return time.monotonic() - started
+
+
+def wait_until(check: object, timeout_s: float, what: str, poll_s: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        time.sleep(poll_s)  # noqa: TID251 - synchronous test helper, no event loop here
+    raise TimeoutError(f"{what} within {timeout_s:g}s")
+
+
+class RedisServer:
+    """A private ``redis-server`` with AOF on, restartable on the same port and data directory."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not on PATH")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.workdir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_until(self.answers, 10, "redis-server did not answer")
+
+    def answers(self) -> bool:
+        client = Redis.from_url(self.url, socket_connect_timeout=0.5)
+        try:
+            return bool(client.ping())
+        except Exception:
+            return False
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None

@@ -177,6 +177,7 @@ async def run_ours(args: argparse.Namespace, sim_url: str, redis: Redis, process
         "EXTRACT_RPM": str(args.rpm),
         "EXTRACT_TPM": str(args.tpm),
         "EXTRACT_LOG_LEVEL": "WARNING",
+        "EXTRACT_METRICS_PORT": "0",
     }
     started = time.monotonic()
     workers = [

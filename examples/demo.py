@@ -256,6 +256,7 @@ def main() -> int:
             **os.environ,
             "REDIS_URL": redis_url,
             "OPENAI_API_KEY": DEMO_API_KEY,
+            "EXTRACT_METRICS_PORT": "0",  # two workers on one host: let each pick a free port
             "EXTRACT_KEY_PREFIX": "demo:",  # keeps the demo's keys apart from real work on a shared Redis
             "PYTHONUNBUFFERED": "1",
         }

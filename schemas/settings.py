@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     worker_name: str | None = None
     """Names the per-worker health key; on Kubernetes pass the pod name."""
     log_level: str = "INFO"
+    metrics_port: int | None = Field(default=9100, ge=0, le=65535)
+    """Port of the worker's /healthz, /readyz and /metrics server; 0 = any free port; unset (None) = no server."""
 
     # --- result cache, coalescing, shutdown ------------------------------------------------------------------
     cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)

@@ -100,6 +100,7 @@ def settings(flushed_redis: str, sim: Any) -> Settings:
         request_timeout_s=10,
         job_timeout_s=30,
         worker_name="test-worker",
+        metrics_port=0,
     )
 
 

@@ -56,6 +56,7 @@ def _env(redis_url: str, sim_url: str) -> dict[str, str]:
         "OPENAI_API_KEY": API_KEY,
         "EXTRACT_KEY_PREFIX": "test:",
         "EXTRACT_LOG_LEVEL": "DEBUG",
+        "EXTRACT_METRICS_PORT": "0",
     }
 
 

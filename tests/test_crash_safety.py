@@ -98,6 +98,7 @@ def _env(redis_url: str, sim_url: str, **extra: str) -> dict[str, str]:
         "EXTRACT_BACKOFF_BASE_S": "0.1",
         "EXTRACT_BACKOFF_CAP_S": "1",
         "EXTRACT_HEALTH_CHECK_INTERVAL_S": "1",
+        "EXTRACT_METRICS_PORT": "0",
         **extra,
     }
 

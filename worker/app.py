@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 import redis.exceptions
@@ -18,6 +19,7 @@ from schemas.keys import Keys
 from schemas.settings import Settings
 from schemas.wire import TASK_NAME, deserialize, serialize
 from worker.adapters.client import build_client
+from worker.health import HealthServer, Heartbeat
 from worker.state import WorkerState
 from worker.tasks import arq_max_tries, extract
 from worker.tokens import warm_up_tokenizer
@@ -32,6 +34,17 @@ def worker_name(settings: Settings) -> str:
     return settings.worker_name or f"{socket.gethostname()}-{os.getpid()}"
 
 
+class ExtractionWorker(Worker):
+    """arq's worker, stamping our liveness heartbeat on every pass of its poll loop."""
+
+    heartbeat: Heartbeat | None = None
+
+    async def record_health(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.worker_beat = time.monotonic()  # the poll loop runs, whatever Redis is doing
+        await super().record_health()
+
+
 def redis_settings(settings: Settings) -> RedisSettings:
     """arq's connection settings, with commands retried through a Redis restart or failover of up to ~30 s."""
     base = RedisSettings.from_dsn(settings.redis_url)
@@ -41,12 +54,25 @@ def redis_settings(settings: Settings) -> RedisSettings:
     return base
 
 
-def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
+def build_worker(settings: Settings, *, handle_signals: bool = True) -> ExtractionWorker:
     keys = Keys(settings.key_prefix)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx["state"] = WorkerState.build(settings, ctx["redis"], build_client(settings))
+        state = WorkerState.build(settings, ctx["redis"], build_client(settings))
+        ctx["state"] = state
         await asyncio.to_thread(warm_up_tokenizer)  # loads the BPE file once, off the event loop
+        state.heartbeat.start()
+        worker.heartbeat = state.heartbeat
+        if settings.metrics_port is not None:
+            state.health = HealthServer(
+                redis=state.redis,
+                keys=keys,
+                metrics=state.metrics,
+                heartbeat=state.heartbeat,
+                worker_interval_s=settings.health_check_interval_s,
+                port=settings.metrics_port,
+            )
+            await state.health.start()
         log.info(
             "worker %s ready: queue=%s concurrency=%d base_url=%s",
             worker_name(settings),
@@ -58,9 +84,12 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         state: WorkerState | None = ctx.get("state")
         if state is not None:
+            if state.health is not None:
+                await state.health.stop()
+            await state.heartbeat.stop()
             await state.client.close()
 
-    return Worker(
+    worker = ExtractionWorker(
         functions=[
             func(
                 extract,
@@ -88,3 +117,4 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         # Running jobs stay at the queue head; read far enough past them that idle slots find due work.
         queue_read_limit=max(settings.concurrency * 4, 100),
     )
+    return worker

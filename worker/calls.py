@@ -5,6 +5,7 @@ from __future__ import annotations
 from worker.account import JobAccount
 from worker.adapters.base import ApiCallError, ModelReply, TransientApiError
 from worker.admission import AdmissionController, Reservation
+from worker.metrics import WorkerMetrics
 from worker.prompt import ModelRequest
 from worker.tokens import TokenEstimator
 
@@ -17,12 +18,16 @@ class JobCalls:
         admission: AdmissionController,
         estimator: TokenEstimator,
         account: JobAccount,
+        metrics: WorkerMetrics,
         *,
+        api: str,
         default_output_reserve: int,
     ) -> None:
         self._admission = admission
         self._estimator = estimator
         self._account = account
+        self._metrics = metrics
+        self._api = api
         self._default_output_reserve = default_output_reserve
         self._open: tuple[Reservation, ModelRequest, int] | None = None
         self.admission_wait_s = 0.0
@@ -32,6 +37,7 @@ class JobCalls:
         output = request.max_output_tokens or self._default_output_reserve
         reservation = await self._admission.acquire(request.model, estimate, output, may_defer=first)
         self.admission_wait_s += reservation.waited_s
+        self._metrics.admission_wait.labels(request.model).observe(reservation.waited_s)
         self._open = (reservation, request, raw)
 
     async def after_call(self, reply: ModelReply | None, error: ApiCallError | None, *, repair: bool) -> None:
@@ -41,6 +47,9 @@ class JobCalls:
             return
         reservation, request, raw = self._open
         self._open = None
+        status = "200" if reply is not None else str(error.status_code if error and error.status_code else "error")
+        usage = reply.usage if reply is not None else None
+        self._metrics.count_call(self._api, request.model, status, latency_ms / 1000, usage)
         if reply is not None:
             self._estimator.observe(request.model, raw, reply.usage.input_tokens)
             await self._admission.settle(
@@ -51,6 +60,8 @@ class JobCalls:
             )
         elif error is not None:
             rate_limited = isinstance(error, TransientApiError) and error.rate_limited
+            if rate_limited:
+                self._metrics.rate_limited.labels(request.model).inc()
             await self._admission.settle(
                 reservation, rate_limited=rate_limited, retry_after_s=error.retry_after_s, headers=error.headers
             )

@@ -32,6 +32,7 @@ def main() -> None:
 @click.option("--concurrency", type=int, help="Jobs run at once by this process [env EXTRACT_CONCURRENCY].")
 @click.option("--rpm", type=int, help="Requests per minute of the API key, all models [env EXTRACT_RPM].")
 @click.option("--tpm", type=int, help="Tokens per minute of the API key, all models [env EXTRACT_TPM].")
+@click.option("--metrics-port", type=int, help="Port for /healthz, /readyz, /metrics [env EXTRACT_METRICS_PORT; 9100].")
 @click.option("--max-tries", type=int, help="Tries per job for transient failures [env EXTRACT_MAX_TRIES].")
 @click.option("--burst/--no-burst", default=None, help="Exit once the queue is empty [env EXTRACT_BURST].")
 @click.option(

@@ -14,6 +14,8 @@ from worker.adapters import ApiAdapter, adapter_for
 from worker.admission import AdmissionController
 from worker.batches import BatchCache
 from worker.cache import Coalescer, ResultCache
+from worker.health import HealthServer, Heartbeat
+from worker.metrics import WorkerMetrics
 from worker.recorder import Recorder
 from worker.tokens import TokenEstimator
 
@@ -30,6 +32,9 @@ class WorkerState:
     estimator: TokenEstimator
     cache: ResultCache
     coalescer: Coalescer
+    metrics: WorkerMetrics
+    heartbeat: Heartbeat
+    health: HealthServer | None = None
     _adapters: dict[ApiKind, ApiAdapter] = field(default_factory=dict)
 
     @classmethod
@@ -46,6 +51,8 @@ class WorkerState:
             estimator=TokenEstimator(),
             cache=ResultCache(redis, keys, settings.cache_ttl_s),
             coalescer=Coalescer(redis, keys, settings.coalesce_lease_s),
+            metrics=WorkerMetrics(),
+            heartbeat=Heartbeat(),
         )
 
     def adapter(self, api: ApiKind) -> ApiAdapter:

@@ -53,7 +53,11 @@ async def extract(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
     state: WorkerState = ctx["state"]
     job = ExtractionJob.model_validate(payload)
     job_try: int = ctx.get("job_try", 1)
-    return await run_job(state, job, job_try)
+    state.metrics.jobs_in_flight.inc()
+    try:
+        return await run_job(state, job, job_try)
+    finally:
+        state.metrics.jobs_in_flight.dec()
 
 
 async def run_job(state: WorkerState, job: ExtractionJob, job_try: int) -> str:
@@ -120,7 +124,14 @@ async def _attempt(
 ) -> Extracted | Rejected:
     """One try at the API. Raises ``arq.Retry`` for transient errors and long admission waits."""
     settings = state.settings
-    calls = JobCalls(state.admission, state.estimator, account, default_output_reserve=settings.default_output_reserve)
+    calls = JobCalls(
+        state.admission,
+        state.estimator,
+        account,
+        state.metrics,
+        api=batch.spec.api,
+        default_output_reserve=settings.default_output_reserve,
+    )
     try:
         async with asyncio.timeout(settings.job_timeout_s):
             return await extract_once(
@@ -222,4 +233,7 @@ async def _record(
             **common,
         )
     # Shielded: a SIGTERM arriving now must not leave a paid answer unrecorded.
-    await asyncio.shield(state.recorder.record(record))
+    if await asyncio.shield(state.recorder.record(record)):
+        state.metrics.jobs_finished.labels(record.status.value).inc()
+        if record.cache_hit:
+            state.metrics.cache_hits.inc()

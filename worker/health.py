@@ -1,0 +1,113 @@
+"""The worker's HTTP side: ``/healthz`` (liveness), ``/readyz`` (readiness) and ``/metrics`` (Prometheus).
+
+- ``/healthz`` is 200 while the event loop keeps beating (a task stamps the time every second) and the arq
+  worker's own heartbeat to Redis is not older than three health-check intervals plus a margin. A blocked loop
+  cannot answer at all, which fails the probe too. Redis being down does not fail it: that is readiness.
+- ``/readyz`` is 200 when Redis answers a PING within a second.
+- ``/metrics`` refreshes the due-queue gauge (jobs whose score is at most now) and renders the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+from redis.asyncio import Redis
+
+from schemas.keys import Keys
+from schemas.redis_typing import awaited
+from worker.metrics import WorkerMetrics
+
+log = logging.getLogger("worker.health")
+
+BEAT_S = 1.0
+
+
+class Heartbeat:
+    """Proof that this process's event loop runs, and when arq last reported the worker healthy."""
+
+    def __init__(self) -> None:
+        self.loop_beat = time.monotonic()
+        self.worker_beat = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self.loop_beat = time.monotonic()
+            await asyncio.sleep(BEAT_S)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+class HealthServer:
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        keys: Keys,
+        metrics: WorkerMetrics,
+        heartbeat: Heartbeat,
+        worker_interval_s: float,
+        port: int,
+        host: str = "0.0.0.0",  # noqa: S104 - probes and Prometheus reach the pod on its own address
+    ) -> None:
+        self._redis, self._keys, self._metrics, self._heartbeat = redis, keys, metrics, heartbeat
+        self._max_worker_silence_s = 3 * worker_interval_s + 5
+        self._host, self._port = host, port
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics_handler)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        log.info("health and metrics on port %d", self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        now = time.monotonic()
+        loop_age, worker_age = now - self._heartbeat.loop_beat, now - self._heartbeat.worker_beat
+        if loop_age > 3 * BEAT_S or worker_age > self._max_worker_silence_s:
+            return web.json_response(
+                {"ok": False, "loop_beat_age_s": round(loop_age, 1), "worker_beat_age_s": round(worker_age, 1)},
+                status=503,
+            )
+        return web.json_response({"ok": True})
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        try:
+            async with asyncio.timeout(1.0):
+                await awaited(self._redis.ping())
+        except Exception as exc:
+            return web.json_response({"ok": False, "redis": type(exc).__name__}, status=503)
+        return web.json_response({"ok": True})
+
+    async def _metrics_handler(self, _request: web.Request) -> web.Response:
+        with contextlib.suppress(Exception):  # a scrape during a Redis outage still gets the other metrics
+            async with asyncio.timeout(1.0):
+                due = await self._redis.zcount(self._keys.queue, "-inf", int(time.time() * 1000))
+            self._metrics.queue_due.set(due)
+        body = self._metrics.render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

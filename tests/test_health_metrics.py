@@ -45,7 +45,7 @@ def _samples(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     return found
 
 
-@pytest.mark.parametrize("sim_config", [SimulatorConfig(require_api_key=API_KEY, latency_ms=100)], indirect=True)
+@pytest.mark.parametrize("sim_config", [SimulatorConfig(require_api_key=API_KEY, latency_ms=300)], indirect=True)
 async def test_metrics_during_a_batch_match_the_result_file(sim, redis, keys, settings, submit_batch) -> None:
     unique = {f"d{n}": f"{INVOICE_TEXTS[n % 5]} Ref {n}." for n in range(10)}
     docs = {**unique, **{f"dup{n}": unique[f"d{n}"] for n in range(4)}}  # 4 duplicates: cache hits
@@ -55,12 +55,16 @@ async def test_metrics_during_a_batch_match_the_result_file(sim, redis, keys, se
     running = asyncio.create_task(worker.main())
     try:
         port = await _health_port(worker.ctx)
-        await asyncio.sleep(0.15)
-        status, text = await _get(port, "/metrics")  # mid-batch
-        assert status == 200
-        mid = _samples(text)
-        assert mid["extract_jobs_in_flight"][()] > 0
-        assert mid["extract_queue_due_jobs"][()] > 0
+        seen_in_flight = seen_due = 0.0
+        while not running.done():  # scrape mid-batch
+            status, text = await _get(port, "/metrics")
+            assert status == 200
+            mid = _samples(text)
+            seen_in_flight = max(seen_in_flight, mid["extract_jobs_in_flight"][()])
+            seen_due = max(seen_due, mid["extract_queue_due_jobs"][()])
+            await asyncio.sleep(0.05)
+        assert seen_in_flight > 0
+        assert seen_due > 0
         await running
         status, text = await _get(port, "/metrics")
         final = _samples(text)

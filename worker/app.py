@@ -71,6 +71,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Extracti
                 heartbeat=state.heartbeat,
                 worker_interval_s=settings.health_check_interval_s,
                 port=settings.metrics_port,
+                accepting_jobs=lambda: worker.allow_pick_jobs,
             )
             await state.health.start()
         log.info(
@@ -115,6 +116,6 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Extracti
         health_check_key=keys.health(worker_name(settings)),
         health_check_interval=settings.health_check_interval_s,
         # Running jobs stay at the queue head; read far enough past them that idle slots find due work.
-        queue_read_limit=max(settings.concurrency * 4, 100),
+        queue_read_limit=settings.queue_read_limit or max(settings.concurrency * 4, 100),
     )
     return worker

@@ -3,7 +3,8 @@
 - ``/healthz`` is 200 while the event loop keeps beating (a task stamps the time every second) and the arq
   worker's own heartbeat to Redis is not older than three health-check intervals plus a margin. A blocked loop
   cannot answer at all, which fails the probe too. Redis being down does not fail it: that is readiness.
-- ``/readyz`` is 200 when Redis answers a PING within a second.
+- ``/readyz`` is 200 when Redis answers a PING within a second and the worker still takes jobs (it stops on
+  SIGTERM, while it drains).
 - ``/metrics`` refreshes the due-queue gauge (jobs whose score is at most now) and renders the registry.
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -62,7 +64,9 @@ class HealthServer:
         worker_interval_s: float,
         port: int,
         host: str = "0.0.0.0",  # noqa: S104 - probes and Prometheus reach the pod on its own address
+        accepting_jobs: Callable[[], bool] = lambda: True,
     ) -> None:
+        self._accepting_jobs = accepting_jobs
         self._redis, self._keys, self._metrics, self._heartbeat = redis, keys, metrics, heartbeat
         self._max_worker_silence_s = 3 * worker_interval_s + 5
         self._host, self._port = host, port
@@ -97,6 +101,8 @@ class HealthServer:
         return web.json_response({"ok": True})
 
     async def _readyz(self, _request: web.Request) -> web.Response:
+        if not self._accepting_jobs():
+            return web.json_response({"ok": False, "draining": True}, status=503)
         try:
             async with asyncio.timeout(1.0):
                 await awaited(self._redis.ping())

@@ -19,11 +19,8 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +32,9 @@ from rich.console import Console
 from rich.table import Table
 
 from producer.readers import InputLine
-from producer.submit import SubmitOptions, build_spec, submit
-from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
+from producer.submit import submit
 from schemas.keys import Keys
-from schemas.registry import resolve_schema
+from tests.processes import invoice_spec, simulator_process
 from worker.adapters.responses import ResponsesAdapter
 from worker.prompt import first_request
 
@@ -78,53 +74,19 @@ def documents(count: int) -> list[InputLine]:
     ]
 
 
-def spec(batch_id: str, max_output_tokens: int) -> BatchSpec:
-    return build_spec(
-        SubmitOptions(
-            batch_id=batch_id,
-            api="responses",
-            model="gpt-4o-mini",
-            schema=resolve_schema("invoice"),
-            instructions=DEFAULT_INSTRUCTIONS,
-            params=GenerationParams(max_output_tokens=max_output_tokens),
-        )
+def simulator(args: argparse.Namespace) -> contextlib.AbstractContextManager[str]:
+    return simulator_process(
+        "--require-api-key",
+        API_KEY,
+        "--rpm",
+        str(args.rpm),
+        "--tpm",
+        str(args.tpm),
+        "--latency-ms",
+        str(args.latency_ms),
+        "--latency-jitter-ms",
+        str(args.jitter_ms),
     )
-
-
-@contextlib.contextmanager
-def simulator(args: argparse.Namespace) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "simulator",
-            "--port",
-            "0",
-            "--require-api-key",
-            API_KEY,
-            "--rpm",
-            str(args.rpm),
-            "--tpm",
-            str(args.tpm),
-            "--latency-ms",
-            str(args.latency_ms),
-            "--latency-jitter-ms",
-            str(args.jitter_ms),
-        ],
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().decode()
-    if "listening on" not in line:
-        proc.kill()
-        raise RuntimeError(f"simulator did not start: {line!r}")
-    try:
-        yield line.split("listening on", 1)[1].strip()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
-        proc.stdout.close()
 
 
 async def sim_json(url: str, method: str = "GET") -> Any:
@@ -166,7 +128,7 @@ def steady_state(ledger: dict[str, Any], args: argparse.Namespace, name: str, jo
 
 async def run_ours(args: argparse.Namespace, sim_url: str, redis: Redis, processes: int) -> Outcome:
     await fresh_start(sim_url, redis, 1.0)
-    batch = spec(f"ours-{processes}", args.max_output_tokens)
+    batch = invoice_spec(f"ours-{processes}", args.max_output_tokens)
     await submit(redis, Keys(PREFIX), batch, documents(args.jobs))
     env = {
         **os.environ,
@@ -212,7 +174,7 @@ async def run_ours(args: argparse.Namespace, sim_url: str, redis: Redis, process
 async def run_naive(args: argparse.Namespace, sim_url: str, redis: Redis) -> Outcome:
     """What most scripts do: a semaphore, the SDK's own retries, and try again after a rate-limit error."""
     await fresh_start(sim_url, redis, 1.0)
-    batch = spec("naive", args.max_output_tokens)
+    batch = invoice_spec("naive", args.max_output_tokens)
     client = openai.AsyncOpenAI(
         api_key=API_KEY, base_url=sim_url + "/v1", http_client=openai.DefaultAioHttpClient(), timeout=60
     )

@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.table import Table
 
 from producer.readers import InputLine, parse_lines
-from producer.submit import SubmitOptions, build_spec, submit
-from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, ExtractionJob, Fingerprinter, GenerationParams
+from producer.submit import submit
+from schemas.jobs import ExtractionJob, Fingerprinter
 from schemas.keys import Keys
-from schemas.registry import resolve_schema
 from schemas.wire import TASK_NAME, deserialize, serialize
+from tests.processes import invoice_spec
 
 
 def make_input(path: Path, count: int) -> None:
@@ -36,30 +36,18 @@ def make_input(path: Path, count: int) -> None:
             handle.write(orjson.dumps({"custom_id": f"doc-{n}", "text": text}) + b"\n")
 
 
-def _spec(batch_id: str) -> BatchSpec:
-    options = SubmitOptions(
-        batch_id=batch_id,
-        api="responses",
-        model="gpt-4o-mini",
-        schema=resolve_schema("invoice"),
-        instructions=DEFAULT_INSTRUCTIONS,
-        params=GenerationParams(),
-    )
-    return build_spec(options)
-
-
 async def ours(redis: Redis, keys: Keys, path: Path, batch_id: str) -> tuple[int, float]:
     started = time.perf_counter()
     with path.open("rb") as handle:
         parsed = parse_lines(handle)
-    spec = _spec(batch_id)
+    spec = invoice_spec(batch_id)
     count = (await submit(redis, keys, spec, parsed.lines)).enqueued
     return count, time.perf_counter() - started
 
 
 async def baseline(arq: ArqRedis, keys: Keys, lines: list[InputLine], batch_id: str) -> tuple[int, float]:
     """The obvious way: one `enqueue_job` (WATCH/MULTI/EXEC) per line."""
-    spec = _spec(batch_id)
+    spec = invoice_spec(batch_id)
     fingerprint = Fingerprinter(spec)
     started = time.perf_counter()
     for line in lines:

@@ -15,7 +15,25 @@ from pathlib import Path
 
 from redis import Redis
 
+from producer.submit import SubmitOptions, build_spec
+from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
+from schemas.registry import resolve_schema
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+def invoice_spec(batch_id: str, max_output_tokens: int | None = None) -> BatchSpec:
+    """The batch spec most process-level tests and benchmarks use: invoices through the Responses API."""
+    return build_spec(
+        SubmitOptions(
+            batch_id=batch_id,
+            api="responses",
+            model="gpt-4o-mini",
+            schema=resolve_schema("invoice"),
+            instructions=DEFAULT_INSTRUCTIONS,
+            params=GenerationParams(max_output_tokens=max_output_tokens),
+        )
+    )
 
 
 def free_port() -> int:

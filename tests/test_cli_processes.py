@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import pytest
 from schemas.registry import resolve_schema, validator_for
 from schemas.results import ResultRecord, Status
 from tests.conftest import API_KEY, REPO
+from tests.processes import simulator_process
 
 INPUT = [
     {"custom_id": f"doc-{n}", "text": f"Invoice {n} from Vendor {n} Ltd, {n} x Widget at 2.00, total {2 * n}.00 USD."}
@@ -24,28 +24,8 @@ INPUT = [
 
 @pytest.fixture
 def sim_process() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "simulator",
-            "--port",
-            "0",
-            "--require-api-key",
-            API_KEY,
-            "--fault",
-            "invalid_output:Vendor 3 :1",
-        ],
-        stdout=subprocess.PIPE,
-        cwd=REPO,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().decode()
-    assert "listening on" in line, line
-    yield line.split("listening on", 1)[1].strip()
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
-    proc.stdout.close()
+    with simulator_process("--require-api-key", API_KEY, "--fault", "invalid_output:Vendor 3 :1") as url:
+        yield url
 
 
 def _env(redis_url: str, sim_url: str) -> dict[str, str]:

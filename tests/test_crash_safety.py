@@ -18,13 +18,11 @@ from redis.asyncio import Redis
 
 from producer.collect import collect
 from producer.readers import InputLine
-from producer.submit import SubmitOptions, build_spec, submit
-from schemas.jobs import DEFAULT_INSTRUCTIONS, GenerationParams
+from producer.submit import submit
 from schemas.keys import Keys
-from schemas.registry import resolve_schema
 from schemas.results import ResultRecord, Status
 from tests.conftest import API_KEY, INVOICE_TEXTS
-from tests.processes import RedisServer, simulator_process, start_worker, stop, wait_until
+from tests.processes import RedisServer, invoice_spec, simulator_process, start_worker, stop, wait_until
 
 KEYS = Keys("test:")
 BATCH = "crash"
@@ -39,17 +37,7 @@ def _docs(count: int) -> list[InputLine]:
 def _submit(redis_url: str, count: int) -> None:
     async def run() -> None:
         redis = Redis.from_url(redis_url)
-        spec = build_spec(
-            SubmitOptions(
-                batch_id=BATCH,
-                api="responses",
-                model="gpt-4o-mini",
-                schema=resolve_schema("invoice"),
-                instructions=DEFAULT_INSTRUCTIONS,
-                params=GenerationParams(),
-            )
-        )
-        await submit(redis, KEYS, spec, _docs(count))
+        await submit(redis, KEYS, invoice_spec(BATCH), _docs(count))
         await redis.aclose()
 
     asyncio.run(run())

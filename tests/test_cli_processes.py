@@ -14,7 +14,7 @@ import pytest
 from schemas.registry import resolve_schema, validator_for
 from schemas.results import ResultRecord, Status
 from tests.conftest import API_KEY, REPO
-from tests.processes import simulator_process
+from tests.processes import simulator_process, start_worker, stop
 
 INPUT = [
     {"custom_id": f"doc-{n}", "text": f"Invoice {n} from Vendor {n} Ltd, {n} x Widget at 2.00, total {2 * n}.00 USD."}
@@ -124,3 +124,48 @@ def test_worker_without_api_key_fails_fast_with_a_clear_message(flushed_redis: s
     worker = _run(env, sys.executable, "-m", "worker.cli", "run", "--burst", timeout=30)
     assert worker.returncode != 0
     assert "no API key" in worker.stderr.decode()
+
+
+def test_producer_run_submits_waits_and_collects(flushed_redis: str, sim_process: str, tmp_path: Path) -> None:
+    """`producer run` against a long-running `worker run`: one command from input file to result file."""
+    env = _env(flushed_redis, sim_process)
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\n".join(orjson.dumps(line) for line in INPUT) + b"\n")
+    worker = start_worker(env, "runner", log=tmp_path / "worker.log")
+    try:
+        out = tmp_path / "out.jsonl"
+        ran = _run(
+            env,
+            sys.executable,
+            "-m",
+            "producer.cli",
+            "run",
+            str(source),
+            "--schema",
+            "invoice",
+            "--model",
+            "gpt-4o-mini",
+            "--batch-id",
+            "one-shot",
+            "--out",
+            str(out),
+            "--timeout",
+            "60",
+        )
+        assert ran.returncode == 0, ran.stderr.decode()
+        assert ran.stdout.decode().strip() == "one-shot"
+        records = [ResultRecord.model_validate_json(line) for line in out.read_bytes().splitlines()]
+        assert [r.custom_id for r in records] == [line["custom_id"] for line in INPUT]
+        assert all(r.status is Status.SUCCEEDED for r in records)
+        for command in ("retry", "cancel"):
+            done = _run(env, sys.executable, "-m", "producer.cli", command, "one-shot")
+            assert done.returncode == 0, done.stderr.decode()
+        assert (
+            "re-enqueued 0 failed line(s)"
+            in _run(env, sys.executable, "-m", "producer.cli", "retry", "one-shot").stderr.decode()
+        )
+        unknown = _run(env, sys.executable, "-m", "producer.cli", "status", "no-such-batch")
+        assert unknown.returncode == 1
+        assert "no batch 'no-such-batch'" in unknown.stderr.decode()
+    finally:
+        assert stop(worker) < 30

@@ -51,7 +51,10 @@ def _with_redis(settings: Settings, body: Callable[[Redis, Keys], Awaitable[T]])
             await redis.aclose()
 
     coroutine: Coroutine[Any, Any, T] = run()
-    return asyncio.run(coroutine)
+    try:
+        return asyncio.run(coroutine)
+    except (BatchNotFoundError, BatchExistsError) as exc:  # the message says what to do
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -156,10 +159,7 @@ def _do_submit(settings: Settings, path: Path, batch_id: str | None) -> str:
     async def body(redis: Redis, keys: Keys) -> SubmitResult:
         return await submit(redis, keys, spec, parsed.lines, chunk_size=settings.submit_chunk_size)
 
-    try:
-        result = _with_redis(settings, body)
-    except BatchExistsError as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = _with_redis(settings, body)
     fmt = " (OpenAI batch input format)" if parsed.format == "openai-batch" else ""
     if result.new_lines == len(parsed.lines):
         err.print(f"submitted batch [bold]{batch_id}[/bold]: {result.enqueued} line(s){fmt}", highlight=False)
@@ -205,10 +205,7 @@ def _status_table(status: BatchStatus) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def status_command(batch_id: str, as_json: bool) -> None:
     """Show a batch's progress, usage and cost."""
-    try:
-        status = _with_redis(_settings(), lambda redis, keys: read_status(redis, keys, batch_id))
-    except BatchNotFoundError as exc:
-        raise click.ClickException(str(exc)) from exc
+    status = _with_redis(_settings(), lambda redis, keys: read_status(redis, keys, batch_id))
     if as_json:
         click.echo(orjson.dumps(status.to_json_dict()).decode())
     else:
@@ -219,8 +216,6 @@ def status_command(batch_id: str, as_json: bool) -> None:
 def _do_wait(settings: Settings, batch_id: str, timeout: float | None) -> BatchStatus:
     try:
         return _with_redis(settings, lambda redis, keys: wait_for_batch(redis, keys, batch_id, timeout_s=timeout))
-    except BatchNotFoundError as exc:
-        raise click.ClickException(str(exc)) from exc
     except WaitTimeoutError as exc:
         err.print(f"[yellow]timeout[/yellow]: {exc}")
         sys.exit(EXIT_INCOMPLETE)
@@ -243,10 +238,7 @@ def _do_collect(settings: Settings, batch_id: str, out: Path, output_format: Out
             return written, 0
         return await collect(redis, keys, batch_id, out, output_format=output_format)
 
-    try:
-        written, missing = _with_redis(settings, body)
-    except BatchNotFoundError as exc:
-        raise click.ClickException(str(exc)) from exc
+    written, missing = _with_redis(settings, body)
     err.print(f"wrote {written} line(s) to {out}", highlight=False)
     if missing:
         err.print(f"[yellow]warning[/yellow]: {missing} line(s) have no result yet (producer wait, or --follow)")
@@ -270,10 +262,7 @@ def collect_command(batch_id: str, out: Path, follow_: bool, output_format: Outp
 @click.argument("batch_id", metavar="BATCH")
 def retry_command(batch_id: str) -> None:
     """Re-enqueue the batch's failed lines (their new results replace the failed ones)."""
-    try:
-        count = _with_redis(_settings(), lambda redis, keys: retry_failed(redis, keys, batch_id))
-    except BatchNotFoundError as exc:
-        raise click.ClickException(str(exc)) from exc
+    count = _with_redis(_settings(), lambda redis, keys: retry_failed(redis, keys, batch_id))
     err.print(f"re-enqueued {count} failed line(s) of {batch_id}")
 
 
@@ -281,10 +270,7 @@ def retry_command(batch_id: str) -> None:
 @click.argument("batch_id", metavar="BATCH")
 def cancel_command(batch_id: str) -> None:
     """Stop the batch: waiting lines end as cancelled; lines already running finish."""
-    try:
-        count = _with_redis(_settings(), lambda redis, keys: cancel(redis, keys, batch_id))
-    except BatchNotFoundError as exc:
-        raise click.ClickException(str(exc)) from exc
+    count = _with_redis(_settings(), lambda redis, keys: cancel(redis, keys, batch_id))
     err.print(f"cancelled {batch_id}: {count} waiting line(s) recorded as cancelled; running ones will finish")
 
 

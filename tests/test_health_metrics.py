@@ -19,7 +19,6 @@ from tests.processes import free_port
 from worker.app import build_worker
 from worker.health import HealthServer, Heartbeat
 from worker.metrics import WorkerMetrics
-from worker.state import WorkerState
 
 
 async def _get(port: int, path: str) -> tuple[int, str]:
@@ -149,7 +148,3 @@ async def test_readyz_follows_redis(redis: Redis) -> None:
         for server in servers:
             await server.stop()
         await unreachable.aclose()
-
-
-def test_worker_state_exposes_its_metrics() -> None:
-    assert "metrics" in WorkerState.__dataclass_fields__

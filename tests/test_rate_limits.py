@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import httpx2
+import openai
 import pytest
 
 from schemas.results import ErrorType, Status
 from simulator import FaultKind, SimulatorConfig, running_simulator
 from tests.conftest import API_KEY, INVOICE_TEXTS
 from tests.helpers import results_by_id, sim_get, sim_post, total_usage
+from worker.adapters.base import PermanentApiError, map_sdk_error
 
 
 def _docs(count: int) -> dict[str, str]:
@@ -79,13 +82,9 @@ async def test_client_errors_are_not_retried(sim, redis, keys, submit_batch, run
     assert (await sim_get(sim, "/_sim/ledger"))["requests"]["total"] == 1
 
 
-async def test_insufficient_quota_is_a_stop_not_a_rate_limit(sim, redis, keys, submit_batch, run_worker) -> None:
-    """A 429 whose code is insufficient_quota ends the line at once as budget_exceeded."""
-    import httpx2
-    import openai
-
-    from worker.adapters.base import map_sdk_error  # the mapping is the unit under test; the simulator has no quota
-
+def test_insufficient_quota_is_a_stop_not_a_rate_limit() -> None:
+    """A 429 whose code is insufficient_quota maps to a permanent budget_exceeded failure (the simulator has no
+    quota, so the SDK-error mapping is the unit under test)."""
     request = httpx2.Request("POST", "http://x/v1/responses")
     body = {
         "error": {
@@ -98,7 +97,7 @@ async def test_insufficient_quota_is_a_stop_not_a_rate_limit(sim, redis, keys, s
     response = httpx2.Response(429, json=body, request=request, headers={"retry-after": "1"})
     error = map_sdk_error(openai.RateLimitError("quota", response=response, body=body), secrets=(), latency_ms=1)
     assert error.error_type is ErrorType.BUDGET_EXCEEDED
-    assert type(error).__name__ == "PermanentApiError"
+    assert isinstance(error, PermanentApiError)
 
 
 def _free_port() -> int:

@@ -30,13 +30,11 @@ class JobCalls:
         self._api = api
         self._default_output_reserve = default_output_reserve
         self._open: tuple[Reservation, ModelRequest, int] | None = None
-        self.admission_wait_s = 0.0
 
     async def before_call(self, request: ModelRequest, *, first: bool) -> None:
         estimate, raw = self._estimator.estimate(request)
         output = request.max_output_tokens or self._default_output_reserve
         reservation = await self._admission.acquire(request.model, estimate, output, may_defer=first)
-        self.admission_wait_s += reservation.waited_s
         self._metrics.admission_wait.labels(request.model).observe(reservation.waited_s)
         self._open = (reservation, request, raw)
 

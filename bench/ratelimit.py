@@ -31,9 +31,10 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
-from producer.readers import InputLine
+from producer.readers import InputLine, MemorySource
 from producer.submit import submit
-from schemas.keys import Keys
+from store.batches import BatchStore
+from store.keys import Keys
 from tests.processes import invoice_spec, simulator_process
 from worker.adapters.responses import ResponsesAdapter
 from worker.prompt import first_request
@@ -129,7 +130,7 @@ def steady_state(ledger: dict[str, Any], args: argparse.Namespace, name: str, jo
 async def run_ours(args: argparse.Namespace, sim_url: str, redis: Redis, processes: int) -> Outcome:
     await fresh_start(sim_url, redis, 1.0)
     batch = invoice_spec(f"ours-{processes}", args.max_output_tokens)
-    await submit(redis, Keys(PREFIX), batch, documents(args.jobs))
+    await submit(redis, Keys(PREFIX), batch, MemorySource(tuple(documents(args.jobs))), window=args.jobs, ttl_s=0)
     env = {
         **os.environ,
         "REDIS_URL": args.redis,
@@ -164,7 +165,7 @@ async def run_ours(args: argparse.Namespace, sim_url: str, redis: Redis, process
     wall = time.monotonic() - started
     if any(codes):
         raise RuntimeError(f"a worker exited with {codes}")
-    done = int(await redis.hget(Keys(PREFIX).batch(batch.batch_id), "succeeded") or 0)  # type: ignore[misc]
+    done = (await BatchStore(redis, Keys(PREFIX)).get(batch.batch_id)).succeeded
     if done != args.jobs:
         raise RuntimeError(f"only {done} of {args.jobs} lines succeeded")
     ledger = await sim_json(f"{sim_url}/_sim/ledger?series=1")

@@ -1,9 +1,11 @@
-"""``producer``: submit batches, watch them, collect results."""
+"""``producer``: submit batches, feed them, watch them, collect their results."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,19 +19,25 @@ from rich.console import Console
 from rich.table import Table
 
 from producer.collect import OutputFormat, collect, follow
-from producer.control import cancel, retry_failed
+from producer.control import BatchCancelledError, cancel, delete, retry_failed
+from producer.feeder import FeedResult
+from producer.indexer import BatchExistsError, InputChangedError, OpenedBatch
 from producer.progress import WaitTimeoutError, wait_for_batch
-from producer.readers import ParsedInput, parse_lines
-from producer.status import BatchNotFoundError, BatchStatus, read_status
-from producer.submit import BatchExistsError, SubmitOptions, SubmitResult, build_spec, submit
-from schemas.jobs import DEFAULT_INSTRUCTIONS, GenerationParams
-from schemas.keys import Keys
+from producer.readers import FileSource
+from producer.status import batch_state, list_batches, read_status
+from producer.submit import SubmitOptions, SubmitResult, build_spec, submit
+from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
 from schemas.registry import resolve_schema
 from schemas.settings import Settings
+from store.batches import BatchNotFoundError, BatchRecord, BatchStore, Footprint
+from store.feed import FeedState
+from store.keys import InvalidIdError, Keys, check_batch_id
 
 EXIT_INVALID_INPUT = 2
 EXIT_INCOMPLETE = 3
 """``wait`` timed out, or ``collect`` wrote a file with lines still pending."""
+REPORT_EVERY_S = 10.0
+"""How often a long feed says how far it got."""
 
 T = TypeVar("T")
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -42,18 +50,28 @@ def _settings(**flags: Any) -> Settings:
         raise click.UsageError(f"invalid settings:\n{exc}") from exc
 
 
+def _keys(settings: Settings) -> Keys:
+    try:
+        return Keys(settings.key_prefix)
+    except InvalidIdError as exc:
+        raise click.UsageError(f"EXTRACT_KEY_PREFIX: {exc}") from exc
+
+
 def _with_redis(settings: Settings, body: Callable[[Redis, Keys], Awaitable[T]]) -> T:
+    """Run ``body`` in one event loop with one Redis client; the errors a user can act on become one line."""
+    keys = _keys(settings)
+
     async def run() -> T:
         redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, health_check_interval=30)
         try:
-            return await body(redis, Keys(settings.key_prefix))
+            return await body(redis, keys)
         finally:
             await redis.aclose()
 
     coroutine: Coroutine[Any, Any, T] = run()
     try:
         return asyncio.run(coroutine)
-    except (BatchNotFoundError, BatchExistsError) as exc:  # the message says what to do
+    except (BatchNotFoundError, BatchExistsError, InputChangedError, BatchCancelledError, InvalidIdError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -71,7 +89,9 @@ _SUBMIT_OPTIONS = [
     ),
     click.option("--model", help="Model name, e.g. gpt-4o-mini [env EXTRACT_MODEL]."),
     click.option("--api", type=click.Choice(["responses", "chat"]), help="Which API [env EXTRACT_API; responses]."),
-    click.option("--batch-id", help="Batch id (default: the input's name and the time)."),
+    click.option(
+        "--batch-id", help="Batch id: letters, digits, '.', '_', '-' (default: the input's name and the time)."
+    ),
     click.option("--instructions", help="Instructions for the model [env EXTRACT_INSTRUCTIONS]."),
     click.option(
         "--instructions-file",
@@ -99,6 +119,12 @@ _SUBMIT_OPTIONS = [
         default=None,
         help="Enqueue the valid lines even if some are invalid [env EXTRACT_SKIP_INVALID].",
     ),
+    click.option(
+        "--window",
+        "queue_window",
+        type=click.IntRange(min=1),
+        help="Lines of this batch in the queue at most; the rest is fed as lines finish [env EXTRACT_QUEUE_WINDOW].",
+    ),
 ]
 
 
@@ -108,27 +134,40 @@ def _submit_options(func: Callable[..., None]) -> Callable[..., None]:
     return func
 
 
-def _report_invalid(path: Path, parsed: ParsedInput, skip_invalid: bool) -> None:
+def _report_invalid(path: Path, source: FileSource, skip_invalid: bool) -> None:
+    scan = source.scan
     shown = 50
-    for error in parsed.errors[:shown]:
+    for error in scan.errors[:shown]:
         where = f"{path}:{error.line}" if error.line else str(path)
         err.print(f"[red]error[/red] {where}: {error.reason}", highlight=False, markup=True)
-    if len(parsed.errors) > shown:
-        err.print(f"... and {len(parsed.errors) - shown} more invalid line(s)")
-    if not skip_invalid or not parsed.lines:
-        hint = " (use --skip-invalid to enqueue the valid ones)" if parsed.lines else ""
-        err.print(f"{len(parsed.errors)} invalid line(s); nothing was enqueued{hint}")
+    if scan.error_count > shown:
+        err.print(f"... and {scan.error_count - shown} more invalid line(s)")
+    if not skip_invalid or not scan.count:
+        hint = " (use --skip-invalid to enqueue the valid ones)" if scan.count else ""
+        err.print(f"{scan.error_count} invalid line(s); nothing was enqueued{hint}")
         sys.exit(EXIT_INVALID_INPUT)
-    err.print(f"skipping {len(parsed.errors)} invalid line(s)")
+    err.print(f"skipping {scan.error_count} invalid line(s)")
 
 
-def _do_submit(settings: Settings, path: Path, batch_id: str | None) -> str:
+def default_batch_id(path: Path) -> str:
+    """The input's name (made to fit the batch-id alphabet) and the time."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-._")[:96] or "batch"
+    return f"{stem}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+
+
+def _prepare_submit(settings: Settings, path: Path, batch_id: str | None) -> tuple[BatchSpec, FileSource]:
+    """Everything a submit checks before it touches Redis: options, schema, every input line."""
     if settings.model is None:
         raise click.UsageError("--model is required (or set EXTRACT_MODEL)")
     if settings.schema_spec is None:
         raise click.UsageError("--schema is required (or set EXTRACT_SCHEMA)")
     if settings.instructions and settings.instructions_file:
         raise click.UsageError("give --instructions or --instructions-file, not both")
+    batch_id = batch_id or default_batch_id(path)
+    try:
+        check_batch_id(batch_id)
+    except InvalidIdError as exc:
+        raise click.UsageError(f"--batch-id: {exc}") from exc
     instructions = settings.instructions or DEFAULT_INSTRUCTIONS
     if settings.instructions_file:
         instructions = Path(settings.instructions_file).read_text(encoding="utf-8")
@@ -137,12 +176,9 @@ def _do_submit(settings: Settings, path: Path, batch_id: str | None) -> str:
     except ValueError as exc:  # UnknownSchemaError and friends: the message says what to fix
         raise click.UsageError(str(exc)) from exc
 
-    with path.open("rb") as handle:
-        parsed = parse_lines(handle, id_field=settings.id_field, text_field=settings.text_field)
-    if parsed.errors:
-        _report_invalid(path, parsed, settings.skip_invalid)
-
-    batch_id = batch_id or f"{path.stem}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    source = FileSource.open(path, id_field=settings.id_field, text_field=settings.text_field)
+    if source.scan.error_count:
+        _report_invalid(path, source, settings.skip_invalid)
     spec = build_spec(
         SubmitOptions(
             batch_id=batch_id,
@@ -155,46 +191,129 @@ def _do_submit(settings: Settings, path: Path, batch_id: str | None) -> str:
             use_cache=not settings.no_cache,
         )
     )
+    return spec, source
 
-    async def body(redis: Redis, keys: Keys) -> SubmitResult:
-        return await submit(redis, keys, spec, parsed.lines, chunk_size=settings.submit_chunk_size)
 
-    result = _with_redis(settings, body)
-    fmt = " (OpenAI batch input format)" if parsed.format == "openai-batch" else ""
-    if result.new_lines == len(parsed.lines):
-        err.print(f"submitted batch [bold]{batch_id}[/bold]: {result.enqueued} line(s){fmt}", highlight=False)
-    else:
+class FeedReporter:
+    """Says how a long feed is going, every ``REPORT_EVERY_S`` seconds (a short one says nothing)."""
+
+    def __init__(self, batch_id: str, window: int) -> None:
+        self._batch_id, self._window = batch_id, window
+        self._last = time.monotonic()
+        self.spoke = False
+
+    def __call__(self, state: FeedState) -> None:
+        now = time.monotonic()
+        if now - self._last < REPORT_EVERY_S:
+            return
+        self._last, self.spoke = now, True
         err.print(
-            f"batch [bold]{batch_id}[/bold] already known: {result.new_lines} new line(s), {result.enqueued} "
-            f"enqueued; lines already enqueued or finished were left alone{fmt}",
-            highlight=False,
+            f"batch {self._batch_id}: {state.fed:,} of {state.lines:,} lines enqueued "
+            f"({state.queued:,} in the queue, window {self._window:,}); feeding until all are enqueued"
         )
-    return batch_id
+
+
+async def _submit_and_feed(
+    redis: Redis, keys: Keys, settings: Settings, spec: BatchSpec, source: FileSource, *, wait: bool
+) -> SubmitResult:
+    """Record and index the batch, print its id, then feed it (while waiting for it, with ``wait``)."""
+    fmt = " (OpenAI batch input format)" if source.scan.format == "openai-batch" else ""
+    recorded = asyncio.Event()
+
+    def opened(batch: OpenedBatch) -> None:
+        """Say what was submitted, once the batch is recorded and before it is fed."""
+        recorded.set()
+        click.echo(spec.batch_id)  # on stdout at once: a script can resume this batch even if we are killed
+        sys.stdout.flush()
+        record = batch.record
+        if batch.created:
+            err.print(f"submitted batch [bold]{spec.batch_id}[/bold]: {record.lines} line(s){fmt}")
+        else:
+            err.print(
+                f"batch [bold]{spec.batch_id}[/bold] already known ({record.lines} line(s){fmt}): "
+                f"{record.fed} enqueued before; going on from there"
+            )
+
+    reporter = FeedReporter(spec.batch_id, settings.queue_window)
+    feeding = submit(
+        redis,
+        keys,
+        spec,
+        source,
+        window=settings.queue_window,
+        ttl_s=settings.batch_ttl_s,
+        chunk=settings.submit_chunk_size,
+        on_opened=opened,
+        on_progress=reporter,
+    )
+    result = await (_feed_while_waiting(redis, keys, spec.batch_id, feeding, recorded) if wait else feeding)
+    if result.cancelled:
+        err.print(f"batch {spec.batch_id} was cancelled: {result.lines - result.fed} line(s) were never enqueued")
+    elif reporter.spoke or (not result.created and result.enqueued):
+        err.print(f"batch {spec.batch_id}: all {result.lines:,} lines enqueued ({result.enqueued:,} by this run)")
+    elif not result.created:
+        err.print(f"batch {spec.batch_id}: nothing new to enqueue")
+    return result
+
+
+async def _feed_while_waiting(
+    redis: Redis, keys: Keys, batch_id: str, feeding: Coroutine[Any, Any, SubmitResult], recorded: asyncio.Event
+) -> SubmitResult:
+    """``run``: feed the batch and show its progress at once, until it is complete (or either fails)."""
+    feed = asyncio.create_task(feeding)
+    started = asyncio.create_task(recorded.wait())
+    waiter: asyncio.Task[BatchRecord] | None = None
+    try:
+        await asyncio.wait({feed, started}, return_when=asyncio.FIRST_COMPLETED)
+        if started.done():
+            waiter = asyncio.create_task(wait_for_batch(redis, keys, batch_id, timeout_s=None))
+            await asyncio.wait({feed, waiter}, return_when=asyncio.FIRST_EXCEPTION)
+            if feed.done():
+                feed.result()  # a failed feed ends the run with its error
+            await waiter
+        return await feed
+    finally:
+        for task in (feed, started, waiter):
+            if task is not None and not task.done():
+                task.cancel()
 
 
 @main.command("submit")
 @_submit_options
 def submit_command(input_path: Path, batch_id: str | None, **flags: Any) -> None:
-    """Validate INPUT and enqueue one job per line. Prints the batch id on stdout."""
-    click.echo(_do_submit(_settings(**flags), input_path, batch_id))
+    """Validate INPUT, record the batch and feed its lines into the queue until all are enqueued.
+
+    Prints the batch id on stdout first. A batch larger than the window keeps this command running while workers
+    drain it; if it is stopped, run the same submit again: it goes on where it was.
+    """
+    settings = _settings(**flags)
+    spec, source = _prepare_submit(settings, input_path, batch_id)
+    _with_redis(settings, lambda redis, keys: _submit_and_feed(redis, keys, settings, spec, source, wait=False))
 
 
 # --------------------------------------------------------------------------------------------------- status
-def _status_table(status: BatchStatus) -> Table:
-    table = Table(title=f"batch {status.batch_id}", show_header=False)
+def _mb(size: int) -> str:
+    return f"{size / 1_000_000:,.1f} MB"
+
+
+def _status_table(record: BatchRecord, footprint: Footprint | None = None, *, feeder_alive: bool = False) -> Table:
+    table = Table(title=f"batch {record.batch_id}", show_header=False)
+    usage = record.usage
     rows = [
-        ("api / model / schema", f"{status.api} / {status.model} / {status.schema}"),
-        ("lines", str(status.total)),
-        ("done", f"{status.done} ({status.pending} pending)"),
-        ("succeeded", str(status.succeeded)),
-        ("failed", str(status.failed)),
-        ("cancelled", str(status.cancelled)),
-        (
-            "tokens in / cached / out",
-            f"{status.usage.input_tokens} / {status.usage.cached_input_tokens} / {status.usage.output_tokens}",
-        ),
-        ("estimated cost", "n/a" if status.cost_usd is None else f"${status.cost_usd:.6f}"),
+        ("api / model / schema", f"{record.spec.api} / {record.spec.model} / {record.spec.schema_ref}"),
+        ("state", batch_state(record, feeder_alive=feeder_alive)),
+        ("lines", str(record.lines)),
+        ("enqueued", f"{record.fed} ({record.queued} in the queue now)"),
+        ("done", f"{record.done} ({record.pending} pending)"),
+        ("succeeded", str(record.succeeded)),
+        ("failed", str(record.failed)),
+        ("cancelled", str(record.cancelled)),
+        ("tokens in / cached / out", f"{usage.input_tokens} / {usage.cached_input_tokens} / {usage.output_tokens}"),
+        ("estimated cost", "n/a" if record.cost_usd is None else f"${record.cost_usd:.6f}"),
     ]
+    if footprint is not None:
+        parts = ", ".join(f"{name} {_mb(size)}" for name, size in footprint.by_key.items() if size)
+        rows.append(("Redis", f"{_mb(footprint.total)} ({parts}, queued jobs {_mb(footprint.queued_jobs)})"))
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -204,16 +323,62 @@ def _status_table(status: BatchStatus) -> Table:
 @click.argument("batch_id", metavar="BATCH")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def status_command(batch_id: str, as_json: bool) -> None:
-    """Show a batch's progress, usage and cost."""
-    status = _with_redis(_settings(), lambda redis, keys: read_status(redis, keys, batch_id))
+    """Show a batch's progress, usage, cost and Redis footprint."""
+
+    async def body(redis: Redis, keys: Keys) -> tuple[BatchRecord, Footprint, bool]:
+        store = BatchStore(redis, keys)
+        record = await store.get(batch_id)
+        return record, await store.footprint(batch_id), await store.feeder_alive(batch_id)
+
+    record, footprint, alive = _with_redis(_settings(), body)
     if as_json:
-        click.echo(orjson.dumps(status.to_json_dict()).decode())
+        data = {
+            **record.to_json_dict(),
+            "state": batch_state(record, feeder_alive=alive),
+            "redis_bytes": footprint.total,
+        }
+        click.echo(orjson.dumps(data).decode())
     else:
-        Console().print(_status_table(status))
+        Console().print(_status_table(record, footprint, feeder_alive=alive))
+
+
+@main.command("list")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per batch.")
+def list_command(limit: int, as_json: bool) -> None:
+    """List batches, newest first: state, size, age and Redis memory."""
+    overviews = _with_redis(_settings(), lambda redis, keys: list_batches(redis, keys, limit=limit))
+    if as_json:
+        for o in overviews:
+            row = {
+                **o.record.to_json_dict(),
+                "state": o.state,
+                "age_s": round(o.age_s),
+                "redis_bytes": o.footprint.total,
+            }
+            click.echo(orjson.dumps(row).decode())
+        return
+    table = Table(title="batches")
+    for column in ("batch", "state", "lines", "done", "failed", "age", "Redis"):
+        table.add_column(column, justify="left" if column in {"batch", "state"} else "right")
+    for o in overviews:
+        r = o.record
+        table.add_row(
+            r.batch_id, o.state, str(r.lines), str(r.done), str(r.failed), _age(o.age_s), _mb(o.footprint.total)
+        )
+    Console().print(table)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
 
 
 # ----------------------------------------------------------------------------------------------------- wait
-def _do_wait(settings: Settings, batch_id: str, timeout: float | None) -> BatchStatus:
+def _do_wait(settings: Settings, batch_id: str, timeout: float | None) -> BatchRecord:
     try:
         return _with_redis(settings, lambda redis, keys: wait_for_batch(redis, keys, batch_id, timeout_s=timeout))
     except WaitTimeoutError as exc:
@@ -230,15 +395,17 @@ def wait_command(batch_id: str, timeout: float | None) -> None:
 
 
 # -------------------------------------------------------------------------------------------------- collect
-def _do_collect(settings: Settings, batch_id: str, out: Path, output_format: OutputFormat, follow_: bool) -> None:
-    async def body(redis: Redis, keys: Keys) -> tuple[int, int]:
-        status = await read_status(redis, keys, batch_id)
-        if follow_:
-            written = await follow(redis, keys, batch_id, out, total=status.total, output_format=output_format)
-            return written, 0
-        return await collect(redis, keys, batch_id, out, output_format=output_format)
+async def _collect(
+    redis: Redis, keys: Keys, settings: Settings, batch_id: str, out: Path, output_format: OutputFormat, follow_: bool
+) -> tuple[int, int]:
+    record = await read_status(redis, keys, batch_id)
+    price = settings.price_for(record.spec.model)
+    if follow_:
+        return await follow(redis, keys, batch_id, out, output_format=output_format, price=price), 0
+    return await collect(redis, keys, batch_id, out, output_format=output_format, price=price)
 
-    written, missing = _with_redis(settings, body)
+
+def _report_collected(out: Path, written: int, missing: int) -> None:
     err.print(f"wrote {written} line(s) to {out}", highlight=False)
     if missing:
         err.print(f"[yellow]warning[/yellow]: {missing} line(s) have no result yet (producer wait, or --follow)")
@@ -254,24 +421,83 @@ def _do_collect(settings: Settings, batch_id: str, out: Path, output_format: Out
 )
 def collect_command(batch_id: str, out: Path, follow_: bool, output_format: OutputFormat) -> None:
     """Write the batch's results as JSONL (input order, atomic replace; or as they finish with --follow)."""
-    _do_collect(_settings(), batch_id, out, output_format, follow_)
+    settings = _settings()
+    written, missing = _with_redis(
+        settings, lambda redis, keys: _collect(redis, keys, settings, batch_id, out, output_format, follow_)
+    )
+    _report_collected(out, written, missing)
 
 
-# ------------------------------------------------------------------------------------------------ retry/cancel
+# ------------------------------------------------------------------------------------------ retry/cancel/delete
 @main.command("retry")
 @click.argument("batch_id", metavar="BATCH")
-def retry_command(batch_id: str) -> None:
-    """Re-enqueue the batch's failed lines (their new results replace the failed ones)."""
-    count = _with_redis(_settings(), lambda redis, keys: retry_failed(redis, keys, batch_id))
-    err.print(f"re-enqueued {count} failed line(s) of {batch_id}")
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The batch's input file (default: the path it was submitted from). Its lines must be unchanged.",
+)
+def retry_command(batch_id: str, input_path: Path | None) -> None:
+    """Re-enqueue the batch's failed lines (their new results replace the failed ones).
+
+    Redis keeps no text of finished lines, so this reads the input file again; it feeds a window at a time.
+    """
+    settings = _settings()
+
+    async def body(redis: Redis, keys: Keys) -> FeedResult:
+        record = await read_status(redis, keys, batch_id)
+        source = _retry_source(record, input_path)
+        return await retry_failed(
+            redis, keys, batch_id, source, window=settings.queue_window, chunk=settings.submit_chunk_size
+        )
+
+    result = _with_redis(settings, body)
+    err.print(f"re-enqueued {result.enqueued} failed line(s) of {batch_id}")
+
+
+def _retry_source(record: BatchRecord, input_path: Path | None) -> FileSource:
+    recorded = record.input or {}
+    path = input_path or (Path(recorded["path"]) if recorded.get("path") else None)
+    if path is None or not path.is_file():
+        where = f" ({path} is not there)" if path is not None else ""
+        raise click.UsageError(f"retry reads the failed lines from the batch's input: pass --input FILE{where}")
+    source = FileSource.open(
+        path,
+        id_field=recorded.get("id_field", "custom_id"),
+        text_field=recorded.get("text_field", "text"),
+    )
+    if source.scan.count != record.lines:
+        raise click.UsageError(
+            f"{path} has {source.scan.count} valid line(s) and batch {record.batch_id} has {record.lines}: "
+            "not the batch's input"
+        )
+    return source
 
 
 @main.command("cancel")
 @click.argument("batch_id", metavar="BATCH")
 def cancel_command(batch_id: str) -> None:
-    """Stop the batch: waiting lines end as cancelled; lines already running finish."""
-    count = _with_redis(_settings(), lambda redis, keys: cancel(redis, keys, batch_id))
-    err.print(f"cancelled {batch_id}: {count} waiting line(s) recorded as cancelled; running ones will finish")
+    """Stop the batch: lines not started end as cancelled; lines already running finish."""
+    settings = _settings()
+
+    async def body(redis: Redis, keys: Keys) -> tuple[int, int]:
+        record = await read_status(redis, keys, batch_id)
+        result = await cancel(redis, keys, batch_id, price=settings.price_for(record.spec.model))
+        return result.never_enqueued, result.waiting
+
+    never, waiting = _with_redis(settings, body)
+    err.print(
+        f"cancelled {batch_id}: {waiting} waiting line(s) and {never} never-enqueued line(s) recorded as cancelled; "
+        "running ones will finish"
+    )
+
+
+@main.command("delete")
+@click.argument("batch_id", metavar="BATCH")
+def delete_command(batch_id: str) -> None:
+    """Remove every key of the batch from Redis (record, index, results, waiting jobs). Collect first."""
+    removed = _with_redis(_settings(), lambda redis, keys: delete(redis, keys, batch_id))
+    err.print(f"deleted batch {batch_id} ({removed} waiting job(s) taken off the queue)")
 
 
 # ------------------------------------------------------------------------------------------------------ run
@@ -288,13 +514,24 @@ def run_command(
     output_format: OutputFormat,
     **flags: Any,
 ) -> None:
-    """Submit INPUT, wait for it, and collect the results into --out."""
+    """Submit INPUT, feed and wait for it, and collect the results into --out."""
     settings = _settings(**flags)
-    batch_id = _do_submit(settings, input_path, batch_id)
-    status = _do_wait(settings, batch_id, timeout)
-    _do_collect(settings, batch_id, out, output_format, follow_=False)
-    Console(stderr=True).print(_status_table(status))
-    click.echo(batch_id)
+    spec, source = _prepare_submit(settings, input_path, batch_id)
+
+    async def body(redis: Redis, keys: Keys) -> tuple[BatchRecord, int, int]:
+        async with asyncio.timeout(timeout):
+            await _submit_and_feed(redis, keys, settings, spec, source, wait=True)
+        record = await read_status(redis, keys, spec.batch_id)
+        written, missing = await _collect(redis, keys, settings, spec.batch_id, out, output_format, False)
+        return record, written, missing
+
+    try:
+        record, written, missing = _with_redis(settings, body)
+    except TimeoutError:
+        err.print(f"[yellow]timeout[/yellow]: batch {spec.batch_id} did not finish within {timeout:g}s")
+        sys.exit(EXIT_INCOMPLETE)
+    Console(stderr=True).print(_status_table(record))
+    _report_collected(out, written, missing)
 
 
 if __name__ == "__main__":

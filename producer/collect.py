@@ -1,48 +1,32 @@
-"""Write a batch's results as JSONL: in input order, atomically; or streamed as they finish (``--follow``)."""
+"""Write a batch's results as JSONL: in input order, atomically and in bounded memory; or as they finish (``--follow``).
+
+Both read through the store (``store.results``): one line per input line, its latest final result -- a ``retry``'s
+new result replaces the failed one -- and a synthesized ``cancelled`` line for lines a ``cancel`` stopped before they
+were ever enqueued. Memory holds one chunk of lines at a time, whatever the batch's size.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import orjson
 from redis.asyncio import Redis
 
-from schemas.keys import Keys
-from schemas.redis_typing import awaited
+from schemas.settings import ModelPrice
+from store.batches import BatchStore
+from store.codec import ResultCodec
+from store.keys import Keys
+from store.lines import LineIndex
+from store.results import ResultStore, final_json
 
 OutputFormat = Literal["native", "openai-batch"]
 
-_READ_CHUNK = 5000
-
-
-async def recorded_results(redis: Redis, keys: Keys, batch_id: str) -> dict[str, bytes]:
-    """Every recorded result line of a batch, by custom_id (raw JSON, as the worker wrote it)."""
-    stream = keys.results(batch_id)
-    found: dict[str, bytes] = {}
-    start = "-"
-    while True:
-        entries = await redis.xrange(stream, min=start, max="+", count=_READ_CHUNK)
-        for _entry_id, fields in entries:
-            found[fields[b"id"].decode()] = fields[b"r"]
-        if len(entries) < _READ_CHUNK:
-            return found
-        start = "(" + entries[-1][0].decode()
-
-
-async def input_order(redis: Redis, keys: Keys, batch_id: str) -> AsyncIterator[list[str]]:
-    key = keys.batch_order(batch_id)
-    start = 0
-    while True:
-        ids = await awaited(redis.lrange(key, start, start + _READ_CHUNK - 1))
-        if not ids:
-            return
-        yield [i.decode() for i in ids]
-        start += len(ids)
+READ_CHUNK = 1000
 
 
 def render(raw: bytes, output_format: OutputFormat) -> bytes:
@@ -121,38 +105,60 @@ def to_openai_batch(result: dict[str, Any]) -> dict[str, Any]:
 
 
 async def collect(
-    redis: Redis, keys: Keys, batch_id: str, out: Path, *, output_format: OutputFormat = "native"
+    redis: Redis,
+    keys: Keys,
+    batch_id: str,
+    out: Path,
+    *,
+    output_format: OutputFormat = "native",
+    price: ModelPrice | None = None,
 ) -> tuple[int, int]:
-    """Write every recorded line in input order, replacing ``out`` atomically. Returns (written, missing)."""
-    found = await recorded_results(redis, keys, batch_id)
-    lines: list[bytes] = []
-    missing = 0
-    async for ids in input_order(redis, keys, batch_id):
-        for custom_id in ids:
-            raw = found.get(custom_id)
-            if raw is None:
-                missing += 1
-            else:
-                lines.append(render(raw, output_format))
-    await asyncio.to_thread(write_atomically, out, lines)
-    return len(lines), missing
+    """Write every line that has a final result, in input order, replacing ``out`` atomically.
+
+    Returns (written, missing): missing lines are pending (no final result yet) or not in the index yet.
+    """
+    batch = await BatchStore(redis, keys).get(batch_id)
+    results = ResultStore(redis)
+    written = missing = 0
+    with AtomicWriter(out) as writer:
+        async for chunk in results.final_lines(batch, keys.batch(batch_id), price=price, chunk=READ_CHUNK):
+            lines = [render(final.json, output_format) for final in chunk if final.json is not None]
+            missing += len(chunk) - len(lines)
+            written += len(lines)
+            await asyncio.to_thread(writer.write, lines)
+        await asyncio.to_thread(writer.commit)
+    return written, missing + max(batch.lines - batch.indexed, 0)
 
 
-def write_atomically(out: Path, lines: list[bytes]) -> None:
-    """Temp file in the same directory, fsync, rename: readers see the old file or the whole new one."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            for line in lines:
-                handle.write(line)
-                handle.write(b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class AtomicWriter:
+    """A temp file in the target's directory, fsync, rename: readers see the old file or the whole new one."""
+
+    def __init__(self, out: Path) -> None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self._out = out
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        self._handle = os.fdopen(fd, "wb")
+        self._committed = False
+
+    def write(self, lines: list[bytes]) -> None:
+        for line in lines:
+            self._handle.write(line)
+            self._handle.write(b"\n")
+
+    def commit(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        os.replace(self._tmp, self._out)
+        self._committed = True
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if not self._committed:
+            self._handle.close()
+            Path(self._tmp).unlink(missing_ok=True)
 
 
 async def follow(
@@ -161,29 +167,50 @@ async def follow(
     batch_id: str,
     out: Path,
     *,
-    total: int,
     output_format: OutputFormat = "native",
+    price: ModelPrice | None = None,
     block_ms: int = 1000,
     on_line: Callable[[int], None] | None = None,
 ) -> int:
-    """Append lines to ``out`` as results are recorded, until every line of the batch has one. Returns the count."""
+    """Append each line's final result to ``out`` as it is recorded, until every line of the batch has one.
+
+    Each line is written once, when its first final result that is still its latest is seen. Returns the count.
+    """
+    store, results, index = BatchStore(redis, keys), ResultStore(redis), LineIndex(redis)
+    batch_keys = keys.batch(batch_id)
+    batch = await store.get(batch_id)
+    codec = ResultCodec(batch.spec.json_schema)
+    seen = bytearray((batch.lines + 7) // 8)  # one bit per line: written already
+    written, last, synthesized = 0, "0-0", False
     out.parent.mkdir(parents=True, exist_ok=True)
     handle: IO[bytes] = await asyncio.to_thread(open, out, "wb")
-    written = 0
-    last_id = "0-0"
+
+    def take(ordinal: int, line: bytes) -> bytes | None:
+        nonlocal written
+        if ordinal >= batch.lines or seen[ordinal >> 3] & (1 << (ordinal & 7)):
+            return None
+        seen[ordinal >> 3] |= 1 << (ordinal & 7)
+        written += 1
+        return render(line, output_format) + b"\n"
+
     try:
-        while written < total:
-            response = await redis.xread({keys.results(batch_id): last_id}, count=_READ_CHUNK, block=block_ms)
-            chunk: list[bytes] = []
-            for _stream, entries in response:
-                for entry_id, fields in entries:
-                    last_id = entry_id.decode()
-                    chunk.append(render(fields[b"r"], output_format) + b"\n")
+        while written < batch.lines:
+            last, entries = await results.read_since(batch_keys, last, READ_CHUNK)
+            chunk = [line for o, stored in entries if (line := take(o, codec.decode(stored))) is not None]
+            if batch.cancel_from is not None and not synthesized:
+                synthesized = True
+                for first in range(batch.cancel_from, batch.indexed, READ_CHUNK):
+                    for held in await index.read(batch_keys, first, min(READ_CHUNK, batch.indexed - first)):
+                        json_line = final_json(batch, held, None, codec, price)
+                        if json_line is not None and (line := take(held.ordinal, json_line)) is not None:
+                            chunk.append(line)
             if chunk:
                 await asyncio.to_thread(_append, handle, chunk)
-                written += len(chunk)
                 if on_line is not None:
                     on_line(written)
+            elif not entries:
+                await redis.xread({batch_keys.results: last}, count=1, block=block_ms)
+                batch = await store.get(batch_id)  # a cancel may have closed the feed meanwhile
     finally:
         await asyncio.to_thread(handle.close)
     return written

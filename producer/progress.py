@@ -9,14 +9,15 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from producer.status import BatchStatus, read_status
-from schemas.keys import Keys
+from producer.status import read_status
+from store.batches import BatchRecord
+from store.keys import Keys
 
 
 class WaitTimeoutError(TimeoutError):
-    def __init__(self, status: BatchStatus) -> None:
-        super().__init__(f"batch {status.batch_id}: {status.pending} of {status.total} lines still pending")
-        self.status = status
+    def __init__(self, record: BatchRecord) -> None:
+        super().__init__(f"batch {record.batch_id}: {record.pending} of {record.lines} lines still pending")
+        self.record = record
 
 
 async def wait_for_batch(
@@ -27,12 +28,12 @@ async def wait_for_batch(
     timeout_s: float | None = None,
     poll_s: float = 0.5,
     console: Console | None = None,
-) -> BatchStatus:
+) -> BatchRecord:
     """Poll the batch record until it is complete. Raises ``WaitTimeoutError`` after ``timeout_s``."""
     console = console or Console(stderr=True)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    status = await read_status(redis, keys, batch_id)
-    started, done_at_start = time.monotonic(), status.done
+    record = await read_status(redis, keys, batch_id)
+    started, done_at_start = time.monotonic(), record.done
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -44,16 +45,16 @@ async def wait_for_batch(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
-        task = progress.add_task(batch_id, total=status.total, completed=status.done, rate="-", failed=status.failed)
-        while not status.complete:
+        task = progress.add_task(batch_id, total=record.lines, completed=record.done, rate="-", failed=record.failed)
+        while not record.complete:
             if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeoutError(status)
+                raise WaitTimeoutError(record)
             await asyncio.sleep(poll_s)
-            status = await read_status(redis, keys, batch_id)
+            record = await read_status(redis, keys, batch_id)
             elapsed = time.monotonic() - started
-            rate = (status.done - done_at_start) / elapsed if elapsed > 0 else 0.0
-            progress.update(task, completed=status.done, rate=f"{rate:.1f}", failed=status.failed)
+            rate = (record.done - done_at_start) / elapsed if elapsed > 0 else 0.0
+            progress.update(task, completed=record.done, rate=f"{rate:.1f}", failed=record.failed)
     if not console.is_terminal:
         # Logs and CI get one summary line instead of a redrawn bar.
-        console.print(f"{batch_id}: {status.done}/{status.total} done, {status.failed} failed")
-    return status
+        console.print(f"{batch_id}: {record.done}/{record.lines} done, {record.failed} failed")
+    return record

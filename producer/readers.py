@@ -1,17 +1,24 @@
-"""Read and validate an input file. Pure parsing over lines; every problem gets its line number.
+"""Read and validate an input file in bounded memory. Every problem gets its line number.
 
 Two formats, detected from the first non-blank line:
 
 - native: one JSON object per line with an id field and a text field (names configurable);
 - OpenAI Batch API input: ``{"custom_id", "method", "url", "body"}``, where the document is the last user
   message of a Chat Completions body (``messages``) or the ``input`` of a Responses body.
+
+A file is read more than once and never held in memory: ``scan_input`` checks every line first (nothing is written
+for a file with a bad line, unless invalid lines are skipped), then :class:`FileSource` yields the valid lines again
+whenever the batch needs their text (index, feed, retry). A line's *ordinal* is its position among the valid lines,
+so every pass numbers the lines alike. Duplicate ids are found with a set of 64-bit hashes (about 64 bytes per line)
+and confirmed by comparing the ids themselves, so a hash collision is never reported as a duplicate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -19,11 +26,14 @@ InputFormat = Literal["native", "openai-batch"]
 
 _BATCH_KEYS = frozenset({"custom_id", "method", "url", "body"})
 MAX_ID_LENGTH = 256
+MAX_KEPT_ERRORS = 1000
+"""Errors kept with their text; beyond this only counted (a file of garbage must not fill the memory)."""
 
 
 @dataclass(frozen=True)
 class InputLine:
     line: int
+    """1-based line number in the file."""
     custom_id: str
     text: str
 
@@ -38,49 +48,178 @@ class LineError:
 
 
 @dataclass
-class ParsedInput:
-    format: InputFormat
-    lines: list[InputLine] = field(default_factory=list)
+class InputScan:
+    """What a first pass over the input found."""
+
+    format: InputFormat = "native"
+    count: int = 0
+    """Valid lines."""
     errors: list[LineError] = field(default_factory=list)
+    """The first ``MAX_KEPT_ERRORS`` problems, in line order."""
+    error_count: int = 0
+    invalid_lines: set[int] = field(default_factory=set)
+    """Line numbers of every invalid line (skipped by later passes, so ordinals agree)."""
+
+    def add_error(self, error: LineError) -> None:
+        self.error_count += 1
+        self.invalid_lines.add(error.line)
+        if len(self.errors) < MAX_KEPT_ERRORS:
+            self.errors.append(error)
 
 
-def parse_lines(raw_lines: Iterable[bytes], *, id_field: str = "custom_id", text_field: str = "text") -> ParsedInput:
-    """Parse every line, collecting all errors rather than stopping at the first (users fix them in one go)."""
-    parsed = ParsedInput(format="native")
+class LineSource(Protocol):
+    """The valid lines of an input, in order, as often as they are asked for."""
+
+    @property
+    def count(self) -> int:
+        """How many lines ``lines()`` yields."""
+        ...
+
+    def lines(self) -> Iterator[InputLine]: ...
+
+    def describe(self) -> dict[str, Any] | None:
+        """Where the lines can be read again (recorded with the batch for ``retry``); None if nowhere."""
+        ...
+
+
+RawLines = Callable[[], Iterable[bytes]]
+"""Opens the input anew: each call yields its raw lines from the start."""
+
+
+def scan_input(open_lines: RawLines, *, id_field: str = "custom_id", text_field: str = "text") -> InputScan:
+    """Check every line, collecting all errors rather than stopping at the first (users fix them in one go)."""
+    scan = InputScan()
     format_known = False
-    first_seen: dict[str, int] = {}
+    seen: set[int] = set()
+    suspects: set[int] = set()
+    for number, obj in _objects(open_lines(), scan):
+        if not format_known:
+            scan.format = "openai-batch" if obj.keys() >= _BATCH_KEYS else "native"
+            format_known = True
+        result = _parse(obj, number, scan.format, id_field, text_field)
+        if isinstance(result, LineError):
+            scan.add_error(result)
+            continue
+        digest = hash(result.custom_id)
+        if digest in seen:
+            suspects.add(digest)
+        seen.add(digest)
+        scan.count += 1
+    if suspects:
+        _confirm_duplicates(open_lines, scan, suspects, id_field, text_field)
+    if scan.count == 0 and scan.error_count == 0:
+        scan.add_error(LineError(0, "the input has no lines"))
+    scan.errors.sort(key=lambda e: e.line)
+    return scan
+
+
+def _confirm_duplicates(
+    open_lines: RawLines, scan: InputScan, suspects: set[int], id_field: str, text_field: str
+) -> None:
+    """Second look at ids whose hash repeated: the later occurrences of an id really seen before are errors."""
+    first_line: dict[str, int] = {}
+    for number, obj in _objects(open_lines(), None):
+        if number in scan.invalid_lines:
+            continue
+        result = _parse(obj, number, scan.format, id_field, text_field)
+        if isinstance(result, LineError) or hash(result.custom_id) not in suspects:
+            continue
+        if result.custom_id in first_line:
+            first = first_line[result.custom_id]
+            scan.add_error(LineError(number, f"duplicate id {result.custom_id!r} (first on line {first})"))
+            scan.count -= 1
+        else:
+            first_line[result.custom_id] = number
+
+
+def valid_lines(
+    raw_lines: Iterable[bytes], *, fmt: InputFormat, id_field: str, text_field: str, skip: set[int]
+) -> Iterator[InputLine]:
+    """The valid lines again (the ones ``scan_input`` accepted), in order."""
+    for number, obj in _objects(raw_lines, None):
+        if number in skip:
+            continue
+        result = _parse(obj, number, fmt, id_field, text_field)
+        if isinstance(result, InputLine):
+            yield result
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """The valid lines of a JSONL file, read from disk each time they are needed."""
+
+    path: Path
+    scan: InputScan
+    id_field: str = "custom_id"
+    text_field: str = "text"
+
+    @classmethod
+    def open(cls, path: Path, *, id_field: str = "custom_id", text_field: str = "text") -> FileSource:
+        """Scan ``path`` once (check every line); see ``scan.errors``."""
+        scan = scan_input(lambda: _read_lines(path), id_field=id_field, text_field=text_field)
+        return cls(path, scan, id_field, text_field)
+
+    @property
+    def count(self) -> int:
+        return self.scan.count
+
+    def lines(self) -> Iterator[InputLine]:
+        return valid_lines(
+            _read_lines(self.path),
+            fmt=self.scan.format,
+            id_field=self.id_field,
+            text_field=self.text_field,
+            skip=self.scan.invalid_lines,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.path.resolve()), "id_field": self.id_field, "text_field": self.text_field}
+
+
+@dataclass(frozen=True)
+class MemorySource:
+    """Lines already in memory (tests, benchmarks, callers of the library)."""
+
+    items: tuple[InputLine, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.items)
+
+    def lines(self) -> Iterator[InputLine]:
+        return iter(self.items)
+
+    def describe(self) -> None:
+        return None
+
+
+def _read_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        yield from handle
+
+
+def _objects(raw_lines: Iterable[bytes], scan: InputScan | None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of every non-blank line that is a JSON object; the others are errors in ``scan``."""
     for number, raw in enumerate(raw_lines, start=1):
         if not raw.strip():
             continue
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            parsed.errors.append(LineError(number, f"not valid JSON ({exc})"))
+            if scan is not None:
+                scan.add_error(LineError(number, f"not valid JSON ({exc})"))
             continue
         if not isinstance(obj, dict):
-            parsed.errors.append(LineError(number, f"expected a JSON object, got {type(obj).__name__}"))
+            if scan is not None:
+                scan.add_error(LineError(number, f"expected a JSON object, got {type(obj).__name__}"))
             continue
-        if not format_known:
-            parsed.format = "openai-batch" if obj.keys() >= _BATCH_KEYS else "native"
-            format_known = True
-        result = (
-            _batch_line(obj, number)
-            if parsed.format == "openai-batch"
-            else _native_line(obj, number, id_field, text_field)
-        )
-        if isinstance(result, LineError):
-            parsed.errors.append(result)
-            continue
-        if result.custom_id in first_seen:
-            parsed.errors.append(
-                LineError(number, f"duplicate id {result.custom_id!r} (first on line {first_seen[result.custom_id]})")
-            )
-            continue
-        first_seen[result.custom_id] = number
-        parsed.lines.append(result)
-    if not parsed.lines and not parsed.errors:
-        parsed.errors.append(LineError(0, "the input has no lines"))
-    return parsed
+        yield number, obj
+
+
+def _parse(obj: dict[str, Any], number: int, fmt: InputFormat, id_field: str, text_field: str) -> InputLine | LineError:
+    if fmt == "openai-batch":
+        return _batch_line(obj, number)
+    return _native_line(obj, number, id_field, text_field)
 
 
 def _coerce_id(value: Any, number: int, name: str) -> str | LineError:

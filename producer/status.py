@@ -1,82 +1,54 @@
-"""Read a batch's progress from its record (counters kept by the workers' record-once script)."""
+"""A batch's state as its record says (counters kept by the store's scripts), and the list of batches."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+import time
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from schemas.jobs import BatchSpec
-from schemas.keys import Keys
-from schemas.redis_typing import awaited
-from schemas.results import Usage
+from store.batches import BatchNotFoundError, BatchRecord, BatchStore, Footprint
+from store.keys import Keys
+
+__all__ = ["BatchNotFoundError", "BatchOverview", "batch_state", "list_batches", "read_status"]
 
 
-class BatchNotFoundError(LookupError):
-    pass
+async def read_status(redis: Redis, keys: Keys, batch_id: str) -> BatchRecord:
+    """The batch's record; raises ``BatchNotFoundError`` for an unknown (or expired) batch."""
+    return await BatchStore(redis, keys).get(batch_id)
+
+
+def batch_state(record: BatchRecord, *, feeder_alive: bool) -> str:
+    """One word for where a batch stands."""
+    if record.complete:
+        return "cancelled" if record.cancelled_at is not None else "complete"
+    if record.cancelled_at is not None:
+        return "cancelling"
+    if not record.sealed or not record.fully_fed:
+        return "feeding" if feeder_alive else "interrupted"
+    return "running"
 
 
 @dataclass(frozen=True)
-class BatchStatus:
-    batch_id: str
-    api: str
-    model: str
-    schema: str
-    created_at: str
-    total: int
-    done: int
-    succeeded: int
-    failed: int
-    cancelled: int
-    usage: Usage
-    cost_usd: float | None
-
-    @property
-    def pending(self) -> int:
-        return self.total - self.done
-
-    @property
-    def complete(self) -> bool:
-        return self.done >= self.total
-
-    def to_json_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["usage"] = self.usage.model_dump()
-        data["pending"] = self.pending
-        data["complete"] = self.complete
-        return data
+class BatchOverview:
+    record: BatchRecord
+    state: str
+    age_s: float
+    footprint: Footprint
 
 
-async def read_status(redis: Redis, keys: Keys, batch_id: str) -> BatchStatus:
-    raw = await awaited(redis.hgetall(keys.batch(batch_id)))
-    if not raw or b"spec" not in raw:
-        raise BatchNotFoundError(f"no batch {batch_id!r} in Redis (check --batch-id, REDIS_URL and the key prefix)")
-    fields = {k.decode(): v for k, v in raw.items()}
-    spec = BatchSpec.model_validate_json(fields["spec"])
-
-    def count(name: str) -> int:
-        return int(fields.get(name, b"0"))
-
-    usage = Usage(
-        input_tokens=count("input_tokens"),
-        cached_input_tokens=count("cached_input_tokens"),
-        output_tokens=count("output_tokens"),
-        reasoning_tokens=count("reasoning_tokens"),
-        total_tokens=count("total_tokens"),
-    )
-    cost = fields.get("cost_usd")
-    return BatchStatus(
-        batch_id=batch_id,
-        api=spec.api,
-        model=spec.model,
-        schema=spec.schema_ref,
-        created_at=spec.created_at,
-        total=count("total"),
-        done=count("done"),
-        succeeded=count("succeeded"),
-        failed=count("failed"),
-        cancelled=count("cancelled"),
-        usage=usage,
-        cost_usd=round(float(cost), 8) if cost is not None else None,
-    )
+async def list_batches(redis: Redis, keys: Keys, *, limit: int = 100) -> list[BatchOverview]:
+    """The newest batches first, with their state, age and Redis footprint."""
+    store = BatchStore(redis, keys)
+    overviews = []
+    for record in await store.list(limit=limit):
+        alive = await store.feeder_alive(record.batch_id)
+        overviews.append(
+            BatchOverview(
+                record=record,
+                state=batch_state(record, feeder_alive=alive),
+                age_s=max(time.time() - record.created_ms / 1000, 0.0),
+                footprint=await store.footprint(record.batch_id),
+            )
+        )
+    return overviews

@@ -1,10 +1,9 @@
-"""The contract between producer and worker: records, settings, Redis key names and extraction schemas.
+"""The contract between producer and worker: records, settings and extraction schemas.
 
 Pure data and pure functions: nothing here opens a connection.
 """
 
 from schemas.jobs import DEFAULT_INSTRUCTIONS, ApiKind, BatchSpec, ExtractionJob, Fingerprinter, GenerationParams
-from schemas.keys import Keys
 from schemas.results import ErrorInfo, ErrorType, ResultRecord, Status, Usage
 from schemas.settings import DEFAULT_PRICES, ModelPrice, Settings
 
@@ -18,7 +17,6 @@ __all__ = [
     "ExtractionJob",
     "Fingerprinter",
     "GenerationParams",
-    "Keys",
     "ModelPrice",
     "ResultRecord",
     "Settings",

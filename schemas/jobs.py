@@ -58,11 +58,16 @@ class BatchSpec(BaseModel):
 
 
 class ExtractionJob(BaseModel):
-    """One input line as enqueued (the arq job's single argument, as a JSON object)."""
+    """One input line as enqueued (the arq job's single argument, as a JSON object).
+
+    This is the only place a document's text is kept in Redis, and only while its line is queued or running.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     batch_id: str
+    ordinal: int = Field(ge=0)
+    """The line's position among the input's lines (0-based): what names it in the batch's store."""
     custom_id: str
     text: str
     fingerprint: str

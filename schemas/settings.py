@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 T = TypeVar("T")
@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     )
     """Redis holding the queue, batch records, results and caches (one standalone or Sentinel server)."""
     key_prefix: str = "extract:"
-    """Prefix of every key this service writes (arq's own job keys keep arq's fixed prefix)."""
+    """Prefix of every key this service writes: one segment ending in ``:`` (checked by ``store.keys``)."""
 
     openai_api_key: SecretStr | None = Field(
         default=None,
@@ -147,8 +147,14 @@ class Settings(BaseSettings):
     """How often a job may hand its slot back while waiting for admission before it fails."""
 
     # --- producer (defaults for ``producer submit`` / ``run``; the flags override them) -------------------------
-    submit_chunk_size: int = Field(default=1000, ge=1)
-    """Jobs per pipelined round trip when enqueuing."""
+    submit_chunk_size: int = Field(default=1000, ge=1, le=10_000)
+    """Lines per round trip when writing a batch's index and enqueuing its jobs."""
+    queue_window: int = Field(default=10_000, ge=1)
+    """Lines of one batch in the queue at most (waiting, deferred or running); the producer feeds the rest as lines
+    finish. Each queued line holds its document in Redis, so this bounds a batch's queue memory; keep it several
+    times the fleet's concurrency so no worker waits for the feeder."""
+    batch_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
+    """How long a batch's keys (record, index, results) stay once its last line is final; 0 keeps them."""
     api: Literal["responses", "chat"] = "responses"
     model: str | None = None
     schema_spec: str | None = Field(default=None, validation_alias=AliasChoices("schema_spec", "EXTRACT_SCHEMA"))
@@ -167,13 +173,6 @@ class Settings(BaseSettings):
     # --- pricing ---------------------------------------------------------------------------------------------
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     """Overrides merged over DEFAULT_PRICES (see ``price_for``)."""
-
-    @field_validator("key_prefix")
-    @classmethod
-    def _prefix_is_namespaced(cls, value: str) -> str:
-        if not value or any(c.isspace() for c in value):
-            raise ValueError("key_prefix must be non-empty and contain no whitespace")
-        return value
 
     @classmethod
     def from_flags(cls, **flags: Any) -> Settings:

@@ -13,8 +13,8 @@ import sys
 import orjson
 from redis.asyncio import Redis
 
-from schemas.keys import Keys
 from schemas.settings import Settings
+from store.keys import Keys
 from worker.admission import AdmissionController
 
 

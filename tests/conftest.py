@@ -14,13 +14,13 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from producer.readers import InputLine
+from producer.readers import InputLine, MemorySource
 from producer.submit import SubmitOptions, build_spec, submit
 from schemas.jobs import DEFAULT_INSTRUCTIONS, ApiKind, BatchSpec, GenerationParams
-from schemas.keys import Keys
 from schemas.registry import resolve_schema
 from schemas.settings import Settings
 from simulator import SimulatorConfig, running_simulator
+from store.keys import Keys
 from worker.app import build_worker
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -112,6 +112,11 @@ def keys(settings: Settings) -> Keys:
 Submit = Callable[..., Awaitable[BatchSpec]]
 
 
+def memory_source(texts: dict[str, str]) -> MemorySource:
+    """Lines in input order from {custom_id: text}, as the fixture submits them."""
+    return MemorySource(tuple(InputLine(n, cid, text) for n, (cid, text) in enumerate(texts.items(), start=1)))
+
+
 @pytest.fixture
 def submit_batch(redis: Redis, settings: Settings, keys: Keys) -> Submit:
     async def _submit(
@@ -135,8 +140,14 @@ def submit_batch(redis: Redis, settings: Settings, keys: Keys) -> Submit:
                 use_cache=use_cache,
             )
         )
-        lines = [InputLine(n, cid, text) for n, (cid, text) in enumerate(texts.items(), start=1)]
-        await submit(redis, keys, spec, lines)
+        await submit(
+            redis,
+            keys,
+            spec,
+            memory_source(texts),
+            window=settings.queue_window,
+            ttl_s=settings.batch_ttl_s,
+        )
         return spec
 
     return _submit

@@ -8,10 +8,11 @@ import aiohttp
 import orjson
 from redis.asyncio import Redis
 
-from producer.collect import recorded_results
-from schemas.keys import Keys
-from schemas.redis_typing import awaited
 from schemas.results import ResultRecord, Usage
+from store.batches import BatchStore
+from store.keys import Keys
+from store.redis_typing import awaited
+from store.results import ResultStore
 
 
 async def sim_get(sim: Any, path: str) -> Any:
@@ -27,8 +28,14 @@ async def sim_post(sim: Any, path: str, payload: Any) -> Any:
 
 
 async def results_by_id(redis: Redis, keys: Keys, batch_id: str) -> dict[str, ResultRecord]:
-    raw = await recorded_results(redis, keys, batch_id)
-    return {cid: ResultRecord.model_validate(orjson.loads(line)) for cid, line in raw.items()}
+    """Each line's latest final result, by custom_id (pending lines are left out)."""
+    batch = await BatchStore(redis, keys).get(batch_id)
+    found: dict[str, ResultRecord] = {}
+    async for chunk in ResultStore(redis).final_lines(batch, keys.batch(batch_id), price=None):
+        for final in chunk:
+            if final.json is not None:
+                found[final.line.custom_id] = ResultRecord.model_validate(orjson.loads(final.json))
+    return found
 
 
 def total_usage(records: list[ResultRecord]) -> Usage:

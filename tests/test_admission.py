@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from schemas.keys import Keys
 from schemas.settings import RateLimit, Settings
+from store.keys import Keys
 from tests.conftest import REPO
 from worker import admission
 from worker.admission import (

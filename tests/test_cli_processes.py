@@ -157,13 +157,14 @@ def test_producer_run_submits_waits_and_collects(flushed_redis: str, sim_process
         records = [ResultRecord.model_validate_json(line) for line in out.read_bytes().splitlines()]
         assert [r.custom_id for r in records] == [line["custom_id"] for line in INPUT]
         assert all(r.status is Status.SUCCEEDED for r in records)
-        for command in ("retry", "cancel"):
-            done = _run(env, sys.executable, "-m", "producer.cli", command, "one-shot")
-            assert done.returncode == 0, done.stderr.decode()
-        assert (
-            "re-enqueued 0 failed line(s)"
-            in _run(env, sys.executable, "-m", "producer.cli", "retry", "one-shot").stderr.decode()
-        )
+        retried = _run(env, sys.executable, "-m", "producer.cli", "retry", "one-shot")
+        assert retried.returncode == 0, retried.stderr.decode()
+        assert "re-enqueued 0 failed line(s)" in retried.stderr.decode()
+        cancelled = _run(env, sys.executable, "-m", "producer.cli", "cancel", "one-shot")
+        assert cancelled.returncode == 0, cancelled.stderr.decode()
+        refused = _run(env, sys.executable, "-m", "producer.cli", "retry", "one-shot")
+        assert refused.returncode == 1
+        assert "was cancelled" in refused.stderr.decode()
         unknown = _run(env, sys.executable, "-m", "producer.cli", "status", "no-such-batch")
         assert unknown.returncode == 1
         assert "no batch 'no-such-batch'" in unknown.stderr.decode()

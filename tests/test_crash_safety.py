@@ -17,10 +17,10 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from producer.collect import collect
-from producer.readers import InputLine
+from producer.readers import InputLine, MemorySource
 from producer.submit import submit
-from schemas.keys import Keys
 from schemas.results import ResultRecord, Status
+from store.keys import Keys
 from tests.conftest import API_KEY, INVOICE_TEXTS
 from tests.processes import RedisServer, invoice_spec, simulator_process, start_worker, stop, wait_until
 
@@ -37,7 +37,7 @@ def _docs(count: int) -> list[InputLine]:
 def _submit(redis_url: str, count: int) -> None:
     async def run() -> None:
         redis = Redis.from_url(redis_url)
-        await submit(redis, KEYS, invoice_spec(BATCH), _docs(count))
+        await submit(redis, KEYS, invoice_spec(BATCH), MemorySource(tuple(_docs(count))), window=10_000, ttl_s=0)
         await redis.aclose()
 
     asyncio.run(run())
@@ -46,7 +46,7 @@ def _submit(redis_url: str, count: int) -> None:
 def _done(redis_url: str) -> int:
     client = SyncRedis.from_url(redis_url, socket_connect_timeout=1)
     try:
-        return int(client.hget(KEYS.batch(BATCH), "done") or 0)  # type: ignore[arg-type]
+        return int(client.hget(KEYS.batch(BATCH).record, "done") or 0)  # type: ignore[arg-type]
     except Exception:
         return -1
     finally:

@@ -7,7 +7,8 @@ import pytest
 from producer.control import cancel, retry_failed
 from producer.status import read_status
 from schemas.results import ErrorType, Status
-from tests.conftest import INVOICE_TEXTS
+from store.feed import FeedStore
+from tests.conftest import INVOICE_TEXTS, memory_source
 from tests.helpers import results_by_id, sim_get, sim_post, total_usage
 
 DOCS = {f"d{n}": text for n, text in enumerate(INVOICE_TEXTS)}
@@ -40,9 +41,9 @@ async def test_the_same_batch_submitted_twice_costs_nothing_more(sim, redis, key
     await submit_batch(DOCS)  # same batch id, same lines
     await run_worker()
     assert (await sim_get(sim, "/_sim/ledger"))["requests"]["total"] == calls
-    assert await redis.xlen(keys.results("b1")) == len(DOCS)
+    assert await redis.xlen(keys.batch("b1").results) == len(DOCS)
     status = await read_status(redis, keys, "b1")
-    assert (status.total, status.done) == (len(DOCS), len(DOCS))
+    assert (status.lines, status.done) == (len(DOCS), len(DOCS))
 
 
 async def test_a_second_batch_over_the_same_documents_is_all_cache_hits(
@@ -91,8 +92,9 @@ async def test_retry_reruns_only_the_failed_lines(sim, redis, keys, submit_batch
     assert (await results_by_id(redis, keys, "b1"))["d2"].error.type is ErrorType.TRUNCATED  # type: ignore[union-attr]
     calls = (await sim_get(sim, "/_sim/ledger"))["requests"]["total"]
 
-    assert await retry_failed(redis, keys, "b1") == 1
-    assert await retry_failed(redis, keys, "b1") == 0  # already re-enqueued: nothing twice
+    assert (await retry_failed(redis, keys, "b1", memory_source(DOCS), window=100)).enqueued == 1
+    # already re-enqueued: nothing twice
+    assert (await retry_failed(redis, keys, "b1", memory_source(DOCS), window=100)).enqueued == 0
     await run_worker()
 
     results = await results_by_id(redis, keys, "b1")  # the latest result per line
@@ -104,7 +106,7 @@ async def test_retry_reruns_only_the_failed_lines(sim, redis, keys, submit_batch
 
 async def test_cancel_ends_waiting_lines_as_cancelled_without_calls(sim, redis, keys, submit_batch, run_worker) -> None:
     await submit_batch(DOCS)
-    assert await cancel(redis, keys, "b1") == len(DOCS)
+    assert (await cancel(redis, keys, "b1", price=None)).waiting == len(DOCS)
     await run_worker()
     results = await results_by_id(redis, keys, "b1")
     assert {r.status for r in results.values()} == {Status.CANCELLED}
@@ -118,7 +120,7 @@ async def test_a_job_of_a_cancelled_batch_that_starts_anyway_records_cancelled(
 ) -> None:
     """The flag is what workers check: a job that was already picked up ends cancelled without a call."""
     await submit_batch(DOCS)
-    await redis.hset(keys.batch("b1"), "cancelled_at", "2026-11-22T00:00:00Z")
+    await FeedStore(redis, keys).begin_cancel(keys.batch("b1"), "2026-11-22T00:00:00Z")
     await run_worker()
     assert {r.status for r in (await results_by_id(redis, keys, "b1")).values()} == {Status.CANCELLED}
     assert (await sim_get(sim, "/_sim/ledger"))["requests"]["total"] == 0

@@ -10,9 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from schemas.keys import Keys
 from schemas.results import Status
 from simulator import SimulatorConfig
+from store.keys import Keys
 from tests.conftest import API_KEY, INVOICE_TEXTS
 from tests.helpers import results_by_id, sim_post
 from tests.processes import free_port

@@ -11,7 +11,9 @@ from click.testing import CliRunner
 from redis import Redis as SyncRedis
 
 from producer.cli import EXIT_INVALID_INPUT, main
-from schemas.keys import Keys
+from store.fields import F
+from store.keys import Keys
+from store.lines import decode_entry
 
 KEYS = Keys("test:")
 
@@ -23,6 +25,10 @@ def cli_env(flushed_redis: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Syn
     client = SyncRedis.from_url(flushed_redis)
     yield client
     client.close()
+
+
+def _indexed_ids(client: SyncRedis, batch_id: str) -> list[str]:
+    return [decode_entry(entry)[1] for entry in client.lrange(KEYS.batch(batch_id).lines, 0, -1)]  # type: ignore[union-attr]
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -56,7 +62,7 @@ def test_malformed_lines_are_each_reported_and_nothing_is_enqueued(cli_env, tmp_
     assert f"{path}:6: field 'text' is empty" in out
     assert "nothing was enqueued" in out
     assert cli_env.zcard(KEYS.queue) == 0
-    assert not cli_env.exists(KEYS.batch("cli"))
+    assert not cli_env.exists(KEYS.batch("cli").record)
 
 
 def test_skip_invalid_enqueues_the_valid_lines(cli_env, tmp_path) -> None:
@@ -65,7 +71,7 @@ def test_skip_invalid_enqueues_the_valid_lines(cli_env, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "line 2" in result.output or ":2:" in result.output
     assert cli_env.zcard(KEYS.queue) == 2
-    assert cli_env.lrange(KEYS.batch_order("cli"), 0, -1) == [b"a", b"b"]
+    assert _indexed_ids(cli_env, "cli") == ["a", "b"]
 
 
 def test_missing_text_field_names_the_line_and_the_flag(cli_env, tmp_path) -> None:
@@ -80,7 +86,7 @@ def test_custom_id_and_text_fields(cli_env, tmp_path) -> None:
     path = _write(tmp_path, '{"id": 7, "doc": "Invoice from ACME"}\n')
     result = _submit(path, "--id-field", "id", "--text-field", "doc")
     assert result.exit_code == 0, result.output
-    assert cli_env.lrange(KEYS.batch_order("cli"), 0, -1) == [b"7"]
+    assert _indexed_ids(cli_env, "cli") == ["7"]
 
 
 def test_empty_file_is_an_error(cli_env, tmp_path) -> None:
@@ -106,7 +112,7 @@ def test_schema_and_model_come_from_the_environment(cli_env, tmp_path, monkeypat
     path = _write(tmp_path, '{"custom_id": "a", "text": "Jane Doe, CTO at Initech"}\n')
     result = CliRunner().invoke(main, ["submit", str(path), "--batch-id", "env"])
     assert result.exit_code == 0, result.output
-    spec = orjson.loads(cli_env.hget(KEYS.batch("env"), "spec"))
+    spec = orjson.loads(cli_env.hget(KEYS.batch("env").record, F.SPEC))
     assert (spec["schema_ref"], spec["model"], spec["api"]) == ("contact", "gpt-4.1-mini", "chat")
 
 
@@ -135,20 +141,31 @@ def test_resubmitting_the_same_batch_enqueues_nothing_new(cli_env, tmp_path) -> 
     assert _submit(path).exit_code == 0
     again = _submit(path)
     assert again.exit_code == 0, again.output
-    assert "0 new line(s), 0 enqueued" in again.output
+    assert "nothing new to enqueue" in again.output
     assert cli_env.zcard(KEYS.queue) == 2
-    assert cli_env.hget(KEYS.batch("cli"), "total") == b"2"
+    assert cli_env.hget(KEYS.batch("cli").record, F.LINES) == b"2"
+    assert again.stdout.strip() == "cli"  # the batch id, on stdout
 
 
-def test_a_submit_that_died_half_way_is_completed_by_running_it_again(cli_env, tmp_path) -> None:
-    first_half = _write(tmp_path, '{"custom_id": "a", "text": "x"}\n')
-    assert _submit(first_half).exit_code == 0
-    whole = tmp_path / "whole.jsonl"
-    whole.write_text('{"custom_id": "a", "text": "x"}\n{"custom_id": "b", "text": "y"}\n')
-    again = _submit(whole)
-    assert again.exit_code == 0, again.output
-    assert "1 new line(s), 1 enqueued" in again.output
-    assert cli_env.lrange(KEYS.batch_order("cli"), 0, -1) == [b"a", b"b"]
+def test_another_input_under_a_known_batch_id_is_refused(cli_env, tmp_path) -> None:
+    first = _write(tmp_path, '{"custom_id": "a", "text": "x"}\n')
+    assert _submit(first).exit_code == 0
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"custom_id": "a", "text": "x"}\n{"custom_id": "b", "text": "y"}\n')
+    again = _submit(other)
+    assert again.exit_code == 1
+    assert "has 1 line(s) and this input has 2" in again.output
+    assert _indexed_ids(cli_env, "cli") == ["a"]
+    assert cli_env.zcard(KEYS.queue) == 1
+
+
+def test_a_changed_document_under_a_known_batch_id_is_refused(cli_env, tmp_path) -> None:
+    path = _write(tmp_path, '{"custom_id": "a", "text": "x"}\n{"custom_id": "b", "text": "y"}\n')
+    assert _submit(path).exit_code == 0
+    path.write_text('{"custom_id": "a", "text": "x"}\n{"custom_id": "b", "text": "y, changed"}\n')
+    again = _submit(path)
+    assert again.exit_code == 1
+    assert "line 2: the document of 'b' changed" in again.output
     assert cli_env.zcard(KEYS.queue) == 2
 
 

@@ -155,7 +155,7 @@ async def test_a_fault_mix_ends_with_exactly_one_final_result_per_line(
     await submit_batch(docs)
     await run_worker(concurrency=32)
 
-    assert await redis.xlen(keys.results("b1")) == len(docs)  # one entry per line, no duplicates
+    assert await redis.xlen(keys.batch("b1").results) == len(docs)  # one entry per line, no duplicates
     results = await results_by_id(redis, keys, "b1")
     assert set(results) == set(docs)
     faults = await sim_get(sim, "/_sim/faults?full=1")

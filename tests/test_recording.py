@@ -11,9 +11,10 @@ from producer.collect import collect, follow
 from producer.status import read_status
 from schemas.jobs import ExtractionJob
 from schemas.results import ResultRecord, Status, Usage
+from store.codec import ResultCodec
+from store.results import ResultStore
 from tests.helpers import results_by_id, sim_get
 from worker.adapters.client import build_client
-from worker.recorder import Recorder
 from worker.state import WorkerState
 from worker.tasks import run_job
 
@@ -36,13 +37,13 @@ def _record(custom_id: str, total: int) -> ResultRecord:
 
 
 async def test_a_line_is_recorded_once_however_often_its_job_finishes(redis, keys, submit_batch) -> None:
-    await submit_batch(DOCS)
-    recorder = Recorder(redis, keys)
-    assert await recorder.record(_record("d1", 10)) is True
-    assert await recorder.record(_record("d1", 99)) is False  # a second run of the same job
-    assert await redis.xlen(keys.results("b1")) == 1
+    spec = await submit_batch(DOCS)
+    results, codec = ResultStore(redis), ResultCodec(spec.json_schema)
+    assert await results.record(keys.batch("b1"), 0, _record("d1", 10), codec) == 1
+    assert await results.record(keys.batch("b1"), 0, _record("d1", 99), codec) == 0  # a second run of the same job
+    assert await redis.xlen(keys.batch("b1").results) == 1
     status = await read_status(redis, keys, "b1")
-    assert (status.done, status.succeeded, status.usage.total_tokens) == (1, 1, 10)
+    assert (status.done, status.succeeded, status.usage.total_tokens, status.queued) == (1, 1, 10, len(DOCS) - 1)
 
 
 async def test_a_rerun_job_does_not_call_the_api_again(redis, keys, settings, submit_batch, run_worker, sim) -> None:
@@ -54,19 +55,19 @@ async def test_a_rerun_job_does_not_call_the_api_again(redis, keys, settings, su
     client = build_client(settings)
     try:
         state = WorkerState.build(settings, redis, client)
-        job = ExtractionJob(batch_id="b1", custom_id="d1", text=DOCS["d1"], fingerprint="sha256:00", line=1)
+        job = ExtractionJob(batch_id="b1", ordinal=0, custom_id="d1", text=DOCS["d1"], fingerprint="sha256:00", line=1)
         assert await run_job(state, job, job_try=1) == "already-recorded"
     finally:
         await client.close()
     assert (await sim_get(sim, "/_sim/ledger"))["requests"]["total"] == before
-    assert await redis.xlen(keys.results("b1")) == len(DOCS)
+    assert await redis.xlen(keys.batch("b1").results) == len(DOCS)
 
 
 async def test_collect_writes_input_order_atomically_and_reports_missing(redis, keys, submit_batch, tmp_path) -> None:
-    await submit_batch(DOCS)
-    recorder = Recorder(redis, keys)
-    for custom_id in ("d3", "d1"):
-        await recorder.record(_record(custom_id, 1))
+    spec = await submit_batch(DOCS)
+    results, codec = ResultStore(redis), ResultCodec(spec.json_schema)
+    for ordinal, custom_id in ((2, "d3"), (0, "d1")):
+        await results.record(keys.batch("b1"), ordinal, _record(custom_id, 1), codec)
     out = tmp_path / "out.jsonl"
     out.write_text("old contents\n")
     written, missing = await collect(redis, keys, "b1", out)
@@ -79,7 +80,7 @@ async def test_follow_streams_results_as_they_finish(redis, keys, submit_batch, 
     await submit_batch(DOCS)
     out = tmp_path / "follow.jsonl"
     seen: list[int] = []
-    follower = asyncio.create_task(follow(redis, keys, "b1", out, total=len(DOCS), block_ms=100, on_line=seen.append))
+    follower = asyncio.create_task(follow(redis, keys, "b1", out, block_ms=100, on_line=seen.append))
     await asyncio.sleep(0.2)
     assert not follower.done()  # nothing recorded yet: it waits
     await run_worker()

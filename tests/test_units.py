@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producer.readers import parse_lines
+from producer.readers import scan_input, valid_lines
 from schemas.jobs import BatchSpec, Fingerprinter, GenerationParams
-from schemas.keys import Keys
+from schemas.pricing import cost_usd
 from schemas.results import Usage
 from schemas.settings import ModelPrice, Settings
-from worker.pricing import cost_usd
+from store.keys import InvalidIdError, Keys, check_batch_id
 from worker.prompt import first_request, prompt_cache_key, repair_request
 from worker.retry import backoff_delay, is_retryable_status, parse_retry_after
 
@@ -122,20 +122,47 @@ def test_prompt_puts_the_stable_part_first_and_repairs_append() -> None:
     assert repaired.prompt_cache_key == request.prompt_cache_key
 
 
-def test_keys_share_the_prefix() -> None:
+def test_keys_share_the_prefix_and_job_ids_name_the_line_by_position() -> None:
     keys = Keys("p:")
     assert keys.queue == "p:queue"
-    assert keys.results("b") == "p:batch:b:results"
-    assert Keys.job_id("b", "c") == "b:c"
+    assert keys.batch("b").results == "p:batch:b:results"
+    assert keys.job_id("b", 7) == "p:b:7"
+    assert keys.job_id("b", 7, 2) == "p:b:7.2"
+    assert Keys.job_ordinal(keys.job_id("b", 7, 2)) == 7
+    assert all(key.startswith("p:batch:b") for key in keys.batch("b"))
+
+
+@pytest.mark.parametrize("batch_id", ["", "cc:results", "a b", "x*", "-lead", "é", "a" * 129, "new\nline"])
+def test_batch_ids_outside_the_alphabet_are_refused(batch_id: str) -> None:
+    with pytest.raises(InvalidIdError):
+        check_batch_id(batch_id)
+
+
+@pytest.mark.parametrize("prefix", ["", "x", "a:b:", "arq:", "with space:", "*:"])
+def test_prefixes_are_one_segment(prefix: str) -> None:
+    with pytest.raises(InvalidIdError):
+        Keys(prefix)
 
 
 def test_reader_reports_every_error_with_its_line() -> None:
-    parsed = parse_lines([b'{"custom_id": "a", "text": "t"}', b"", b'{"custom_id": true, "text": "t"}', b"3"])
-    assert [str(e) for e in parsed.errors] == [
+    raw = [b'{"custom_id": "a", "text": "t"}', b"", b'{"custom_id": true, "text": "t"}', b"3"]
+    scan = scan_input(lambda: raw)
+    assert [str(e) for e in scan.errors] == [
         "line 3: field 'custom_id' must be a string or an integer, got bool",
         "line 4: expected a JSON object, got int",
     ]
-    assert [line.line for line in parsed.lines] == [1]
+    assert scan.count == 1
+    lines = valid_lines(raw, fmt=scan.format, id_field="custom_id", text_field="text", skip=scan.invalid_lines)
+    assert [line.line for line in lines] == [1]
+
+
+def test_reader_confirms_duplicates_and_skips_them_consistently() -> None:
+    raw = [b'{"custom_id": "a", "text": "1"}', b'{"custom_id": "b", "text": "2"}', b'{"custom_id": "a", "text": "3"}']
+    scan = scan_input(lambda: raw)
+    assert [str(e) for e in scan.errors] == ["line 3: duplicate id 'a' (first on line 1)"]
+    assert scan.count == 2
+    kept = valid_lines(raw, fmt=scan.format, id_field="custom_id", text_field="text", skip=scan.invalid_lines)
+    assert [(line.line, line.custom_id) for line in kept] == [(1, "a"), (2, "b")]
 
 
 def test_token_estimates_start_conservative_and_learn_from_real_usage() -> None:

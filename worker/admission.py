@@ -28,6 +28,8 @@ deleting the reservation key ``{p}rl:resv:{id}``):
 
 A bucket whose limit is 0 is not enforced; the cool-down applies regardless, so even a scope without configured
 limits backs off together after a 429.
+
+The two scripts and the bucket hash live in ``store.limits``; this module decides what to ask them.
 """
 
 from __future__ import annotations
@@ -43,9 +45,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from schemas.keys import Keys
-from schemas.redis_typing import awaited
 from schemas.settings import Settings
+from store.keys import Keys
+from store.limits import BucketParams, LimitStore
 
 SLOW_FACTOR = 0.8
 """After a 429 the fill rate is multiplied by this (never below MIN_FILL)."""
@@ -58,96 +60,6 @@ milliseconds later and not in the same order or spacing (scheduling on busy host
 bucket can arrive compressed; the missing tenth absorbs about 100 ms of such compression. Steady-state
 throughput is set by the refill rate, so this costs nothing once the first burst is spent."""
 DEFAULT_COOLDOWN_S = 1.0
-RESERVATION_TTL_MS = 30 * 60 * 1000
-BUCKET_IDLE_TTL_MS = 60 * 60 * 1000
-
-# Shared by both scripts: refill both buckets and recover the fill factor up to `now`.
-# ARGV[1] = now in ms ("" = Redis server time), ARGV[2..5] = request rate/ms, request capacity, token rate/ms,
-# token capacity, ARGV[6] = fill recovery per ms.
-_PRELUDE = """
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-else
-  now = tonumber(ARGV[1])
-end
-local r_rate, r_cap = tonumber(ARGV[2]), tonumber(ARGV[3])
-local t_rate, t_cap = tonumber(ARGV[4]), tonumber(ARGV[5])
-local recovery = tonumber(ARGV[6])
-local h = redis.call('HMGET', KEYS[1], 'rq', 'tk', 'ts', 'cool', 'fill')
-local rq = tonumber(h[1]) or r_cap
-local tk = tonumber(h[2]) or t_cap
-local ts = tonumber(h[3]) or now
-local cool = tonumber(h[4]) or 0
-local fill = tonumber(h[5]) or 1
-local elapsed = math.max(now - ts, 0)
-rq = math.min(r_cap, rq + r_rate * fill * elapsed)
-tk = math.min(t_cap, tk + t_rate * fill * elapsed)
-fill = math.min(1, fill + recovery * elapsed)
-local function save()
-  redis.call('HSET', KEYS[1], 'rq', rq, 'tk', tk, 'ts', now, 'cool', cool, 'fill', fill)
-  redis.call('PEXPIRE', KEYS[1], IDLE_TTL_MS)
-end
-""".replace("IDLE_TTL_MS", str(BUCKET_IDLE_TTL_MS))
-
-# KEYS[1] = bucket hash, KEYS[2] = reservation key. ARGV[7] = tokens to reserve, ARGV[8] = reservation TTL ms.
-# Returns {admitted (1/0), wait in ms, now in ms}.
-_ADMIT = (
-    _PRELUDE
-    + """
-local cost = tonumber(ARGV[7])
-if now < cool then
-  save()
-  return {0, cool - now, now}
-end
--- A request larger than the bucket goes when the bucket is full, and leaves it in debt.
-local need_t = math.min(cost, t_cap)
-local r_ok = r_rate == 0 or rq >= 1
-local t_ok = t_rate == 0 or tk >= need_t
-if r_ok and t_ok then
-  if r_rate > 0 then rq = rq - 1 end
-  if t_rate > 0 then tk = tk - cost end
-  save()
-  redis.call('SET', KEYS[2], cost, 'PX', tonumber(ARGV[8]))
-  return {1, 0, now}
-end
-local wait = 0
-if not r_ok then wait = math.max(wait, (1 - rq) / (r_rate * fill)) end
-if not t_ok then wait = math.max(wait, (need_t - tk) / (t_rate * fill)) end
-save()
-return {0, math.ceil(wait), now}
-"""
-)
-
-# KEYS[1] = bucket hash, KEYS[2] = reservation key.
-# ARGV[7] = real token charge ("" = keep what was reserved), ARGV[8] = 1 to return the request slot,
-# ARGV[9], ARGV[10] = provider's remaining requests / tokens ("" = not sent),
-# ARGV[11] = cool-down in ms ("" = none), ARGV[12] = slow factor, ARGV[13] = minimum fill.
-# Returns 1 if this call settled the reservation, 0 if it was already settled (or expired).
-_SETTLE = (
-    _PRELUDE
-    + """
-local reserved = tonumber(redis.call('GET', KEYS[2]))
-if not reserved then
-  return 0
-end
-redis.call('DEL', KEYS[2])
-if ARGV[7] ~= '' and t_rate > 0 then
-  local refund = reserved - math.max(tonumber(ARGV[7]), 0)
-  tk = math.min(t_cap, tk + refund)
-end
-if ARGV[8] == '1' and r_rate > 0 then rq = math.min(r_cap, rq + 1) end
-if ARGV[9] ~= '' and r_rate > 0 then rq = math.min(rq, tonumber(ARGV[9])) end
-if ARGV[10] ~= '' and t_rate > 0 then tk = math.min(tk, tonumber(ARGV[10])) end
-if ARGV[11] ~= '' then
-  cool = math.max(cool, now + tonumber(ARGV[11]))
-  fill = math.max(tonumber(ARGV[13]), fill * tonumber(ARGV[12]))
-end
-save()
-return 1
-"""
-)
 
 
 @dataclass(frozen=True)
@@ -157,9 +69,6 @@ class Scope:
     request_capacity: float
     token_rate_per_ms: float
     token_capacity: float
-
-    def params(self) -> list[float]:
-        return [self.request_rate_per_ms, self.request_capacity, self.token_rate_per_ms, self.token_capacity]
 
 
 @dataclass(frozen=True)
@@ -191,13 +100,11 @@ class AdmissionController:
     def __init__(
         self, redis: Redis, keys: Keys, settings: Settings, api_key: str, *, clock_ms: Callable[[], int] | None = None
     ) -> None:
-        self._redis = redis
         self._keys = keys
         self._settings = settings
         self._api_key = api_key
         self._clock_ms = clock_ms  # tests drive a fake clock; production uses Redis server time
-        self._admit = redis.register_script(_ADMIT)
-        self._settle = redis.register_script(_SETTLE)
+        self._store = LimitStore(redis)
         self._scopes: dict[str, Scope] = {}
 
     def scope(self, model: str) -> Scope:
@@ -217,21 +124,25 @@ class AdmissionController:
             self._scopes[model] = scope
         return scope
 
-    def _argv(self, scope: Scope) -> list[str | float]:
-        now = "" if self._clock_ms is None else str(self._clock_ms())
-        return [now, *scope.params(), RECOVERY_PER_S / 1000]
+    def _params(self, scope: Scope) -> BucketParams:
+        return BucketParams(
+            now_ms=None if self._clock_ms is None else self._clock_ms(),
+            request_rate_per_ms=scope.request_rate_per_ms,
+            request_capacity=scope.request_capacity,
+            token_rate_per_ms=scope.token_rate_per_ms,
+            token_capacity=scope.token_capacity,
+            recovery_per_ms=RECOVERY_PER_S / 1000,
+        )
 
     async def try_acquire(self, model: str, input_tokens: int, output_tokens: int) -> tuple[Reservation | None, float]:
         """One attempt: a reservation, or None and the seconds until one could succeed."""
         scope = self.scope(model)
         key = self._keys.reservation(secrets.token_hex(12))
         tokens = input_tokens + output_tokens
-        admitted, wait_ms, now_ms = await self._admit(
-            keys=[scope.key, key], args=[*self._argv(scope), tokens, RESERVATION_TTL_MS]
-        )
+        admitted, wait_ms, now_ms = await self._store.admit(scope.key, key, self._params(scope), tokens)
         if admitted:
-            return Reservation(scope, key, tokens, input_tokens, int(now_ms)), 0.0
-        return None, int(wait_ms) / 1000
+            return Reservation(scope, key, tokens, input_tokens, now_ms), 0.0
+        return None, wait_ms / 1000
 
     async def acquire(
         self, model: str, input_tokens: int, output_tokens: int, *, may_defer: bool, deadline_s: float | None = None
@@ -264,45 +175,40 @@ class AdmissionController:
     ) -> bool:
         """Reconcile a reservation with what happened, exactly once. Returns False if it was already settled."""
         output_reserved = reservation.tokens - reservation.input_tokens
-        charge: int | str = ""
+        charge: int | None = None
         if rate_limited:
             charge = 0
         elif input_tokens is not None:
             output = output_tokens if self._settings.reconcile_output_tokens and output_tokens is not None else None
             charge = input_tokens + (output if output is not None else output_reserved)
-        remaining_requests, remaining_tokens = _remaining(headers or {})
-        cooldown: float | str = ""
+        cooldown_ms = None
         if rate_limited:
-            cooldown = 1000 * (retry_after_s if retry_after_s is not None else DEFAULT_COOLDOWN_S)
-        settled = await self._settle(
-            keys=[reservation.scope.key, reservation.key],
-            args=[
-                *self._argv(reservation.scope),
-                charge,
-                "1" if rate_limited else "0",
-                remaining_requests,
-                remaining_tokens,
-                cooldown,
-                SLOW_FACTOR,
-                MIN_FILL,
-            ],
+            cooldown_ms = 1000 * (retry_after_s if retry_after_s is not None else DEFAULT_COOLDOWN_S)
+        return await self._store.settle(
+            reservation.scope.key,
+            reservation.key,
+            self._params(reservation.scope),
+            charge=charge,
+            return_request=rate_limited,
+            remaining=_remaining(headers or {}),
+            cooldown_ms=cooldown_ms,
+            slow_factor=SLOW_FACTOR,
+            min_fill=MIN_FILL,
         )
-        return bool(settled)
 
     async def levels(self, model: str) -> dict[str, float]:
         """The scope's stored state (for tests, status and metrics); not refilled to now."""
-        raw = await awaited(self._redis.hgetall(self.scope(model).key))
-        return {k.decode(): float(v) for k, v in raw.items()}
+        return await self._store.levels(self.scope(model).key)
 
 
-def _remaining(headers: Mapping[str, str]) -> tuple[int | str, int | str]:
-    def number(name: str) -> int | str:
+def _remaining(headers: Mapping[str, str]) -> tuple[int | None, int | None]:
+    def number(name: str) -> int | None:
         value = headers.get(name)
         if value is None:
-            return ""
+            return None
         try:
             return max(math.floor(float(value)), 0)
         except ValueError:
-            return ""
+            return None
 
     return number("x-ratelimit-remaining-requests"), number("x-ratelimit-remaining-tokens")

@@ -15,9 +15,9 @@ from arq.connections import RedisSettings
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from schemas.keys import Keys
 from schemas.settings import Settings
 from schemas.wire import TASK_NAME, deserialize, serialize
+from store.keys import Keys
 from worker.adapters.client import build_client
 from worker.health import HealthServer, Heartbeat
 from worker.state import WorkerState
@@ -111,8 +111,9 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Extracti
         handle_signals=handle_signals,
         # SIGTERM: stop taking jobs, let running ones finish for this long, then cancel and hand them back.
         job_completion_wait=settings.job_completion_wait_s,
-        # Results live in our own stream; arq's copy only needs to outlive a resubmit's duplicate check.
-        keep_result=600,
+        # Results live in our own stream. arq's copy would keep the job's arguments -- the document -- in Redis for
+        # as long as it was kept; with 0 a finished job leaves nothing behind.
+        keep_result=0,
         health_check_key=keys.health(worker_name(settings)),
         health_check_interval=settings.health_check_interval_s,
         # Running jobs stay at the queue head; read far enough past them that idle slots find due work.

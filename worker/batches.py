@@ -1,4 +1,4 @@
-"""Per-process cache of what a worker needs for each batch: spec, schema validator, request template.
+"""Per-process cache of what a worker needs for each batch: spec, schema validator, result codec.
 
 A batch's spec is immutable once submitted, so each worker reads it from Redis once per batch, not once per line.
 """
@@ -8,28 +8,26 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from schemas.jobs import BatchSpec
-from schemas.keys import Keys
-from schemas.redis_typing import awaited
 from schemas.registry import OutputValidator, load_schema_from_record, validator_for
+from store.batches import BatchNotFoundError, BatchStore
+from store.codec import ResultCodec
+from store.keys import BatchKeys
+
+__all__ = ["BatchCache", "BatchNotFoundError", "LoadedBatch"]
 
 
 @dataclass(frozen=True)
 class LoadedBatch:
     spec: BatchSpec
+    keys: BatchKeys
     validator: OutputValidator
-
-
-class BatchNotFoundError(LookupError):
-    pass
+    codec: ResultCodec
 
 
 class BatchCache:
-    def __init__(self, redis: Redis, keys: Keys, *, max_batches: int = 256) -> None:
-        self._redis = redis
-        self._keys = keys
+    def __init__(self, store: BatchStore, *, max_batches: int = 256) -> None:
+        self._store = store
         self._max = max_batches
         self._loaded: OrderedDict[str, LoadedBatch] = OrderedDict()
 
@@ -38,12 +36,16 @@ class BatchCache:
         if loaded is not None:
             self._loaded.move_to_end(batch_id)
             return loaded
-        raw = await awaited(self._redis.hget(self._keys.batch(batch_id), "spec"))
-        if raw is None:
+        spec = await self._store.spec(batch_id)
+        if spec is None:
             raise BatchNotFoundError(f"batch {batch_id!r} has no record in Redis")
-        spec = BatchSpec.model_validate_json(raw)
         schema = load_schema_from_record(spec.schema_ref, spec.json_schema, spec.source_schema)
-        loaded = LoadedBatch(spec=spec, validator=validator_for(schema))
+        loaded = LoadedBatch(
+            spec=spec,
+            keys=self._store.keys_of(batch_id),
+            validator=validator_for(schema),
+            codec=ResultCodec(spec.json_schema),
+        )
         self._loaded[batch_id] = loaded
         if len(self._loaded) > self._max:
             self._loaded.popitem(last=False)

@@ -20,8 +20,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 
-from schemas.keys import Keys
-from schemas.redis_typing import awaited
+from store.keys import Keys
+from store.queue import due_jobs
+from store.redis_typing import awaited
 from worker.metrics import WorkerMetrics
 
 log = logging.getLogger("worker.health")
@@ -113,7 +114,7 @@ class HealthServer:
     async def _metrics_handler(self, _request: web.Request) -> web.Response:
         with contextlib.suppress(Exception):  # a scrape during a Redis outage still gets the other metrics
             async with asyncio.timeout(1.0):
-                due = await self._redis.zcount(self._keys.queue, "-inf", int(time.time() * 1000))
+                due = await due_jobs(self._redis, self._keys)
             self._metrics.queue_due.set(due)
         body = self._metrics.render()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -8,15 +8,19 @@ import openai
 from redis.asyncio import Redis
 
 from schemas.jobs import ApiKind
-from schemas.keys import Keys
 from schemas.settings import Settings
+from store.accounts import Accounts
+from store.batches import BatchStore
+from store.cache import CacheStore
+from store.keys import Keys
+from store.lines import LineIndex
+from store.results import ResultStore
 from worker.adapters import ApiAdapter, adapter_for
 from worker.admission import AdmissionController
 from worker.batches import BatchCache
 from worker.cache import Coalescer, ResultCache
 from worker.health import HealthServer, Heartbeat
 from worker.metrics import WorkerMetrics
-from worker.recorder import Recorder
 from worker.tokens import TokenEstimator
 
 
@@ -27,7 +31,9 @@ class WorkerState:
     client: openai.AsyncOpenAI
     keys: Keys
     batches: BatchCache
-    recorder: Recorder
+    lines: LineIndex
+    results: ResultStore
+    accounts: Accounts
     admission: AdmissionController
     estimator: TokenEstimator
     cache: ResultCache
@@ -40,17 +46,20 @@ class WorkerState:
     @classmethod
     def build(cls, settings: Settings, redis: Redis, client: openai.AsyncOpenAI) -> WorkerState:
         keys = Keys(settings.key_prefix)
+        cache_store = CacheStore(redis, keys)
         return cls(
             settings=settings,
             redis=redis,
             client=client,
             keys=keys,
-            batches=BatchCache(redis, keys),
-            recorder=Recorder(redis, keys),
+            batches=BatchCache(BatchStore(redis, keys)),
+            lines=LineIndex(redis),
+            results=ResultStore(redis),
+            accounts=Accounts(redis),
             admission=AdmissionController(redis, keys, settings, _api_key(settings)),
             estimator=TokenEstimator(),
-            cache=ResultCache(redis, keys, settings.cache_ttl_s),
-            coalescer=Coalescer(redis, keys, settings.coalesce_lease_s),
+            cache=ResultCache(cache_store, settings.cache_ttl_s),
+            coalescer=Coalescer(cache_store, settings.coalesce_lease_s),
             metrics=WorkerMetrics(),
             heartbeat=Heartbeat(),
         )

@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import arq
 
 from schemas.jobs import ExtractionJob
-from schemas.results import ErrorInfo, ErrorType, ResultRecord, Status
+from schemas.records import line_result
+from schemas.results import ErrorInfo, ErrorType, Status
 from schemas.settings import Settings
 from worker.account import JobAccount
 from worker.adapters.base import PermanentApiError, TransientApiError
@@ -33,7 +33,6 @@ from worker.batches import BatchNotFoundError, LoadedBatch
 from worker.cache import CachedAnswer
 from worker.calls import JobCalls
 from worker.extraction import Extracted, Rejected, extract_once
-from worker.pricing import cost_usd
 from worker.prompt import first_request
 from worker.retry import backoff_delay
 from worker.state import WorkerState
@@ -61,15 +60,19 @@ async def extract(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
 
 
 async def run_job(state: WorkerState, job: ExtractionJob, job_try: int) -> str:
-    recorded, cancelled = await _line_state(state, job)
-    if recorded:
+    line = await state.results.line_state(state.keys.batch(job.batch_id), job.ordinal)
+    if not line.batch_exists:
+        log.warning("dropping line %d of batch %s: the batch was deleted or has expired", job.ordinal, job.batch_id)
+        return "batch-missing"
+    if line.recorded:
         return "already-recorded"
     try:
         batch = await state.batches.get(job.batch_id)
     except BatchNotFoundError:
-        log.error("dropping job %s: its batch record is gone", job.custom_id)
+        log.warning("dropping line %d of batch %s: the batch was deleted", job.ordinal, job.batch_id)
         return "batch-missing"
-    account = JobAccount(state.redis, state.keys.job_usage(job.batch_id, job.custom_id))
+    account = JobAccount(state.accounts, batch.keys, job.ordinal)
+    cancelled = line.cancelled
     if cancelled:
         outcome: Outcome = Cancelled()
     elif batch.spec.use_cache and state.cache.enabled:
@@ -80,26 +83,17 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int) -> str:
     return outcome.__class__.__name__.lower()
 
 
-async def _line_state(state: WorkerState, job: ExtractionJob) -> tuple[bool, bool]:
-    """(already recorded, batch cancelled) in one round trip."""
-    pipe = state.redis.pipeline(transaction=False)
-    pipe.hexists(state.keys.recorded(job.batch_id), job.custom_id)
-    pipe.hget(state.keys.batch(job.batch_id), "cancelled_at")
-    recorded, cancelled = await pipe.execute()
-    return bool(recorded), cancelled is not None
-
-
 async def _cached_or_coalesced(
     state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount, job_try: int
 ) -> Outcome:
     """A cached answer if there is one; else wait for an identical job in flight; else call the API ourselves."""
-    hit = await state.cache.get(job.fingerprint)
+    hit = await state.cache.get(job.fingerprint, batch.codec)
     if hit is not None:
         return hit
     lease = await state.coalescer.claim(job.fingerprint)
     if lease is None:
         gone = await state.coalescer.wait_for_owner(job.fingerprint, max_wait_s=state.settings.admission_max_sleep_s)
-        hit = await state.cache.get(job.fingerprint)
+        hit = await state.cache.get(job.fingerprint, batch.codec)
         if hit is not None:
             return hit
         lease = await state.coalescer.claim(job.fingerprint) if gone else None
@@ -113,7 +107,7 @@ async def _cached_or_coalesced(
         if isinstance(outcome, Extracted):
             # Cache before the lease goes, so the jobs waiting on it find the answer.
             answer = CachedAnswer(outcome.output, outcome.reply.response_id, job.batch_id, job.custom_id)
-            await state.cache.put(job.fingerprint, answer)
+            await state.cache.put(job.fingerprint, answer, batch.codec)
         return outcome
     finally:
         await lease.release()
@@ -199,41 +193,40 @@ async def _record(
     state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount, outcome: Outcome
 ) -> None:
     totals = await account.totals()
-    spec = batch.spec
     common: dict[str, Any] = {
         "custom_id": job.custom_id,
-        "batch_id": job.batch_id,
-        "api": spec.api,
-        "model": spec.model,
-        "schema": spec.schema_ref,
         "fingerprint": job.fingerprint,
-        # Billed calls of earlier tries count even when this try ends in a cache hit or a cancel.
-        "usage": totals.usage,
-        "cost_usd": cost_usd(totals.usage, state.settings.price_for(spec.model)),
-        "attempts": totals.attempts,
-        "repairs": totals.repairs,
-        "latency_ms": totals.latency_ms,
-        "finished_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "totals": totals,
+        "price": state.settings.price_for(batch.spec.model),
     }
     if isinstance(outcome, Extracted):
-        record = ResultRecord(
-            status=Status.SUCCEEDED, output=outcome.output, response_id=outcome.reply.response_id, **common
+        record = line_result(
+            batch.spec, status=Status.SUCCEEDED, output=outcome.output, response_id=outcome.reply.response_id, **common
         )
     elif isinstance(outcome, CachedAnswer):
-        record = ResultRecord(
-            status=Status.SUCCEEDED, output=outcome.output, response_id=outcome.response_id, cache_hit=True, **common
+        record = line_result(
+            batch.spec,
+            status=Status.SUCCEEDED,
+            output=outcome.output,
+            response_id=outcome.response_id,
+            cache_hit=True,
+            **common,
         )
     elif isinstance(outcome, Cancelled):
-        record = ResultRecord(status=Status.CANCELLED, **common)
+        record = line_result(batch.spec, status=Status.CANCELLED, **common)
     else:
-        record = ResultRecord(
+        record = line_result(
+            batch.spec,
             status=Status.FAILED,
             error=ErrorInfo(type=outcome.error_type, message=outcome.message, status_code=outcome.status_code),
-            response_id=outcome.response_id or totals.last_response_id,
+            response_id=outcome.response_id,
             **common,
         )
     # Shielded: a SIGTERM arriving now must not leave a paid answer unrecorded.
-    if await asyncio.shield(state.recorder.record(record)):
+    recorded = await asyncio.shield(state.results.record(batch.keys, job.ordinal, record, batch.codec))
+    if recorded == 1:
         state.metrics.jobs_finished.labels(record.status.value).inc()
         if record.cache_hit:
             state.metrics.cache_hits.inc()
+    elif recorded < 0:
+        log.warning("line %d of batch %s finished after the batch was deleted", job.ordinal, job.batch_id)

@@ -1,4 +1,4 @@
-"""Cost of a call from its usage and a per-model price table (USD per million tokens)."""
+"""Cost of a line from its usage and a per-model price table (USD per million tokens)."""
 
 from __future__ import annotations
 

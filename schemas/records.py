@@ -1,0 +1,66 @@
+"""Building a result line from what a line's tries added up to: the one builder the worker and the producer share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.jobs import BatchSpec
+from schemas.pricing import cost_usd
+from schemas.results import ErrorInfo, ResultRecord, Status, Usage
+from schemas.settings import ModelPrice
+
+
+@dataclass(frozen=True)
+class CallTotals:
+    """What a line's API calls added up to over all its tries (kept by the store while the line runs)."""
+
+    usage: Usage = field(default_factory=Usage)
+    attempts: int = 0
+    repairs: int = 0
+    latency_ms: int = 0
+    last_response_id: str | None = None
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def line_result(
+    spec: BatchSpec,
+    *,
+    custom_id: str,
+    fingerprint: str,
+    status: Status,
+    totals: CallTotals,
+    price: ModelPrice | None,
+    output: dict[str, Any] | None = None,
+    error: ErrorInfo | None = None,
+    response_id: str | None = None,
+    cache_hit: bool = False,
+) -> ResultRecord:
+    """The one way a result line is built, by the worker and by ``producer cancel`` alike.
+
+    ``totals`` are every call of every try of the line: billed calls of earlier tries count even when the line
+    ends in a cache hit or a cancel.
+    """
+    return ResultRecord(
+        custom_id=custom_id,
+        batch_id=spec.batch_id,
+        status=status,
+        output=output,
+        error=error,
+        api=spec.api,
+        model=spec.model,
+        schema_=spec.schema_ref,
+        fingerprint=fingerprint,
+        usage=totals.usage,
+        cost_usd=cost_usd(totals.usage, price),
+        cache_hit=cache_hit,
+        attempts=totals.attempts,
+        repairs=totals.repairs,
+        latency_ms=totals.latency_ms,
+        response_id=response_id if response_id is not None else totals.last_response_id,
+        finished_at=now_iso(),
+    )

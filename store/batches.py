@@ -1,0 +1,295 @@
+"""The batch record (``{p}batch:{id}``): created once by ``submit``, counted by every recording, read by all.
+
+Its fields are :class:`store.fields.F` plus the token totals (``store.usage``). Lifecycle:
+
+1. ``create`` writes the spec and the line count before anything is indexed or enqueued (``CREATE``);
+2. the line index fills (``store.lines``), then the feed cursor moves as lines enter the queue (``store.feed``);
+3. every final result moves the counters (``store.results``); when ``done`` reaches ``lines`` the batch is complete
+   and every one of its keys gets the retention TTL (``COMPLETE_LUA``); a ``retry`` that reopens a line takes the TTL
+   away again until the batch completes anew;
+4. ``delete`` removes every key of the batch and its waiting jobs at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from schemas.jobs import BatchSpec
+from schemas.results import Usage
+from store.fields import F
+from store.keys import BatchKeys, Keys
+from store.queue import REMOVE_WAITING, batch_job_ids, job_key
+from store.redis_typing import awaited
+from store.scripts import LuaScript
+from store.usage import USAGE_FIELDS, usage_from
+
+# Shared by every script that takes BatchKeys as KEYS[1..6] and can finish or reopen a batch.
+COMPLETE_LUA = """
+local function complete_if_done()
+  local c = redis.call('HMGET', KEYS[1], '$DONE', '$LINES', '$TTL_MS', '$COMPLETED_MS', '$INDEXED')
+  local lines = tonumber(c[2] or '1')
+  if c[4] or tonumber(c[1] or '0') < lines or tonumber(c[5] or '0') < lines then return false end
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], '$COMPLETED_MS', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  local ttl = tonumber(c[3] or '0')
+  if ttl > 0 then
+    for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  end
+  return true
+end
+local function reopen_batch()
+  if redis.call('HDEL', KEYS[1], '$COMPLETED_MS') == 1 then
+    for i = 1, 6 do redis.call('PERSIST', KEYS[i]) end
+  end
+end
+"""
+
+# KEYS: BatchKeys, then the batches index. ARGV: spec JSON, lines, ttl ms, input JSON, created_at, created ms, id.
+# Returns 1 when this call created the batch, 0 when it existed (the caller compares the stored spec).
+CREATE = LuaScript(
+    "create_batch",
+    """
+if redis.call('HSETNX', KEYS[1], '$SPEC', ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], '$LINES', ARGV[2], '$INDEXED', 0, '$FED', 0, '$QUEUED', 0, '$DONE', 0,
+  '$SUCCEEDED', 0, '$FAILED', 0, '$CANCELLED', 0, '$RETRIED', 0, '$ROUND', 0, '$TTL_MS', ARGV[3],
+  '$INPUT', ARGV[4], '$CREATED_AT', ARGV[5], '$CREATED_MS', ARGV[6])
+redis.call('ZADD', KEYS[7], ARGV[6], ARGV[7])
+return 1
+""",
+    F.lua_names(),
+)
+
+
+class BatchNotFoundError(LookupError):
+    """No record for this batch id under this prefix (never submitted, deleted, or expired)."""
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """A batch as its record says, at the moment it was read."""
+
+    batch_id: str
+    spec: BatchSpec
+    created_at: str
+    created_ms: int
+    lines: int
+    indexed: int
+    fed: int
+    queued: int
+    done: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    retried: int
+    round: int
+    usage: Usage
+    cost_usd: float | None
+    ttl_ms: int
+    input: dict[str, Any] | None
+    cancelled_at: str | None
+    cancel_from: int | None
+    completed_ms: int | None
+
+    @property
+    def sealed(self) -> bool:
+        """Every input line is in the index: the submit got past writing the batch."""
+        return self.indexed >= self.lines
+
+    @property
+    def fully_fed(self) -> bool:
+        return self.fed >= self.lines or self.cancel_from is not None
+
+    @property
+    def pending(self) -> int:
+        return self.lines - self.done
+
+    @property
+    def complete(self) -> bool:
+        return self.sealed and self.done >= self.lines
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "api": self.spec.api,
+            "model": self.spec.model,
+            "schema": self.spec.schema_ref,
+            "created_at": self.created_at,
+            "total": self.lines,
+            "indexed": self.indexed,
+            "enqueued": self.fed,
+            "queued": self.queued,
+            "done": self.done,
+            "pending": self.pending,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "retried": self.retried,
+            "complete": self.complete,
+            "sealed": self.sealed,
+            "cancelled_at": self.cancelled_at,
+            "usage": self.usage.model_dump(),
+            "cost_usd": self.cost_usd,
+        }
+
+
+def parse_record(batch_id: str, raw: dict[bytes, bytes]) -> BatchRecord:
+    fields = {k.decode(): v for k, v in raw.items()}
+
+    def count(name: str) -> int:
+        return int(fields.get(name, b"0"))
+
+    def text(name: str) -> str | None:
+        value = fields.get(name)
+        return value.decode() if value is not None else None
+
+    cost = fields.get(F.COST_USD)
+    cancel_from, completed, raw_input = fields.get(F.CANCEL_FROM), fields.get(F.COMPLETED_MS), fields.get(F.INPUT)
+    return BatchRecord(
+        batch_id=batch_id,
+        spec=BatchSpec.model_validate_json(fields[F.SPEC]),
+        created_at=text(F.CREATED_AT) or "",
+        created_ms=count(F.CREATED_MS),
+        lines=count(F.LINES),
+        indexed=count(F.INDEXED),
+        fed=count(F.FED),
+        queued=count(F.QUEUED),
+        done=count(F.DONE),
+        succeeded=count(F.SUCCEEDED),
+        failed=count(F.FAILED),
+        cancelled=count(F.CANCELLED),
+        retried=count(F.RETRIED),
+        round=count(F.ROUND),
+        usage=usage_from([fields.get(name) for name in USAGE_FIELDS]),
+        cost_usd=round(float(cost), 8) if cost is not None else None,
+        ttl_ms=count(F.TTL_MS),
+        input=orjson.loads(raw_input) if raw_input else None,
+        cancelled_at=text(F.CANCELLED_AT),
+        cancel_from=int(cancel_from) if cancel_from is not None else None,
+        completed_ms=int(completed) if completed is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a batch holds in Redis, in bytes (``MEMORY USAGE``; large keys are estimated by sampling)."""
+
+    by_key: dict[str, int]
+    queued_jobs: int
+    """The jobs of its lines in the queue (their text included), estimated from a sample of them."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_key.values()) + self.queued_jobs
+
+
+class BatchStore:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._create = CREATE.bind(redis)
+        self._remove_waiting = REMOVE_WAITING.bind(redis)
+
+    def keys_of(self, batch_id: str) -> BatchKeys:
+        return self._keys.batch(batch_id)
+
+    async def create(
+        self, spec: BatchSpec, *, lines: int, ttl_ms: int, input_ref: dict[str, Any] | None, created_ms: int
+    ) -> bool:
+        """Record a new batch; False (nothing written) when the id already has a record."""
+        created = await self._create(
+            [*self.keys_of(spec.batch_id), self._keys.batches],
+            [
+                spec.model_dump_json(),
+                lines,
+                ttl_ms,
+                orjson.dumps(input_ref) if input_ref is not None else b"",
+                spec.created_at,
+                created_ms,
+                spec.batch_id,
+            ],
+        )
+        return bool(created)
+
+    async def set_input(self, batch_id: str, input_ref: dict[str, Any]) -> None:
+        """Where ``retry`` finds the text now (a resubmit may read the same lines from another path)."""
+        await awaited(self._redis.hset(self.keys_of(batch_id).record, F.INPUT, orjson.dumps(input_ref).decode()))
+
+    async def get(self, batch_id: str) -> BatchRecord:
+        raw = await awaited(self._redis.hgetall(self.keys_of(batch_id).record))
+        if not raw or F.SPEC.encode() not in raw:
+            raise BatchNotFoundError(
+                f"no batch {batch_id!r} in Redis (check the batch id, REDIS_URL and EXTRACT_KEY_PREFIX; finished "
+                "batches expire after EXTRACT_BATCH_TTL_S)"
+            )
+        return parse_record(batch_id, raw)
+
+    async def spec(self, batch_id: str) -> BatchSpec | None:
+        raw = await awaited(self._redis.hget(self.keys_of(batch_id).record, F.SPEC))
+        return BatchSpec.model_validate_json(raw) if raw is not None else None
+
+    async def list(self, *, limit: int = 100) -> list[BatchRecord]:
+        """The newest batches first; ids whose record has expired or been deleted are dropped from the index."""
+        ids = [member.decode() for member in await self._redis.zrevrange(self._keys.batches, 0, limit - 1)]
+        pipe = self._redis.pipeline(transaction=False)
+        for batch_id in ids:
+            pipe.hgetall(self.keys_of(batch_id).record)
+        records, gone = [], []
+        for batch_id, raw in zip(ids, await pipe.execute(), strict=True):
+            if raw and F.SPEC.encode() in raw:
+                records.append(parse_record(batch_id, raw))
+            else:
+                gone.append(batch_id)
+        if gone:
+            await self._redis.zrem(self._keys.batches, *gone)
+        return records
+
+    async def prune_index(self, *, scan: int = 200) -> int:
+        """Drop index entries of the oldest batches whose records are gone (expired). Returns how many."""
+        ids = [member.decode() for member in await self._redis.zrange(self._keys.batches, 0, scan - 1)]
+        if not ids:
+            return 0
+        pipe = self._redis.pipeline(transaction=False)
+        for batch_id in ids:
+            pipe.exists(self.keys_of(batch_id).record)
+        gone = [batch_id for batch_id, exists in zip(ids, await pipe.execute(), strict=True) if not exists]
+        if gone:
+            await self._redis.zrem(self._keys.batches, *gone)
+        return len(gone)
+
+    async def feeder_alive(self, batch_id: str) -> bool:
+        return bool(await awaited(self._redis.exists(self.keys_of(batch_id).feeder)))
+
+    async def footprint(self, batch_id: str, *, sample: int = 20) -> Footprint:
+        batch_keys = self.keys_of(batch_id)
+        pipe = self._redis.pipeline(transaction=False)
+        for key in batch_keys:
+            pipe.memory_usage(key)
+        sizes = await pipe.execute()
+        by_key = {name: int(size or 0) for name, size in zip(BatchKeys._fields, sizes, strict=True)}
+        record = await self.get(batch_id)
+        sampled: list[int] = []
+        async for job_ids in batch_job_ids(self._redis, self._keys, batch_id, count=sample):
+            pipe = self._redis.pipeline(transaction=False)
+            for job_id in job_ids[: sample - len(sampled)]:
+                pipe.memory_usage(job_key(job_id))
+            sampled += [int(size) for size in await pipe.execute() if size]
+            if len(sampled) >= sample:
+                break
+        average = sum(sampled) / len(sampled) if sampled else 0
+        return Footprint(by_key=by_key, queued_jobs=int(average * record.queued))
+
+    async def delete(self, batch_id: str) -> int:
+        """Remove every key of the batch and take its waiting jobs off the queue. Returns the jobs removed.
+
+        Jobs already running finish their call, then find no batch and record nothing (``store.results``).
+        """
+        removed = 0
+        async for job_ids in batch_job_ids(self._redis, self._keys, batch_id):
+            removed += int(await self._remove_waiting([self._keys.queue], job_ids))
+        await self._redis.delete(*self.keys_of(batch_id))
+        await self._redis.zrem(self._keys.batches, batch_id)
+        return removed

@@ -1,0 +1,83 @@
+"""The result cache and the coalescing leases, both keyed by a line's fingerprint (policy: ``worker.cache``).
+
+- ``{p}cache:{fp}``: a succeeded answer (output, response id, where it came from), stored with the batch's result
+  codec and a TTL; shared by every batch with the same fingerprint.
+- ``{p}inflight:{fp}``: the lease of the job calling the API for the fingerprint: a random token, set with NX and a
+  short TTL that its owner keeps extending (``OWNER_ONLY``); identical jobs wait until it goes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from store.codec import ResultCodec
+from store.keys import Keys
+from store.redis_typing import awaited
+from store.scripts import LuaScript
+
+# KEYS[1] = lease. ARGV[1] = token, ARGV[2] = TTL in ms (extend) or "" (release). Only the owner may touch it.
+OWNER_ONLY = LuaScript(
+    "lease_owner_only",
+    """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+if ARGV[2] == '' then
+  return redis.call('DEL', KEYS[1])
+end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+""",
+)
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    output: dict[str, Any]
+    response_id: str | None
+    batch_id: str
+    custom_id: str
+
+
+class CacheStore:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._owner_only = OWNER_ONLY.bind(redis)
+
+    async def get(self, fingerprint: str, codec: ResultCodec) -> CachedAnswer | None:
+        raw = await awaited(self._redis.get(self._keys.cache(fingerprint)))
+        if raw is None:
+            return None
+        data = orjson.loads(codec.decode(raw))
+        return CachedAnswer(data["output"], data.get("response_id"), data["batch_id"], data["custom_id"])
+
+    async def put(self, fingerprint: str, answer: CachedAnswer, codec: ResultCodec, *, ttl_s: int) -> None:
+        payload = orjson.dumps(
+            {
+                "output": answer.output,
+                "response_id": answer.response_id,
+                "batch_id": answer.batch_id,
+                "custom_id": answer.custom_id,
+            }
+        )
+        await self._redis.set(self._keys.cache(fingerprint), codec.encode(payload), ex=ttl_s)
+
+    async def claim(self, fingerprint: str, *, lease_ms: int) -> str | None:
+        """Take the fingerprint's lease: its token, or None when another job holds it."""
+        token = secrets.token_hex(16)
+        taken = await self._redis.set(self._keys.inflight(fingerprint), token, nx=True, px=lease_ms)
+        return token if taken else None
+
+    async def extend(self, fingerprint: str, token: str, *, lease_ms: int) -> bool:
+        return bool(await self._owner_only([self._keys.inflight(fingerprint)], [token, str(lease_ms)]))
+
+    async def release(self, fingerprint: str, token: str) -> bool:
+        return bool(await self._owner_only([self._keys.inflight(fingerprint)], [token, ""]))
+
+    async def held(self, fingerprint: str) -> bool:
+        return bool(await awaited(self._redis.exists(self._keys.inflight(fingerprint))))

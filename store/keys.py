@@ -1,0 +1,124 @@
+"""Every Redis key the service writes, and the ids they are built from, in one place.
+
+All keys share a configurable prefix (``Settings.key_prefix``, default ``extract:``); arq's own keys keep arq's
+fixed ``arq:`` prefix but are named after job ids that carry ours, so two prefixes on one Redis never meet.
+
+| key | type | what |
+| --- | --- | --- |
+| ``{p}queue`` | zset | arq's queue (score = due time in ms); holds at most a window of each batch's lines |
+| ``{p}batches`` | zset | batch ids by creation time (``producer list``); expired ones are pruned on read |
+| ``{p}batch:{id}`` | hash | the batch record: spec, line counts, feed cursor, counters, tokens (``store.batches``) |
+| ``{p}batch:{id}:lines`` | list | the line index in input order: fingerprint + custom_id per line (``store.lines``) |
+| ``{p}batch:{id}:slots`` | string | a fixed-width slot per line: final status, results entry (``store.lines``) |
+| ``{p}batch:{id}:results`` | stream | the recorded result lines, compressed (``store.results``, ``store.codec``) |
+| ``{p}batch:{id}:accounts`` | hash | ordinal → calls and usage of a running line's tries (``store.accounts``) |
+| ``{p}batch:{id}:feeder`` | string | heartbeat of the process feeding the batch into the queue (``store.feed``) |
+| ``{p}cache:{fingerprint}`` | string | result cache: a succeeded line's output, shared across batches, with a TTL |
+| ``{p}inflight:{fingerprint}`` | string | coalescing lease: the job calling the API for this fingerprint |
+| ``{p}health:{worker}`` | string | per-worker arq health line |
+| ``{p}rl:{scope}`` | hash | admission buckets of one limit scope (``store.limits``) |
+| ``{p}rl:resv:{id}`` | string | one admission reservation, deleted when settled |
+| ``arq:job:{job id}`` (+ arq's ``in-progress``/``retry``) | string | a queued line's job: the only copy of its text |
+
+Ids are what keeps keys apart: a prefix is one segment ending in ``:`` (``extract:``, ``team-a:``), a batch id
+matches :data:`BATCH_ID_PATTERN` (no ``:``, no glob characters), and arq job ids are ``{p}{batch}:{ordinal}`` --
+the line's position in the input, never its custom_id, which may hold any character. Different (prefix, batch,
+line) triples therefore always name different keys.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+PREFIX_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}:")
+"""One segment and a colon: nested prefixes (``a:`` and ``a:b:``) could otherwise name each other's keys."""
+BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+"""Letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit, at most 128 characters."""
+BATCH_ID_RULE = "1-128 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+class InvalidIdError(ValueError):
+    """A key prefix or batch id outside its alphabet: it could collide with another's keys."""
+
+
+def check_prefix(prefix: str) -> str:
+    if not PREFIX_PATTERN.fullmatch(prefix) or prefix == "arq:":
+        raise InvalidIdError(
+            f"invalid key prefix {prefix!r}: one segment of letters, digits, '.', '_' or '-' ending in ':' "
+            "(e.g. 'extract:'), and not arq's own 'arq:'"
+        )
+    return prefix
+
+
+def check_batch_id(batch_id: str) -> str:
+    if not BATCH_ID_PATTERN.fullmatch(batch_id):
+        raise InvalidIdError(f"invalid batch id {batch_id!r}: {BATCH_ID_RULE}")
+    return batch_id
+
+
+class BatchKeys(NamedTuple):
+    """Every key of one batch, in the order the batch scripts take them as KEYS."""
+
+    record: str
+    lines: str
+    slots: str
+    results: str
+    accounts: str
+    feeder: str
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix. Cheap to build; pure string formatting."""
+
+    prefix: str = "extract:"
+
+    def __post_init__(self) -> None:
+        check_prefix(self.prefix)
+
+    @property
+    def queue(self) -> str:
+        return f"{self.prefix}queue"
+
+    @property
+    def batches(self) -> str:
+        return f"{self.prefix}batches"
+
+    def batch(self, batch_id: str) -> BatchKeys:
+        base = f"{self.prefix}batch:{check_batch_id(batch_id)}"
+        return BatchKeys(
+            base, f"{base}:lines", f"{base}:slots", f"{base}:results", f"{base}:accounts", f"{base}:feeder"
+        )
+
+    def cache(self, fingerprint: str) -> str:
+        return f"{self.prefix}cache:{fingerprint}"
+
+    def inflight(self, fingerprint: str) -> str:
+        return f"{self.prefix}inflight:{fingerprint}"
+
+    def health(self, worker_name: str) -> str:
+        return f"{self.prefix}health:{worker_name}"
+
+    def rate_limit(self, scope: str) -> str:
+        return f"{self.prefix}rl:{scope}"
+
+    def reservation(self, reservation_id: str) -> str:
+        return f"{self.prefix}rl:resv:{reservation_id}"
+
+    # --- arq job ids ----------------------------------------------------------------------------------------
+    def job_id(self, batch_id: str, ordinal: int, round_: int = 0) -> str:
+        """The arq job id of one line: its batch and position; ``round_`` > 0 for a ``retry`` (a fresh arq id, so
+        nothing arq still holds under the earlier one can touch the new job)."""
+        base = f"{self.prefix}{check_batch_id(batch_id)}:{ordinal}"
+        return base if round_ == 0 else f"{base}.{round_}"
+
+    def job_pattern(self, batch_id: str) -> str:
+        """A ``MATCH`` pattern for the batch's job ids (the alphabets above hold no glob characters)."""
+        return f"{self.prefix}{check_batch_id(batch_id)}:*"
+
+    @staticmethod
+    def job_ordinal(job_id: str) -> int:
+        """The line ordinal a job id names."""
+        return int(job_id.rsplit(":", 1)[1].split(".", 1)[0])

@@ -1,0 +1,242 @@
+"""Recording each line's result exactly once, and reading the results back in input order or as they come.
+
+Record-once (``RECORD``): one atomic script per result. While the line's slot (``store.lines``) is pending it
+appends the stored result to the batch's stream, points the slot at that entry with the final status, deletes the
+line's running account, moves the batch counters (done, the status count, tokens, cost, the queue window) and, if
+that was the last line, completes the batch (retention TTL on every key). A slot that is not pending means the line
+was recorded already -- a job that ran twice -- and nothing changes. A batch that is gone (deleted or expired) is not
+recreated.
+
+Reading: the slot says which stream entry is a line's *latest* final result, so a ``retry``'s new result supersedes
+the failed one without deleting history. ``READ_RANGE`` returns a range of ordinals in input order in one round
+trip (what ``collect`` streams, chunk by chunk); ``READ_SINCE`` returns the stream entries after a given one that are
+still their line's latest (what ``collect --follow`` writes). Lines from ``cancel_from`` on were cancelled before they
+were ever enqueued: they have no entry, and the reader synthesizes their line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import orjson
+from redis.asyncio import Redis
+
+from schemas.records import CallTotals, line_result
+from schemas.results import ResultRecord, Status
+from schemas.settings import ModelPrice
+from store.batches import COMPLETE_LUA, BatchRecord
+from store.codec import ResultCodec
+from store.fields import F
+from store.keys import BatchKeys
+from store.lines import SLOT_BYTES, SLOT_LUA, SLOT_NAMES, IndexedLine, LineIndex, SlotStatus
+from store.scripts import Arg, LuaScript
+from store.usage import USAGE_LUA, usage_args
+
+STATUS_CODES = {
+    Status.SUCCEEDED: SlotStatus.SUCCEEDED,
+    Status.FAILED: SlotStatus.FAILED,
+    Status.CANCELLED: SlotStatus.CANCELLED,
+}
+
+_NAMES: dict[str, str | int] = {**F.lua_names(), **SLOT_NAMES, "USAGE": USAGE_LUA}
+
+# The recording itself, shared with the cancel script (store.feed). Needs SLOT_LUA; KEYS are BatchKeys.
+# args: ordinal, slot status, stored result, 1 if the line's job held a place in the window, cost ("" = none), then
+# the usage counts from ARGV[usage_at] on.
+RECORD_LUA = """
+local STATUS_FIELD = {'$SUCCEEDED', '$FAILED', '$CANCELLED'}
+local USAGE = $USAGE
+local function record(ord, status, stored, from_queue, cost, usage_at)
+  if slot_status(KEYS[3], ord) ~= 0 then return 0 end
+  local entry = redis.call('XADD', KEYS[4], '*', 'o', ord, 'r', stored)
+  set_slot(KEYS[3], ord, status, entry)
+  redis.call('HDEL', KEYS[5], ord)
+  local names = {'$DONE', STATUS_FIELD[status], '$QUEUED', '$COST_USD'}
+  for i, name in ipairs(USAGE) do names[4 + i] = name end
+  local c = redis.call('HMGET', KEYS[1], unpack(names))
+  local values = {tonumber(c[1] or '0') + 1, tonumber(c[2] or '0') + 1, tonumber(c[3] or '0') - from_queue}
+  local out = {names[1], values[1], names[2], values[2], names[3], values[3]}
+  if cost ~= '' then
+    out[#out + 1] = names[4]
+    out[#out + 1] = string.format('%.17g', tonumber(c[4] or '0') + tonumber(cost))
+  end
+  for i, name in ipairs(USAGE) do
+    out[#out + 1] = name
+    out[#out + 1] = tonumber(c[4 + i] or '0') + tonumber(ARGV[usage_at + i - 1])
+  end
+  redis.call('HSET', KEYS[1], unpack(out))
+  return 1
+end
+"""
+
+# KEYS: BatchKeys. ARGV: ordinal, slot status, stored result, from-queue (1/0), cost, usage counts.
+# Returns 1 recorded, 0 already recorded, -1 batch gone.
+RECORD = LuaScript(
+    "record_once",
+    SLOT_LUA
+    + COMPLETE_LUA
+    + RECORD_LUA
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local done = record(tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), ARGV[5], 6)
+if done == 1 then complete_if_done() end
+return done
+""",
+    _NAMES,
+)
+
+# KEYS: BatchKeys. ARGV: first ordinal, count. Returns {status, stored or ""} per ordinal (0 = pending).
+READ_RANGE = LuaScript(
+    "read_range",
+    """
+local SLOT = $SLOT_BYTES
+local first, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local raw = redis.call('GETRANGE', KEYS[3], first * SLOT, (first + n) * SLOT - 1)
+local out = {}
+for i = 0, n - 1 do
+  local status, entry = 0, nil
+  if #raw >= (i + 1) * SLOT then
+    local s, high, low, seq = struct.unpack('>BI2I4I4B', raw, i * SLOT + 1)
+    if s ~= 0 then status, entry = s, string.format('%d-%d', high * 4294967296 + low, seq) end
+  end
+  local stored = ''
+  if entry then
+    local found = redis.call('XRANGE', KEYS[4], entry, entry)
+    if #found == 1 then stored = found[1][2][4] else status = 0 end
+  end
+  out[#out + 1] = status
+  out[#out + 1] = stored
+end
+return out
+""",
+    _NAMES,
+)
+
+# KEYS: BatchKeys. ARGV: the last entry id seen ("0-0" at first), count.
+# Returns {last entry id read, then ordinal, status, stored for each entry still its line's latest}.
+READ_SINCE = LuaScript(
+    "read_since",
+    SLOT_LUA
+    + """
+local found = redis.call('XRANGE', KEYS[4], '(' .. ARGV[1], '+', 'COUNT', tonumber(ARGV[2]))
+local out = {ARGV[1]}
+for _, e in ipairs(found) do
+  out[1] = e[1]
+  local ord = tonumber(e[2][2])
+  local status, entry = slot_entry(KEYS[3], ord)
+  if entry == e[1] then
+    out[#out + 1] = ord
+    out[#out + 1] = status
+    out[#out + 1] = e[2][4]
+  end
+end
+return out
+""",
+    _NAMES,
+)
+
+
+@dataclass(frozen=True)
+class LineState:
+    """What a job checks before it works: is there still a batch, is the line recorded, is the batch cancelled."""
+
+    batch_exists: bool
+    recorded: bool
+    cancelled: bool
+
+
+@dataclass(frozen=True)
+class FinalLine:
+    """A line of the batch as ``collect`` sees it: its final result line (JSON), or None while pending."""
+
+    line: IndexedLine
+    json: bytes | None
+
+
+class ResultStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._record = RECORD.bind(redis)
+        self._read_range = READ_RANGE.bind(redis)
+        self._read_since = READ_SINCE.bind(redis)
+        self._index = LineIndex(redis)
+
+    async def line_state(self, keys: BatchKeys, ordinal: int) -> LineState:
+        """One round trip: the line's slot status and the batch's existence and cancel flag."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.getrange(keys.slots, ordinal * SLOT_BYTES, ordinal * SLOT_BYTES)
+        pipe.hmget(keys.record, [F.LINES, F.CANCELLED_AT])
+        status, (lines, cancelled_at) = await pipe.execute()
+        return LineState(
+            batch_exists=lines is not None,
+            recorded=bool(status) and status != b"\0",
+            cancelled=cancelled_at is not None,
+        )
+
+    async def record(
+        self, keys: BatchKeys, ordinal: int, result: ResultRecord, codec: ResultCodec, *, from_queue: bool = True
+    ) -> int:
+        """Record a line's final result once. 1 recorded, 0 already recorded, -1 the batch is gone."""
+        return int(await self._record(keys, record_args(ordinal, result, codec, from_queue=from_queue)))
+
+    async def read_range(self, keys: BatchKeys, first: int, count: int) -> list[tuple[SlotStatus, bytes | None]]:
+        flat = await self._read_range(keys, [first, count])
+        return [(SlotStatus(int(flat[i])), flat[i + 1] if int(flat[i]) else None) for i in range(0, len(flat), 2)]
+
+    async def read_since(self, keys: BatchKeys, after: str, count: int) -> tuple[str, list[tuple[int, bytes]]]:
+        """Entries after ``after`` that are still their line's latest final result: (last entry read, lines)."""
+        flat = await self._read_since(keys, [after, count])
+        last = flat[0].decode() if isinstance(flat[0], bytes) else str(flat[0])
+        return last, [(int(flat[i]), flat[i + 2]) for i in range(1, len(flat), 3)]
+
+    async def final_lines(
+        self, batch: BatchRecord, keys: BatchKeys, *, price: ModelPrice | None, chunk: int = 1000
+    ) -> AsyncIterator[list[FinalLine]]:
+        """Every indexed line in input order, chunk by chunk, with its final result line (None while pending)."""
+        codec = ResultCodec(batch.spec.json_schema)
+        for first in range(0, batch.indexed, chunk):
+            lines = await self._index.read(keys, first, min(chunk, batch.indexed - first))
+            results = await self.read_range(keys, first, len(lines))
+            yield [
+                FinalLine(line, final_json(batch, line, stored, codec, price))
+                for line, (_status, stored) in zip(lines, results, strict=True)
+            ]
+
+
+def final_json(
+    batch: BatchRecord, line: IndexedLine, stored: bytes | None, codec: ResultCodec, price: ModelPrice | None
+) -> bytes | None:
+    """A line's final result line (JSON): its recorded one, a synthesized one if it was never enqueued before a
+    cancel, else None (pending)."""
+    if stored is not None:
+        return codec.decode(stored)
+    if batch.cancel_from is not None and line.ordinal >= batch.cancel_from:
+        return orjson.dumps(never_enqueued(batch, line, price).to_json_dict())
+    return None
+
+
+def never_enqueued(batch: BatchRecord, line: IndexedLine, price: ModelPrice | None) -> ResultRecord:
+    """The result line of a line cancelled before it was ever enqueued: no call, no usage (the worker's record for
+    a cancelled line with no tries, stamped with the time of the cancel)."""
+    record = line_result(
+        batch.spec,
+        custom_id=line.custom_id,
+        fingerprint=line.fingerprint,
+        status=Status.CANCELLED,
+        totals=CallTotals(),
+        price=price,
+    )
+    return record.model_copy(update={"finished_at": batch.cancelled_at or record.finished_at})
+
+
+def record_args(ordinal: int, result: ResultRecord, codec: ResultCodec, *, from_queue: bool) -> list[Arg]:
+    """ARGV of ``RECORD`` (and of one line in the cancel script) for ``result``."""
+    return [
+        ordinal,
+        int(STATUS_CODES[result.status]),
+        codec.encode(orjson.dumps(result.to_json_dict())),
+        1 if from_queue else 0,
+        "" if result.cost_usd is None else repr(result.cost_usd),
+        *usage_args(result.usage),
+    ]

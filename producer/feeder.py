@@ -27,6 +27,8 @@ from store.lines import LineIndex, SlotStatus
 from store.queue import job_payload, now_ms
 
 HEARTBEAT_EVERY_S = 5.0
+SLOT_SCAN = 10_000
+"""Slots read per round trip when ``retry`` looks for failed lines."""
 
 
 class BatchGoneError(BatchExistsError):
@@ -135,15 +137,14 @@ class Feeder:
         return result
 
     async def _failed_lines(self, source: LineSource) -> AsyncIterator[tuple[int, InputLine]]:
-        scan = 10_000
         slots: list[SlotStatus] = []
-        base = -scan
+        base = -SLOT_SCAN
         for ordinal, line in enumerate(source.lines()):
             if ordinal >= self._record.indexed:
                 return
-            if ordinal >= base + scan:
+            if ordinal >= base + SLOT_SCAN:
                 base = ordinal
-                slots = [s.status for s in await self._index.slots(self._batch_keys, base, scan)]
+                slots = [s.status for s in await self._index.slots(self._batch_keys, base, SLOT_SCAN)]
             if slots[ordinal - base] is SlotStatus.FAILED:
                 yield ordinal, line
 

@@ -145,7 +145,7 @@ for i = 1, #ARGV, $PER do
   if version ~= tonumber(ARGV[i + 2]) then
     stale[#stale + 1] = ord
   elseif slot_status(KEYS[3], ord) == 0 and remove_waiting(KEYS[7], ARGV[i]) then
-    cancelled = cancelled + record(ord, $CANCELLED_CODE, ARGV[i + 3], 1, ARGV[i + 4], i + 5)
+    cancelled = cancelled + record(ord, $CANCELLED_CODE, ARGV[i + 3], ARGV[i], ARGV[i + 4], i + 5)
   end
 end
 if cancelled > 0 then complete_if_done() end
@@ -166,9 +166,7 @@ class CancelItem:
     codec: ResultCodec
 
     def args(self) -> list[Arg]:
-        _ordinal, _status, stored, _from_queue, *rest = record_args(
-            self.ordinal, self.record, self.codec, from_queue=True
-        )
+        _ordinal, _status, stored, _job_id, *rest = record_args(self.ordinal, self.record, self.codec, job_id="")
         values: list[Arg] = [self.job_id, self.ordinal, self.account_version, stored, *rest]
         assert len(values) == _PER_CANCEL
         return values

@@ -32,8 +32,10 @@ ARQ_NAMES: dict[str, str | int] = {
     "JOB_TTL_MS": JOB_TTL_MS,
 }
 
-# Lua: put one job on the queue as arq's enqueue_job would (job key with TTL, queue member scored by due time),
-# and take a waiting one off it (not if it is running: a running job finishes and records its own result).
+# Lua: put one job on the queue as arq's enqueue_job would (job key with TTL, queue member scored by due time);
+# take a waiting one off it (not if it is running: a running job finishes and records its own result); and take a
+# recorded line's job off it with its text, as arq will once the job returns (its claim and try counter stay
+# until then, so no other worker starts it).
 ENQUEUE_LUA = """
 local function enqueue(queue_key, job_id, payload, now_ms)
   redis.call('PSETEX', '$JOB_PREFIX' .. job_id, $JOB_TTL_MS, payload)
@@ -44,6 +46,10 @@ local function remove_waiting(queue_key, job_id)
   if redis.call('ZREM', queue_key, job_id) == 0 then return false end
   redis.call('DEL', '$JOB_PREFIX' .. job_id, '$RETRY_PREFIX' .. job_id)
   return true
+end
+local function finish_job(queue_key, job_id)
+  redis.call('ZREM', queue_key, job_id)
+  redis.call('DEL', '$JOB_PREFIX' .. job_id)
 end
 """
 

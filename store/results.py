@@ -2,8 +2,9 @@
 
 Record-once (``RECORD``): one atomic script per result. While the line's slot (``store.lines``) is pending it
 appends the stored result to the batch's stream, points the slot at that entry with the final status, deletes the
-line's running account, moves the batch counters (done, the status count, tokens, cost, the queue window) and, if
-that was the last line, completes the batch (retention TTL on every key). A slot that is not pending means the line
+line's running account, takes its job off the queue with the job's text, moves the batch counters (done, the status
+count, tokens, cost, the queue window) and, if that was the last line, completes the batch (retention TTL on every
+key). A slot that is not pending means the line
 was recorded already -- a job that ran twice -- and nothing changes. A batch that is gone (deleted or expired) is not
 recreated.
 
@@ -30,6 +31,7 @@ from store.codec import ResultCodec
 from store.fields import F
 from store.keys import BatchKeys
 from store.lines import SLOT_BYTES, SLOT_LUA, SLOT_NAMES, IndexedLine, LineIndex, SlotStatus
+from store.queue import ARQ_NAMES, ENQUEUE_LUA
 from store.scripts import Arg, LuaScript
 from store.usage import USAGE_LUA, usage_args
 
@@ -39,19 +41,25 @@ STATUS_CODES = {
     Status.CANCELLED: SlotStatus.CANCELLED,
 }
 
-_NAMES: dict[str, str | int] = {**F.lua_names(), **SLOT_NAMES, "USAGE": USAGE_LUA}
+_NAMES: dict[str, str | int] = {**F.lua_names(), **SLOT_NAMES, **ARQ_NAMES, "USAGE": USAGE_LUA}
 
-# The recording itself, shared with the cancel script (store.feed). Needs SLOT_LUA; KEYS are BatchKeys.
-# args: ordinal, slot status, stored result, 1 if the line's job held a place in the window, cost ("" = none), then
-# the usage counts from ARGV[usage_at] on.
+# The recording itself, shared with the cancel script (store.feed). Needs SLOT_LUA and ENQUEUE_LUA; KEYS are
+# BatchKeys then the queue. args: ordinal, slot status, stored result, the line's arq job id ("" = none: its job
+# does not hold a place in the window), cost ("" = none), then the usage counts from ARGV[usage_at] on. The job
+# leaves the queue here, with its text: arq's own clean-up after the job returns finds nothing left to do.
 RECORD_LUA = """
 local STATUS_FIELD = {'$SUCCEEDED', '$FAILED', '$CANCELLED'}
 local USAGE = $USAGE
-local function record(ord, status, stored, from_queue, cost, usage_at)
+local function record(ord, status, stored, job_id, cost, usage_at)
   if slot_status(KEYS[3], ord) ~= 0 then return 0 end
   local entry = redis.call('XADD', KEYS[4], '*', 'o', ord, 'r', stored)
   set_slot(KEYS[3], ord, status, entry)
   redis.call('HDEL', KEYS[5], ord)
+  local from_queue = 0
+  if job_id ~= '' then
+    from_queue = 1
+    finish_job(KEYS[7], job_id)
+  end
   local names = {'$DONE', STATUS_FIELD[status], '$QUEUED', '$COST_USD'}
   for i, name in ipairs(USAGE) do names[4 + i] = name end
   local c = redis.call('HMGET', KEYS[1], unpack(names))
@@ -70,16 +78,17 @@ local function record(ord, status, stored, from_queue, cost, usage_at)
 end
 """
 
-# KEYS: BatchKeys. ARGV: ordinal, slot status, stored result, from-queue (1/0), cost, usage counts.
+# KEYS: BatchKeys, queue. ARGV: ordinal, slot status, stored result, job id, cost, usage counts.
 # Returns 1 recorded, 0 already recorded, -1 batch gone.
 RECORD = LuaScript(
     "record_once",
     SLOT_LUA
+    + ENQUEUE_LUA
     + COMPLETE_LUA
     + RECORD_LUA
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local done = record(tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), ARGV[5], 6)
+local done = record(tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5], 6)
 if done == 1 then complete_if_done() end
 return done
 """,
@@ -175,10 +184,13 @@ class ResultStore:
         )
 
     async def record(
-        self, keys: BatchKeys, ordinal: int, result: ResultRecord, codec: ResultCodec, *, from_queue: bool = True
+        self, keys: BatchKeys, queue: str, ordinal: int, result: ResultRecord, codec: ResultCodec, *, job_id: str
     ) -> int:
-        """Record a line's final result once. 1 recorded, 0 already recorded, -1 the batch is gone."""
-        return int(await self._record(keys, record_args(ordinal, result, codec, from_queue=from_queue)))
+        """Record a line's final result once and take its job (``job_id``) off the queue with its text.
+
+        1 recorded, 0 already recorded, -1 the batch is gone.
+        """
+        return int(await self._record([*keys, queue], record_args(ordinal, result, codec, job_id=job_id)))
 
     async def read_range(self, keys: BatchKeys, first: int, count: int) -> list[tuple[SlotStatus, bytes | None]]:
         flat = await self._read_range(keys, [first, count])
@@ -230,13 +242,13 @@ def never_enqueued(batch: BatchRecord, line: IndexedLine, price: ModelPrice | No
     return record.model_copy(update={"finished_at": batch.cancelled_at or record.finished_at})
 
 
-def record_args(ordinal: int, result: ResultRecord, codec: ResultCodec, *, from_queue: bool) -> list[Arg]:
+def record_args(ordinal: int, result: ResultRecord, codec: ResultCodec, *, job_id: str) -> list[Arg]:
     """ARGV of ``RECORD`` (and of one line in the cancel script) for ``result``."""
     return [
         ordinal,
         int(STATUS_CODES[result.status]),
         codec.encode(orjson.dumps(result.to_json_dict())),
-        1 if from_queue else 0,
+        job_id,
         "" if result.cost_usd is None else repr(result.cost_usd),
         *usage_args(result.usage),
     ]

@@ -90,11 +90,12 @@ def wait_until(check: object, timeout_s: float, what: str, poll_s: float = 0.1) 
 
 
 class RedisServer:
-    """A private ``redis-server`` with AOF on, restartable on the same port and data directory."""
+    """A private ``redis-server`` (AOF on unless ``persist`` is off), restartable on the same port and data dir."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, persist: bool = True) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.persist = persist
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -115,7 +116,7 @@ class RedisServer:
                 "--dir",
                 str(self.workdir),
                 "--appendonly",
-                "yes",
+                "yes" if self.persist else "no",
                 "--appendfsync",
                 "always",
                 "--save",

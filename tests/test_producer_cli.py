@@ -178,3 +178,47 @@ def test_resubmitting_with_other_parameters_is_refused(cli_env, tmp_path) -> Non
     assert other.exit_code == 1
     assert "already exists with other parameters" in other.output
     assert cli_env.zcard(KEYS.queue) == 1
+
+
+def test_list_status_and_delete_commands(cli_env, tmp_path) -> None:
+    path = _write(tmp_path, "".join(f'{{"custom_id": "l{n}", "text": "Invoice {n}"}}\n' for n in range(5)))
+    assert _submit(path).exit_code == 0
+    other = CliRunner().invoke(
+        main, ["submit", str(path), "--schema", "invoice", "--model", "gpt-4o-mini", "--batch-id", "second"]
+    )
+    assert other.exit_code == 0, other.output
+    listed = CliRunner().invoke(main, ["list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = [orjson.loads(line) for line in listed.stdout.splitlines()]
+    assert [row["batch_id"] for row in rows] == ["second", "cli"]  # newest first
+    assert all(row["state"] == "running" and row["total"] == 5 and row["redis_bytes"] > 0 for row in rows)
+    status = CliRunner().invoke(main, ["status", "cli", "--json"])
+    assert status.exit_code == 0, status.output
+    data = orjson.loads(status.stdout)
+    assert (data["state"], data["enqueued"], data["queued"]) == ("running", 5, 5)
+    assert data["redis_bytes"] >= rows[1]["redis_bytes"] // 2
+    table = CliRunner().invoke(main, ["status", "cli"])
+    assert "Redis" in table.output
+    assert "queued jobs" in table.output
+    deleted = CliRunner().invoke(main, ["delete", "cli"])
+    assert deleted.exit_code == 0, deleted.output
+    assert "5 waiting job(s) taken off the queue" in deleted.output
+    assert not [key for key in cli_env.scan_iter() if b":cli" in key]
+    assert cli_env.zcard(KEYS.queue) == 5  # the other batch's jobs
+    gone = CliRunner().invoke(main, ["status", "cli"])
+    assert gone.exit_code == 1
+    assert "no batch 'cli'" in gone.output
+    assert [
+        orjson.loads(line)["batch_id"] for line in CliRunner().invoke(main, ["list", "--json"]).stdout.splitlines()
+    ] == ["second"]
+
+
+def test_an_invalid_batch_id_is_refused_before_anything_is_written(cli_env, tmp_path) -> None:
+    path = _write(tmp_path, '{"custom_id": "a", "text": "x"}\n')
+    for bad in ("cc:results", "has space", "../up"):
+        result = CliRunner().invoke(
+            main, ["submit", str(path), "--schema", "invoice", "--model", "gpt-4o-mini", "--batch-id", bad]
+        )
+        assert result.exit_code == 2
+        assert "invalid batch id" in result.output
+    assert list(cli_env.scan_iter()) == []

@@ -39,8 +39,10 @@ def _record(custom_id: str, total: int) -> ResultRecord:
 async def test_a_line_is_recorded_once_however_often_its_job_finishes(redis, keys, submit_batch) -> None:
     spec = await submit_batch(DOCS)
     results, codec = ResultStore(redis), ResultCodec(spec.json_schema)
-    assert await results.record(keys.batch("b1"), 0, _record("d1", 10), codec) == 1
-    assert await results.record(keys.batch("b1"), 0, _record("d1", 99), codec) == 0  # a second run of the same job
+    job_id = keys.job_id("b1", 0)
+    assert await results.record(keys.batch("b1"), keys.queue, 0, _record("d1", 10), codec, job_id=job_id) == 1
+    # a second run of the same job
+    assert await results.record(keys.batch("b1"), keys.queue, 0, _record("d1", 99), codec, job_id=job_id) == 0
     assert await redis.xlen(keys.batch("b1").results) == 1
     status = await read_status(redis, keys, "b1")
     assert (status.done, status.succeeded, status.usage.total_tokens, status.queued) == (1, 1, 10, len(DOCS) - 1)
@@ -56,7 +58,7 @@ async def test_a_rerun_job_does_not_call_the_api_again(redis, keys, settings, su
     try:
         state = WorkerState.build(settings, redis, client)
         job = ExtractionJob(batch_id="b1", ordinal=0, custom_id="d1", text=DOCS["d1"], fingerprint="sha256:00", line=1)
-        assert await run_job(state, job, job_try=1) == "already-recorded"
+        assert await run_job(state, job, 1, keys.job_id("b1", 0)) == "already-recorded"
     finally:
         await client.close()
     assert (await sim_get(sim, "/_sim/ledger"))["requests"]["total"] == before
@@ -67,7 +69,9 @@ async def test_collect_writes_input_order_atomically_and_reports_missing(redis, 
     spec = await submit_batch(DOCS)
     results, codec = ResultStore(redis), ResultCodec(spec.json_schema)
     for ordinal, custom_id in ((2, "d3"), (0, "d1")):
-        await results.record(keys.batch("b1"), ordinal, _record(custom_id, 1), codec)
+        await results.record(
+            keys.batch("b1"), keys.queue, ordinal, _record(custom_id, 1), codec, job_id=keys.job_id("b1", ordinal)
+        )
     out = tmp_path / "out.jsonl"
     out.write_text("old contents\n")
     written, missing = await collect(redis, keys, "b1", out)

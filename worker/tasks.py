@@ -52,14 +52,16 @@ async def extract(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
     state: WorkerState = ctx["state"]
     job = ExtractionJob.model_validate(payload)
     job_try: int = ctx.get("job_try", 1)
+    job_id: str = ctx.get("job_id") or state.keys.job_id(job.batch_id, job.ordinal)
     state.metrics.jobs_in_flight.inc()
     try:
-        return await run_job(state, job, job_try)
+        return await run_job(state, job, job_try, job_id)
     finally:
         state.metrics.jobs_in_flight.dec()
 
 
-async def run_job(state: WorkerState, job: ExtractionJob, job_try: int) -> str:
+async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: str) -> str:
+    """One try of one line, as arq job ``job_id`` (which leaves the queue when the line is recorded)."""
     line = await state.results.line_state(state.keys.batch(job.batch_id), job.ordinal)
     if not line.batch_exists:
         log.warning("dropping line %d of batch %s: the batch was deleted or has expired", job.ordinal, job.batch_id)
@@ -79,7 +81,7 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int) -> str:
         outcome = await _cached_or_coalesced(state, job, batch, account, job_try)
     else:
         outcome = await _attempt(state, job, batch, account, job_try)
-    await _record(state, job, batch, account, outcome)
+    await _record(state, job, batch, account, outcome, job_id)
     return outcome.__class__.__name__.lower()
 
 
@@ -190,7 +192,7 @@ def _retry(state: WorkerState, job: ExtractionJob, errors: int, reason: str, ret
 
 
 async def _record(
-    state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount, outcome: Outcome
+    state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount, outcome: Outcome, job_id: str
 ) -> None:
     totals = await account.totals()
     common: dict[str, Any] = {
@@ -223,7 +225,9 @@ async def _record(
             **common,
         )
     # Shielded: a SIGTERM arriving now must not leave a paid answer unrecorded.
-    recorded = await asyncio.shield(state.results.record(batch.keys, job.ordinal, record, batch.codec))
+    recorded = await asyncio.shield(
+        state.results.record(batch.keys, state.keys.queue, job.ordinal, record, batch.codec, job_id=job_id)
+    )
     if recorded == 1:
         state.metrics.jobs_finished.labels(record.status.value).inc()
         if record.cache_hit:

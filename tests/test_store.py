@@ -1,0 +1,298 @@
+"""Every Lua script of the store, called directly against a real Redis (database 13)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+from arq.constants import in_progress_key_prefix, job_key_prefix
+from redis.asyncio import Redis
+
+from schemas.jobs import ExtractionJob
+from schemas.records import CallTotals, line_result
+from schemas.registry import resolve_schema
+from schemas.results import ResultRecord, Status, Usage
+from store.accounts import Accounts
+from store.batches import BatchStore
+from store.cache import CachedAnswer, CacheStore
+from store.codec import ResultCodec
+from store.feed import CancelItem, FeedCode, FeedStore
+from store.keys import Keys
+from store.limits import BucketParams, LimitStore
+from store.lines import SLOT_BYTES, LineIndex, SlotStatus
+from store.queue import REMOVE_WAITING, job_payload
+from store.results import ResultStore
+from tests.processes import invoice_spec
+
+KEYS = Keys("st:")
+BATCH = "s1"
+BK = KEYS.batch(BATCH)
+SPEC = invoice_spec(BATCH)
+CODEC = ResultCodec(SPEC.json_schema)
+
+
+def _fp(n: int) -> str:
+    return "sha256:" + f"{n:064x}"
+
+
+async def _batch(redis: Redis, lines: int, *, ttl_ms: int = 0, index: bool = True) -> None:
+    assert await BatchStore(redis, KEYS).create(SPEC, lines=lines, ttl_ms=ttl_ms, input_ref=None, created_ms=1)
+    if index:
+        assert await LineIndex(redis).append(BK, 0, [(_fp(n), f"id-{n}") for n in range(lines)]) == (1, lines)
+
+
+def _result(n: int, status: Status = Status.SUCCEEDED, tokens: int = 10) -> ResultRecord:
+    return line_result(
+        SPEC,
+        custom_id=f"id-{n}",
+        fingerprint=_fp(n),
+        status=status,
+        totals=CallTotals(usage=Usage(input_tokens=tokens, total_tokens=tokens), attempts=1),
+        price=None,
+        output={"n": n} if status is Status.SUCCEEDED else None,
+    )
+
+
+async def _feed(redis: Redis, first: int, count: int, *, window: int = 100, round_: int = 0) -> int:
+    jobs = []
+    for n in range(first, first + count):
+        job = ExtractionJob(batch_id=BATCH, ordinal=n, custom_id=f"id-{n}", text=f"doc {n}", fingerprint=_fp(n), line=n)
+        jobs.append((KEYS.job_id(BATCH, n, round_), job_payload(job, 1)))
+    return (await FeedStore(redis, KEYS).feed(BK, first, window, jobs)).code
+
+
+async def test_create_batch_writes_the_record_once(redis) -> None:
+    store = BatchStore(redis, KEYS)
+    assert await store.create(SPEC, lines=3, ttl_ms=5000, input_ref={"path": "/x"}, created_ms=7)
+    assert not await store.create(SPEC, lines=9, ttl_ms=0, input_ref=None, created_ms=8)
+    record = await store.get(BATCH)
+    assert (record.lines, record.indexed, record.fed, record.ttl_ms, record.input) == (3, 0, 0, 5000, {"path": "/x"})
+    assert [r.batch_id for r in await store.list()] == [BATCH]
+
+
+async def test_index_chunk_appends_at_the_expected_position_only(redis) -> None:
+    await _batch(redis, 4, index=False)
+    index = LineIndex(redis)
+    assert await index.append(BK, 0, [(_fp(0), "a"), (_fp(1), "b")]) == (1, 2)
+    assert await index.append(BK, 0, [(_fp(0), "a")]) == (0, 2)  # another submit got there first
+    assert await index.append(BK, 2, [(_fp(2), "c"), (_fp(3), "d:é\n")]) == (1, 4)
+    assert [(line.custom_id, line.fingerprint) for line in await index.read(BK, 1, 3)] == [
+        ("b", _fp(1)),
+        ("c", _fp(2)),
+        ("d:é\n", _fp(3)),
+    ]
+    assert await redis.strlen(BK.slots) == 4 * SLOT_BYTES  # preallocated: every slot pending
+    assert await LineIndex(redis).append(KEYS.batch("gone"), 0, [(_fp(0), "a")]) == (-1, 0)
+
+
+async def test_feed_chunk_moves_the_cursor_within_the_window(redis) -> None:
+    await _batch(redis, 6)
+    assert await _feed(redis, 0, 3, window=4) == FeedCode.DONE
+    assert await _feed(redis, 0, 1, window=4) == FeedCode.MOVED  # the cursor is at 3 now
+    assert await _feed(redis, 3, 2, window=4) == FeedCode.FULL  # 3 queued + 2 > 4
+    assert await _feed(redis, 3, 1, window=4) == FeedCode.DONE
+    state = await FeedStore(redis, KEYS).state(BK)
+    assert state is not None
+    assert (state.fed, state.queued) == (4, 4)
+    assert await redis.zcard(KEYS.queue) == 4
+    assert await redis.exists(job_key_prefix + KEYS.job_id(BATCH, 3))
+
+
+async def test_feed_chunk_refuses_lines_that_are_not_indexed_yet(redis) -> None:
+    await _batch(redis, 2, index=False)
+    assert await _feed(redis, 0, 1) == FeedCode.NOT_INDEXED
+
+
+async def test_record_once_records_the_first_result_and_completes_the_batch(redis) -> None:
+    await _batch(redis, 2, ttl_ms=60_000)
+    await _feed(redis, 0, 2)
+    results = ResultStore(redis)
+    assert await results.record(BK, KEYS.queue, 1, _result(1), CODEC, job_id=KEYS.job_id(BATCH, 1)) == 1
+    assert not await redis.exists(job_key_prefix + KEYS.job_id(BATCH, 1))  # the recorded line's job is gone
+    assert await redis.zscore(KEYS.queue, KEYS.job_id(BATCH, 1)) is None
+    assert await results.record(BK, KEYS.queue, 1, _result(1, tokens=99), CODEC, job_id=KEYS.job_id(BATCH, 1)) == 0
+    assert await redis.ttl(BK.record) == -1  # one line to go
+    assert await results.record(BK, KEYS.queue, 0, _result(0, Status.FAILED), CODEC, job_id=KEYS.job_id(BATCH, 0)) == 1
+    record = await BatchStore(redis, KEYS).get(BATCH)
+    assert (record.done, record.succeeded, record.failed, record.queued) == (2, 1, 1, 0)
+    assert record.usage.input_tokens == 20
+    assert record.complete
+    assert record.completed_ms is not None
+    for key in (BK.record, BK.lines, BK.slots, BK.results):
+        assert 0 < await redis.pttl(key) <= 60_000  # retention starts when the last line is final
+    assert await results.record(KEYS.batch("gone"), KEYS.queue, 0, _result(0), CODEC, job_id="") == -1
+
+
+async def test_read_range_and_read_since_return_each_lines_latest_result(redis) -> None:
+    await _batch(redis, 3)
+    await _feed(redis, 0, 3)
+    results, feeds = ResultStore(redis), FeedStore(redis, KEYS)
+    await results.record(BK, KEYS.queue, 0, _result(0, Status.FAILED), CODEC, job_id=KEYS.job_id(BATCH, 0))
+    await results.record(BK, KEYS.queue, 2, _result(2), CODEC, job_id=KEYS.job_id(BATCH, 2))
+    read = await results.read_range(BK, 0, 3)
+    assert [status for status, _ in read] == [SlotStatus.FAILED, SlotStatus.PENDING, SlotStatus.SUCCEEDED]
+    stored = read[2][1]
+    assert stored is not None
+    assert orjson.loads(CODEC.decode(stored))["output"] == {"n": 2}
+    # A retry reopens line 0; its new result supersedes the failed one.
+    job = ExtractionJob(batch_id=BATCH, ordinal=0, custom_id="id-0", text="doc", fingerprint=_fp(0), line=1)
+    assert (await feeds.reopen(BK, 100, [(0, KEYS.job_id(BATCH, 0, 1), job_payload(job, 1))])).count == 1
+    await results.record(BK, KEYS.queue, 0, _result(0), CODEC, job_id=KEYS.job_id(BATCH, 0, 1))
+    last, lines = await results.read_since(BK, "0-0", 100)
+    assert sorted(ordinal for ordinal, _ in lines) == [0, 2]  # the superseded failure is left out
+    assert orjson.loads(CODEC.decode(dict(lines)[0]))["status"] == "succeeded"
+    assert await results.read_since(BK, last, 100) == (last, [])
+
+
+async def test_reopen_chunk_reopens_only_failed_lines_within_the_window(redis) -> None:
+    await _batch(redis, 3, ttl_ms=60_000)
+    await _feed(redis, 0, 3)
+    results, feeds = ResultStore(redis), FeedStore(redis, KEYS)
+    for n, status in ((0, Status.FAILED), (1, Status.SUCCEEDED), (2, Status.FAILED)):
+        await results.record(BK, KEYS.queue, n, _result(n, status), CODEC, job_id=KEYS.job_id(BATCH, n))
+    assert await redis.pttl(BK.record) > 0
+    job = ExtractionJob(batch_id=BATCH, ordinal=0, custom_id="id-0", text="doc", fingerprint=_fp(0), line=1)
+    triples = [(n, KEYS.job_id(BATCH, n, 1), job_payload(job, 1)) for n in (0, 1, 2)]
+    assert (await feeds.reopen(BK, 1, triples)).code == FeedCode.FULL
+    answer = await feeds.reopen(BK, 100, triples)
+    assert (answer.code, answer.count, answer.queued) == (FeedCode.DONE, 2, 2)
+    assert (await feeds.reopen(BK, 100, triples)).count == 0  # nothing twice
+    record = await BatchStore(redis, KEYS).get(BATCH)
+    assert (record.done, record.failed, record.retried, record.completed_ms) == (1, 0, 2, None)
+    assert await redis.pttl(BK.record) == -1  # incomplete again: retention waits for the new results
+
+
+async def test_cancel_closes_the_feed_and_records_waiting_lines_with_their_billed_usage(redis) -> None:
+    await _batch(redis, 5)
+    await _feed(redis, 0, 3)
+    feeds, accounts = FeedStore(redis, KEYS), Accounts(redis)
+    version = await accounts.add_call(
+        BK, 1, usage=Usage(input_tokens=7, total_tokens=7), response_id="r", latency_ms=5, repair=False
+    )
+    await redis.set(in_progress_key_prefix + KEYS.job_id(BATCH, 2), b"1")  # line 2 is running
+    assert await feeds.begin_cancel(BK, "2026-12-01T00:00:00Z") == (1, 3, 2)
+    assert await feeds.begin_cancel(BK, "later") == (0, 3, 0)
+    assert await _feed(redis, 3, 1) == FeedCode.CANCELLED
+
+    def item(n: int, account_version: int) -> CancelItem:
+        totals = CallTotals(usage=Usage(input_tokens=7, total_tokens=7)) if n == 1 else CallTotals()
+        record = line_result(
+            SPEC, custom_id=f"id-{n}", fingerprint=_fp(n), status=Status.CANCELLED, totals=totals, price=None
+        )
+        return CancelItem(KEYS.job_id(BATCH, n), n, account_version, record, CODEC)
+
+    assert await feeds.cancel_waiting(BK, [item(0, 0), item(1, version - 1), item(2, 0)]) == (1, [1])
+    assert await feeds.cancel_waiting(BK, [item(1, version)]) == (1, [])
+    record = await BatchStore(redis, KEYS).get(BATCH)
+    assert (record.done, record.cancelled, record.queued, record.usage.input_tokens) == (4, 4, 1, 7)
+    assert await redis.zcard(KEYS.queue) == 1  # the running one stays
+    assert not await redis.exists(job_key_prefix + KEYS.job_id(BATCH, 0))
+    assert not await redis.hexists(BK.accounts, "1")
+
+
+async def test_remove_waiting_leaves_running_jobs(redis) -> None:
+    await _batch(redis, 2)
+    await _feed(redis, 0, 2)
+    await redis.set(in_progress_key_prefix + KEYS.job_id(BATCH, 1), b"1")
+    remove = REMOVE_WAITING.bind(redis)
+    assert await remove([KEYS.queue], [KEYS.job_id(BATCH, 0), KEYS.job_id(BATCH, 1)]) == 1
+    assert await redis.zrange(KEYS.queue, 0, -1) == [KEYS.job_id(BATCH, 1).encode()]
+
+
+async def test_accounts_add_calls_and_errors_and_vanish_with_their_line(redis) -> None:
+    await _batch(redis, 1)
+    accounts = Accounts(redis)
+    usage = Usage(input_tokens=5, cached_input_tokens=1, output_tokens=2, reasoning_tokens=1, total_tokens=7)
+    assert await accounts.add_call(BK, 0, usage=usage, response_id="resp_1", latency_ms=30, repair=False) == 1
+    assert await accounts.add_call(BK, 0, usage=None, response_id=None, latency_ms=12, repair=True) == 2
+    assert await accounts.note_error(BK, 0, 1000, count=True) == (1, 1000)
+    assert await accounts.note_error(BK, 0, 2000, count=False) == (1, 1000)
+    account = await accounts.get(BK, 0)
+    assert account.totals == CallTotals(usage=usage, attempts=2, repairs=1, latency_ms=42, last_response_id="resp_1")
+    assert account.version == 4
+    await _feed(redis, 0, 1)
+    await ResultStore(redis).record(BK, KEYS.queue, 0, _result(0), CODEC, job_id=KEYS.job_id(BATCH, 0))
+    assert not await redis.exists(BK.accounts)  # recorded lines keep no account
+    assert (
+        await accounts.add_call(KEYS.batch("gone"), 0, usage=usage, response_id=None, latency_ms=1, repair=False) == -1
+    )
+    assert not await redis.exists(KEYS.batch("gone").accounts)
+
+
+async def test_cache_and_lease_scripts(redis) -> None:
+    cache = CacheStore(redis, KEYS)
+    answer = CachedAnswer({"vendor": "ACME"}, "resp_1", BATCH, "id-0")
+    await cache.put(_fp(0), answer, CODEC, ttl_s=60)
+    assert await cache.get(_fp(0), CODEC) == answer
+    token = await cache.claim(_fp(0), lease_ms=5000)
+    assert token is not None
+    assert await cache.claim(_fp(0), lease_ms=5000) is None
+    assert not await cache.extend(_fp(0), "not-the-owner", lease_ms=9000)
+    assert await cache.extend(_fp(0), token, lease_ms=9000)
+    assert await redis.pttl(KEYS.inflight(_fp(0))) > 5000
+    assert not await cache.release(_fp(0), "not-the-owner")
+    assert await cache.release(_fp(0), token)
+    assert not await cache.held(_fp(0))
+
+
+async def test_admit_and_settle_scripts(redis) -> None:
+    limits = LimitStore(redis)
+    params = BucketParams(
+        now_ms=1000,
+        request_rate_per_ms=0.01,
+        request_capacity=2,
+        token_rate_per_ms=1,
+        token_capacity=100,
+        recovery_per_ms=0.0,
+    )
+    bucket = KEYS.rate_limit("scope")
+    assert await limits.admit(bucket, KEYS.reservation("a"), params, 80) == (True, 0, 1000)
+    admitted, wait_ms, _ = await limits.admit(bucket, KEYS.reservation("b"), params, 80)
+    assert (admitted, wait_ms) == (False, 60)  # 20 tokens left, 80 needed at 1 per ms
+
+    async def settle(reservation: str) -> bool:
+        return await limits.settle(
+            bucket,
+            KEYS.reservation(reservation),
+            params,
+            charge=30,
+            return_request=False,
+            remaining=(None, None),
+            cooldown_ms=None,
+            slow_factor=0.8,
+            min_fill=0.25,
+        )
+
+    assert await settle("a")  # refunds 50 of the 80
+    assert not await settle("a")  # settles once
+    assert (await limits.levels(bucket))["tk"] == 70
+
+
+def test_the_codec_shrinks_result_lines_and_gives_them_back() -> None:
+    line = orjson.dumps(
+        line_result(
+            invoice_spec("x"),
+            custom_id="inv-1",
+            fingerprint=_fp(1),
+            status=Status.SUCCEEDED,
+            totals=CallTotals(usage=Usage(input_tokens=812, output_tokens=95, total_tokens=907), attempts=1),
+            price=None,
+            output={"vendor": "ACME Corp", "invoice_number": "INV-001", "currency": "EUR", "total": 1290.5},
+        ).to_json_dict()
+    )
+    codec = ResultCodec(resolve_schema("invoice").json_schema)
+    stored = codec.encode(line)
+    assert codec.decode(stored) == line
+    assert len(stored) < len(line) / 2
+    assert codec.decode(line) == line  # plain JSON is read as it is
+    with pytest.raises(ValueError, match="unknown stored result encoding"):
+        codec.decode(b"\x07junk")
+
+
+async def test_scripts_survive_a_script_flush(redis) -> None:
+    """redis-py reloads a script Redis forgot (a restart without persistence): EVALSHA falls back to loading."""
+    await _batch(redis, 1)
+    await redis.script_flush()
+    await asyncio.sleep(0)
+    assert await _feed(redis, 0, 1) == FeedCode.DONE

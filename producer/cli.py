@@ -24,7 +24,8 @@ from producer.feeder import FeedResult
 from producer.indexer import BatchExistsError, InputChangedError, OpenedBatch
 from producer.progress import WaitTimeoutError, wait_for_batch
 from producer.readers import FileSource
-from producer.status import batch_state, list_batches, read_status
+from producer.resubmit import ResubmitRefusedError
+from producer.status import IncompleteSubmitError, batch_state, incomplete_message, list_batches, read_status
 from producer.submit import SubmitOptions, SubmitResult, build_spec, submit
 from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
 from schemas.registry import resolve_schema
@@ -73,6 +74,16 @@ def _with_redis(settings: Settings, body: Callable[[Redis, Keys], Awaitable[T]])
         return asyncio.run(coroutine)
     except (BatchNotFoundError, BatchExistsError, InputChangedError, BatchCancelledError, InvalidIdError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except ResubmitRefusedError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]refused[/red] {problem}", markup=True)
+        if exc.total > len(exc.problems):
+            err.print(f"... and {exc.total - len(exc.problems)} more")
+        err.print(f"{exc.total} line(s) refused; nothing was changed")
+        sys.exit(EXIT_INVALID_INPUT)
+    except IncompleteSubmitError as exc:
+        err.print(f"[yellow]incomplete[/yellow]: {exc}", markup=True)
+        sys.exit(EXIT_INCOMPLETE)
 
 
 @click.group()
@@ -118,6 +129,18 @@ _SUBMIT_OPTIONS = [
         is_flag=True,
         default=None,
         help="Enqueue the valid lines even if some are invalid [env EXTRACT_SKIP_INVALID].",
+    ),
+    click.option(
+        "--replace-changed",
+        is_flag=True,
+        default=None,
+        help="Resubmit: run lines whose document changed again (new result supersedes) [env EXTRACT_REPLACE_CHANGED].",
+    ),
+    click.option(
+        "--append",
+        is_flag=True,
+        default=None,
+        help="Resubmit: add lines the batch does not have at its end [env EXTRACT_APPEND].",
     ),
     click.option(
         "--window",
@@ -243,10 +266,19 @@ async def _submit_and_feed(
         window=settings.queue_window,
         ttl_s=settings.batch_ttl_s,
         chunk=settings.submit_chunk_size,
+        replace_changed=settings.replace_changed,
+        append=settings.append,
         on_opened=opened,
         on_progress=reporter,
     )
     result = await (_feed_while_waiting(redis, keys, spec.batch_id, feeding, recorded) if wait else feeding)
+    if result.replaced or result.appended:
+        err.print(f"batch {spec.batch_id}: {result.replaced} changed line(s) run again, {result.appended} appended")
+    if result.running:
+        err.print(
+            f"[yellow]warning[/yellow]: {len(result.running)} changed line(s) were running with their earlier "
+            "document and were left alone; submit again once they have finished to replace them"
+        )
     if result.cancelled:
         err.print(f"batch {spec.batch_id} was cancelled: {result.lines - result.fed} line(s) were never enqueued")
     elif reporter.spoke or (not result.created and result.enqueued):
@@ -310,7 +342,15 @@ def _status_table(record: BatchRecord, footprint: Footprint | None = None, *, fe
         ("cancelled", str(record.cancelled)),
         ("tokens in / cached / out", f"{usage.input_tokens} / {usage.cached_input_tokens} / {usage.output_tokens}"),
         ("estimated cost", "n/a" if record.cost_usd is None else f"${record.cost_usd:.6f}"),
+        (
+            "possibly billed, unrecorded",
+            f"{record.possibly_billed_calls} call(s), ~{record.possibly_billed_input_tokens} input tokens"
+            if record.possibly_billed_calls
+            else "none",
+        ),
     ]
+    if not record.submitted and not feeder_alive:
+        rows.insert(2, ("submit", incomplete_message(record)))
     if footprint is not None:
         parts = ", ".join(f"{name} {_mb(size)}" for name, size in footprint.by_key.items() if size)
         rows.append(("Redis", f"{_mb(footprint.total)} ({parts}, queued jobs {_mb(footprint.queued_jobs)})"))
@@ -337,6 +377,8 @@ def status_command(batch_id: str, as_json: bool) -> None:
             "state": batch_state(record, feeder_alive=alive),
             "redis_bytes": footprint.total,
         }
+        if not record.submitted and not alive:
+            data["note"] = incomplete_message(record)
         click.echo(orjson.dumps(data).decode())
     else:
         Console().print(_status_table(record, footprint, feeder_alive=alive))
@@ -399,6 +441,8 @@ async def _collect(
     redis: Redis, keys: Keys, settings: Settings, batch_id: str, out: Path, output_format: OutputFormat, follow_: bool
 ) -> tuple[int, int]:
     record = await read_status(redis, keys, batch_id)
+    if not record.submitted and not await BatchStore(redis, keys).feeder_alive(batch_id):
+        err.print(f"[yellow]warning[/yellow]: {incomplete_message(record)}", markup=True)
     price = settings.price_for(record.spec.model)
     if follow_:
         return await follow(redis, keys, batch_id, out, output_format=output_format, price=price), 0

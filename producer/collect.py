@@ -17,6 +17,7 @@ from typing import IO, Any, Literal
 import orjson
 from redis.asyncio import Redis
 
+from producer.status import ensure_fed
 from schemas.settings import ModelPrice
 from store.batches import BatchStore
 from store.codec import ResultCodec
@@ -211,6 +212,7 @@ async def follow(
             elif not entries:
                 await redis.xread({batch_keys.results: last}, count=1, block=block_ms)
                 batch = await store.get(batch_id)  # a cancel may have closed the feed meanwhile
+                await ensure_fed(store, batch)  # nothing more will come if nobody feeds the batch
     finally:
         await asyncio.to_thread(handle.close)
     return written

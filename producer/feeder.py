@@ -50,10 +50,30 @@ class FeedResult:
 ProgressHook = Callable[[FeedState], None]
 
 
+def job_payloads(batch_id: str, chunk: list[tuple[int, InputLine]], fingerprints: list[str]) -> list[bytes]:
+    """The arq payload of each (ordinal, line): the only place the line's text goes into Redis."""
+    stamp = now_ms()
+    return [
+        job_payload(
+            ExtractionJob(
+                batch_id=batch_id,
+                ordinal=ordinal,
+                custom_id=line.custom_id,
+                text=line.text,
+                fingerprint=fingerprint,
+                line=line.line,
+            ),
+            stamp,
+        )
+        for (ordinal, line), fingerprint in zip(chunk, fingerprints, strict=True)
+    ]
+
+
 class Feeder:
     def __init__(
         self, redis: Redis, keys: Keys, record: BatchRecord, *, window: int, chunk: int = 1000, poll_s: float = 0.2
     ) -> None:
+        self._redis = redis
         self._keys = keys
         self._record = record
         self._batch_keys: BatchKeys = keys.batch(record.batch_id)
@@ -62,84 +82,76 @@ class Feeder:
         self._window = window
         self._chunk = max(1, min(chunk, window))
         self._poll_s = poll_s
-        self._owner = f"{socket.gethostname()}-{os.getpid()}"
         self._fingerprint = Fingerprinter(record.spec)
 
     # ------------------------------------------------------------------------------------------------- submit
     async def feed(self, source: LineSource, *, on_progress: ProgressHook | None = None) -> FeedResult:
-        """Enqueue the batch's lines from its feed cursor until every line is enqueued (or the batch is cancelled)."""
+        """Enqueue the batch's lines from its feed cursor until every line is enqueued (or the batch is cancelled).
+
+        Run it inside ``feeding`` (``submit`` does) so that others can see the batch is being fed.
+        """
         result = FeedResult(lines=self._record.lines)
-        async with self._heartbeat():
-            state = await self._state()
-            upcoming = enumerate(source.lines())
-            ready: list[tuple[int, InputLine]] = []  # read from the input, not enqueued yet
-            while not (state.cancelled or state.fed >= state.lines):
-                want = min(self._chunk, state.lines - state.fed)
-                if self._window - state.queued < want:
-                    state = await self._wait(on_progress)
-                    continue
-                ready = [(o, line) for o, line in ready if o >= state.fed]  # another feeder may have moved on
-                while len(ready) < want:
-                    ordinal, line = next(upcoming, (-1, None))
-                    if line is None:
-                        raise BatchExistsError(
-                            f"the input has fewer lines than batch {self._record.batch_id!r} ({state.lines})"
-                        )
-                    if ordinal >= state.fed:
-                        ready.append((ordinal, line))
-                chunk, ready = ready[:want], ready[want:]
-                answer = await self._feeds.feed(self._batch_keys, state.fed, self._window, await self._jobs(chunk))
-                if answer.code == FeedCode.DONE:
-                    result.enqueued += want
-                    state = FeedState(state.lines, state.indexed, answer.count, answer.queued, cancelled=False)
-                    if on_progress is not None:
-                        on_progress(state)
-                else:
-                    ready = chunk + ready
-                    self._refused(answer)
-                    state = await self._state()
-            result.fed, result.cancelled = state.fed, state.cancelled
+        state = await self._state()
+        upcoming = enumerate(source.lines(), start=source.first_ordinal)
+        ready: list[tuple[int, InputLine]] = []  # read from the input, not enqueued yet
+        while not (state.cancelled or state.fed >= state.lines):
+            want = min(self._chunk, state.lines - state.fed)
+            if self._window - state.queued < want:
+                state = await self._wait(on_progress)
+                continue
+            ready = [(o, line) for o, line in ready if o >= state.fed]  # another feeder may have moved on
+            while len(ready) < want:
+                ordinal, line = next(upcoming, (-1, None))
+                if line is None:
+                    raise BatchExistsError(
+                        f"the input has fewer lines than batch {self._record.batch_id!r} ({state.lines})"
+                    )
+                if ordinal >= state.fed:
+                    ready.append((ordinal, line))
+            chunk, ready = ready[:want], ready[want:]
+            answer = await self._feeds.feed(self._batch_keys, state.fed, self._window, await self._jobs(chunk))
+            if answer.code == FeedCode.DONE:
+                result.enqueued += want
+                state = FeedState(state.lines, state.indexed, answer.count, answer.queued, cancelled=False)
+                if on_progress is not None:
+                    on_progress(state)
+            else:
+                ready = chunk + ready
+                self._refused(answer)
+                state = await self._state()
+        result.fed, result.cancelled = state.fed, state.cancelled
         return result
 
-    async def _jobs(self, chunk: list[tuple[int, InputLine]], round_: int = 0) -> list[tuple[str, bytes]]:
-        """(job id, payload) per (ordinal, line), each line checked against the batch's index first."""
+    async def _jobs(self, chunk: list[tuple[int, InputLine]]) -> list[tuple[str, bytes]]:
+        """(first-generation job id, payload) per (ordinal, line), each line checked against the index first."""
+        payloads = await self._payloads(chunk)
+        return [(self._keys.job_id(self._record.batch_id, o), p) for (o, _), p in zip(chunk, payloads, strict=True)]
+
+    async def _payloads(self, chunk: list[tuple[int, InputLine]]) -> list[bytes]:
         lines = [line for _, line in chunk]
         entries = [(self._fingerprint(line.text), line.custom_id) for line in lines]
         check_against_index(lines, entries, await self._index.read_at(self._batch_keys, [o for o, _ in chunk]))
-        stamp = now_ms()
-        jobs = []
-        for (ordinal, line), (fingerprint, _) in zip(chunk, entries, strict=True):
-            job = ExtractionJob(
-                batch_id=self._record.batch_id,
-                ordinal=ordinal,
-                custom_id=line.custom_id,
-                text=line.text,
-                fingerprint=fingerprint,
-                line=line.line,
-            )
-            jobs.append((self._keys.job_id(job.batch_id, ordinal, round_), job_payload(job, stamp)))
-        return jobs
+        return job_payloads(self._record.batch_id, chunk, [fp for fp, _ in entries])
 
     # -------------------------------------------------------------------------------------------------- retry
     async def reopen_failed(self, source: LineSource, *, on_progress: ProgressHook | None = None) -> FeedResult:
         """Re-enqueue every line whose latest result is ``failed``, a window at a time, under fresh arq ids."""
         result = FeedResult(lines=self._record.lines)
-        round_ = await self._feeds.begin_retry(self._batch_keys)
-        async with self._heartbeat():
+        async with feeding(self._redis, self._keys, self._record.batch_id):
             batch: list[tuple[int, InputLine]] = []
             async for ordinal, line in self._failed_lines(source):
                 batch.append((ordinal, line))
                 if len(batch) >= self._chunk:
-                    result.enqueued += await self._reopen(batch, round_, result, on_progress)
+                    result.enqueued += await self._reopen(batch, result, on_progress)
                     batch = []
             if batch:
-                result.enqueued += await self._reopen(batch, round_, result, on_progress)
+                result.enqueued += await self._reopen(batch, result, on_progress)
         return result
 
     async def _failed_lines(self, source: LineSource) -> AsyncIterator[tuple[int, InputLine]]:
         slots: list[SlotStatus] = []
         base = -SLOT_SCAN
-        for ordinal, line in enumerate(source.lines()):
+        for ordinal, line in enumerate(source.lines(), start=source.first_ordinal):
             if ordinal >= self._record.indexed:
                 return
             if ordinal >= base + SLOT_SCAN:
@@ -149,12 +161,12 @@ class Feeder:
                 yield ordinal, line
 
     async def _reopen(
-        self, batch: list[tuple[int, InputLine]], round_: int, result: FeedResult, on_progress: ProgressHook | None
+        self, batch: list[tuple[int, InputLine]], result: FeedResult, on_progress: ProgressHook | None
     ) -> int:
-        jobs = await self._jobs(batch, round_)
-        triples = [(ordinal, job_id, payload) for (ordinal, _), (job_id, payload) in zip(batch, jobs, strict=True)]
+        payloads = await self._payloads(batch)
+        pairs = [(ordinal, payload) for (ordinal, _), payload in zip(batch, payloads, strict=True)]
         while True:
-            answer = await self._feeds.reopen(self._batch_keys, self._window, triples)
+            answer = await self._feeds.reopen(self._record.batch_id, self._window, pairs)
             if answer.code == FeedCode.DONE:
                 return answer.count
             if answer.code == FeedCode.FULL:
@@ -185,19 +197,26 @@ class Feeder:
             raise BatchExistsError(f"batch {self._record.batch_id!r}: lines are fed before they are indexed")
         # MOVED, FULL, CANCELLED: the caller re-reads the state and decides.
 
-    @contextlib.asynccontextmanager
-    async def _heartbeat(self) -> AsyncIterator[None]:
-        async def beat() -> None:
-            while True:
-                await self._feeds.heartbeat(self._batch_keys, self._owner)
-                await asyncio.sleep(HEARTBEAT_EVERY_S)
 
-        task = asyncio.create_task(beat())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            with contextlib.suppress(Exception):
-                await self._feeds.release(self._batch_keys, self._owner)
+@contextlib.asynccontextmanager
+async def feeding(redis: Redis, keys: Keys, batch_id: str) -> AsyncIterator[None]:
+    """This process is feeding the batch: refresh its feeder heartbeat until the block ends (``status``, ``wait``
+    and ``collect --follow`` tell "being submitted" from "submit interrupted" by it)."""
+    feeds, batch_keys = FeedStore(redis, keys), keys.batch(batch_id)
+    owner = f"{socket.gethostname()}-{os.getpid()}"
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
+            await feeds.heartbeat(batch_keys, owner)
+
+    await feeds.heartbeat(batch_keys, owner)  # before anyone is told the batch exists
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(Exception):
+            await feeds.release(batch_keys, owner)

@@ -1,7 +1,8 @@
 """The first two steps of a submit: record the batch, then write its line index.
 
 1. ``open_batch``: a new batch id gets its record (spec, number of lines, retention, where the input is); a known one
-   must have the same parameters and the same number of lines, or the submit is refused.
+   must have the same parameters, or the submit is refused naming the ones that differ (its lines are compared by
+   ``producer.resubmit``).
 2. ``index_lines``: the line index (custom_id and fingerprint of every line, in input order) is written in chunks,
    resuming where an interrupted submit stopped; lines the index already holds are checked against the input, so a
    changed file is refused instead of being mixed into the batch.
@@ -41,7 +42,7 @@ class OpenedBatch:
 async def open_batch(
     redis: Redis, keys: Keys, spec: BatchSpec, *, lines: int, ttl_s: int, input_ref: dict[str, Any] | None
 ) -> OpenedBatch:
-    """Record a new batch, or check that a known one is the same work with the same number of lines."""
+    """Record a new batch, or check that a known one is the same work (its lines are compared later)."""
     store = BatchStore(redis, keys)
     created = await store.create(
         spec, lines=lines, ttl_ms=ttl_s * 1000, input_ref=input_ref, created_ms=int(time.time() * 1000)
@@ -50,15 +51,11 @@ async def open_batch(
     if created:
         await store.prune_index()  # tidy the batch index of expired batches now and then
         return OpenedBatch(record, created=True)
-    if not record.spec.same_work_as(spec):
+    differences = record.spec.differences(spec)
+    if differences:
         raise BatchExistsError(
-            f"batch {spec.batch_id!r} already exists with other parameters (api, model, schema, instructions or "
-            "generation settings); resubmit with the same ones to resume it, or choose another --batch-id"
-        )
-    if record.lines != lines:
-        raise BatchExistsError(
-            f"batch {spec.batch_id!r} has {record.lines} line(s) and this input has {lines}: it is another input; "
-            "choose another --batch-id"
+            f"batch {spec.batch_id!r} already exists with other parameters ({'; '.join(differences)}: the batch's "
+            "vs this submit's); resubmit with the same ones to resume it, or choose another --batch-id"
         )
     if input_ref is not None and input_ref != record.input:
         await store.set_input(spec.batch_id, input_ref)
@@ -79,7 +76,7 @@ async def index_lines(
     batch_keys = keys.batch(record.batch_id)
     fingerprint = Fingerprinter(record.spec)
     indexed = record.indexed
-    for first, lines in chunked(source.lines(), chunk):
+    for first, lines in chunked(source.lines(), chunk, first=source.first_ordinal):
         entries = [(fingerprint(line.text), line.custom_id) for line in lines]
         while True:
             if first + len(lines) <= indexed:
@@ -115,9 +112,9 @@ def check_against_index(lines: list[InputLine], entries: list[tuple[str, str]], 
             )
 
 
-def chunked(lines: Iterable[InputLine], size: int) -> Iterator[tuple[int, list[InputLine]]]:
-    """(ordinal of the first line, lines) in chunks of ``size``."""
-    iterator, first = iter(lines), 0
+def chunked(lines: Iterable[InputLine], size: int, *, first: int = 0) -> Iterator[tuple[int, list[InputLine]]]:
+    """(ordinal of the first line, lines) in chunks of ``size``, the first line being ordinal ``first``."""
+    iterator = iter(lines)
     while chunk := list(islice(iterator, size)):
         yield first, chunk
         first += len(chunk)

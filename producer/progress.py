@@ -9,8 +9,8 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from producer.status import read_status
-from store.batches import BatchRecord
+from producer.status import ensure_fed, read_status
+from store.batches import BatchRecord, BatchStore
 from store.keys import Keys
 
 
@@ -29,9 +29,11 @@ async def wait_for_batch(
     poll_s: float = 0.5,
     console: Console | None = None,
 ) -> BatchRecord:
-    """Poll the batch record until it is complete. Raises ``WaitTimeoutError`` after ``timeout_s``."""
+    """Poll the batch record until it is complete. Raises ``WaitTimeoutError`` after ``timeout_s``, and
+    ``IncompleteSubmitError`` when no submit is feeding a batch whose lines are not all enqueued."""
     console = console or Console(stderr=True)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    store = BatchStore(redis, keys)
     record = await read_status(redis, keys, batch_id)
     started, done_at_start = time.monotonic(), record.done
     columns = (
@@ -47,6 +49,7 @@ async def wait_for_batch(
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
         task = progress.add_task(batch_id, total=record.lines, completed=record.done, rate="-", failed=record.failed)
         while not record.complete:
+            await ensure_fed(store, record)
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeoutError(record)
             await asyncio.sleep(poll_s)

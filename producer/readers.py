@@ -72,7 +72,12 @@ class LineSource(Protocol):
 
     @property
     def count(self) -> int:
-        """How many lines ``lines()`` yields."""
+        """The ordinal after the last line: how many lines the batch has once these are in it."""
+        ...
+
+    @property
+    def first_ordinal(self) -> int:
+        """The ordinal of the first line ``lines()`` yields (0 for a whole input)."""
         ...
 
     def lines(self) -> Iterator[InputLine]: ...
@@ -163,6 +168,8 @@ class FileSource:
     def count(self) -> int:
         return self.scan.count
 
+    first_ordinal = 0
+
     def lines(self) -> Iterator[InputLine]:
         return valid_lines(
             _read_lines(self.path),
@@ -185,6 +192,8 @@ class MemorySource:
     @property
     def count(self) -> int:
         return len(self.items)
+
+    first_ordinal = 0
 
     def lines(self) -> Iterator[InputLine]:
         return iter(self.items)

@@ -10,7 +10,36 @@ from redis.asyncio import Redis
 from store.batches import BatchNotFoundError, BatchRecord, BatchStore, Footprint
 from store.keys import Keys
 
-__all__ = ["BatchNotFoundError", "BatchOverview", "batch_state", "list_batches", "read_status"]
+__all__ = [
+    "BatchNotFoundError",
+    "BatchOverview",
+    "IncompleteSubmitError",
+    "batch_state",
+    "ensure_fed",
+    "list_batches",
+    "read_status",
+]
+
+
+class IncompleteSubmitError(RuntimeError):
+    """Not every line of the batch is enqueued, and no submit is feeding it: it cannot complete by waiting."""
+
+    def __init__(self, record: BatchRecord) -> None:
+        super().__init__(incomplete_message(record))
+        self.record = record
+
+
+def incomplete_message(record: BatchRecord) -> str:
+    return (
+        f"submit incomplete: {record.fed:,} of {record.lines:,} lines enqueued - rerun the same submit to finish "
+        f"(batch {record.batch_id})"
+    )
+
+
+async def ensure_fed(store: BatchStore, record: BatchRecord) -> None:
+    """Raise ``IncompleteSubmitError`` when the batch can only complete after its submit is run again."""
+    if not record.submitted and not await store.feeder_alive(record.batch_id):
+        raise IncompleteSubmitError(record)
 
 
 async def read_status(redis: Redis, keys: Keys, batch_id: str) -> BatchRecord:

@@ -1,7 +1,9 @@
 """Submit a batch: record it, write its line index, then feed its lines into the queue until all are enqueued.
 
 The steps are ``producer.indexer`` (record and index) and ``producer.feeder`` (the window); a submit that is stopped
-and run again goes on where the last one stopped and enqueues nothing twice.
+and run again goes on where the last one stopped and enqueues nothing twice. A submit to a known batch id with
+another input is ``producer.resubmit``'s: compared line by line, refused unless ``--replace-changed`` or
+``--append`` allows what differs.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
-from producer.feeder import Feeder, ProgressHook
+from producer.feeder import Feeder, ProgressHook, feeding
 from producer.indexer import OpenedBatch, index_lines, open_batch
 from producer.readers import LineSource
+from producer.resubmit import apply_plan, matches_by_position, plan_resubmit, refusals
 from schemas.jobs import ApiKind, BatchSpec, GenerationParams
 from schemas.registry import ExtractionSchema
 from store.batches import BatchStore
@@ -60,6 +63,11 @@ class SubmitResult:
     fed: int
     """Lines enqueued so far by any submit of the batch (all of them, unless it was cancelled)."""
     cancelled: bool
+    replaced: int = 0
+    """Lines given a new document (``replace_changed``)."""
+    appended: int = 0
+    running: tuple[int, ...] = ()
+    """Ordinals of changed lines left alone because they were running: submit again when they have finished."""
 
 
 async def submit(
@@ -71,14 +79,39 @@ async def submit(
     window: int,
     ttl_s: int,
     chunk: int = 1000,
+    replace_changed: bool = False,
+    append: bool = False,
     on_opened: Callable[[OpenedBatch], None] | None = None,
     on_progress: ProgressHook | None = None,
 ) -> SubmitResult:
-    """Record the batch (or check it matches the known one), index its lines and feed them all."""
-    opened = await open_batch(redis, keys, spec, lines=source.count, ttl_s=ttl_s, input_ref=source.describe())
-    if on_opened is not None:
-        on_opened(opened)
-    await index_lines(redis, keys, opened.record, source, chunk=chunk)
-    record = await BatchStore(redis, keys).get(spec.batch_id)
-    fed = await Feeder(redis, keys, record, window=window, chunk=chunk).feed(source, on_progress=on_progress)
-    return SubmitResult(opened.created, fed.lines, fed.enqueued, fed.fed, fed.cancelled)
+    """Record the batch (or check it matches the known one), index its lines and feed them all.
+
+    Raises ``ResubmitRefusedError`` (nothing written) when a known batch id comes with lines it cannot take.
+    """
+    store = BatchStore(redis, keys)
+    async with feeding(redis, keys, spec.batch_id):
+        opened = await open_batch(redis, keys, spec, lines=source.count, ttl_s=ttl_s, input_ref=source.describe())
+        if on_opened is not None:
+            on_opened(opened)
+        if opened.created or await matches_by_position(redis, keys, opened.record, source):
+            await index_lines(redis, keys, opened.record, source, chunk=chunk)
+            record = await store.get(spec.batch_id)
+            fed = await Feeder(redis, keys, record, window=window, chunk=chunk).feed(source, on_progress=on_progress)
+            return SubmitResult(opened.created, fed.lines, fed.enqueued, fed.fed, fed.cancelled)
+        plan = await plan_resubmit(redis, keys, opened.record, source)
+        refusals(plan, replace_changed=replace_changed, append=append, source_lines=source.lines)
+        applied = await apply_plan(
+            redis, keys, opened.record, source, plan, window=window, chunk=chunk, on_progress=on_progress
+        )
+    record = await store.get(spec.batch_id)
+    appended = applied.feed.enqueued if applied.feed is not None else 0
+    return SubmitResult(
+        created=False,
+        lines=record.lines,
+        enqueued=applied.replaced + appended,
+        fed=record.fed,
+        cancelled=record.cancelled_at is not None,
+        replaced=applied.replaced,
+        appended=applied.appended,
+        running=tuple(applied.running),
+    )

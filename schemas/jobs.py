@@ -54,7 +54,19 @@ class BatchSpec(BaseModel):
 
     def same_work_as(self, other: BatchSpec) -> bool:
         """Whether two specs would produce the same lines (creation time aside): a resubmit must match."""
-        return self.model_dump(exclude={"created_at"}) == other.model_dump(exclude={"created_at"})
+        return not self.differences(other)
+
+    def differences(self, other: BatchSpec) -> list[str]:
+        """What differs from ``other`` (creation time aside), one ``name: ours vs theirs`` per parameter."""
+        mine, theirs = self.model_dump(exclude={"created_at"}), other.model_dump(exclude={"created_at"})
+        found = []
+        for name in mine:
+            if mine[name] != theirs[name]:
+                if name in ("json_schema", "source_schema", "instructions"):
+                    found.append(f"{name} (the text differs)")
+                else:
+                    found.append(f"{name}: {mine[name]!r} vs {theirs[name]!r}")
+        return found
 
 
 class ExtractionJob(BaseModel):

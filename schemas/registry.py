@@ -4,14 +4,19 @@ A schema is chosen once per batch (``--schema``) in one of three forms:
 
 * a built-in name: ``invoice``, ``support_ticket`` (alias ``ticket``), ``contact`` (alias ``person``);
 * a JSON Schema file: ``examples/schemas/receipt.json`` (or ``file:<path>``);
-* a pydantic model: ``package.module:ClassName``. The current directory is added to ``sys.path`` (at the end) so
-  that ``examples.custom_schema:JobPosting`` works from the repository root even through an installed console
-  script, whose ``sys.path[0]`` is the script's directory.
+* a pydantic model: ``package.module:ClassName``. When the *producer* resolves it, the current directory is added
+  to ``sys.path`` (at the end) so that ``examples.custom_schema:JobPosting`` works from the repository root even
+  through an installed console script, whose ``sys.path[0]`` is the script's directory.
 
 The producer resolves it to an :class:`ExtractionSchema` and stores the strict and the source schema in the batch
 record; workers rebuild it with :func:`load_schema_from_record` without reading any file, and validate outputs
 with :func:`validator_for`. Pydantic models validate with the model itself (custom validators, coercion, defaults
 included); file schemas validate with the strict JSON Schema that was sent to the API.
+
+A batch record is data from Redis, and data must not choose what code a worker runs: a worker imports a
+``module:Class`` only when the module is on its own allowlist (``EXTRACT_SCHEMA_MODULES``, empty by default), never
+adds the current directory to ``sys.path``, and otherwise validates with the recorded JSON Schema. Built-in schemas
+are part of this package and need no import.
 """
 
 from __future__ import annotations
@@ -130,7 +135,7 @@ def resolve_schema(spec: str) -> ExtractionSchema:
     if text.lower().endswith(".json") or "/" in text or os.sep in text:
         return _from_file(Path(text))
     if _MODULE_SPEC.fullmatch(text):
-        model = _import_model(text)
+        model = _import_model(text, from_cwd=True)
         return _from_model(text, model, model.__name__)
     if Path(text).is_file():
         return _from_file(Path(text))
@@ -138,26 +143,33 @@ def resolve_schema(spec: str) -> ExtractionSchema:
 
 
 def load_schema_from_record(
-    ref: str, json_schema: dict[str, Any], source_schema: dict[str, Any], *, name: str | None = None
+    ref: str,
+    json_schema: dict[str, Any],
+    source_schema: dict[str, Any],
+    *,
+    name: str | None = None,
+    allowed_modules: frozenset[str] = frozenset(),
 ) -> ExtractionSchema:
     """Rebuild an :class:`ExtractionSchema` from a batch record, as a worker does.
 
     The recorded schemas are authoritative: they are what the API was given and what the batch fingerprints
-    cover. The pydantic class is re-imported for built-in and ``module:Class`` refs only to validate with it; if it
-    cannot be imported, or its schema no longer equals the recorded source schema (the code changed since the
-    batch was submitted), ``model`` is ``None`` and outputs are validated against the recorded strict schema.
+    cover. For a built-in ref the built-in class validates; for ``module:Class`` the class is imported to validate
+    with it only if its module is in ``allowed_modules`` (a module listed there also allows its submodules). If it
+    is not allowed, cannot be imported, or its schema no longer equals the recorded source schema (the code changed
+    since the batch was submitted), ``model`` is ``None`` and outputs are validated against the recorded strict schema.
 
     Args:
         ref: The normalized ref from :func:`resolve_schema`.
         json_schema: The recorded strict schema.
         source_schema: The recorded source schema.
         name: The recorded format name; derived from ``ref`` when omitted.
+        allowed_modules: The modules this process may import for a recorded ``module:Class``.
 
     Returns:
-        The schema, with ``model`` set when the class is importable and unchanged.
+        The schema, with ``model`` set when the class is allowed, importable and unchanged.
     """
     model: type[BaseModel] | None = None
-    candidate = _model_for_ref(ref)
+    candidate = _model_for_ref(ref, allowed_modules)
     if candidate is not None:
         try:
             unchanged = _model_schema_bytes(candidate) == canonical_schema_json(source_schema)
@@ -326,11 +338,14 @@ def _from_file(path: Path) -> ExtractionSchema:
 
 
 @functools.cache
-def _import_model(spec: str) -> type[BaseModel]:
-    """Import ``module:Attr`` and check it is a pydantic model; successes are cached, failures are not."""
+def _import_model(spec: str, *, from_cwd: bool = False) -> type[BaseModel]:
+    """Import ``module:Attr`` and check it is a pydantic model; successes are cached, failures are not.
+
+    ``from_cwd`` (the producer, resolving what its user typed) also looks in the current directory.
+    """
     module_name, _, attr_path = spec.partition(":")
     cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
+    if from_cwd and cwd not in sys.path and "" not in sys.path:
         sys.path.append(cwd)
     try:
         module = importlib.import_module(module_name)
@@ -359,11 +374,23 @@ def _import_model(spec: str) -> type[BaseModel]:
     return obj
 
 
-def _model_for_ref(ref: str) -> type[BaseModel] | None:
+def module_allowed(module_name: str, allowed: frozenset[str]) -> bool:
+    return any(module_name == entry or module_name.startswith(entry + ".") for entry in allowed)
+
+
+def _model_for_ref(ref: str, allowed_modules: frozenset[str]) -> type[BaseModel] | None:
     builtin = _builtin_key(ref)
     if builtin is not None:
         return BUILTIN_SCHEMAS[builtin]
     if not _MODULE_SPEC.fullmatch(ref):
+        return None
+    module_name = ref.partition(":")[0]
+    if not module_allowed(module_name, allowed_modules):
+        logger.info(
+            "schema %s: module %r is not in EXTRACT_SCHEMA_MODULES; validating with the recorded JSON Schema",
+            ref,
+            module_name,
+        )
         return None
     try:
         return _import_model(ref)

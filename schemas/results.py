@@ -27,6 +27,7 @@ class ErrorType(StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted"  # transient errors outlasted the retry budget
     BUDGET_EXCEEDED = "budget_exceeded"  # the batch's token budget ran out
     TIMEOUT = "timeout"  # the job ran past its time limit
+    INTERNAL_ERROR = "internal_error"  # the worker could not finish the line (a bug, Redis failing, arq giving up)
 
 
 class Usage(BaseModel):

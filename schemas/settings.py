@@ -12,10 +12,10 @@ Three variables keep the names the ecosystem already uses: ``REDIS_URL``, ``OPEN
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 T = TypeVar("T")
 
@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     shorter than this never fails a job."""
     backoff_base_s: float = Field(default=1.0, gt=0)
     backoff_cap_s: float = Field(default=60.0, gt=0)
+    schema_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Modules whose pydantic classes this worker may import to validate a batch's ``module:Class`` schema
+    (EXTRACT_SCHEMA_MODULES, comma-separated; a package allows its submodules). Empty by default: a batch record
+    is data from Redis and never decides what code runs; such batches validate with their recorded JSON Schema."""
     max_repairs: int = Field(default=1, ge=0, le=5)
     """How many times a job re-asks the model with the validation error before failing."""
     store: bool = False
@@ -143,6 +147,9 @@ class Settings(BaseSettings):
     reconcile_output_tokens: bool = False
     """Reconcile reservations with the output tokens actually used. Off by default: OpenAI's limiter charges the
     requested max output tokens and does not refund them, so refunding here would over-admit."""
+    max_internal_errors: int = Field(default=3, ge=1)
+    """Tries of a line that ended in an unexpected error (a bug, Redis failing past its retries) before the line fails
+    as ``internal_error``."""
     max_deferrals: int = Field(default=1000, ge=1)
     """How often a job may hand its slot back while waiting for admission before it fails."""
 
@@ -167,12 +174,23 @@ class Settings(BaseSettings):
     temperature: float | None = Field(default=None, ge=0, le=2)
     budget_tokens: int | None = Field(default=None, ge=1)
     skip_invalid: bool = False
+    replace_changed: bool = False
+    """A resubmit runs lines whose document changed again (their new result supersedes the old one)."""
+    append: bool = False
+    """A resubmit adds lines the batch does not have at its end."""
     no_cache: bool = False
     """Submit a batch that neither reads nor writes the result cache (and does not coalesce)."""
 
     # --- pricing ---------------------------------------------------------------------------------------------
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     """Overrides merged over DEFAULT_PRICES (see ``price_for``)."""
+
+    @field_validator("schema_modules", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @classmethod
     def from_flags(cls, **flags: Any) -> Settings:

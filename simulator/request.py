@@ -274,7 +274,15 @@ def _responses_input(value: object) -> tuple[Message, ...]:
         raise invalid_request("Invalid 'input': expected a string or a non-empty array of messages.", param="input")
     messages = []
     for index, item in enumerate(value):
-        if isinstance(item, dict) and item.get("type", "message") != "message":
+        if isinstance(item, dict) and "type" not in item:
+            # OpenAI infers a message here; servers that follow the spec strictly (llama.cpp's llama-server) do
+            # not, and neither does the simulator: every item names its type.
+            raise invalid_request(
+                f"Invalid 'input[{index}]': missing 'type'. Cannot determine type of 'item' (expected 'message').",
+                param=f"input[{index}].type",
+                code="missing_required_parameter",
+            )
+        if isinstance(item, dict) and item["type"] != "message":
             raise invalid_request(
                 f"Unsupported input item type {item.get('type')!r}: the simulator only accepts messages.",
                 param=f"input[{index}]",

@@ -1,11 +1,22 @@
-"""A running line's account of API calls, kept in Redis so it survives retries and worker restarts.
+"""A running line's account of its API calls and its tries, kept in Redis so it survives retries and restarts.
 
 One hash per batch, ``{p}batch:{id}:accounts``: field = the line's ordinal, value = a small JSON object that the
-scripts below update atomically (``n`` calls, ``r`` repairs, ``l`` latency ms, ``u`` usage in ``USAGE_FIELDS``
-order, ``id`` the last response id, ``e`` transient errors, ``f`` first error ms, ``v`` a version bumped by every
-change). Every call is counted the moment it returns, billed or not, so the line's result covers every billed call
-of every try. Recording the line deletes its field (``store.results``), so the hash holds only lines in flight and
-vanishes when none is. Nothing is written for a batch that no longer exists.
+scripts below update atomically:
+
+| key | what |
+| --- | --- |
+| ``n``, ``r``, ``l`` | calls made (billed or not), repairs, their latency in ms |
+| ``u`` | usage billed, in ``USAGE_FIELDS`` order |
+| ``id`` | the last response id |
+| ``o``, ``oe`` | calls sent and not returned yet, and their input estimate: an abandoned call (SIGKILL) stays |
+| ``p``, ``pt`` | calls without an answer that may still be billed (client timeout, dropped connection) |
+| ``e``, ``i``, ``w``, ``f`` | the retry history (``worker.policy``): errors, internal errors, waits, first error ms |
+| ``v`` | a version bumped by every change (``cancel`` builds a record from one version) |
+
+Every call is counted the moment it returns, so the line's result covers every billed call of every try.
+Recording the line deletes its field and adds what is left in ``o``/``p`` to the batch's *possibly billed* totals
+(``store.results``), so the hash holds only lines in flight and vanishes when none is. Nothing is written for a
+batch that no longer exists.
 """
 
 from __future__ import annotations
@@ -25,41 +36,82 @@ from store.usage import USAGE_FIELDS, usage_args, usage_from
 
 _N = len(USAGE_FIELDS)
 
-# KEYS: batch record, accounts. ARGV: ordinal, latency ms, repair (1/0), response id ("" = none), then the usage.
+_ACCOUNT_LUA = """
+local function load_account()
+  local raw = redis.call('HGET', KEYS[2], ARGV[1])
+  return raw and cjson.decode(raw) or {}
+end
+local function save_account(a)
+  a.v = (a.v or 0) + 1
+  redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(a))
+  return a.v
+end
+"""
+
+# KEYS: batch record, accounts. ARGV: ordinal, input-token estimate of the call about to be sent.
+BEGIN_CALL = LuaScript(
+    "account_begin_call",
+    _ACCOUNT_LUA
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local a = load_account()
+a.o = (a.o or 0) + 1
+a.oe = (a.oe or 0) + tonumber(ARGV[2])
+return save_account(a)
+""",
+)
+
+# KEYS: batch record, accounts. ARGV: ordinal, latency ms, repair (1/0), response id ("" = none), possibly billed
+# (1/0: no answer, but the provider may have counted it), the call's input-token estimate, then the usage.
 # Returns the account's new version, or -1 when the batch is gone.
 ADD_CALL = LuaScript(
     "account_add_call",
-    """
+    _ACCOUNT_LUA
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local raw = redis.call('HGET', KEYS[2], ARGV[1])
-local a = raw and cjson.decode(raw) or {}
+local a = load_account()
+local estimate = tonumber(ARGV[6])
 a.n = (a.n or 0) + 1
 a.l = (a.l or 0) + tonumber(ARGV[2])
 if ARGV[3] == '1' then a.r = (a.r or 0) + 1 end
 if ARGV[4] ~= '' then a.id = ARGV[4] end
+if (a.o or 0) > 0 then
+  a.o = a.o - 1
+  a.oe = math.max((a.oe or 0) - estimate, 0)
+end
+if ARGV[5] == '1' then
+  a.p = (a.p or 0) + 1
+  a.pt = (a.pt or 0) + estimate
+end
 local u = a.u or {}
-for i = 1, $N do u[i] = (u[i] or 0) + tonumber(ARGV[4 + i]) end
+for i = 1, $N do u[i] = (u[i] or 0) + tonumber(ARGV[6 + i]) end
 a.u = u
-a.v = (a.v or 0) + 1
-redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(a))
-return a.v
+return save_account(a)
 """,
     {"N": _N},
 )
 
-# KEYS: batch record, accounts. ARGV: ordinal, now ms, 1 to count the error against the budget (0 for a 429).
-# Returns {errors counted, first error ms}; {-1, 0} when the batch is gone.
-NOTE_ERROR = LuaScript(
-    "account_note_error",
-    """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
-local raw = redis.call('HGET', KEYS[2], ARGV[1])
-local a = raw and cjson.decode(raw) or {}
-a.e = (a.e or 0) + tonumber(ARGV[3])
-a.f = a.f or tonumber(ARGV[2])
-a.v = (a.v or 0) + 1
-redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(a))
-return {a.e, a.f}
+# KEYS: batch record, accounts. ARGV: ordinal, now ms, ending (worker.policy.Ending value).
+# Returns {errors, internal errors, waits, first error ms (0 = none)}; {-1, 0, 0, 0} when the batch is gone.
+NOTE_ENDING = LuaScript(
+    "account_note_ending",
+    _ACCOUNT_LUA
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0, 0, 0} end
+local a = load_account()
+local ending = ARGV[3]
+if ending == 'waiting' then
+  a.w = (a.w or 0) + 1
+else
+  a.f = a.f or tonumber(ARGV[2])
+  if ending == 'internal' then
+    a.i = (a.i or 0) + 1
+  elseif ending ~= 'rate_limited' then
+    a.e = (a.e or 0) + 1
+  end
+end
+save_account(a)
+return {a.e or 0, a.i or 0, a.w or 0, a.f or 0}
 """,
 )
 
@@ -68,13 +120,18 @@ return {a.e, a.f}
 class Account:
     totals: CallTotals
     errors: int
+    internal: int
+    waits: int
     first_error_ms: int | None
     version: int
+    outstanding: int
+    """Calls sent whose end nobody saw (an abandoned call)."""
+    possibly_billed: int
 
 
 def decode_account(raw: bytes | None) -> Account:
     if raw is None:
-        return Account(CallTotals(), 0, None, 0)
+        return Account(CallTotals(), 0, 0, 0, None, 0, 0, 0)
     data = orjson.loads(raw)
     usage = data.get("u") or []
     return Account(
@@ -86,9 +143,21 @@ def decode_account(raw: bytes | None) -> Account:
             last_response_id=data.get("id"),
         ),
         errors=int(data.get("e", 0)),
+        internal=int(data.get("i", 0)),
+        waits=int(data.get("w", 0)),
         first_error_ms=int(data["f"]) if data.get("f") is not None else None,
         version=int(data.get("v", 0)),
+        outstanding=int(data.get("o", 0)),
+        possibly_billed=int(data.get("p", 0)),
     )
+
+
+@dataclass(frozen=True)
+class EndingCounts:
+    errors: int
+    internal: int
+    waits: int
+    first_error_ms: int | None
 
 
 class Accounts:
@@ -96,8 +165,13 @@ class Accounts:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._begin_call = BEGIN_CALL.bind(redis)
         self._add_call = ADD_CALL.bind(redis)
-        self._note_error = NOTE_ERROR.bind(redis)
+        self._note_ending = NOTE_ENDING.bind(redis)
+
+    async def begin_call(self, keys: BatchKeys, ordinal: int, *, estimate: int) -> int:
+        """A call is about to be sent: until ``add_call`` it counts as outstanding (possibly billed if abandoned)."""
+        return int(await self._begin_call([keys.record, keys.accounts], [ordinal, estimate]))
 
     async def add_call(
         self,
@@ -108,16 +182,30 @@ class Accounts:
         response_id: str | None,
         latency_ms: int,
         repair: bool,
+        possibly_billed: bool = False,
+        estimate: int = 0,
     ) -> int:
-        """Count one API call (``usage`` None: it failed without a reply). Returns the new version (-1: batch gone)."""
+        """Count one API call that returned (``usage`` None: no reply). Returns the new version (-1: batch gone)."""
         counts = usage_args(usage) if usage is not None else [0] * _N
-        args = [ordinal, latency_ms, "1" if repair else "0", response_id or "", *counts]
+        args = [
+            ordinal,
+            latency_ms,
+            "1" if repair else "0",
+            response_id or "",
+            "1" if possibly_billed else "0",
+            estimate,
+            *counts,
+        ]
         return int(await self._add_call([keys.record, keys.accounts], args))
 
-    async def note_error(self, keys: BatchKeys, ordinal: int, now_ms: int, *, count: bool) -> tuple[int, int]:
-        """Note a try that ended in a transient error. Returns (errors counted so far, first error ms)."""
-        errors, first = await self._note_error([keys.record, keys.accounts], [ordinal, now_ms, 1 if count else 0])
-        return int(errors), int(first)
+    async def note_ending(self, keys: BatchKeys, ordinal: int, now_ms: int, ending: str) -> EndingCounts | None:
+        """Count a try's ending (a ``worker.policy.Ending`` value). None when the batch is gone."""
+        errors, internal, waits, first = await self._note_ending(
+            [keys.record, keys.accounts], [ordinal, now_ms, ending]
+        )
+        if int(errors) < 0:
+            return None
+        return EndingCounts(int(errors), int(internal), int(waits), int(first) or None)
 
     async def get(self, keys: BatchKeys, ordinal: int) -> Account:
         raw: bytes | None = await awaited(self._redis.hget(keys.accounts, str(ordinal)))  # type: ignore[arg-type]

@@ -55,7 +55,7 @@ CREATE = LuaScript(
     """
 if redis.call('HSETNX', KEYS[1], '$SPEC', ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], '$LINES', ARGV[2], '$INDEXED', 0, '$FED', 0, '$QUEUED', 0, '$DONE', 0,
-  '$SUCCEEDED', 0, '$FAILED', 0, '$CANCELLED', 0, '$RETRIED', 0, '$ROUND', 0, '$TTL_MS', ARGV[3],
+  '$SUCCEEDED', 0, '$FAILED', 0, '$CANCELLED', 0, '$RETRIED', 0, '$REPLACED', 0, '$TTL_MS', ARGV[3],
   '$INPUT', ARGV[4], '$CREATED_AT', ARGV[5], '$CREATED_MS', ARGV[6])
 redis.call('ZADD', KEYS[7], ARGV[6], ARGV[7])
 return 1
@@ -85,9 +85,12 @@ class BatchRecord:
     failed: int
     cancelled: int
     retried: int
-    round: int
+    replaced: int
     usage: Usage
     cost_usd: float | None
+    possibly_billed_calls: int
+    """Calls sent and never answered (abandoned): maybe billed, in no result line's usage."""
+    possibly_billed_input_tokens: int
     ttl_ms: int
     input: dict[str, Any] | None
     cancelled_at: str | None
@@ -102,6 +105,11 @@ class BatchRecord:
     @property
     def fully_fed(self) -> bool:
         return self.fed >= self.lines or self.cancel_from is not None
+
+    @property
+    def submitted(self) -> bool:
+        """The submit finished: every line indexed and enqueued (or the batch cancelled)."""
+        return self.sealed and self.fully_fed
 
     @property
     def pending(self) -> int:
@@ -129,10 +137,14 @@ class BatchRecord:
             "cancelled": self.cancelled,
             "retried": self.retried,
             "complete": self.complete,
-            "sealed": self.sealed,
+            "submitted": self.submitted,
             "cancelled_at": self.cancelled_at,
             "usage": self.usage.model_dump(),
             "cost_usd": self.cost_usd,
+            "possibly_billed": {
+                "calls": self.possibly_billed_calls,
+                "input_tokens": self.possibly_billed_input_tokens,
+            },
         }
 
 
@@ -162,9 +174,11 @@ def parse_record(batch_id: str, raw: dict[bytes, bytes]) -> BatchRecord:
         failed=count(F.FAILED),
         cancelled=count(F.CANCELLED),
         retried=count(F.RETRIED),
-        round=count(F.ROUND),
+        replaced=count(F.REPLACED),
         usage=usage_from([fields.get(name) for name in USAGE_FIELDS]),
         cost_usd=round(float(cost), 8) if cost is not None else None,
+        possibly_billed_calls=count(F.POSSIBLY_BILLED_CALLS),
+        possibly_billed_input_tokens=count(F.POSSIBLY_BILLED_TOKENS),
         ttl_ms=count(F.TTL_MS),
         input=orjson.loads(raw_input) if raw_input else None,
         cancelled_at=text(F.CANCELLED_AT),

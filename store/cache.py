@@ -1,13 +1,15 @@
 """The result cache and the coalescing leases, both keyed by a line's fingerprint (policy: ``worker.cache``).
 
-- ``{p}cache:{fp}``: a succeeded answer (output, response id, where it came from), stored with the batch's result
-  codec and a TTL; shared by every batch with the same fingerprint.
-- ``{p}inflight:{fp}``: the lease of the job calling the API for the fingerprint: a random token, set with NX and a
-  short TTL that its owner keeps extending (``OWNER_ONLY``); identical jobs wait until it goes.
+- ``{p}cache:{provider}:{fp}``: a succeeded answer (output, response id, where it came from), stored with the
+  batch's result codec and a TTL; shared by every batch with the same fingerprint *and provider*: the provider is a
+  hash of the endpoint (base URL) the worker calls, so an answer from a local server is never served as OpenAI's.
+- ``{p}inflight:{provider}:{fp}``: the lease of the job calling the API for the fingerprint: a random token, set
+  with NX and a short TTL that its owner keeps extending (``OWNER_ONLY``); identical jobs wait until it goes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -43,14 +45,26 @@ class CachedAnswer:
     custom_id: str
 
 
+def provider_id(endpoint: str) -> str:
+    """Names a provider's endpoint in keys without spelling its URL."""
+    return hashlib.sha256(endpoint.encode()).hexdigest()[:16]
+
+
 class CacheStore:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, endpoint: str) -> None:
         self._redis = redis
         self._keys = keys
+        self._provider = provider_id(endpoint)
         self._owner_only = OWNER_ONLY.bind(redis)
 
+    def cache_key(self, fingerprint: str) -> str:
+        return self._keys.cache(self._provider, fingerprint)
+
+    def lease_key(self, fingerprint: str) -> str:
+        return self._keys.inflight(self._provider, fingerprint)
+
     async def get(self, fingerprint: str, codec: ResultCodec) -> CachedAnswer | None:
-        raw = await awaited(self._redis.get(self._keys.cache(fingerprint)))
+        raw = await awaited(self._redis.get(self.cache_key(fingerprint)))
         if raw is None:
             return None
         data = orjson.loads(codec.decode(raw))
@@ -65,19 +79,19 @@ class CacheStore:
                 "custom_id": answer.custom_id,
             }
         )
-        await self._redis.set(self._keys.cache(fingerprint), codec.encode(payload), ex=ttl_s)
+        await self._redis.set(self.cache_key(fingerprint), codec.encode(payload), ex=ttl_s)
 
     async def claim(self, fingerprint: str, *, lease_ms: int) -> str | None:
         """Take the fingerprint's lease: its token, or None when another job holds it."""
         token = secrets.token_hex(16)
-        taken = await self._redis.set(self._keys.inflight(fingerprint), token, nx=True, px=lease_ms)
+        taken = await self._redis.set(self.lease_key(fingerprint), token, nx=True, px=lease_ms)
         return token if taken else None
 
     async def extend(self, fingerprint: str, token: str, *, lease_ms: int) -> bool:
-        return bool(await self._owner_only([self._keys.inflight(fingerprint)], [token, str(lease_ms)]))
+        return bool(await self._owner_only([self.lease_key(fingerprint)], [token, str(lease_ms)]))
 
     async def release(self, fingerprint: str, token: str) -> bool:
-        return bool(await self._owner_only([self._keys.inflight(fingerprint)], [token, ""]))
+        return bool(await self._owner_only([self.lease_key(fingerprint)], [token, ""]))
 
     async def held(self, fingerprint: str) -> bool:
-        return bool(await awaited(self._redis.exists(self._keys.inflight(fingerprint))))
+        return bool(await awaited(self._redis.exists(self.lease_key(fingerprint))))

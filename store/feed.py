@@ -26,7 +26,7 @@ from schemas.results import ResultRecord, Status
 from store.batches import COMPLETE_LUA
 from store.codec import ResultCodec
 from store.fields import F
-from store.keys import BatchKeys, Keys
+from store.keys import JOB_ID_LUA, BatchKeys, Keys
 from store.lines import SLOT_LUA, SLOT_NAMES
 from store.queue import ARQ_NAMES, ENQUEUE_LUA, now_ms
 from store.redis_typing import awaited
@@ -75,11 +75,12 @@ return {1, fed + n, queued + n}
     _NAMES,
 )
 
-# KEYS: BatchKeys, queue. ARGV: window, now ms, then ordinal / job id / payload triples.
-# Re-enqueues each line whose slot still says failed. Returns {code, reopened, queued}.
+# KEYS: BatchKeys, queue. ARGV: window, now ms, the batch's job-id base, then ordinal / payload pairs.
+# Re-enqueues each line whose slot still says failed, as its next generation. Returns {code, reopened, queued}.
 REOPEN_CHUNK = LuaScript(
     "reopen_chunk",
     SLOT_LUA
+    + JOB_ID_LUA
     + ENQUEUE_LUA
     + COMPLETE_LUA
     + """
@@ -87,13 +88,14 @@ local c = redis.call('HMGET', KEYS[1], '$LINES', '$QUEUED', '$CANCELLED_AT', '$F
 if not c[1] then return {-1, 0, 0} end
 local queued = tonumber(c[2])
 if c[3] then return {-2, 0, queued} end
-if queued + (#ARGV - 2) / 3 > tonumber(ARGV[1]) then return {2, 0, queued} end
+if queued + (#ARGV - 3) / 2 > tonumber(ARGV[1]) then return {2, 0, queued} end
 local n = 0
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 2 do
   local ord = tonumber(ARGV[i])
   if slot_status(KEYS[3], ord) == $FAILED_CODE then
-    set_slot(KEYS[3], ord, 0, nil)
-    enqueue(KEYS[7], ARGV[i + 1], ARGV[i + 2], ARGV[2])
+    local gen = (slot_gen(KEYS[3], ord) + 1) % 256
+    set_slot(KEYS[3], ord, 0, nil, gen)
+    enqueue(KEYS[7], job_id(ARGV[3], ord, gen), ARGV[i + 1], ARGV[2])
     n = n + 1
   end
 end
@@ -105,6 +107,81 @@ end
 return {1, n, queued + n}
 """,
     {**_NAMES, "FAILED_CODE": int(STATUS_CODES[Status.FAILED])},
+)
+
+# KEYS: BatchKeys, queue. ARGV: window, now ms, job-id base, then ordinal / new index entry / payload triples.
+# ``--replace-changed``: each line gets its new document. A final line is reopened (its old result stays in the
+# stream, superseded) and enqueued as its next generation; a waiting one has its job swapped; one never enqueued
+# just gets the new entry (the feeder enqueues it); a running one is left alone and reported.
+# Returns {code, replaced, queued, then the ordinals that were running}.
+REPLACE_CHUNK = LuaScript(
+    "replace_chunk",
+    SLOT_LUA
+    + JOB_ID_LUA
+    + ENQUEUE_LUA
+    + COMPLETE_LUA
+    + """
+local STATUS_FIELD = {'$SUCCEEDED', '$FAILED', '$CANCELLED'}
+local c = redis.call('HMGET', KEYS[1], '$LINES', '$QUEUED', '$CANCELLED_AT', '$FED', '$REPLACED')
+if not c[1] then return {-1, 0, 0} end
+local queued, fed = tonumber(c[2]), tonumber(c[4])
+if c[3] then return {-2, 0, queued} end
+local reopening = 0
+for i = 4, #ARGV, 3 do
+  if slot_status(KEYS[3], tonumber(ARGV[i])) ~= 0 then reopening = reopening + 1 end
+end
+if queued + reopening > tonumber(ARGV[1]) then return {2, 0, queued} end
+local replaced, reopened, busy, counts = 0, 0, {}, {}
+for i = 4, #ARGV, 3 do
+  local ord = tonumber(ARGV[i])
+  local status, gen = slot_status(KEYS[3], ord), slot_gen(KEYS[3], ord)
+  local swap = false
+  if status ~= 0 then
+    counts[status] = (counts[status] or 0) + 1
+    reopened = reopened + 1
+    swap = true
+  elseif ord < fed then
+    if remove_waiting(KEYS[7], job_id(ARGV[3], ord, gen)) then swap = true else busy[#busy + 1] = ord end
+  end
+  if swap or (status == 0 and ord >= fed) then
+    redis.call('LSET', KEYS[2], ord, ARGV[i + 1])
+    replaced = replaced + 1
+  end
+  if swap then
+    set_slot(KEYS[3], ord, 0, nil, (gen + 1) % 256)
+    enqueue(KEYS[7], job_id(ARGV[3], ord, (gen + 1) % 256), ARGV[i + 2], ARGV[2])
+  end
+end
+if reopened > 0 then
+  local d = redis.call('HMGET', KEYS[1], '$DONE', '$SUCCEEDED', '$FAILED', '$CANCELLED')
+  redis.call('HSET', KEYS[1], '$DONE', tonumber(d[1]) - reopened,
+    '$SUCCEEDED', tonumber(d[2]) - (counts[1] or 0), '$FAILED', tonumber(d[3]) - (counts[2] or 0),
+    '$CANCELLED', tonumber(d[4]) - (counts[3] or 0), '$QUEUED', queued + reopened)
+  reopen_batch()
+end
+redis.call('HSET', KEYS[1], '$REPLACED', tonumber(c[5] or '0') + replaced)
+return {1, replaced, queued + reopened, unpack(busy)}
+""",
+    _NAMES,
+)
+
+# KEYS: BatchKeys. ARGV: the line count the caller read, the new one (``--append``: more lines at the end).
+# Returns {1, lines} when extended, {0, lines} when the count was not what the caller read, {-1, 0} gone,
+# {-2, lines} cancelled.
+EXTEND_LINES = LuaScript(
+    "extend_lines",
+    COMPLETE_LUA
+    + """
+local c = redis.call('HMGET', KEYS[1], '$LINES', '$CANCELLED_AT')
+if not c[1] then return {-1, 0} end
+if c[2] then return {-2, tonumber(c[1])} end
+if tonumber(c[1]) ~= tonumber(ARGV[1]) then return {0, tonumber(c[1])} end
+redis.call('HSET', KEYS[1], '$LINES', tonumber(ARGV[2]))
+redis.call('SETRANGE', KEYS[3], tonumber(ARGV[2]) * $SLOT_BYTES - 1, '\\0')
+reopen_batch()
+return {1, tonumber(ARGV[2])}
+""",
+    _NAMES,
 )
 
 # KEYS: BatchKeys. ARGV: the time of the cancel. Closes the feed: lines from the cursor on end cancelled.
@@ -195,6 +272,8 @@ class FeedStore:
         self._keys = keys
         self._feed = FEED_CHUNK.bind(redis)
         self._reopen = REOPEN_CHUNK.bind(redis)
+        self._replace = REPLACE_CHUNK.bind(redis)
+        self._extend = EXTEND_LINES.bind(redis)
         self._cancel_begin = CANCEL_BEGIN.bind(redis)
         self._cancel_waiting = CANCEL_WAITING.bind(redis)
 
@@ -217,17 +296,29 @@ class FeedStore:
         code, fed, queued = await self._feed([*batch_keys, self._keys.queue], args)
         return FeedAnswer(int(code), int(fed), int(queued))
 
-    async def begin_retry(self, batch_keys: BatchKeys) -> int:
-        """A new retry round: its jobs get arq ids no earlier job had."""
-        return int(await awaited(self._redis.hincrby(batch_keys.record, F.ROUND, 1)))
-
-    async def reopen(self, batch_keys: BatchKeys, window: int, jobs: Sequence[tuple[int, str, bytes]]) -> FeedAnswer:
-        """Re-enqueue (ordinal, job id, payload) of lines whose latest result is still ``failed``."""
-        args: list[Arg] = [window, now_ms()]
-        for ordinal, job_id, payload in jobs:
-            args += [ordinal, job_id, payload]
-        code, reopened, queued = await self._reopen([*batch_keys, self._keys.queue], args)
+    async def reopen(self, batch_id: str, window: int, jobs: Sequence[tuple[int, bytes]]) -> FeedAnswer:
+        """Re-enqueue (ordinal, payload) of lines whose latest result is still ``failed``, as their next generation."""
+        args: list[Arg] = [window, now_ms(), self._keys.job_base(batch_id)]
+        for ordinal, payload in jobs:
+            args += [ordinal, payload]
+        code, reopened, queued = await self._reopen([*self._keys.batch(batch_id), self._keys.queue], args)
         return FeedAnswer(int(code), int(reopened), int(queued))
+
+    async def replace(
+        self, batch_id: str, window: int, lines: Sequence[tuple[int, bytes, bytes]]
+    ) -> tuple[FeedAnswer, list[int]]:
+        """Give lines (ordinal, new index entry, payload) their new document. Returns the answer (count: lines
+        replaced) and the ordinals left alone because they were running."""
+        args: list[Arg] = [window, now_ms(), self._keys.job_base(batch_id)]
+        for ordinal, entry, payload in lines:
+            args += [ordinal, entry, payload]
+        code, replaced, queued, *busy = await self._replace([*self._keys.batch(batch_id), self._keys.queue], args)
+        return FeedAnswer(int(code), int(replaced), int(queued)), [int(o) for o in busy]
+
+    async def extend(self, batch_keys: BatchKeys, expected_lines: int, lines: int) -> tuple[int, int]:
+        """``--append``: the batch grows to ``lines`` lines if it still has ``expected_lines``. (code, lines)."""
+        code, now_lines = await self._extend(batch_keys, [expected_lines, lines])
+        return int(code), int(now_lines)
 
     async def begin_cancel(self, batch_keys: BatchKeys, at: str) -> tuple[int, int, int]:
         """(1 if this call cancelled the batch / 0 if it was already / -1 gone, cancel_from, lines never enqueued)."""

@@ -32,8 +32,8 @@ class F:
     CANCELLED: Final = "cancelled"
     RETRIED: Final = "retried"
     """Lines re-enqueued by ``retry`` (cumulative)."""
-    ROUND: Final = "round"
-    """How many times ``retry`` ran: retried jobs get fresh arq ids ``…:{ordinal}.{round}``."""
+    REPLACED: Final = "replaced"
+    """Lines given a new document by a ``submit --replace-changed`` (cumulative)."""
     CANCELLED_AT: Final = "cancelled_at"
     CANCEL_FROM: Final = "cancel_from"
     """Set by ``cancel``: lines from this ordinal on were never enqueued and end ``cancelled`` without a record."""
@@ -41,6 +41,11 @@ class F:
     """Redis time (ms) when the last line got its final result; retention counts from here."""
     CREATED_MS: Final = "created_ms"
     COST_USD: Final = "cost_usd"
+    POSSIBLY_BILLED_CALLS: Final = "possibly_billed_calls"
+    """Calls of recorded lines that were sent and never answered (abandoned by a SIGTERM, a SIGKILL or a client
+    timeout, or a dropped connection): the provider may have billed them; their usage is in no result line."""
+    POSSIBLY_BILLED_TOKENS: Final = "possibly_billed_input_tokens"
+    """The input-token estimate of those calls (output tokens unknown: at most their max output tokens each)."""
     # The token totals of every recorded line sit beside these, one field per usage kind: see store.usage.
 
     @classmethod

@@ -13,8 +13,8 @@ fixed ``arq:`` prefix but are named after job ids that carry ours, so two prefix
 | ``{p}batch:{id}:results`` | stream | the recorded result lines, compressed (``store.results``, ``store.codec``) |
 | ``{p}batch:{id}:accounts`` | hash | ordinal → calls and usage of a running line's tries (``store.accounts``) |
 | ``{p}batch:{id}:feeder`` | string | heartbeat of the process feeding the batch into the queue (``store.feed``) |
-| ``{p}cache:{fingerprint}`` | string | result cache: a succeeded line's output, shared across batches, with a TTL |
-| ``{p}inflight:{fingerprint}`` | string | coalescing lease: the job calling the API for this fingerprint |
+| ``{p}cache:{provider}:{fp}`` | string | result cache: a succeeded answer, shared across batches, with a TTL |
+| ``{p}inflight:{provider}:{fp}`` | string | coalescing lease: the job calling the API for this fingerprint |
 | ``{p}health:{worker}`` | string | per-worker arq health line |
 | ``{p}rl:{scope}`` | hash | admission buckets of one limit scope (``store.limits``) |
 | ``{p}rl:resv:{id}`` | string | one admission reservation, deleted when settled |
@@ -92,11 +92,12 @@ class Keys:
             base, f"{base}:lines", f"{base}:slots", f"{base}:results", f"{base}:accounts", f"{base}:feeder"
         )
 
-    def cache(self, fingerprint: str) -> str:
-        return f"{self.prefix}cache:{fingerprint}"
+    def cache(self, provider: str, fingerprint: str) -> str:
+        """A cached answer of ``provider`` (a hash of the endpoint: two providers never share answers)."""
+        return f"{self.prefix}cache:{provider}:{fingerprint}"
 
-    def inflight(self, fingerprint: str) -> str:
-        return f"{self.prefix}inflight:{fingerprint}"
+    def inflight(self, provider: str, fingerprint: str) -> str:
+        return f"{self.prefix}inflight:{provider}:{fingerprint}"
 
     def health(self, worker_name: str) -> str:
         return f"{self.prefix}health:{worker_name}"
@@ -108,11 +109,15 @@ class Keys:
         return f"{self.prefix}rl:resv:{reservation_id}"
 
     # --- arq job ids ----------------------------------------------------------------------------------------
-    def job_id(self, batch_id: str, ordinal: int, round_: int = 0) -> str:
-        """The arq job id of one line: its batch and position; ``round_`` > 0 for a ``retry`` (a fresh arq id, so
-        nothing arq still holds under the earlier one can touch the new job)."""
-        base = f"{self.prefix}{check_batch_id(batch_id)}:{ordinal}"
-        return base if round_ == 0 else f"{base}.{round_}"
+    def job_base(self, batch_id: str) -> str:
+        """What every job id of the batch starts with (the Lua scripts append ordinal and generation)."""
+        return f"{self.prefix}{check_batch_id(batch_id)}:"
+
+    def job_id(self, batch_id: str, ordinal: int, generation: int = 0) -> str:
+        """The arq job id of one line: its batch, its position and its generation (``store.lines``): a line enqueued
+        again gets a fresh arq id, so nothing arq still holds under the earlier one can touch the new job."""
+        base = f"{self.job_base(batch_id)}{ordinal}"
+        return base if generation == 0 else f"{base}.{generation}"
 
     def job_pattern(self, batch_id: str) -> str:
         """A ``MATCH`` pattern for the batch's job ids (the alphabets above hold no glob characters)."""
@@ -122,3 +127,24 @@ class Keys:
     def job_ordinal(job_id: str) -> int:
         """The line ordinal a job id names."""
         return int(job_id.rsplit(":", 1)[1].split(".", 1)[0])
+
+    def parse_job_id(self, job_id: str) -> tuple[str, int] | None:
+        """(batch id, ordinal) of one of our job ids; None for anything else in the queue."""
+        if not job_id.startswith(self.prefix):
+            return None
+        batch_id, _, line = job_id.removeprefix(self.prefix).rpartition(":")
+        ordinal, _, generation = line.partition(".")
+        if not BATCH_ID_PATTERN.fullmatch(batch_id) or not ordinal.isdigit():
+            return None
+        if generation and not generation.isdigit():
+            return None
+        return batch_id, int(ordinal)
+
+
+# The same job ids, built inside scripts from ``Keys.job_base``: keep in step with ``Keys.job_id``.
+JOB_ID_LUA = """
+local function job_id(base, ord, gen)
+  if gen == 0 then return base .. ord end
+  return base .. ord .. '.' .. gen
+end
+"""

@@ -8,7 +8,9 @@ Two keys per batch, both compact and both O(1) per line to address:
   everywhere else: in arq job ids, slots, accounts and result entries.
 - ``{p}batch:{id}:slots`` (string): :data:`SLOT_BYTES` bytes per ordinal at offset ``n * SLOT_BYTES``: the status
   byte (:class:`SlotStatus`), the results-stream entry id of the line's latest final result (milliseconds in 6 bytes
-  and sequence in 4, big-endian), and one spare byte. ``GETRANGE``/``SETRANGE`` address it in O(1); it is
+  and sequence in 4, big-endian), and the line's *generation*: how often it was enqueued again (``retry``,
+  ``--replace-changed``), which names its current arq job (``store.keys``; it wraps at 256, long after any job of
+  an earlier generation is gone). ``GETRANGE``/``SETRANGE`` address it in O(1); it is
   preallocated with zeros (= pending) when the index starts, so a million lines take 12 MB, whatever happens.
 
 The status byte is the record-once guard (``store.results``): a line is recorded only while its slot is pending.
@@ -31,7 +33,7 @@ from store.scripts import Arg, LuaScript
 
 SLOT_BYTES = 12
 SLOT_FORMAT = ">BHIIB"
-"""status, entry milliseconds (high 2 bytes, low 4 bytes), entry sequence, spare; Lua packs the same 12 bytes."""
+"""status, entry milliseconds (high 2 bytes, low 4 bytes), entry sequence, generation; Lua packs the same 12 bytes."""
 DIGEST_BYTES = 32
 MAX_LINES = 512 * 1024 * 1024 // SLOT_BYTES - 1
 """Redis strings hold 512 MB: about 44 million lines per batch."""
@@ -49,6 +51,7 @@ class Slot:
     status: SlotStatus
     entry_id: str | None
     """The results-stream entry of the latest final result; None while pending."""
+    generation: int = 0
 
 
 def encode_entry(fingerprint: str, custom_id: str) -> bytes:
@@ -71,10 +74,10 @@ def decode_slots(raw: bytes, count: int) -> list[Slot]:
 
 
 def decode_slot(raw: bytes) -> Slot:
-    status, ms_high, ms_low, seq, _spare = struct.unpack(SLOT_FORMAT, raw.ljust(SLOT_BYTES, b"\0"))
+    status, ms_high, ms_low, seq, generation = struct.unpack(SLOT_FORMAT, raw.ljust(SLOT_BYTES, b"\0"))
     if status == SlotStatus.PENDING:
-        return Slot(SlotStatus.PENDING, None)
-    return Slot(SlotStatus(status), f"{(ms_high << 32) | ms_low}-{seq}")
+        return Slot(SlotStatus.PENDING, None, generation)
+    return Slot(SlotStatus(status), f"{(ms_high << 32) | ms_low}-{seq}", generation)
 
 
 def slot_range(first: int, count: int) -> tuple[int, int]:
@@ -90,14 +93,21 @@ local function slot_status(slots_key, ord)
   if b == '' then return 0 end
   return string.byte(b)
 end
-local function set_slot(slots_key, ord, status, entry)
+local function slot_gen(slots_key, ord)
+  local b = redis.call('GETRANGE', slots_key, ord * SLOT + SLOT - 1, ord * SLOT + SLOT - 1)
+  if b == '' then return 0 end
+  return string.byte(b)
+end
+local function set_slot(slots_key, ord, status, entry, gen)
   local ms, seq = 0, 0
   if entry then
     local dash = string.find(entry, '-', 1, true)
     ms, seq = tonumber(string.sub(entry, 1, dash - 1)), tonumber(string.sub(entry, dash + 1))
   end
+  if gen == nil then gen = slot_gen(slots_key, ord) end
   local high = math.floor(ms / 4294967296)
-  redis.call('SETRANGE', slots_key, ord * SLOT, struct.pack('>BI2I4I4B', status, high, ms - high * 4294967296, seq, 0))
+  redis.call('SETRANGE', slots_key, ord * SLOT,
+    struct.pack('>BI2I4I4B', status, high, ms - high * 4294967296, seq, gen % 256))
 end
 local function slot_entry(slots_key, ord)
   local raw = redis.call('GETRANGE', slots_key, ord * SLOT, ord * SLOT + SLOT - 1)
@@ -121,9 +131,9 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
 local start = tonumber(ARGV[1])
 local indexed = tonumber(redis.call('HGET', KEYS[1], '$INDEXED') or '0')
 if indexed ~= start then return {0, indexed} end
-if start == 0 then
-  local lines = tonumber(redis.call('HGET', KEYS[1], '$LINES') or '0')
-  if lines > 0 then redis.call('SETRANGE', KEYS[3], lines * $SLOT_BYTES - 1, '\\0') end
+local lines = tonumber(redis.call('HGET', KEYS[1], '$LINES') or '0')
+if redis.call('STRLEN', KEYS[3]) < lines * $SLOT_BYTES then
+  redis.call('SETRANGE', KEYS[3], lines * $SLOT_BYTES - 1, '\\0')
 end
 local n = #ARGV - 1
 for i = 2, #ARGV, 1000 do

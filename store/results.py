@@ -2,8 +2,9 @@
 
 Record-once (``RECORD``): one atomic script per result. While the line's slot (``store.lines``) is pending it
 appends the stored result to the batch's stream, points the slot at that entry with the final status, deletes the
-line's running account, takes its job off the queue with the job's text, moves the batch counters (done, the status
-count, tokens, cost, the queue window) and, if that was the last line, completes the batch (retention TTL on every
+line's running account (adding the calls it saw sent and never answered to the batch's *possibly billed* totals),
+takes its job off the queue with the job's text, moves the batch counters (done, the status count, tokens, cost, the
+queue window) and, if that was the last line, completes the batch (retention TTL on every
 key). A slot that is not pending means the line
 was recorded already -- a job that ran twice -- and nothing changes. A batch that is gone (deleted or expired) is not
 recreated.
@@ -54,24 +55,35 @@ local function record(ord, status, stored, job_id, cost, usage_at)
   if slot_status(KEYS[3], ord) ~= 0 then return 0 end
   local entry = redis.call('XADD', KEYS[4], '*', 'o', ord, 'r', stored)
   set_slot(KEYS[3], ord, status, entry)
-  redis.call('HDEL', KEYS[5], ord)
+  local unseen_calls, unseen_tokens = 0, 0
+  local account = redis.call('HGET', KEYS[5], ord)
+  if account then
+    local a = cjson.decode(account)
+    unseen_calls, unseen_tokens = (a.o or 0) + (a.p or 0), (a.oe or 0) + (a.pt or 0)
+    redis.call('HDEL', KEYS[5], ord)
+  end
   local from_queue = 0
   if job_id ~= '' then
     from_queue = 1
     finish_job(KEYS[7], job_id)
   end
-  local names = {'$DONE', STATUS_FIELD[status], '$QUEUED', '$COST_USD'}
-  for i, name in ipairs(USAGE) do names[4 + i] = name end
+  local names = {'$DONE', STATUS_FIELD[status], '$QUEUED', '$POSSIBLY_BILLED_CALLS', '$POSSIBLY_BILLED_TOKENS',
+    '$COST_USD'}
+  for i, name in ipairs(USAGE) do names[6 + i] = name end
   local c = redis.call('HMGET', KEYS[1], unpack(names))
-  local values = {tonumber(c[1] or '0') + 1, tonumber(c[2] or '0') + 1, tonumber(c[3] or '0') - from_queue}
-  local out = {names[1], values[1], names[2], values[2], names[3], values[3]}
+  local add = {1, 1, -from_queue, unseen_calls, unseen_tokens}
+  local out = {}
+  for i = 1, 5 do
+    out[#out + 1] = names[i]
+    out[#out + 1] = tonumber(c[i] or '0') + add[i]
+  end
   if cost ~= '' then
-    out[#out + 1] = names[4]
-    out[#out + 1] = string.format('%.17g', tonumber(c[4] or '0') + tonumber(cost))
+    out[#out + 1] = names[6]
+    out[#out + 1] = string.format('%.17g', tonumber(c[6] or '0') + tonumber(cost))
   end
   for i, name in ipairs(USAGE) do
     out[#out + 1] = name
-    out[#out + 1] = tonumber(c[4 + i] or '0') + tonumber(ARGV[usage_at + i - 1])
+    out[#out + 1] = tonumber(c[6 + i] or '0') + tonumber(ARGV[usage_at + i - 1])
   end
   redis.call('HSET', KEYS[1], unpack(out))
   return 1

@@ -7,6 +7,7 @@ import pytest
 from producer.control import cancel, retry_failed
 from producer.status import read_status
 from schemas.results import ErrorType, Status
+from store.cache import CacheStore
 from store.feed import FeedStore
 from tests.conftest import INVOICE_TEXTS, memory_source
 from tests.helpers import results_by_id, sim_get, sim_post, total_usage
@@ -77,7 +78,8 @@ async def test_a_dead_owners_lease_lapses_and_another_job_takes_over(
     spec = await submit_batch({"only": INVOICE_TEXTS[0]})
     from schemas.jobs import Fingerprinter
 
-    await redis.set(keys.inflight(Fingerprinter(spec)(INVOICE_TEXTS[0])), "dead-owner", px=1500)
+    lease = CacheStore(redis, keys, settings.openai_base_url or "").lease_key(Fingerprinter(spec)(INVOICE_TEXTS[0]))
+    await redis.set(lease, "dead-owner", px=1500)
     await run_worker(admission_max_sleep_s=0.5)
     record = (await results_by_id(redis, keys, "b1"))["only"]
     assert record.status is Status.SUCCEEDED

@@ -14,7 +14,7 @@ from schemas.results import ResultRecord, Status, Usage
 from store.codec import ResultCodec
 from store.results import ResultStore
 from tests.helpers import results_by_id, sim_get
-from worker.adapters.client import build_client
+from worker.app import Runtime
 from worker.state import WorkerState
 from worker.tasks import run_job
 
@@ -54,13 +54,13 @@ async def test_a_rerun_job_does_not_call_the_api_again(redis, keys, settings, su
     await run_worker()
     before = (await sim_get(sim, "/_sim/ledger"))["requests"]["total"]
 
-    client = build_client(settings)
+    runtime = await Runtime.start(settings.model_copy(update={"metrics_port": None}))
     try:
-        state = WorkerState.build(settings, redis, client)
+        state = WorkerState.build(settings, redis, runtime)
         job = ExtractionJob(batch_id="b1", ordinal=0, custom_id="d1", text=DOCS["d1"], fingerprint="sha256:00", line=1)
         assert await run_job(state, job, 1, keys.job_id("b1", 0)) == "already-recorded"
     finally:
-        await client.close()
+        await runtime.stop()
     assert (await sim_get(sim, "/_sim/ledger"))["requests"]["total"] == before
     assert await redis.xlen(keys.batch("b1").results) == len(DOCS)
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,38 @@ def test_json_file_without_json_suffix_is_found_when_it_exists(tmp_path: Path, m
     monkeypatch.chdir(tmp_path)
 
     assert resolve_schema("schema.txt").name == "Plain"
+
+
+def test_a_record_naming_a_module_off_the_allowlist_imports_nothing(tmp_path: Path, monkeypatch) -> None:
+    """A batch record is data: naming ``this:Zen`` (or any module) must not make a worker import it."""
+    planted = tmp_path / "planted_schema_mod.py"
+    planted.write_text(
+        "import pathlib\n"
+        "pathlib.Path(__file__).with_suffix('.ran').touch()\n"
+        "from pydantic import BaseModel\n"
+        "class Thing(BaseModel):\n"
+        "    a: int\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    strict = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "required": ["a"],
+        "additionalProperties": False,
+    }
+    source = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    for ref in ("planted_schema_mod:Thing", "this:Zen"):
+        loaded = load_schema_from_record(ref, strict, source)
+        assert loaded.model is None
+        assert isinstance(validator_for(loaded), JsonSchemaOutputValidator)
+    assert not (tmp_path / "planted_schema_mod.ran").exists()
+    assert "planted_schema_mod" not in sys.modules
+    assert "this" not in sys.modules
+    allowed = load_schema_from_record(
+        "planted_schema_mod:Thing", strict, source, allowed_modules=frozenset({"planted_schema_mod"})
+    )
+    assert (tmp_path / "planted_schema_mod.ran").exists()  # on the allowlist it is imported, as asked
+    assert allowed.model is None  # ... and still not used: its schema differs from the recorded one
 
 
 def test_module_class_spec() -> None:
@@ -399,7 +432,7 @@ def as_record(schema: ExtractionSchema) -> tuple[str, dict[str, Any], dict[str, 
 def test_record_round_trip(spec: str) -> None:
     original = resolve_schema(spec)
 
-    loaded = load_schema_from_record(*as_record(original))
+    loaded = load_schema_from_record(*as_record(original), allowed_modules=frozenset({"examples"}))
 
     assert loaded == original
 
@@ -428,7 +461,9 @@ def test_record_with_unimportable_module_falls_back_to_json_schema(caplog: pytes
     source = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
 
     with caplog.at_level(logging.WARNING, logger="schemas.registry"):
-        loaded = load_schema_from_record("gone_module_xyz:Thing", strict, source)
+        loaded = load_schema_from_record(
+            "gone_module_xyz:Thing", strict, source, allowed_modules=frozenset({"gone_module_xyz"})
+        )
 
     assert loaded.model is None
     assert loaded.name == "Thing"

@@ -86,7 +86,7 @@ def responses_body(
     body: dict[str, Any] = {
         "model": model,
         "instructions": SYSTEM,
-        "input": [{"role": "user", "content": [{"type": "input_text", "text": doc}]}],
+        "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": doc}]}],
         "text": {
             "format": {"type": "json_schema", "name": "invoice", "schema": schema or INVOICE_SCHEMA, "strict": True}
         },
@@ -622,6 +622,8 @@ MALFORMED = {
         "input",
     ),
     "bad max_output_tokens": (responses_body(DOC_A, max_output_tokens=0), "max_output_tokens"),
+    # Strict servers (llama.cpp's llama-server) cannot tell what an item without a type is; neither can we.
+    "input item without a type": (responses_body(DOC_A, input=[{"role": "user", "content": DOC_A}]), "input[0].type"),
     "streaming": (responses_body(DOC_A, stream=True), "stream"),
 }
 

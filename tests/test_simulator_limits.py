@@ -504,8 +504,8 @@ def test_input_key_is_the_document_not_the_repair_turn() -> None:
     first = parse_request("responses", responses_body(DOC_A))
     repair_input = [
         *responses_body(DOC_A)["input"],
-        {"role": "assistant", "content": "{}"},
-        {"role": "user", "content": "Your previous answer did not validate; answer again."},
+        {"type": "message", "role": "assistant", "content": "{}"},
+        {"type": "message", "role": "user", "content": "Your previous answer did not validate; answer again."},
     ]
     repair = parse_request("responses", responses_body(DOC_A, input=repair_input))
     chat = parse_request("chat.completions", chat_body(DOC_A))
@@ -716,9 +716,9 @@ async def test_ok_per_input_counts_a_documents_repairs_and_retries(http: aiohttp
     async with running_simulator(SimulatorConfig()) as sim:
         client = new_client(sim)
         repair = [
-            {"role": "user", "content": DOC_A},
-            {"role": "assistant", "content": "{}"},
-            {"role": "user", "content": "Your previous answer did not validate."},
+            {"type": "message", "role": "user", "content": DOC_A},
+            {"type": "message", "role": "assistant", "content": "{}"},
+            {"type": "message", "role": "user", "content": "Your previous answer did not validate."},
         ]
         try:
             await call_responses(client, responses_body(DOC_A))

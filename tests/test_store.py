@@ -13,7 +13,7 @@ from schemas.jobs import ExtractionJob
 from schemas.records import CallTotals, line_result
 from schemas.registry import resolve_schema
 from schemas.results import ResultRecord, Status, Usage
-from store.accounts import Accounts
+from store.accounts import Accounts, EndingCounts
 from store.batches import BatchStore
 from store.cache import CachedAnswer, CacheStore
 from store.codec import ResultCodec
@@ -137,7 +137,8 @@ async def test_read_range_and_read_since_return_each_lines_latest_result(redis) 
     assert orjson.loads(CODEC.decode(stored))["output"] == {"n": 2}
     # A retry reopens line 0; its new result supersedes the failed one.
     job = ExtractionJob(batch_id=BATCH, ordinal=0, custom_id="id-0", text="doc", fingerprint=_fp(0), line=1)
-    assert (await feeds.reopen(BK, 100, [(0, KEYS.job_id(BATCH, 0, 1), job_payload(job, 1))])).count == 1
+    assert (await feeds.reopen(BATCH, 100, [(0, job_payload(job, 1))])).count == 1
+    assert await redis.zscore(KEYS.queue, KEYS.job_id(BATCH, 0, 1)) is not None  # the line's next generation
     await results.record(BK, KEYS.queue, 0, _result(0), CODEC, job_id=KEYS.job_id(BATCH, 0, 1))
     last, lines = await results.read_since(BK, "0-0", 100)
     assert sorted(ordinal for ordinal, _ in lines) == [0, 2]  # the superseded failure is left out
@@ -153,11 +154,13 @@ async def test_reopen_chunk_reopens_only_failed_lines_within_the_window(redis) -
         await results.record(BK, KEYS.queue, n, _result(n, status), CODEC, job_id=KEYS.job_id(BATCH, n))
     assert await redis.pttl(BK.record) > 0
     job = ExtractionJob(batch_id=BATCH, ordinal=0, custom_id="id-0", text="doc", fingerprint=_fp(0), line=1)
-    triples = [(n, KEYS.job_id(BATCH, n, 1), job_payload(job, 1)) for n in (0, 1, 2)]
-    assert (await feeds.reopen(BK, 1, triples)).code == FeedCode.FULL
-    answer = await feeds.reopen(BK, 100, triples)
+    pairs = [(n, job_payload(job, 1)) for n in (0, 1, 2)]
+    assert (await feeds.reopen(BATCH, 1, pairs)).code == FeedCode.FULL
+    answer = await feeds.reopen(BATCH, 100, pairs)
     assert (answer.code, answer.count, answer.queued) == (FeedCode.DONE, 2, 2)
-    assert (await feeds.reopen(BK, 100, triples)).count == 0  # nothing twice
+    assert (await feeds.reopen(BATCH, 100, pairs)).count == 0  # nothing twice
+    assert sorted(await redis.zrange(KEYS.queue, 0, -1)) == sorted(KEYS.job_id(BATCH, n, 1).encode() for n in (0, 2))
+    assert [slot.generation for slot in await LineIndex(redis).slots(BK, 0, 3)] == [1, 0, 1]
     record = await BatchStore(redis, KEYS).get(BATCH)
     assert (record.done, record.failed, record.retried, record.completed_ms) == (1, 0, 2, None)
     assert await redis.pttl(BK.record) == -1  # incomplete again: retention waits for the new results
@@ -204,16 +207,30 @@ async def test_accounts_add_calls_and_errors_and_vanish_with_their_line(redis) -
     await _batch(redis, 1)
     accounts = Accounts(redis)
     usage = Usage(input_tokens=5, cached_input_tokens=1, output_tokens=2, reasoning_tokens=1, total_tokens=7)
-    assert await accounts.add_call(BK, 0, usage=usage, response_id="resp_1", latency_ms=30, repair=False) == 1
-    assert await accounts.add_call(BK, 0, usage=None, response_id=None, latency_ms=12, repair=True) == 2
-    assert await accounts.note_error(BK, 0, 1000, count=True) == (1, 1000)
-    assert await accounts.note_error(BK, 0, 2000, count=False) == (1, 1000)
+    assert await accounts.begin_call(BK, 0, estimate=40) == 1
+    assert (
+        await accounts.add_call(BK, 0, usage=usage, response_id="resp_1", latency_ms=30, repair=False, estimate=40) == 2
+    )
+    assert await accounts.begin_call(BK, 0, estimate=50) == 3
+    assert (
+        await accounts.add_call(
+            BK, 0, usage=None, response_id=None, latency_ms=12, repair=True, possibly_billed=True, estimate=50
+        )
+        == 4
+    )
+    assert await accounts.begin_call(BK, 0, estimate=60) == 5  # then the worker is killed: never answered
+    assert await accounts.note_ending(BK, 0, 1000, "transient") == EndingCounts(1, 0, 0, 1000)
+    assert await accounts.note_ending(BK, 0, 2000, "rate_limited") == EndingCounts(1, 0, 0, 1000)
+    assert await accounts.note_ending(BK, 0, 3000, "waiting") == EndingCounts(1, 0, 1, 1000)
+    assert await accounts.note_ending(BK, 0, 4000, "internal") == EndingCounts(1, 1, 1, 1000)
     account = await accounts.get(BK, 0)
     assert account.totals == CallTotals(usage=usage, attempts=2, repairs=1, latency_ms=42, last_response_id="resp_1")
-    assert account.version == 4
+    assert (account.version, account.outstanding, account.possibly_billed) == (9, 1, 1)
     await _feed(redis, 0, 1)
     await ResultStore(redis).record(BK, KEYS.queue, 0, _result(0), CODEC, job_id=KEYS.job_id(BATCH, 0))
     assert not await redis.exists(BK.accounts)  # recorded lines keep no account
+    record = await BatchStore(redis, KEYS).get(BATCH)
+    assert (record.possibly_billed_calls, record.possibly_billed_input_tokens) == (2, 110)  # timed out + abandoned
     assert (
         await accounts.add_call(KEYS.batch("gone"), 0, usage=usage, response_id=None, latency_ms=1, repair=False) == -1
     )
@@ -221,7 +238,7 @@ async def test_accounts_add_calls_and_errors_and_vanish_with_their_line(redis) -
 
 
 async def test_cache_and_lease_scripts(redis) -> None:
-    cache = CacheStore(redis, KEYS)
+    cache = CacheStore(redis, KEYS, "http://127.0.0.1:8100/v1")
     answer = CachedAnswer({"vendor": "ACME"}, "resp_1", BATCH, "id-0")
     await cache.put(_fp(0), answer, CODEC, ttl_s=60)
     assert await cache.get(_fp(0), CODEC) == answer
@@ -230,7 +247,7 @@ async def test_cache_and_lease_scripts(redis) -> None:
     assert await cache.claim(_fp(0), lease_ms=5000) is None
     assert not await cache.extend(_fp(0), "not-the-owner", lease_ms=9000)
     assert await cache.extend(_fp(0), token, lease_ms=9000)
-    assert await redis.pttl(KEYS.inflight(_fp(0))) > 5000
+    assert await redis.pttl(cache.lease_key(_fp(0))) > 5000
     assert not await cache.release(_fp(0), "not-the-owner")
     assert await cache.release(_fp(0), token)
     assert not await cache.held(_fp(0))

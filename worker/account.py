@@ -10,6 +10,7 @@ from schemas.records import CallTotals
 from store.accounts import Accounts
 from store.keys import BatchKeys
 from worker.adapters.base import ModelReply
+from worker.policy import Ending, History
 
 
 class JobAccount:
@@ -18,7 +19,14 @@ class JobAccount:
         self._keys = keys
         self._ordinal = ordinal
 
-    async def add_call(self, reply: ModelReply | None, latency_ms: int, repair: bool) -> None:
+    async def begin_call(self, estimate: int) -> None:
+        """A call is about to go out: if nobody sees it return (SIGTERM, SIGKILL), it stays possibly billed."""
+        await self._accounts.begin_call(self._keys, self._ordinal, estimate=estimate)
+
+    async def add_call(
+        self, reply: ModelReply | None, latency_ms: int, repair: bool, *, possibly_billed: bool, estimate: int
+    ) -> None:
+        """A call returned: with a reply (billed), or without one (``possibly_billed``: no answer, maybe counted)."""
         await self._accounts.add_call(
             self._keys,
             self._ordinal,
@@ -26,14 +34,16 @@ class JobAccount:
             response_id=reply.response_id if reply is not None else None,
             latency_ms=latency_ms,
             repair=repair,
+            possibly_billed=possibly_billed,
+            estimate=estimate,
         )
 
-    async def note_transient_error(self, now_ms: int, *, count: bool = True) -> tuple[int, int]:
-        """Note a try that ended in a transient error (``count``: against the error budget).
-
-        Returns (errors counted so far, time of the first transient error in ms).
-        """
-        return await self._accounts.note_error(self._keys, self._ordinal, now_ms, count=count)
+    async def note_ending(self, ending: Ending, now_ms: int) -> History | None:
+        """Count how a try ended; the line's whole history after it (None: the batch is gone)."""
+        counts = await self._accounts.note_ending(self._keys, self._ordinal, now_ms, ending.value)
+        if counts is None:
+            return None
+        return History(counts.errors, counts.internal, counts.waits, counts.first_error_ms)
 
     async def totals(self) -> CallTotals:
         return (await self._accounts.get(self._keys, self._ordinal)).totals

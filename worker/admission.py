@@ -2,8 +2,9 @@
 
 Algorithm
 ---------
-A *scope* is one provider limit: the hash of the API key plus the model (OpenAI limits are per organisation and
-model, and every process using the key shares them). Its Redis hash ``{p}rl:{scope}`` holds two token buckets:
+A *scope* is one provider limit: a hash of the endpoint and the API key, plus the model (OpenAI limits are per
+organisation and model, and every process using the key shares them). Its Redis hash ``{p}rl:{scope}`` holds two
+token buckets:
 
 - requests: refills at ``rpm/60`` per second, capacity ``rpm/60 * limit_window_s * BURST_FRACTION``;
 - tokens: refills at ``tpm/60`` per second, capacity ``tpm/60 * limit_window_s * BURST_FRACTION``.
@@ -48,6 +49,7 @@ from redis.asyncio import Redis
 from schemas.settings import Settings
 from store.keys import Keys
 from store.limits import BucketParams, LimitStore
+from worker.policy import WaitingError
 
 SLOW_FACTOR = 0.8
 """After a 429 the fill rate is multiplied by this (never below MIN_FILL)."""
@@ -83,26 +85,33 @@ class Reservation:
     waited_s: float = 0.0
 
 
-class AdmissionDeferredError(Exception):
+class AdmissionDeferredError(WaitingError):
     """Admission is further away than the job should sleep: hand the worker slot back and come back later."""
 
     def __init__(self, wait_s: float) -> None:
-        super().__init__(f"admission in {wait_s:.2f}s")
-        self.wait_s = wait_s
+        super().__init__(wait_s, f"the shared rate limit admits the call in {wait_s:.2f}s")
 
 
-def scope_id(api_key: str, model: str) -> str:
-    """Names a provider limit without revealing the key."""
-    return hashlib.sha256(api_key.encode()).hexdigest()[:16] + ":" + model
+def scope_id(api_key: str, model: str, endpoint: str = "") -> str:
+    """Names a provider limit (endpoint, key, model) without revealing the key."""
+    return hashlib.sha256(f"{endpoint}\n{api_key}".encode()).hexdigest()[:16] + ":" + model
 
 
 class AdmissionController:
     def __init__(
-        self, redis: Redis, keys: Keys, settings: Settings, api_key: str, *, clock_ms: Callable[[], int] | None = None
+        self,
+        redis: Redis,
+        keys: Keys,
+        settings: Settings,
+        api_key: str,
+        *,
+        endpoint: str = "",
+        clock_ms: Callable[[], int] | None = None,
     ) -> None:
         self._keys = keys
         self._settings = settings
         self._api_key = api_key
+        self._endpoint = endpoint
         self._clock_ms = clock_ms  # tests drive a fake clock; production uses Redis server time
         self._store = LimitStore(redis)
         self._scopes: dict[str, Scope] = {}
@@ -115,7 +124,7 @@ class AdmissionController:
             r_rate = limits.rpm * headroom / 60_000
             t_rate = limits.tpm * headroom / 60_000
             scope = Scope(
-                key=self._keys.rate_limit(scope_id(self._api_key, model)),
+                key=self._keys.rate_limit(scope_id(self._api_key, model, self._endpoint)),
                 request_rate_per_ms=r_rate,
                 request_capacity=max(r_rate * window_s * 1000 * BURST_FRACTION, 1.0) if r_rate else 0.0,
                 token_rate_per_ms=t_rate,

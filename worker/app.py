@@ -1,17 +1,27 @@
-"""Composition root: arq ``Worker`` settings from our ``Settings``, start-up and shut-down hooks."""
+"""Composition root: arq ``Worker`` settings from our ``Settings``, the job boundary, start-up and shut-down.
+
+A worker *process* keeps one :class:`Runtime` (the OpenAI client, metrics, the heartbeat and the one health server)
+for its whole life; the arq worker inside it is rebuilt whenever Redis goes away (``worker.cli``), so a Redis
+restart never leaves a second health server behind or a port taken.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
+import openai
 import redis.exceptions
 from arq import Worker, func
 from arq.connections import RedisSettings
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -19,9 +29,11 @@ from schemas.settings import Settings
 from schemas.wire import TASK_NAME, deserialize, serialize
 from store.keys import Keys
 from worker.adapters.client import build_client
+from worker.boundary import JobBoundary, failure_reason
 from worker.health import HealthServer, Heartbeat
+from worker.metrics import WorkerMetrics
 from worker.state import WorkerState
-from worker.tasks import arq_max_tries, extract
+from worker.tasks import ARQ_MAX_TRIES, extract
 from worker.tokens import warm_up_tokenizer
 
 log = logging.getLogger("worker")
@@ -34,15 +46,95 @@ def worker_name(settings: Settings) -> str:
     return settings.worker_name or f"{socket.gethostname()}-{os.getpid()}"
 
 
+@dataclass
+class Runtime:
+    """What a worker process keeps across the arq workers it runs."""
+
+    client: openai.AsyncOpenAI
+    metrics: WorkerMetrics
+    heartbeat: Heartbeat
+    redis: Redis
+    """A connection of its own, for /readyz and the due-queue gauge (arq's pool goes with each arq worker)."""
+    health: HealthServer | None = None
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Runtime:
+        runtime = cls(
+            client=build_client(settings),
+            metrics=WorkerMetrics(),
+            heartbeat=Heartbeat(),
+            redis=Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2),
+        )
+        runtime.heartbeat.start()
+        if settings.metrics_port is not None:
+            runtime.health = HealthServer(
+                redis=runtime.redis,
+                keys=Keys(settings.key_prefix),
+                metrics=runtime.metrics,
+                heartbeat=runtime.heartbeat,
+                worker_interval_s=settings.health_check_interval_s,
+                port=settings.metrics_port,
+            )
+            await runtime.health.start()
+        return runtime
+
+    async def stop(self) -> None:
+        if self.health is not None:
+            await self.health.stop()
+        await self.heartbeat.stop()
+        await self.client.close()
+        await self.redis.aclose()
+
+
 class ExtractionWorker(Worker):
-    """arq's worker, stamping our liveness heartbeat on every pass of its poll loop."""
+    """arq's worker, with our liveness heartbeat and the job boundary (``worker.boundary``)."""
 
     heartbeat: Heartbeat | None = None
+    boundary: JobBoundary | None = None
 
     async def record_health(self) -> None:
         if self.heartbeat is not None:
             self.heartbeat.worker_beat = time.monotonic()  # the poll loop runs, whatever Redis is doing
         await super().record_health()
+
+    async def finish_job(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
+    ) -> None:
+        # ``finish`` without our function having returned: it raised, or arq's own time limit cancelled it.
+        if finish and self.boundary is not None and not self.boundary.take_ended(job_id):
+            reason = self.boundary.take_exception(job_id) or "the job ran past arq's time limit"
+            await self.boundary.record_unfinished(job_id, reason)
+        await super().finish_job(
+            job_id, finish, result_data, result_timeout_s, keep_result_forever, incr_score, keep_in_progress
+        )
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        # arq failed the job without running our function: expired, unreadable, out of tries, unknown function.
+        if self.boundary is not None:
+            await self.boundary.record_unfinished(job_id, f"arq: {failure_reason(result_data)}")
+        await super().finish_failed_job(job_id, result_data)
+
+    async def close(self) -> None:
+        """arq's close, but a Redis that is gone does not stop the rest of the shut-down."""
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if self._pool is None:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.pool.delete(self.health_check_key)
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        with contextlib.suppress(Exception):
+            await self.pool.close(close_connection_pool=True)
+        self._pool = None
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
@@ -54,48 +146,43 @@ def redis_settings(settings: Settings) -> RedisSettings:
     return base
 
 
-def build_worker(settings: Settings, *, handle_signals: bool = True) -> ExtractionWorker:
+def build_worker(
+    settings: Settings, *, handle_signals: bool = True, runtime: Runtime | None = None
+) -> ExtractionWorker:
+    """One arq worker. Without ``runtime`` it starts (and stops) one of its own, as a test or one-off run wants."""
     keys = Keys(settings.key_prefix)
+    owned: list[Runtime] = []
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        state = WorkerState.build(settings, ctx["redis"], build_client(settings))
+        shared = runtime
+        if shared is None:
+            shared = await Runtime.start(settings)
+            owned.append(shared)
+        state = WorkerState.build(settings, ctx["redis"], shared)
         ctx["state"] = state
         await asyncio.to_thread(warm_up_tokenizer)  # loads the BPE file once, off the event loop
-        state.heartbeat.start()
-        worker.heartbeat = state.heartbeat
-        if settings.metrics_port is not None:
-            state.health = HealthServer(
-                redis=state.redis,
-                keys=keys,
-                metrics=state.metrics,
-                heartbeat=state.heartbeat,
-                worker_interval_s=settings.health_check_interval_s,
-                port=settings.metrics_port,
-                accepting_jobs=lambda: worker.allow_pick_jobs,
-            )
-            await state.health.start()
+        worker.heartbeat = shared.heartbeat
+        worker.boundary = state.boundary
+        if shared.health is not None:
+            shared.health.accepting_jobs = lambda: worker.allow_pick_jobs
         log.info(
             "worker %s ready: queue=%s concurrency=%d base_url=%s",
             worker_name(settings),
             keys.queue,
             settings.concurrency,
-            settings.openai_base_url or "https://api.openai.com/v1",
+            state.endpoint,
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
-        state: WorkerState | None = ctx.get("state")
-        if state is not None:
-            if state.health is not None:
-                await state.health.stop()
-            await state.heartbeat.stop()
-            await state.client.close()
+        while owned:
+            await owned.pop().stop()
 
     worker = ExtractionWorker(
         functions=[
             func(
                 extract,
                 name=TASK_NAME,
-                max_tries=arq_max_tries(settings),
+                max_tries=ARQ_MAX_TRIES,
                 timeout=settings.job_timeout_s + RECORD_MARGIN_S,
             )
         ],

@@ -26,8 +26,9 @@ class LoadedBatch:
 
 
 class BatchCache:
-    def __init__(self, store: BatchStore, *, max_batches: int = 256) -> None:
+    def __init__(self, store: BatchStore, *, allowed_modules: frozenset[str], max_batches: int = 256) -> None:
         self._store = store
+        self._allowed_modules = allowed_modules
         self._max = max_batches
         self._loaded: OrderedDict[str, LoadedBatch] = OrderedDict()
 
@@ -39,7 +40,9 @@ class BatchCache:
         spec = await self._store.spec(batch_id)
         if spec is None:
             raise BatchNotFoundError(f"batch {batch_id!r} has no record in Redis")
-        schema = load_schema_from_record(spec.schema_ref, spec.json_schema, spec.source_schema)
+        schema = load_schema_from_record(
+            spec.schema_ref, spec.json_schema, spec.source_schema, allowed_modules=self._allowed_modules
+        )
         loaded = LoadedBatch(
             spec=spec,
             keys=self._store.keys_of(batch_id),

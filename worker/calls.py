@@ -37,10 +37,14 @@ class JobCalls:
         reservation = await self._admission.acquire(request.model, estimate, output, may_defer=first)
         self._metrics.admission_wait.labels(request.model).observe(reservation.waited_s)
         self._open = (reservation, request, raw)
+        await self._account.begin_call(estimate)
 
     async def after_call(self, reply: ModelReply | None, error: ApiCallError | None, *, repair: bool) -> None:
         latency_ms = reply.latency_ms if reply is not None else (error.latency_ms if error is not None else 0)
-        await self._account.add_call(reply, latency_ms, repair)
+        # No reply and no HTTP status (a timeout, a dropped connection): the provider may have billed it anyway.
+        possibly_billed = reply is None and (error is None or error.status_code is None)
+        estimate = self._open[0].input_tokens if self._open is not None else 0
+        await self._account.add_call(reply, latency_ms, repair, possibly_billed=possibly_billed, estimate=estimate)
         if self._open is None:
             return
         reservation, request, raw = self._open

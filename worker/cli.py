@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import time
 from typing import Any
 
 import click
@@ -11,7 +12,7 @@ import redis.exceptions
 from pydantic import ValidationError
 
 from schemas.settings import Settings
-from worker.app import build_worker
+from worker.app import Runtime, build_worker
 
 log = logging.getLogger("worker")
 
@@ -53,22 +54,42 @@ def run(**flags: Any) -> None:
 
 
 def run_supervised(settings: Settings) -> None:
-    """Run the arq worker; if it dies because Redis went away, start a new one once Redis answers again.
+    """Run arq workers in one event loop until stopped; see :func:`supervise`."""
+    asyncio.run(supervise(settings))
+
+
+async def supervise(settings: Settings) -> None:
+    """Run an arq worker; if it dies because Redis went away, start a new one once Redis answers again.
 
     arq's poll loop does not survive a refused connection (redis-py retries commands, not reconnects). Jobs that
     were running keep their claims in Redis (persisted with AOF) and run again when those lapse, and recorded
     results are never repeated, so restarting in-process is safe and keeps the pod alive through a Redis restart.
+    The process's :class:`Runtime` -- the OpenAI client, the metrics and the one health server -- lives across
+    restarts: however often Redis comes and goes, one server listens on the metrics port.
     """
+    runtime = await Runtime.start(settings)
+    stopping = asyncio.Event()
     delay_s = 0.5
-    while True:
-        worker = build_worker(settings)
-        try:
-            worker.run()
-            return  # a clean stop: SIGTERM/SIGINT, or the queue drained in burst mode
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError) as exc:
-            log.error("lost the connection to Redis (%s); starting a new worker in %.1fs", exc, delay_s)
-        time.sleep(delay_s)  # noqa: TID251 - between event loops: nothing else runs in this process now
-        delay_s = min(delay_s * 2, 5.0)
+    try:
+        while not stopping.is_set():
+            worker = build_worker(settings, runtime=runtime)
+            worker.on_stop = lambda _signal: stopping.set()
+            try:
+                await worker.async_run()
+                return  # the queue drained in burst mode
+            except asyncio.CancelledError:
+                if stopping.is_set():
+                    return  # SIGTERM/SIGINT: arq has drained and stopped
+                raise
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError) as exc:
+                log.error("lost the connection to Redis (%s); starting a new worker in %.1fs", exc, delay_s)
+            finally:
+                await worker.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay_s)
+            delay_s = min(delay_s * 2, 5.0)
+    finally:
+        await runtime.stop()
 
 
 if __name__ == "__main__":

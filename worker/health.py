@@ -67,7 +67,8 @@ class HealthServer:
         host: str = "0.0.0.0",  # noqa: S104 - probes and Prometheus reach the pod on its own address
         accepting_jobs: Callable[[], bool] = lambda: True,
     ) -> None:
-        self._accepting_jobs = accepting_jobs
+        self.accepting_jobs = accepting_jobs
+        """Whether the worker takes jobs now (it stops on SIGTERM); the current arq worker sets it."""
         self._redis, self._keys, self._metrics, self._heartbeat = redis, keys, metrics, heartbeat
         self._max_worker_silence_s = 3 * worker_interval_s + 5
         self._host, self._port = host, port
@@ -102,7 +103,7 @@ class HealthServer:
         return web.json_response({"ok": True})
 
     async def _readyz(self, _request: web.Request) -> web.Response:
-        if not self._accepting_jobs():
+        if not self.accepting_jobs():
             return web.json_response({"ok": False, "draining": True}, status=503)
         try:
             async with asyncio.timeout(1.0):

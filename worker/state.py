@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import openai
 from redis.asyncio import Redis
@@ -18,10 +19,17 @@ from store.results import ResultStore
 from worker.adapters import ApiAdapter, adapter_for
 from worker.admission import AdmissionController
 from worker.batches import BatchCache
+from worker.boundary import JobBoundary
 from worker.cache import Coalescer, ResultCache
 from worker.health import HealthServer, Heartbeat
 from worker.metrics import WorkerMetrics
+from worker.policy import Limits
 from worker.tokens import TokenEstimator
+
+if TYPE_CHECKING:
+    from worker.app import Runtime
+
+DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 
 
 @dataclass
@@ -40,33 +48,54 @@ class WorkerState:
     coalescer: Coalescer
     metrics: WorkerMetrics
     heartbeat: Heartbeat
+    limits: Limits
+    endpoint: str
+    """The provider's base URL, normalized: part of every cache and coalescing key."""
+    secrets: tuple[str, ...]
+    """What must never appear in a message we write (the API key)."""
     health: HealthServer | None = None
+    boundary: JobBoundary = field(init=False)
     _adapters: dict[ApiKind, ApiAdapter] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.boundary = JobBoundary(self)
+
     @classmethod
-    def build(cls, settings: Settings, redis: Redis, client: openai.AsyncOpenAI) -> WorkerState:
+    def build(cls, settings: Settings, redis: Redis, runtime: Runtime) -> WorkerState:
+        endpoint = (settings.openai_base_url or DEFAULT_ENDPOINT).rstrip("/")
         keys = Keys(settings.key_prefix)
-        cache_store = CacheStore(redis, keys)
+        cache_store = CacheStore(redis, keys, endpoint)
         return cls(
             settings=settings,
             redis=redis,
-            client=client,
+            client=runtime.client,
             keys=keys,
-            batches=BatchCache(BatchStore(redis, keys)),
+            batches=BatchCache(BatchStore(redis, keys), allowed_modules=frozenset(settings.schema_modules)),
             lines=LineIndex(redis),
             results=ResultStore(redis),
             accounts=Accounts(redis),
-            admission=AdmissionController(redis, keys, settings, _api_key(settings)),
+            admission=AdmissionController(redis, keys, settings, _api_key(settings), endpoint=endpoint),
             estimator=TokenEstimator(),
             cache=ResultCache(cache_store, settings.cache_ttl_s),
             coalescer=Coalescer(cache_store, settings.coalesce_lease_s),
-            metrics=WorkerMetrics(),
-            heartbeat=Heartbeat(),
+            metrics=runtime.metrics,
+            heartbeat=runtime.heartbeat,
+            health=runtime.health,
+            limits=Limits(
+                max_tries=settings.max_tries,
+                retry_horizon_s=settings.retry_horizon_s,
+                max_deferrals=settings.max_deferrals,
+                max_internal_errors=settings.max_internal_errors,
+                backoff_base_s=settings.backoff_base_s,
+                backoff_cap_s=settings.backoff_cap_s,
+            ),
+            endpoint=endpoint,
+            secrets=(_api_key(settings),),
         )
 
     def adapter(self, api: ApiKind) -> ApiAdapter:
         if api not in self._adapters:
-            self._adapters[api] = adapter_for(api, self.client, secrets=(_api_key(self.settings),))
+            self._adapters[api] = adapter_for(api, self.client, secrets=self.secrets)
         return self._adapters[api]
 
 

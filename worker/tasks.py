@@ -1,16 +1,30 @@
 """The arq job: one input line from queue to recorded result. Orchestration only.
 
-Ending of a try, and what happens:
+A try of a line ends in one of three ways, and every one of them is accounted for:
 
-- validated output, refusal, truncation, invalid after repairs, 4xx → result recorded (succeeded / failed);
-- 429, 5xx, timeout, connection error → ``arq.Retry`` with backoff, until the error budget (``max_tries``) or the
-  retry horizon is spent, then ``retries_exhausted`` (or ``timeout``) is recorded, so no line is left without a result;
-- admission further away than ``admission_max_sleep_s`` → ``arq.Retry`` deferred until then, which frees the worker
-  slot and does not count as an error;
-- the line already recorded (the job ran twice) → nothing;
-- a cached answer for the fingerprint → recorded as a cache hit, no call; an identical line in flight → wait for it
-  (or come back later) and take its answer;
-- the batch cancelled → recorded ``cancelled``, no call.
+- **a final outcome** -- validated output, a cached answer, a refusal, truncation, still invalid after repairs, a
+  4xx, the batch cancelled -- is recorded once (``store.results``);
+- **an ending that another try may fix** -- a 429, a 5xx, a timeout, a dropped connection, a wait for admission or
+  for an identical line in flight, or anything unexpected (a bug, Redis failing past its retries) -- is
+  classified (:func:`classify`) and counted in the line's account; the one policy (``worker.policy.decide``) then
+  either hands the job back to arq for later (``arq.Retry``) or gives up and records the line ``failed`` with the
+  policy's error type (``retries_exhausted``, ``timeout``, ``internal_error``);
+- **the job is taken away** -- SIGTERM's drain cancels it: arq puts it back on the queue and it runs again.
+
+What arq itself can do to a job, and what each becomes (the boundary is ``worker.app.ExtractionWorker``):
+
+| arq path | becomes |
+| --- | --- |
+| the function returns (it recorded the line, or the line was recorded already) | nothing more |
+| ``arq.Retry`` raised by the policy | the job runs again after the delay; arq's try counter is not a limit for us |
+| ``CancelledError`` (SIGTERM after ``job_completion_wait``) | arq re-queues the job at once |
+| an exception escapes the function, or arq's own time limit (ours + 5 s) fires | ``internal_error`` recorded |
+| "job expired" (its job key is gone), an unreadable payload, an unknown function | ``internal_error`` recorded |
+| "max retries exceeded" (arq's try counter; set out of reach) | ``internal_error`` recorded |
+| ``Job.abort()`` | nothing: aborting is off (``allow_abort_jobs=False``), so the job runs and records |
+
+A line whose batch is gone (deleted, expired) records nothing. Identifiers in log lines are the line's ordinal and a
+``repr`` of its custom_id, so control characters never reach a log line unescaped.
 """
 
 from __future__ import annotations
@@ -21,27 +35,33 @@ import time
 from typing import Any
 
 import arq
+from pydantic import ValidationError
 
 from schemas.jobs import ExtractionJob
 from schemas.records import line_result
 from schemas.results import ErrorInfo, ErrorType, Status
-from schemas.settings import Settings
 from worker.account import JobAccount
-from worker.adapters.base import PermanentApiError, TransientApiError
-from worker.admission import AdmissionDeferredError
+from worker.adapters.base import PermanentApiError, TransientApiError, redact
 from worker.batches import BatchNotFoundError, LoadedBatch
 from worker.cache import CachedAnswer
 from worker.calls import JobCalls
 from worker.extraction import Extracted, Rejected, extract_once
+from worker.policy import Ending, GiveUp, TryEnded, WaitingError, decide
 from worker.prompt import first_request
-from worker.retry import backoff_delay
 from worker.state import WorkerState
 
 log = logging.getLogger("worker.tasks")
 
+ARQ_MAX_TRIES = 1_000_000
+"""arq counts every start of a job, waits included; our policy owns the limits, so arq's is set out of reach."""
+
 
 class Cancelled:
     """The batch was cancelled before this line started."""
+
+
+class LineInFlightError(WaitingError):
+    """An identical line (same fingerprint) is being answered by another job; its answer will be in the cache."""
 
 
 Outcome = Extracted | Rejected | CachedAnswer | Cancelled
@@ -50,14 +70,26 @@ Outcome = Extracted | Rejected | CachedAnswer | Cancelled
 async def extract(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
     """arq entry point. ``payload`` is an ``ExtractionJob`` as a JSON object."""
     state: WorkerState = ctx["state"]
-    job = ExtractionJob.model_validate(payload)
-    job_try: int = ctx.get("job_try", 1)
-    job_id: str = ctx.get("job_id") or state.keys.job_id(job.batch_id, job.ordinal)
+    job_id: str = ctx["job_id"]
     state.metrics.jobs_in_flight.inc()
     try:
-        return await run_job(state, job, job_try, job_id)
+        try:
+            job = ExtractionJob.model_validate(payload)
+        except ValidationError as exc:
+            reason = f"the job's payload is not a line ({exc.error_count()} errors)"
+            await state.boundary.record_unfinished(job_id, reason)
+            ended = "unreadable"
+        else:
+            ended = await run_job(state, job, ctx.get("job_try", 1), job_id)
+    except arq.Retry:
+        raise
+    except BaseException as exc:  # arq ends the job now; the boundary records the line if it must
+        state.boundary.note_exception(job_id, exc)
+        raise
     finally:
         state.metrics.jobs_in_flight.dec()
+    state.boundary.ended_properly(job_id)
+    return ended
 
 
 async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: str) -> str:
@@ -74,38 +106,83 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
         log.warning("dropping line %d of batch %s: the batch was deleted", job.ordinal, job.batch_id)
         return "batch-missing"
     account = JobAccount(state.accounts, batch.keys, job.ordinal)
-    cancelled = line.cancelled
-    if cancelled:
-        outcome: Outcome = Cancelled()
-    elif batch.spec.use_cache and state.cache.enabled:
-        outcome = await _cached_or_coalesced(state, job, batch, account, job_try)
+    outcome: Outcome
+    if line.cancelled:
+        outcome = Cancelled()
     else:
-        outcome = await _attempt(state, job, batch, account, job_try)
+        try:
+            async with asyncio.timeout(state.settings.job_timeout_s):
+                outcome = await _answer(state, job, batch, account)
+        except Exception as exc:  # every ending of a try without a final outcome goes through the one policy
+            classified = classify(exc, job_timeout_s=state.settings.job_timeout_s, secrets=state.secrets)
+            if isinstance(classified, TryEnded) and classified.ending is Ending.INTERNAL:
+                log.warning(
+                    "line %d (%r) of batch %s: %s",
+                    job.ordinal,
+                    job.custom_id,
+                    job.batch_id,
+                    classified.reason,
+                    exc_info=exc,
+                )
+            outcome = classified if isinstance(classified, Rejected) else await _decide(state, job, account, classified)
     await _record(state, job, batch, account, outcome, job_id)
     return outcome.__class__.__name__.lower()
 
 
-async def _cached_or_coalesced(
-    state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount, job_try: int
-) -> Outcome:
-    """A cached answer if there is one; else wait for an identical job in flight; else call the API ourselves."""
+def classify(exc: Exception, *, job_timeout_s: float, secrets: tuple[str, ...]) -> Rejected | TryEnded:
+    """The one place an exception from a try becomes a final failure or an ending for the policy."""
+    if isinstance(exc, PermanentApiError):
+        return Rejected(exc.error_type, exc.message, exc.status_code)
+    if isinstance(exc, TransientApiError):
+        ending = Ending.RATE_LIMITED if exc.rate_limited else Ending.TRANSIENT
+        return TryEnded(ending, exc.message, retry_after_s=exc.retry_after_s, status_code=exc.status_code)
+    if isinstance(exc, WaitingError):
+        return TryEnded(Ending.WAITING, exc.reason, wait_s=exc.wait_s)
+    if isinstance(exc, TimeoutError):
+        return TryEnded(Ending.TIMEOUT, f"the try ran past its {job_timeout_s:g}s limit")
+    return TryEnded(Ending.INTERNAL, redact(f"{type(exc).__name__}: {exc}", secrets)[:500])
+
+
+async def _decide(state: WorkerState, job: ExtractionJob, account: JobAccount, ended: TryEnded) -> Rejected:
+    """Count the ending and ask the policy: hand the job back for later (raises ``arq.Retry``), or give up."""
+    now_ms = int(time.time() * 1000)
+    history = await account.note_ending(ended.ending, now_ms)
+    if history is None:  # the batch was deleted meanwhile: recording finds it gone and writes nothing
+        return Rejected(ErrorType.INTERNAL_ERROR, "the batch was deleted", ended.status_code)
+    decision = decide(state.limits, ended, history, now_ms=now_ms)
+    if isinstance(decision, GiveUp):
+        return Rejected(decision.error_type, decision.message, ended.status_code)
+    if ended.ending is not Ending.WAITING:
+        log.warning(
+            "line %d (%r) of batch %s: %s; retrying in %.2fs",
+            job.ordinal,
+            job.custom_id,
+            job.batch_id,
+            ended.reason,
+            decision.delay_s,
+        )
+    raise arq.Retry(defer=decision.delay_s)
+
+
+async def _answer(state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount) -> Outcome:
+    """The line's answer: from the cache, from an identical line in flight, or from the API."""
+    if not (batch.spec.use_cache and state.cache.enabled):
+        return await _attempt(state, job, batch, account)
     hit = await state.cache.get(job.fingerprint, batch.codec)
     if hit is not None:
         return hit
     lease = await state.coalescer.claim(job.fingerprint)
     if lease is None:
-        gone = await state.coalescer.wait_for_owner(job.fingerprint, max_wait_s=state.settings.admission_max_sleep_s)
+        wait_s = state.settings.admission_max_sleep_s
+        gone = await state.coalescer.wait_for_owner(job.fingerprint, max_wait_s=wait_s)
         hit = await state.cache.get(job.fingerprint, batch.codec)
         if hit is not None:
             return hit
         lease = await state.coalescer.claim(job.fingerprint) if gone else None
-        if lease is None:
-            # Still someone else's call: come back later without holding the slot (not an error).
-            if job_try < arq_max_tries(state.settings):
-                raise arq.Retry(defer=state.settings.admission_max_sleep_s)
-            return Rejected(ErrorType.RETRIES_EXHAUSTED, f"an identical line stayed in flight for {job_try} tries")
+        if lease is None:  # still someone else's call: come back later without holding the slot
+            raise LineInFlightError(wait_s, "an identical line is being answered by another job")
     try:
-        outcome = await _attempt(state, job, batch, account, job_try)
+        outcome = await _attempt(state, job, batch, account)
         if isinstance(outcome, Extracted):
             # Cache before the lease goes, so the jobs waiting on it find the answer.
             answer = CachedAnswer(outcome.output, outcome.reply.response_id, job.batch_id, job.custom_id)
@@ -116,9 +193,9 @@ async def _cached_or_coalesced(
 
 
 async def _attempt(
-    state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount, job_try: int
+    state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount
 ) -> Extracted | Rejected:
-    """One try at the API. Raises ``arq.Retry`` for transient errors and long admission waits."""
+    """One try at the API (calls, validation, repairs). Errors propagate to ``run_job``'s one handler."""
     settings = state.settings
     calls = JobCalls(
         state.admission,
@@ -128,67 +205,13 @@ async def _attempt(
         api=batch.spec.api,
         default_output_reserve=settings.default_output_reserve,
     )
-    try:
-        async with asyncio.timeout(settings.job_timeout_s):
-            return await extract_once(
-                state.adapter(batch.spec.api),
-                first_request(batch.spec, job.text, store=settings.store),
-                batch.validator,
-                max_repairs=settings.max_repairs,
-                hooks=calls,
-            )
-    except AdmissionDeferredError as exc:
-        # Waiting for the shared rate limit is not an error: it does not use up the error budget, only arq's
-        # try counter, which allows max_tries + max_deferrals starts.
-        if job_try < arq_max_tries(settings):
-            raise arq.Retry(defer=exc.wait_s) from None
-        return Rejected(ErrorType.RETRIES_EXHAUSTED, f"still waiting for admission after {job_try} deferrals")
-    except PermanentApiError as exc:
-        return Rejected(exc.error_type, exc.message, exc.status_code)
-    except (TransientApiError, TimeoutError) as exc:
-        return await _transient(state, job, job_try, account, exc)
-
-
-def arq_max_tries(settings: Settings) -> int:
-    return settings.max_tries + settings.max_deferrals
-
-
-async def _transient(
-    state: WorkerState, job: ExtractionJob, job_try: int, account: JobAccount, exc: TransientApiError | TimeoutError
-) -> Rejected:
-    """Retry later (raises ``arq.Retry``), or give up once the error budget or the retry horizon is spent."""
-    settings = state.settings
-    now_ms = int(time.time() * 1000)
-    # A 429 is the provider pacing us, not the job failing: it does not count against max_tries (admission and the
-    # shared cool-down handle it); the retry horizon still bounds it.
-    rate_limited = isinstance(exc, TransientApiError) and exc.rate_limited
-    errors, first_error_ms = await account.note_transient_error(now_ms, count=not rate_limited)
-    horizon_spent = now_ms - first_error_ms >= settings.retry_horizon_s * 1000
-    if isinstance(exc, TimeoutError):
-        reason, retry_after, status = f"the try ran past its {settings.job_timeout_s:g}s limit", None, None
-    else:
-        reason, retry_after, status = exc.message, exc.retry_after_s, exc.status_code
-    if errors < settings.max_tries and not horizon_spent and job_try < arq_max_tries(settings):
-        raise _retry(state, job, max(errors, 1), reason, retry_after)
-    timed_out = isinstance(exc, TimeoutError) or (
-        isinstance(exc, TransientApiError) and exc.error_type is ErrorType.TIMEOUT
+    return await extract_once(
+        state.adapter(batch.spec.api),
+        first_request(batch.spec, job.text, store=settings.store),
+        batch.validator,
+        max_repairs=settings.max_repairs,
+        hooks=calls,
     )
-    return Rejected(
-        ErrorType.TIMEOUT if timed_out else ErrorType.RETRIES_EXHAUSTED,
-        f"gave up after {errors} failed tries over {(now_ms - first_error_ms) / 1000:.1f}s; last error: {reason}",
-        status,
-    )
-
-
-def _retry(state: WorkerState, job: ExtractionJob, errors: int, reason: str, retry_after_s: float | None) -> arq.Retry:
-    settings = state.settings
-    delay = backoff_delay(
-        errors, base_s=settings.backoff_base_s, cap_s=settings.backoff_cap_s, retry_after_s=retry_after_s
-    )
-    log.warning(
-        "line %s of batch %s: %s (error %d); retrying in %.2fs", job.custom_id, job.batch_id, reason, errors, delay
-    )
-    return arq.Retry(defer=delay)
 
 
 async def _record(
@@ -224,6 +247,8 @@ async def _record(
             response_id=outcome.response_id,
             **common,
         )
+        if outcome.error_type is ErrorType.INTERNAL_ERROR:
+            log.error("line %d (%r) of batch %s failed: %s", job.ordinal, job.custom_id, job.batch_id, outcome.message)
     # Shielded: a SIGTERM arriving now must not leave a paid answer unrecorded.
     recorded = await asyncio.shield(
         state.results.record(batch.keys, state.keys.queue, job.ordinal, record, batch.codec, job_id=job_id)

@@ -19,7 +19,9 @@ class ResponsesAdapter(SdkAdapter[Response]):
     def build_body(self, request: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
-            "input": [{"role": m.role, "content": m.text} for m in request.messages],
+            # "type" is optional in OpenAI's own parser, but the spec names it and strict servers (llama.cpp's
+            # llama-server) refuse an item without it.
+            "input": [{"type": "message", "role": m.role, "content": m.text} for m in request.messages],
             "text": {
                 "format": {
                     "type": "json_schema",

@@ -9,11 +9,13 @@ import time
 
 import orjson
 from arq.constants import abort_jobs_ss, job_key_prefix, retry_key_prefix
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from schemas.results import ErrorType, Status
+from schemas.results import ErrorType, ResultRecord, Status
 from store.accounts import Accounts
 from store.batches import BatchStore
+from store.keys import Keys
 from tests.helpers import results_by_id, sim_get
 from worker import tasks
 from worker.adapters import responses
@@ -21,7 +23,7 @@ from worker.adapters import responses
 DOCS = {"a": "Invoice 1 from ACME, total 10 USD.", "b": "Invoice 2 from Globex, total 20 USD."}
 
 
-async def _one_result_each(redis, keys) -> dict:
+async def _one_result_each(redis: Redis, keys: Keys) -> dict[str, ResultRecord]:
     record = await BatchStore(redis, keys).get("b1")
     assert record.complete
     results = await results_by_id(redis, keys, "b1")
@@ -117,7 +119,13 @@ async def test_arqs_own_endings_are_recorded(redis, keys, submit_batch, run_work
 
 async def test_an_unreadable_payload_is_recorded(redis, keys, submit_batch, run_worker) -> None:
     await submit_batch(DOCS)
-    bogus = {"t": None, "f": "extract", "a": [{"not": "a line"}], "k": {}, "et": int(time.time() * 1000)}
+    bogus: dict[str, object] = {
+        "t": None,
+        "f": "extract",
+        "a": [{"not": "a line"}],
+        "k": {},
+        "et": int(time.time() * 1000),
+    }
     await redis.set(job_key_prefix + keys.job_id("b1", 1), orjson.dumps(bogus))
     await run_worker()
     results = await _one_result_each(redis, keys)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from redis.asyncio import Redis
 
 from producer.cli import EXIT_INVALID_INPUT, main
 from producer.indexer import BatchExistsError
 from producer.readers import InputLine, MemorySource
 from producer.resubmit import ResubmitRefusedError
-from producer.submit import submit
+from producer.submit import SubmitResult, submit
 from schemas.results import Status
 from store.batches import BatchStore
+from store.keys import Keys
 from tests.helpers import results_by_id, sim_get
 from tests.processes import invoice_spec
 
@@ -26,8 +28,19 @@ def _source(docs: list[tuple[str, str]]) -> MemorySource:
     return MemorySource(tuple(InputLine(n, cid, text) for n, (cid, text) in enumerate(docs, start=1)))
 
 
-async def _submit(redis, keys, docs, **flags):
-    return await submit(redis, keys, invoice_spec("nightly"), _source(docs), window=100, ttl_s=0, **flags)
+async def _submit(
+    redis: Redis, keys: Keys, docs: list[tuple[str, str]], *, replace_changed: bool = False, append: bool = False
+) -> SubmitResult:
+    return await submit(
+        redis,
+        keys,
+        invoice_spec("nightly"),
+        _source(docs),
+        window=100,
+        ttl_s=0,
+        replace_changed=replace_changed,
+        append=append,
+    )
 
 
 async def test_the_same_lines_in_another_order_are_nothing_new(redis, keys, sim, run_worker) -> None:

@@ -26,6 +26,7 @@ class ErrorType(StrEnum):
     TRUNCATED = "truncated"  # hit max output tokens: raise --max-output-tokens
     RETRIES_EXHAUSTED = "retries_exhausted"  # transient errors outlasted the retry budget
     BUDGET_EXCEEDED = "budget_exceeded"  # the batch's token budget ran out
+    INPUT_TOO_LARGE = "input_too_large"  # one request is above the per-minute limit (or the context window)
     TIMEOUT = "timeout"  # the job ran past its time limit
     INTERNAL_ERROR = "internal_error"  # the worker could not finish the line (a bug, Redis failing, arq giving up)
 

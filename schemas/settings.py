@@ -143,10 +143,8 @@ class Settings(BaseSettings):
     admission_max_sleep_s: float = Field(default=5.0, ge=0)
     """Admission waits up to this long are slept in the job; longer ones hand the slot back (arq Retry)."""
     default_output_reserve: int = Field(default=1024, ge=1)
-    """Output tokens reserved when a batch sets no max output tokens (what the provider's limiter assumes too)."""
-    reconcile_output_tokens: bool = False
-    """Reconcile reservations with the output tokens actually used. Off by default: OpenAI's limiter charges the
-    requested max output tokens and does not refund them, so refunding here would over-admit."""
+    """The most a call without a max output tokens reserves for output: until the provider's account shows what it
+    charges for output (``worker.admission``), this; afterwards what it charges, never more."""
     max_internal_errors: int = Field(default=3, ge=1)
     """Tries of a line that ended in an unexpected error (a bug, Redis failing past its retries) before the line fails
     as ``internal_error``."""

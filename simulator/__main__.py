@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from simulator.config import SimulatorConfig
 from simulator.faults import RATE_FAULT_KINDS, FaultKind, FaultRule, check_rates
+from simulator.ratelimit import CHARGE_OUTPUT_MODES
 from simulator.server import running_simulator
 
 
@@ -22,12 +23,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m simulator",
         description="OpenAI-compatible simulator (POST /v1/responses, /v1/chat/completions; control under /_sim).",
-        epilog=f"fault kinds: {', '.join(FaultKind)}",
+        epilog=f"fault kinds: {', '.join(FaultKind)}. "
+        'Rate limits can change mid-run: POST /_sim/limits {"rpm": N, "tpm": N} (each optional, 0 = unlimited; '
+        "buckets keep their level, clipped to the new capacity); GET /_sim/limits shows them.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on startup)")
-    parser.add_argument("--rpm", type=int, default=0, metavar="N", help="requests per minute per model (0 = unlimited)")
-    parser.add_argument("--tpm", type=int, default=0, metavar="N", help="tokens per minute per model (0 = unlimited)")
+    parser.add_argument(
+        "--rpm",
+        type=int,
+        default=0,
+        metavar="N",
+        help="requests per minute per model (0 = unlimited; see /_sim/limits)",
+    )
+    parser.add_argument(
+        "--tpm", type=int, default=0, metavar="N", help="tokens per minute per model (0 = unlimited; see /_sim/limits)"
+    )
     parser.add_argument(
         "--limit-window-s",
         type=float,
@@ -40,7 +51,36 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=1024,
         metavar="N",
-        help="output tokens a request without a max is charged against --tpm (default 1024)",
+        help="output tokens a request without a max is charged against --tpm on admission "
+        "under --charge-output max (default 1024)",
+    )
+    parser.add_argument(
+        "--charge-output",
+        choices=CHARGE_OUTPUT_MODES,
+        default="max",
+        help="what a request without a max output is charged against --tpm: 'max' (default) = its input plus "
+        "--default-max-output-tokens on admission; 'actual' = only its input on admission, then the output tokens "
+        "it really produced once its billed answer is generated (the bucket may go into debt; the 200's "
+        "x-ratelimit-* headers are then as of the response). A request with a max is charged input + max on "
+        "admission either way",
+    )
+    headers = parser.add_mutually_exclusive_group()
+    headers.add_argument(
+        "--no-limit-headers",
+        dest="limit_headers",
+        action="store_const",
+        const="none",
+        default="openai",
+        help="send no x-ratelimit-* header on any response, like a local vLLM or llama.cpp server (limits are "
+        "still enforced; a 429 keeps retry-after and retry-after-ms)",
+    )
+    headers.add_argument(
+        "--azure-headers",
+        dest="limit_headers",
+        action="store_const",
+        const="azure",
+        help="send x-ratelimit-limit-* -1 and x-ratelimit-remaining-* 0 on every response, no x-ratelimit-reset-*, "
+        "and 429s without retry-after or retry-after-ms (the message still says 'Please try again in ...')",
     )
     parser.add_argument("--latency-ms", type=float, default=0.0, metavar="MS")
     parser.add_argument("--latency-jitter-ms", type=float, default=0.0, metavar="MS")
@@ -114,6 +154,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         tpm=args.tpm,
         limit_window_s=args.limit_window_s,
         default_max_output_tokens=args.default_max_output_tokens,
+        charge_output=args.charge_output,
+        limit_headers=args.limit_headers,
         fault_rates=dict(args.fault_rates),
         fault_seed=args.fault_seed,
         max_faults_per_input=args.max_faults_per_input,

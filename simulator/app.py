@@ -4,9 +4,12 @@ Request flow for ``/v1/responses`` and ``/v1/chat/completions``: authentication
 (401), parsing (400s), rate-limit admission (429, immediate), fault decision,
 base latency with seeded jitter (or the slow-response delay), then a dropped
 connection or HTTP fault (unbilled) or generation (billed, with
-per-output-token latency), then ledger and request log. Every answer carries
-the ``x-ratelimit-*`` headers (as of admission for admitted requests), and a
-middleware stamps the other headers real responses carry.
+per-output-token latency; with ``charge_output="actual"`` and no max output
+tokens, the output is then charged to the token bucket), then ledger and
+request log. Every answer carries the ``x-ratelimit-*`` headers (as of
+admission for admitted requests; as of the response for 200s under
+``charge_output="actual"``), which a middleware then rewrites or removes as
+``limit_headers`` says, and stamps the other headers real responses carry.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ import orjson
 import pydantic
 from aiohttp import web
 
-from simulator.completion import Completion, complete, rate_limit_charge
+from simulator.completion import Completion, charges_output_later, complete, rate_limit_charge
 from simulator.config import SimulatorConfig
 from simulator.errors import ApiError, invalid_request
 from simulator.faults import OUTPUT_FAULTS, FaultKind, FaultRule, FaultSettings, http_fault_error
+from simulator.ratelimit import style_headers
 from simulator.render import render_chat_completion, render_response
 from simulator.request import Endpoint, ExtractionRequest, parse_request
 from simulator.state import SimulatorState
@@ -39,6 +43,17 @@ Renderer = Callable[[ExtractionRequest, Completion], dict[str, Any]]
 
 _FAULT_RULES = pydantic.TypeAdapter(list[FaultRule])
 _TRUE = frozenset({"1", "true", "yes"})
+_MAX_LIMIT = 2**53
+"""The largest per-minute limit ``POST /_sim/limits`` takes (bucket arithmetic is in floats)."""
+
+
+class LimitSettings(pydantic.BaseModel):
+    """The body of ``POST /_sim/limits``: the per-minute limits to enforce from now on (absent = unchanged)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+    rpm: int = pydantic.Field(default=0, ge=0, le=_MAX_LIMIT)
+    tpm: int = pydantic.Field(default=0, ge=0, le=_MAX_LIMIT)
 
 
 def create_app(config: SimulatorConfig | None = None) -> web.Application:
@@ -53,6 +68,8 @@ def create_app(config: SimulatorConfig | None = None) -> web.Application:
     app.router.add_post("/_sim/reset", _reset)
     app.router.add_get("/_sim/faults", _get_faults)
     app.router.add_post("/_sim/faults", _set_faults)
+    app.router.add_get("/_sim/limits", _get_limits)
+    app.router.add_post("/_sim/limits", _set_limits)
     return app
 
 
@@ -66,15 +83,20 @@ def error_response(error: ApiError) -> web.Response:
 
 @web.middleware
 async def _openai_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Stamp ``x-request-id``, ``openai-processing-ms`` and the rate-limit headers; OpenAI-shape router errors."""
+    """Stamp ``x-request-id``, ``openai-processing-ms`` and the rate-limit headers; OpenAI-shape router errors.
+
+    The rate-limit headers (and a 429's ``retry-after*``) are then styled as ``limit_headers`` says.
+    """
     started = time.perf_counter()
     try:
         response = await handler(request)
     except web.HTTPException as exc:
         message = f"Invalid URL ({request.method} {request.path})" if exc.status == 404 else exc.reason
         response = error_response(ApiError(exc.status, message))
+    state = request.app[STATE_KEY]
     if "x-ratelimit-limit-requests" not in response.headers:  # API routes set them as of admission
-        response.headers.update(request.app[STATE_KEY].rate_limits.headers())
+        response.headers.update(state.rate_limits.headers())
+    style_headers(response.headers, state.config.limit_headers, response.status)
     response.headers["x-request-id"] = "req_" + secrets.token_hex(16)
     response.headers["openai-processing-ms"] = str(round((time.perf_counter() - started) * 1000))
     response.headers.setdefault("openai-version", "2020-10-01")
@@ -127,7 +149,8 @@ async def _answer(
     """Authorize, parse, admit (429), pick a fault, wait, then fail as the fault says or answer (billed)."""
     _authorize(request, state.config.require_api_key)
     parsed = parse_request(endpoint, body)
-    charge = rate_limit_charge(parsed, state.config.default_max_output_tokens)
+    charge_output = state.config.charge_output
+    charge = rate_limit_charge(parsed, state.config.default_max_output_tokens, charge_output)
     admission = state.rate_limits.admit(parsed.model, charge)
     call.rate_headers = admission.headers
     if not admission.admitted:
@@ -157,7 +180,15 @@ async def _answer(
     )
     state.ledger.bill(parsed.fingerprint(), completion.usage)
     state.ledger.ok(input_key)
-    await asyncio.sleep(state.output_delay_s(completion.usage.output_tokens))
+    output_tokens = completion.usage.output_tokens
+    try:
+        await asyncio.sleep(state.output_delay_s(output_tokens))
+    finally:  # the answer is complete (or the server is shutting down): a billed answer's output is charged
+        if charges_output_later(parsed, charge_output):
+            state.rate_limits.charge(parsed.model, output_tokens)
+            state.ledger.charge_output(output_tokens)
+    if charge_output == "actual":
+        call.rate_headers = state.rate_limits.headers(parsed.model)  # as of the response, after that charge
     if _client_gone(request):
         state.ledger.abandon()  # billed all the same, as OpenAI bills a request the client timed out on
     return json_response(render(parsed, completion))
@@ -218,6 +249,32 @@ async def _requests(request: web.Request) -> web.StreamResponse:
 async def _reset(request: web.Request) -> web.StreamResponse:
     request.app[STATE_KEY].reset()
     return json_response({"ok": True})
+
+
+async def _get_limits(request: web.Request) -> web.StreamResponse:
+    """The enforced per-minute limits: ``{"rpm", "tpm", "window_s"}`` (0 = unlimited)."""
+    return json_response(request.app[STATE_KEY].rate_limits.limits())
+
+
+async def _set_limits(request: web.Request) -> web.StreamResponse:
+    """Replace the per-minute limits of every model at once (a tier change); 400 (OpenAI shape) for a bad body.
+
+    The body is an object ``{"rpm": n, "tpm": n}`` (each key optional: absent = unchanged; 0 = unlimited;
+    integers from 0 to 2**53). Buckets keep their level, clipped to the new capacity, and refill at the new
+    rate from now on. The answer is the new limits, as ``GET /_sim/limits``.
+    """
+    state = request.app[STATE_KEY]
+    raw = await request.read()
+    try:
+        settings = LimitSettings.model_validate_json(raw)
+    except pydantic.ValidationError as exc:
+        return error_response(invalid_request(f"Invalid rate limits: {exc.errors(include_url=False)}"))
+    given = settings.model_fields_set
+    state.set_limits(
+        rpm=settings.rpm if "rpm" in given else None,
+        tpm=settings.tpm if "tpm" in given else None,
+    )
+    return json_response(state.rate_limits.limits())
 
 
 async def _get_faults(request: web.Request) -> web.StreamResponse:

@@ -15,6 +15,7 @@ from simulator.corrupt import violate
 from simulator.faults import FaultKind
 from simulator.generate import document_words, generate_instance
 from simulator.prompt_cache import PromptCache
+from simulator.ratelimit import ChargeOutput
 from simulator.request import ExtractionRequest
 from simulator.tokens import (
     Usage,
@@ -86,14 +87,25 @@ def prompt_tokens(request: ExtractionRequest) -> int:
     return count_tokens(request.schema_json()) + sum(message_tokens(m.text) for m in request.prompt_messages())
 
 
-def rate_limit_charge(request: ExtractionRequest, default_max_output_tokens: int) -> int:
-    """What a request costs against the tokens-per-minute limit, as OpenAI counts it up front.
+def rate_limit_charge(
+    request: ExtractionRequest, default_max_output_tokens: int, charge_output: ChargeOutput = "max"
+) -> int:
+    """What a request costs against the tokens-per-minute limit on admission, as OpenAI counts it up front.
 
     Its input tokens plus the most it may generate: ``max_output_tokens`` /
-    ``max_completion_tokens`` / ``max_tokens`` when given, else ``default_max_output_tokens``.
+    ``max_completion_tokens`` / ``max_tokens`` when given, else ``default_max_output_tokens``
+    (``charge_output="max"``) or nothing (``"actual"``: the output is charged once produced,
+    see :func:`charges_output_later`).
     """
     limit = request.max_output_tokens
-    return prompt_tokens(request) + (default_max_output_tokens if limit is None else limit)
+    if limit is not None:
+        return prompt_tokens(request) + limit
+    return prompt_tokens(request) + (default_max_output_tokens if charge_output == "max" else 0)
+
+
+def charges_output_later(request: ExtractionRequest, charge_output: ChargeOutput) -> bool:
+    """Whether a billed answer to ``request`` is charged its actual output tokens after the fact."""
+    return charge_output == "actual" and request.max_output_tokens is None
 
 
 def input_usage(request: ExtractionRequest, cache: PromptCache) -> tuple[int, int]:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from simulator.faults import FaultKind, FaultRule, check_rates
+from simulator.ratelimit import CHARGE_OUTPUT_MODES, LIMIT_HEADER_STYLES, ChargeOutput, LimitHeaders
 
 
 @dataclass(slots=True)
@@ -19,9 +20,19 @@ class SimulatorConfig:
 
     Rate limits (0 = unlimited): ``rpm`` requests and ``tpm`` tokens per minute
     per model, enforced by token buckets holding ``limit_window_s`` seconds'
-    worth (see :mod:`simulator.ratelimit`). A request's token charge is its
-    input tokens plus its max output tokens, ``default_max_output_tokens`` when
-    the request sets none.
+    worth (see :mod:`simulator.ratelimit`); ``POST /_sim/limits`` can change
+    ``rpm``/``tpm`` mid-run (this config keeps the starting values). A request's
+    token charge is its input tokens plus its max output tokens. When the
+    request sets no max, ``charge_output`` decides: ``"max"`` charges
+    ``default_max_output_tokens`` on admission; ``"actual"`` charges only the
+    input on admission and the output tokens really produced once a billed
+    answer has been generated (the bucket may go into debt).
+
+    ``limit_headers``: ``"openai"`` sends OpenAI's ``x-ratelimit-*`` headers;
+    ``"none"`` sends none (limits are still enforced; a 429 keeps
+    ``retry-after``/``retry-after-ms``); ``"azure"`` sends ``-1`` for every
+    limit, ``0`` for every remaining, no reset, and no ``retry-after``/
+    ``retry-after-ms`` on a 429 (the message still says how long to wait).
 
     Faults: ``faults`` are count-limited rules (checked first);
     ``fault_rates`` maps kinds to probabilities, drawn reproducibly from
@@ -43,6 +54,8 @@ class SimulatorConfig:
     tpm: int = 0
     limit_window_s: float = 1.0
     default_max_output_tokens: int = 1024
+    charge_output: ChargeOutput = "max"
+    limit_headers: LimitHeaders = "openai"
     fault_rates: dict[FaultKind, float] = field(default_factory=dict)
     fault_seed: int = 0
     max_faults_per_input: int = 1
@@ -60,6 +73,10 @@ class SimulatorConfig:
             raise ValueError("limit_window_s must be > 0")
         if self.default_max_output_tokens < 1:
             raise ValueError("default_max_output_tokens must be >= 1")
+        if self.charge_output not in CHARGE_OUTPUT_MODES:
+            raise ValueError(f"charge_output must be one of {', '.join(CHARGE_OUTPUT_MODES)}")
+        if self.limit_headers not in LIMIT_HEADER_STYLES:
+            raise ValueError(f"limit_headers must be one of {', '.join(LIMIT_HEADER_STYLES)}")
         if self.max_faults_per_input < 0 or self.slow_response_ms < 0:
             raise ValueError("max_faults_per_input and slow_response_ms must be >= 0")
         self.fault_rates = check_rates(self.fault_rates)

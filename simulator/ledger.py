@@ -10,8 +10,11 @@ matches the provider's, and how close it runs to the rate limits:
 * ``per_input`` counts paid requests per request fingerprint (exact
   duplicates), ``ok_per_input`` 200s per input key (the document: a repair or
   a retry of the same document counts there too);
-* ``rate_limit`` and ``achieved`` compare admissions with the limits;
-  ``series`` (only with ``?series=1``) has exact per-second counters.
+* ``rate_limit`` and ``achieved`` compare admissions with the limits (the
+  current ones, if ``POST /_sim/limits`` changed them); ``admitted_tokens``
+  counts every token the limiter charged, output charged after an answer
+  (``charge_output="actual"``) included; ``series`` (only with ``?series=1``)
+  has exact per-second counters.
 
 Everything is a counter updated in O(1) per request; nothing scans history.
 """
@@ -47,6 +50,7 @@ class Ledger:
         self.abandoned = 0
         self.admitted_requests = 0
         self.admitted_tokens = 0
+        self.output_charged_tokens = 0
         self.rejected_429: Counter[str] = Counter()
         self.origin: float | None = None
         self.first_admitted: float | None = None
@@ -54,7 +58,7 @@ class Ledger:
         self._series: dict[int, list[int]] = {}
 
     def reset(self) -> None:
-        self.total = self.abandoned = self.admitted_requests = self.admitted_tokens = 0
+        self.total = self.abandoned = self.admitted_requests = self.admitted_tokens = self.output_charged_tokens = 0
         for counter in (self.by_status, self.by_endpoint, self.per_input, self.ok_per_input, self.billed):
             counter.clear()
         self.rejected_429.clear()
@@ -88,6 +92,21 @@ class Ledger:
         row = self._second(now)
         row[_ADMITTED] += 1
         row[_ADMITTED_TOKENS] += charge
+
+    def charge_output(self, tokens: int) -> None:
+        """An answer's output tokens were charged to the limiter after the fact (``charge_output="actual"``).
+
+        They count in ``admitted_tokens`` (and the series' ``admitted_tokens`` of the second they were charged in),
+        which thus stays what the limiter counted.
+        """
+        self.admitted_tokens += tokens
+        self.output_charged_tokens += tokens
+        self._second(self.clock())[_ADMITTED_TOKENS] += tokens
+
+    def set_limits(self, rpm: int, tpm: int) -> None:
+        """The limits reported from now on (``POST /_sim/limits``)."""
+        self.rpm_limit = rpm
+        self.tpm_limit = tpm
 
     def reject(self, limited_by: str) -> None:
         """The rate limiter answered 429 because the ``limited_by`` bucket (requests / tokens) was short."""
@@ -141,6 +160,7 @@ class Ledger:
                 "tpm_limit": self.tpm_limit,
                 "admitted_requests": self.admitted_requests,
                 "admitted_tokens": self.admitted_tokens,
+                "output_charged_tokens": self.output_charged_tokens,
                 "rejected_429": {"requests": self.rejected_429["requests"], "tokens": self.rejected_429["tokens"]},
             },
             "achieved": self.achieved(),

@@ -10,7 +10,10 @@ concurrency) read. With no limit configured they are static and generous
   about a window's worth, not a whole minute's worth, at once;
 * a request is charged 1 request and ``input tokens + max output tokens``
   tokens (:func:`simulator.completion.rate_limit_charge`), taken from both buckets or from neither;
-  admitted charges are never refunded;
+  admitted charges are never refunded. With ``charge_output="actual"`` a request
+  that sets no maximum is charged only its input on admission, and the output
+  tokens it really produced later (:meth:`TokenBucketLimits.charge`), which may
+  leave the token bucket in debt;
 * a charge larger than a bucket's capacity (but within the per-minute limit)
   is admitted only when that bucket is full and leaves it in debt, so the
   long-run rate still holds; a token charge above the per-minute limit is
@@ -18,7 +21,15 @@ concurrency) read. With no limit configured they are static and generous
 * ``x-ratelimit-remaining-*`` is the bucket level, floored: how many
   requests / tokens could be admitted right now (not a per-minute figure);
   ``x-ratelimit-reset-*`` is the time until the bucket is full again, in
-  OpenAI's Go-style durations (:func:`format_duration`).
+  OpenAI's Go-style durations (:func:`format_duration`);
+* the limits can change mid-run (:meth:`TokenBucketLimits.set_limits`, an
+  account changing tier): buckets keep their level, clipped to the new
+  capacity, and refill at the new rate from then on.
+
+What a client sees of all this depends on the header style
+(:func:`style_headers`): OpenAI's headers, none at all (a local vLLM or
+llama.cpp server), or Azure's placeholders (``-1`` / ``0``, no reset, no
+``retry-after`` on a 429).
 
 Time comes from an injectable monotonic clock, so the arithmetic is testable
 without sleeping.
@@ -28,7 +39,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -36,6 +47,20 @@ from simulator.errors import ApiError
 
 Clock = Callable[[], float]
 LimitKind = Literal["requests", "tokens"]
+ChargeOutput = Literal["max", "actual"]
+"""What a request without a max output is charged for output: the default max up front, or what it produced."""
+LimitHeaders = Literal["openai", "none", "azure"]
+"""Which rate-limit headers responses carry (see :func:`style_headers`)."""
+CHARGE_OUTPUT_MODES: tuple[ChargeOutput, ...] = ("max", "actual")
+LIMIT_HEADER_STYLES: tuple[LimitHeaders, ...] = ("openai", "none", "azure")
+RATE_HEADER_PREFIX = "x-ratelimit-"
+AZURE_RATE_HEADERS = {
+    "x-ratelimit-limit-requests": "-1",
+    "x-ratelimit-remaining-requests": "0",
+    "x-ratelimit-limit-tokens": "-1",
+    "x-ratelimit-remaining-tokens": "0",
+}
+"""What Azure's Responses API is reported to send instead of real figures (and no ``x-ratelimit-reset-*``)."""
 
 ORGANIZATION = "org-simulator"
 RATE_LIMITS_URL = "https://platform.openai.com/account/rate-limits"
@@ -96,6 +121,26 @@ class RateLimits(Protocol):
         ...
 
 
+def style_headers(headers: MutableMapping[str, str], style: LimitHeaders, status: int) -> None:
+    """Rewrite, in place, the rate-limit headers of a response about to be sent with ``status``.
+
+    ``openai``: unchanged. ``none``: every ``x-ratelimit-*`` header removed (a 429 keeps ``retry-after`` and
+    ``retry-after-ms``). ``azure``: the ``x-ratelimit-*`` headers replaced by :data:`AZURE_RATE_HEADERS`
+    (limits ``-1``, remaining ``0``, no reset), and a 429 loses ``retry-after`` and ``retry-after-ms``
+    (its message still says "Please try again in ...").
+    """
+    if style == "openai":
+        return
+    for name in {name for name in headers if name.lower().startswith(RATE_HEADER_PREFIX)}:
+        del headers[name]
+    if style == "azure":
+        headers.update(AZURE_RATE_HEADERS)
+        if status == 429:
+            for name in ("retry-after", "retry-after-ms"):
+                if name in headers:
+                    del headers[name]
+
+
 class StaticRateLimits:
     """No limits: fixed, generous headers (always one request and one token short of full), never a 429."""
 
@@ -129,6 +174,16 @@ class TokenBucket:
         self.capacity = self.rate * window_s
         self.level = self.capacity
         self.updated = now
+
+    def set_limit(self, limit: int, window_s: float, now: float) -> None:
+        """A new per-minute limit from ``now``: refilled at the old rate until now, clipped to the new capacity."""
+        if limit <= 0:
+            raise ValueError("a bucket needs a positive limit")
+        self.refill(now)
+        self.limit = limit
+        self.rate = limit / 60.0
+        self.capacity = self.rate * window_s
+        self.level = min(self.level, self.capacity)
 
     def refill(self, now: float) -> None:
         if now > self.updated:
@@ -167,12 +222,21 @@ class _ModelBuckets:
         self.tokens = tokens
 
 
+def _check_limit(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0 (0 = unlimited), not {value!r}")
+
+
 class TokenBucketLimits:
-    """Per-model request and token buckets (``rpm`` / ``tpm`` 0 = that dimension unlimited)."""
+    """Per-model request and token buckets (``rpm`` / ``tpm`` 0 = that dimension unlimited).
+
+    With both 0 it behaves as :class:`StaticRateLimits` (static headers, never a 429) until
+    :meth:`set_limits` sets a limit.
+    """
 
     def __init__(self, rpm: int, tpm: int, window_s: float = 1.0, clock: Clock = time.monotonic) -> None:
-        if rpm < 0 or tpm < 0:
-            raise ValueError("rate limits must be >= 0")
+        _check_limit("rpm", rpm)
+        _check_limit("tpm", tpm)
         if window_s <= 0:
             raise ValueError("the limit window must be > 0")
         self.rpm = rpm
@@ -197,6 +261,45 @@ class TokenBucketLimits:
                 if bucket is not None:
                     bucket.refill(now)
         return buckets
+
+    def limits(self) -> dict[str, float]:
+        """The enforced limits: ``{"rpm", "tpm", "window_s"}`` (0 = unlimited), as ``GET /_sim/limits`` shows them."""
+        return {"rpm": self.rpm, "tpm": self.tpm, "window_s": self.window_s}
+
+    def set_limits(self, rpm: int | None = None, tpm: int | None = None) -> None:
+        """Replace the per-minute limits of every model at once (``None`` = keep that one; 0 = unlimited).
+
+        Existing buckets keep their current level (refilled up to now at the old rate), clipped to the new
+        capacity (debt is kept), and refill at the new rate from now on; a dimension that was unlimited gets
+        full buckets; one set to 0 loses its buckets. Models not seen yet get fresh buckets when first used.
+        """
+        if rpm is not None:
+            _check_limit("rpm", rpm)
+        if tpm is not None:
+            _check_limit("tpm", tpm)
+        now = self.clock()
+        self.rpm = self.rpm if rpm is None else rpm
+        self.tpm = self.tpm if tpm is None else tpm
+        for buckets in self._models.values():
+            buckets.requests = self._retuned(buckets.requests, self.rpm, now)
+            buckets.tokens = self._retuned(buckets.tokens, self.tpm, now)
+
+    def _retuned(self, bucket: TokenBucket | None, limit: int, now: float) -> TokenBucket | None:
+        if limit == 0:
+            return None
+        if bucket is None:
+            return TokenBucket(limit, self.window_s, now)
+        bucket.set_limit(limit, self.window_s, now)
+        return bucket
+
+    def charge(self, model: str, tokens: int) -> None:
+        """Charge ``tokens`` more to ``model``'s token bucket, unconditionally (it may go into debt).
+
+        The output of an answer under ``charge_output="actual"``; nothing happens without a token limit.
+        """
+        buckets = self._buckets(model, self.clock())
+        if buckets.tokens is not None:
+            buckets.tokens.take(tokens)
 
     def headers(self, model: str | None = None) -> dict[str, str]:
         now = self.clock()
@@ -257,8 +360,6 @@ class TokenBucketLimits:
         return Admission(False, headers, error=error, limited_by="tokens")
 
 
-def rate_limits_for(rpm: int, tpm: int, window_s: float, clock: Clock) -> RateLimits:
-    """Static headers when neither limit is set, token buckets otherwise."""
-    if rpm == 0 and tpm == 0:
-        return StaticRateLimits()
+def rate_limits_for(rpm: int, tpm: int, window_s: float, clock: Clock) -> TokenBucketLimits:
+    """Token buckets for the limits set (static headers while neither is), changeable with ``set_limits``."""
     return TokenBucketLimits(rpm, tpm, window_s, clock)

@@ -9,7 +9,7 @@ from simulator.config import SimulatorConfig
 from simulator.faults import FaultBook, fault_uniform
 from simulator.ledger import Ledger
 from simulator.prompt_cache import PromptCache
-from simulator.ratelimit import RateLimits, rate_limits_for
+from simulator.ratelimit import TokenBucketLimits, rate_limits_for
 from simulator.request_log import RequestLog
 
 
@@ -22,7 +22,7 @@ class SimulatorState:
     requests: RequestLog
     faults: FaultBook
     prompt_cache: PromptCache
-    rate_limits: RateLimits
+    rate_limits: TokenBucketLimits
     rng: random.Random
 
     @classmethod
@@ -43,10 +43,18 @@ class SimulatorState:
             rng=random.Random(config.seed),
         )
 
+    def set_limits(self, rpm: int | None = None, tpm: int | None = None) -> None:
+        """Change the enforced per-minute limits of every model (``None`` = keep; 0 = unlimited); ``POST /_sim/limits``.
+
+        ValueError for a negative or non-integer limit.
+        """
+        self.rate_limits.set_limits(rpm, tpm)
+        self.ledger.set_limits(self.rate_limits.rpm, self.rate_limits.tpm)
+
     def reset(self) -> None:
         """Forget everything that happened (rules and rates stay, their counters restart); ``POST /_sim/reset``.
 
-        Rate-limit buckets are not refilled: like OpenAI's, they only refill with time.
+        Rate-limit buckets are not refilled: like OpenAI's, they only refill with time. The limits stay as they are.
         """
         self.ledger.reset()
         self.requests.clear()

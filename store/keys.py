@@ -17,6 +17,7 @@ fixed ``arq:`` prefix but are named after job ids that carry ours, so two prefix
 | ``{p}inflight:{provider}:{fp}`` | string | coalescing lease: the job calling the API for this fingerprint |
 | ``{p}health:{worker}`` | string | per-worker arq health line |
 | ``{p}rl:{scope}`` | hash | admission buckets of one limit scope (``store.limits``) |
+| ``{p}rl:{scope}:flight`` | zset | the scope's reservations not settled yet, by when they lapse |
 | ``{p}rl:resv:{id}`` | string | one admission reservation, deleted when settled |
 | ``arq:job:{job id}`` (+ arq's ``in-progress``/``retry``) | string | a queued line's job: the only copy of its text |
 
@@ -104,6 +105,10 @@ class Keys:
 
     def rate_limit(self, scope: str) -> str:
         return f"{self.prefix}rl:{scope}"
+
+    def rate_flight(self, scope: str) -> str:
+        """The scope's reservations not settled yet (``store.limits``)."""
+        return f"{self.prefix}rl:{scope}:flight"
 
     def reservation(self, reservation_id: str) -> str:
         return f"{self.prefix}rl:resv:{reservation_id}"

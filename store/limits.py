@@ -1,14 +1,16 @@
-"""The admission buckets' Redis side: two Lua scripts and the bucket hash they keep.
+"""The admission buckets' Redis side: two Lua scripts, the scope hash and the in-flight set they keep.
 
-The algorithm (scopes, capacities, cool-downs, slow-down, what settles how) is explained once, in the design note
-of ``worker.admission``; this module only holds the scripts and their KEYS/ARGV. The bucket hash ``{p}rl:{scope}``
-has the fields of :class:`BucketField`; a reservation is ``{p}rl:resv:{id}`` = the tokens it reserved, deleted when
-settled (which is what makes settling happen once).
+The algorithm (scopes, limits configured or learned, slow start, the provider's account, what settles how) is
+explained once, in the design note of ``worker.admission``; this module only holds the scripts and their KEYS/ARGV.
+
+Per scope: the hash ``{p}rl:{scope}`` (:class:`BucketField`), and the sorted set ``{p}rl:{scope}:flight`` of the
+reservations not settled yet (member ``{id}|{output tokens}``, score = when it lapses), so output reserved by a
+worker that died is given back once its reservation lapses. A reservation is ``{p}rl:resv:{id}`` =
+``cost|output|explicit``, deleted when settled (which is what makes settling happen once).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -27,6 +29,17 @@ class BucketField:
     UPDATED_MS: Final = "ts"
     COOL_UNTIL_MS: Final = "cool"
     FILL: Final = "fill"
+    LEARNED_RPM: Final = "lr"
+    """The provider's requests per minute, from ``x-ratelimit-limit-requests`` (shared by every worker)."""
+    LEARNED_TPM: Final = "lt"
+    PROVISIONAL_RPM: Final = "pr"
+    """Slow start: the request rate allowed while no limit is known."""
+    PROVISIONAL_PHASE: Final = "pg"
+    """0 = doubling (slow start), 1 = growing gently (after the first 429)."""
+    OUTPUT_CHARGE: Final = "oc"
+    """What the provider charges per request for output when no maximum is sent, as learned from its account."""
+    FLIGHT_OUTPUT: Final = "fo"
+    """Output tokens reserved by calls not settled yet."""
 
 
 _NAMES: dict[str, str | int] = {
@@ -35,12 +48,19 @@ _NAMES: dict[str, str | int] = {
     "TS": BucketField.UPDATED_MS,
     "COOL": BucketField.COOL_UNTIL_MS,
     "FILL": BucketField.FILL,
+    "LR": BucketField.LEARNED_RPM,
+    "LT": BucketField.LEARNED_TPM,
+    "PR": BucketField.PROVISIONAL_RPM,
+    "PG": BucketField.PROVISIONAL_PHASE,
+    "OC": BucketField.OUTPUT_CHARGE,
+    "FO": BucketField.FLIGHT_OUTPUT,
     "IDLE_TTL_MS": BUCKET_IDLE_TTL_MS,
 }
 
-# Shared by both scripts: refill both buckets and recover the fill factor up to `now`.
-# ARGV[1] = now in ms ("" = Redis server time), ARGV[2..5] = request rate/ms, request capacity, token rate/ms,
-# token capacity, ARGV[6] = fill recovery per ms.
+# Shared by both scripts. KEYS[1] = scope hash, KEYS[2] = reservation, KEYS[3] = in-flight set.
+# ARGV[1] = now ms ("" = Redis server time), [2] configured rpm, [3] configured tpm (0 = none), [4] headroom,
+# [5] window ms, [6] burst fraction, [7] fill recovery per ms, [8] slow-start first rpm, [9] slow-start ceiling rpm,
+# [10] reservation TTL ms.
 _PRELUDE = """
 local now
 if ARGV[1] == '' then
@@ -49,10 +69,27 @@ if ARGV[1] == '' then
 else
   now = tonumber(ARGV[1])
 end
-local r_rate, r_cap = tonumber(ARGV[2]), tonumber(ARGV[3])
-local t_rate, t_cap = tonumber(ARGV[4]), tonumber(ARGV[5])
-local recovery = tonumber(ARGV[6])
-local h = redis.call('HMGET', KEYS[1], '$RQ', '$TK', '$TS', '$COOL', '$FILL')
+local cfg_rpm, cfg_tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
+local headroom, window, burst = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local recovery, ss_first, ss_ceiling, ttl = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local h = redis.call('HMGET', KEYS[1], '$RQ', '$TK', '$TS', '$COOL', '$FILL', '$LR', '$LT', '$PR', '$PG', '$OC', '$FO')
+local lr, lt = tonumber(h[6]) or 0, tonumber(h[7]) or 0
+local pr, pg, oc, fo = tonumber(h[8]) or ss_first, tonumber(h[9]) or 0, tonumber(h[10]), tonumber(h[11]) or 0
+local r_rate, r_cap, t_rate, t_cap, unknown
+local function limit_of(configured, learned)
+  if configured > 0 and learned > 0 then return math.min(configured, learned) end
+  return math.max(configured, learned)
+end
+local function set_rates()
+  local rpm, tpm = limit_of(cfg_rpm, lr), limit_of(cfg_tpm, lt)
+  unknown = rpm == 0 and tpm == 0
+  if unknown then rpm = pr end
+  r_rate, t_rate = rpm * headroom / 60000, tpm * headroom / 60000
+  r_cap = 0
+  if r_rate > 0 then r_cap = math.max(r_rate * window * burst, 1) end
+  t_cap = t_rate * window * burst
+end
+set_rates()
 local rq = tonumber(h[1]) or r_cap
 local tk = tonumber(h[2]) or t_cap
 local ts = tonumber(h[3]) or now
@@ -63,21 +100,38 @@ rq = math.min(r_cap, rq + r_rate * fill * elapsed)
 tk = math.min(t_cap, tk + t_rate * fill * elapsed)
 fill = math.min(1, fill + recovery * elapsed)
 local function save()
-  redis.call('HSET', KEYS[1], '$RQ', rq, '$TK', tk, '$TS', now, '$COOL', cool, '$FILL', fill)
+  local out = {'$RQ', rq, '$TK', tk, '$TS', now, '$COOL', cool, '$FILL', fill, '$LR', lr, '$LT', lt, '$PR', pr,
+    '$PG', pg, '$FO', fo}
+  if oc then
+    out[#out + 1] = '$OC'
+    out[#out + 1] = oc
+  end
+  redis.call('HSET', KEYS[1], unpack(out))
   redis.call('PEXPIRE', KEYS[1], $IDLE_TTL_MS)
+  redis.call('PEXPIRE', KEYS[3], $IDLE_TTL_MS)
 end
 """
 
-# KEYS[1] = bucket hash, KEYS[2] = reservation key. ARGV[7] = tokens to reserve, ARGV[8] = reservation TTL ms.
-# Returns {admitted (1/0), wait in ms, now in ms}.
+# ARGV[11] = input-token estimate, [12] output tokens to reserve (the maximum, or the default reserve),
+# [13] 1 if the request sends that maximum, [14] reservation id.
+# Returns {admitted (1/0), wait ms, now ms, tokens reserved, of which output}.
 ADMIT = LuaScript(
     "admit",
     _PRELUDE
     + """
-local cost = tonumber(ARGV[7])
+-- Reservations that lapsed unsettled (their worker died) give their output back.
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 10)) do
+  local bar = string.find(member, '|', 1, true)
+  fo = math.max(fo - tonumber(string.sub(member, bar + 1)), 0)
+  redis.call('ZREM', KEYS[3], member)
+end
+local input, reserve, explicit = tonumber(ARGV[11]), tonumber(ARGV[12]), ARGV[13] == '1'
+local out = reserve
+if not explicit and oc then out = math.min(reserve, math.ceil(oc * 1.1) + 8) end
+local cost = input + out
 if now < cool then
   save()
-  return {0, cool - now, now}
+  return {0, cool - now, now, 0, 0}
 end
 -- A request larger than the bucket goes when the bucket is full, and leaves it in debt.
 local need_t = math.min(cost, t_cap)
@@ -86,43 +140,97 @@ local t_ok = t_rate == 0 or tk >= need_t
 if r_ok and t_ok then
   if r_rate > 0 then rq = rq - 1 end
   if t_rate > 0 then tk = tk - cost end
+  fo = fo + out
   save()
-  redis.call('SET', KEYS[2], cost, 'PX', tonumber(ARGV[8]))
-  return {1, 0, now}
+  -- What the reservation is, and how the buckets stood right after it: its reply's account is compared with that.
+  redis.call('SET', KEYS[2], table.concat({cost, out, explicit and '1' or '0', tk, fo, rq}, '|'), 'PX', ttl)
+  redis.call('ZADD', KEYS[3], now + ttl, ARGV[14] .. '|' .. out)
+  return {1, 0, now, cost, out}
 end
 local wait = 0
 if not r_ok then wait = math.max(wait, (1 - rq) / (r_rate * fill)) end
 if not t_ok then wait = math.max(wait, (need_t - tk) / (t_rate * fill)) end
 save()
-return {0, math.ceil(wait), now}
+return {0, math.ceil(wait), now, 0, 0}
 """,
     _NAMES,
 )
 
-# KEYS[1] = bucket hash, KEYS[2] = reservation key.
-# ARGV[7] = real token charge ("" = keep what was reserved), ARGV[8] = 1 to return the request slot,
-# ARGV[9], ARGV[10] = provider's remaining requests / tokens ("" = not sent),
-# ARGV[11] = cool-down in ms ("" = none), ARGV[12] = slow factor, ARGV[13] = minimum fill.
-# Returns 1 if this call settled the reservation, 0 if it was already settled (or expired).
+# ARGV[11] = outcome (worker.classify.Settle: ok, limited, unavailable, failed), [12] real input tokens ("" = none),
+# [13] real output tokens, [14] cool-down ms ("" = none), [15] slow factor, [16] minimum fill,
+# [17]-[22] the provider's account, each "" when not sent or not valid: limit-requests, limit-tokens,
+# remaining-requests, remaining-tokens, reset-requests ms, reset-tokens ms; [23] learning weight,
+# [24] slow-start growth per answered call (rpm), [25] growth after a 429 (rpm), [26] factor on a 429,
+# [27] reservation id, [28] the largest output charge to believe (the default reserve).
+# Returns 1 if this call settled the reservation, 0 if it was already settled (or lapsed).
 SETTLE = LuaScript(
     "settle",
     _PRELUDE
     + """
-local reserved = tonumber(redis.call('GET', KEYS[2]))
-if not reserved then
-  return 0
-end
+local raw = redis.call('GET', KEYS[2])
+if not raw then return 0 end
+local r = {}
+for part in string.gmatch(raw, '[^|]+') do r[#r + 1] = part end
+local cost, out, explicit = tonumber(r[1]), tonumber(r[2]), r[3] == '1'
+local tk_at, fo_at, rq_at = tonumber(r[4]), tonumber(r[5]), tonumber(r[6])
 redis.call('DEL', KEYS[2])
-if ARGV[7] ~= '' and t_rate > 0 then
-  local refund = reserved - math.max(tonumber(ARGV[7]), 0)
-  tk = math.min(t_cap, tk + refund)
+redis.call('ZREM', KEYS[3], ARGV[27] .. '|' .. out)
+fo = math.max(fo - out, 0)
+local outcome = ARGV[11]
+if outcome == 'limited' or outcome == 'unavailable' then
+  if t_rate > 0 then tk = math.min(t_cap, tk + cost) end
+  if r_rate > 0 then rq = math.min(r_cap, rq + 1) end
+  if outcome == 'limited' then
+    if ARGV[14] ~= '' then cool = math.max(cool, now + tonumber(ARGV[14])) end
+    fill = math.max(tonumber(ARGV[16]), fill * tonumber(ARGV[15]))
+    if unknown then
+      pr = math.max(ss_first, pr * tonumber(ARGV[26]))
+      pg = 1
+    end
+  end
+elseif outcome == 'ok' and unknown then
+  if pg == 0 then pr = pr + tonumber(ARGV[24]) else pr = pr + tonumber(ARGV[25]) end
+  pr = math.min(ss_ceiling, pr)
 end
-if ARGV[8] == '1' and r_rate > 0 then rq = math.min(r_cap, rq + 1) end
-if ARGV[9] ~= '' and r_rate > 0 then rq = math.min(rq, tonumber(ARGV[9])) end
-if ARGV[10] ~= '' and t_rate > 0 then tk = math.min(tk, tonumber(ARGV[10])) end
-if ARGV[11] ~= '' then
-  cool = math.max(cool, now + tonumber(ARGV[11]))
-  fill = math.max(tonumber(ARGV[13]), fill * tonumber(ARGV[12]))
+-- The provider's limits, learned, shared and followed when they change.
+local limit_r, limit_t = tonumber(ARGV[17]), tonumber(ARGV[18])
+if limit_r then lr = limit_r end
+if limit_t then lt = limit_t end
+set_rates()
+rq, tk = math.min(r_cap, rq), math.min(t_cap, tk)
+-- The provider's account wins, both ways. Its deficit when it took this call (how long its bucket needs to be full
+-- again, at its rate) is what ours should have been right after we admitted it, less the output other calls then in
+-- flight still held; the difference applies to our bucket now, whatever was reserved since.
+local rem_r, rem_t = tonumber(ARGV[19]), tonumber(ARGV[20])
+local reset_r, reset_t = tonumber(ARGV[21]), tonumber(ARGV[22])
+local real_input = tonumber(ARGV[12])
+local corrected = false
+if outcome == 'ok' and rem_t and t_rate > 0 then
+  local provider_tpm = limit_t or limit_of(cfg_tpm, lt)
+  if reset_t and provider_tpm > 0 and tk_at then
+    local target = t_cap - reset_t * provider_tpm / 60000 * headroom - (fo_at - out)
+    local delta = target - tk_at
+    tk = math.min(t_cap, tk + delta)
+    corrected = true
+    if not explicit and real_input then
+      local implied = math.max(0, math.min(cost - real_input - delta, tonumber(ARGV[28])))
+      if oc then oc = oc + tonumber(ARGV[23]) * (implied - oc) else oc = implied end
+    end
+  else
+    tk = math.min(tk, rem_t)
+  end
+end
+if outcome == 'ok' and not corrected and real_input and t_rate > 0 then
+  -- No account to go by: the input estimate gives way to the real input; the output stays as reserved.
+  tk = math.min(t_cap, tk + cost - (real_input + out))
+end
+if outcome == 'ok' and rem_r and r_rate > 0 then
+  local provider_rpm = limit_r or limit_of(cfg_rpm, lr)
+  if reset_r and provider_rpm > 0 and rq_at then
+    rq = math.min(r_cap, rq + (r_cap - reset_r * provider_rpm / 60000 * headroom) - rq_at)
+  else
+    rq = math.min(rq, rem_r)
+  end
 end
 save()
 return 1
@@ -133,24 +241,99 @@ return 1
 
 @dataclass(frozen=True)
 class BucketParams:
-    """ARGV[1..6] of both scripts: the clock and the scope's rates and capacities."""
+    """ARGV[1..10] of both scripts: the clock, the configured limits and the bucket's shape."""
 
     now_ms: int | None
-    request_rate_per_ms: float
-    request_capacity: float
-    token_rate_per_ms: float
-    token_capacity: float
+    configured_rpm: int
+    configured_tpm: int
+    headroom: float
+    window_ms: float
+    burst_fraction: float
     recovery_per_ms: float
+    slow_start_rpm: float
+    slow_start_ceiling_rpm: float
 
     def args(self) -> list[Arg]:
         return [
             "" if self.now_ms is None else str(self.now_ms),
-            self.request_rate_per_ms,
-            self.request_capacity,
-            self.token_rate_per_ms,
-            self.token_capacity,
+            self.configured_rpm,
+            self.configured_tpm,
+            self.headroom,
+            self.window_ms,
+            self.burst_fraction,
             self.recovery_per_ms,
+            self.slow_start_rpm,
+            self.slow_start_ceiling_rpm,
+            RESERVATION_TTL_MS,
         ]
+
+
+@dataclass(frozen=True)
+class ProviderAccount:
+    """What a reply's ``x-ratelimit-*`` headers said, each None when absent or not valid."""
+
+    limit_requests: int | None = None
+    limit_tokens: int | None = None
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    reset_requests_ms: float | None = None
+    reset_tokens_ms: float | None = None
+
+    def args(self) -> list[Arg]:
+        values = (
+            self.limit_requests,
+            self.limit_tokens,
+            self.remaining_requests,
+            self.remaining_tokens,
+            self.reset_requests_ms,
+            self.reset_tokens_ms,
+        )
+        return ["" if value is None else value for value in values]
+
+
+@dataclass(frozen=True)
+class SettleArgs:
+    """ARGV[11..28] of ``SETTLE``."""
+
+    outcome: str
+    input_tokens: int | None
+    output_tokens: int | None
+    cooldown_ms: float | None
+    slow_factor: float
+    min_fill: float
+    account: ProviderAccount
+    learning_weight: float
+    slow_start_growth_rpm: float
+    avoidance_growth_rpm: float
+    backoff_factor: float
+    reservation_id: str
+    output_charge_ceiling: int
+
+    def args(self) -> list[Arg]:
+        return [
+            self.outcome,
+            "" if self.input_tokens is None else self.input_tokens,
+            "" if self.output_tokens is None else self.output_tokens,
+            "" if self.cooldown_ms is None else self.cooldown_ms,
+            self.slow_factor,
+            self.min_fill,
+            *self.account.args(),
+            self.learning_weight,
+            self.slow_start_growth_rpm,
+            self.avoidance_growth_rpm,
+            self.backoff_factor,
+            self.reservation_id,
+            self.output_charge_ceiling,
+        ]
+
+
+@dataclass(frozen=True)
+class Admitted:
+    admitted: bool
+    wait_ms: int
+    now_ms: int
+    tokens: int
+    output_tokens: int
 
 
 class LimitStore:
@@ -159,38 +342,24 @@ class LimitStore:
         self._admit = ADMIT.bind(redis)
         self._settle = SETTLE.bind(redis)
 
-    async def admit(self, bucket: str, reservation: str, params: BucketParams, tokens: int) -> tuple[bool, int, int]:
-        """(admitted, wait ms if not, Redis time ms)."""
-        admitted, wait_ms, now_ms = await self._admit(
-            [bucket, reservation], [*params.args(), tokens, RESERVATION_TTL_MS]
-        )
-        return bool(admitted), int(wait_ms), int(now_ms)
-
-    async def settle(
+    async def admit(
         self,
         bucket: str,
+        flight: str,
         reservation: str,
+        reservation_id: str,
         params: BucketParams,
         *,
-        charge: int | None,
-        return_request: bool,
-        remaining: Sequence[int | None],
-        cooldown_ms: float | None,
-        slow_factor: float,
-        min_fill: float,
-    ) -> bool:
-        remaining_requests, remaining_tokens = remaining
-        args: list[Arg] = [
-            *params.args(),
-            "" if charge is None else charge,
-            "1" if return_request else "0",
-            "" if remaining_requests is None else remaining_requests,
-            "" if remaining_tokens is None else remaining_tokens,
-            "" if cooldown_ms is None else cooldown_ms,
-            slow_factor,
-            min_fill,
-        ]
-        return bool(await self._settle([bucket, reservation], args))
+        input_tokens: int,
+        output_tokens: int,
+        explicit_max: bool,
+    ) -> Admitted:
+        args = [*params.args(), input_tokens, output_tokens, "1" if explicit_max else "0", reservation_id]
+        admitted, wait_ms, now_ms, tokens, output = await self._admit([bucket, reservation, flight], args)
+        return Admitted(bool(admitted), int(wait_ms), int(now_ms), int(tokens), int(output))
+
+    async def settle(self, bucket: str, flight: str, reservation: str, params: BucketParams, how: SettleArgs) -> bool:
+        return bool(await self._settle([bucket, reservation, flight], [*params.args(), *how.args()]))
 
     async def levels(self, bucket: str) -> dict[str, float]:
         """A scope's stored state (tests, status); not refilled to now."""

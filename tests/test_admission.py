@@ -145,21 +145,144 @@ async def test_a_request_larger_than_the_bucket_waits_for_a_full_bucket(flushed_
     await redis.aclose()
 
 
-async def test_provider_headers_only_lower_the_buckets(flushed_redis: str) -> None:
+def _account(remaining_tokens: int, reset: str | None = None, *, tpm: int = 60_000, rpm: int = 600) -> dict[str, str]:
+    """Headers of a reply: tokens as given; requests 5 left, or (with a reset) a full request bucket."""
+    headers = {
+        "x-ratelimit-limit-tokens": str(tpm),
+        "x-ratelimit-remaining-tokens": str(remaining_tokens),
+        "x-ratelimit-limit-requests": str(rpm),
+        "x-ratelimit-remaining-requests": "5" if reset is None else str(rpm),
+    }
+    if reset is not None:
+        headers["x-ratelimit-reset-tokens"] = reset
+        headers["x-ratelimit-reset-requests"] = "0s"
+    return headers
+
+
+async def test_without_reset_headers_remaining_only_lowers_the_buckets(flushed_redis: str) -> None:
     redis = await _fresh(flushed_redis)
     controller = AdmissionController(redis, KEYS, _settings(rpm=600, tpm=60_000), "k", clock_ms=FakeClock())
     one, _ = await controller.try_acquire("m", 100, 0)
     two, _ = await controller.try_acquire("m", 100, 0)
     assert one is not None
     assert two is not None
-    high = {"x-ratelimit-remaining-tokens": "999999", "x-ratelimit-remaining-requests": "999"}
-    await controller.settle(one, input_tokens=100, headers=high)
+    await controller.settle(one, input_tokens=100, headers=_account(999_999))
     assert (await controller.levels("m"))["tk"] == pytest.approx(800)
-    low = {"x-ratelimit-remaining-tokens": "120", "x-ratelimit-remaining-requests": "3"}
-    await controller.settle(two, input_tokens=100, headers=low)
+    await controller.settle(two, input_tokens=100, headers=_account(120))
     levels = await controller.levels("m")
     assert levels["tk"] == pytest.approx(120)
-    assert levels["rq"] == pytest.approx(3)
+    assert levels["rq"] == pytest.approx(5)
+    await redis.aclose()
+
+
+async def test_the_providers_account_raises_and_lowers_the_bucket(flushed_redis: str) -> None:
+    """With reset headers, the provider's deficit when it took a call (reset x its rate) is what ours should have been
+    right after we admitted it, less the output other calls then held; the difference applies now."""
+    redis = await _fresh(flushed_redis)
+    controller = AdmissionController(redis, KEYS, _settings(rpm=600, tpm=60_000), "k", clock_ms=FakeClock())
+    spent = [await controller.try_acquire("m", 100, 100) for _ in range(3)]  # 600 of 1,000 reserved
+    assert all(r is not None for r, _ in spent)
+    assert (await controller.levels("m"))["tk"] == pytest.approx(400)
+    first, second, third = (r for r, _ in spent)
+    assert first is not None
+    assert second is not None
+    assert third is not None
+    # The provider charged the first call only its input: 100 ms (100 tokens) from full when it took it, where we
+    # stood at 800 right after it: 100 more room, on top of the 400 the two later reservations left.
+    await controller.settle(first, input_tokens=100, output_tokens=40, headers=_account(900, "100ms"))
+    assert (await controller.levels("m"))["tk"] == pytest.approx(500)
+    # The second: 800 ms from full (it charged far more than we reserved) where we stood at 600 with one other call's
+    # 100 output in flight: 1,000 - 800 - 100 = 100 is what we should have had, 500 less; ours drops as far.
+    await controller.settle(second, input_tokens=100, output_tokens=40, headers=_account(200, "800ms"))
+    assert (await controller.levels("m"))["tk"] == pytest.approx(0)
+    await redis.aclose()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {
+            "x-ratelimit-limit-tokens": "-1",
+            "x-ratelimit-remaining-tokens": "0",
+            "x-ratelimit-limit-requests": "-1",
+            "x-ratelimit-remaining-requests": "0",
+        },
+        {"x-ratelimit-limit-tokens": "0", "x-ratelimit-remaining-tokens": "0"},
+        {"x-ratelimit-remaining-tokens": "0", "x-ratelimit-remaining-requests": "0"},
+        {"x-ratelimit-limit-tokens": "lots", "x-ratelimit-remaining-tokens": "none", "x-ratelimit-reset-tokens": "?"},
+    ],
+    ids=["azure -1/0", "zero limit", "no limit", "unparsable"],
+)
+async def test_headers_that_say_nothing_never_exhaust_a_bucket(flushed_redis: str, headers: dict[str, str]) -> None:
+    redis = await _fresh(flushed_redis)
+    controller = AdmissionController(redis, KEYS, _settings(rpm=600, tpm=60_000), "k", clock_ms=FakeClock())
+    reservation, _ = await controller.try_acquire("m", 100, 0)
+    assert reservation is not None
+    await controller.settle(reservation, input_tokens=100, headers=headers)
+    levels = await controller.levels("m")
+    assert levels["tk"] == pytest.approx(900)  # the call's own charge, and nothing else: not "exhausted"
+    assert levels["lt"] == 0  # nothing learned
+    await redis.aclose()
+
+
+async def test_limits_are_learned_from_replies_and_shared_by_every_worker(flushed_redis: str) -> None:
+    """No limit configured: the first reply's headers teach the scope its limits, for every worker, and a later
+    reply with other limits (a tier change) is followed at once."""
+    redis_a, redis_b = await _fresh(flushed_redis), Redis.from_url(flushed_redis)
+    clock = FakeClock()
+    unconfigured = Settings(limit_window_s=1.0, limit_headroom=1.0)
+    worker_a = AdmissionController(redis_a, KEYS, unconfigured, "key", clock_ms=clock)
+    worker_b = AdmissionController(redis_b, KEYS, unconfigured, "key", clock_ms=clock)
+    reservation, _ = await worker_a.try_acquire("m", 100, 0)
+    assert reservation is not None
+    await worker_a.settle(reservation, input_tokens=100, headers=_account(59_900, "100ms", tpm=60_000, rpm=600))
+    levels = await worker_b.levels("m")
+    assert (levels["lt"], levels["lr"]) == (60_000, 600)
+    taken = 0
+    while (await worker_b.try_acquire("m", 100, 0))[0] is not None:
+        taken += 1
+    assert 8 <= taken <= 10  # the learned bucket: 1,000 tokens, 900 of them left, 100 per call
+    clock.now_ms += 10_000
+    reservation, _ = await worker_b.try_acquire("m", 100, 0)
+    assert reservation is not None
+    await worker_b.settle(reservation, input_tokens=100, headers=_account(5_900, "0s", tpm=6_000, rpm=60))
+    levels = await worker_a.levels("m")
+    assert (levels["lt"], levels["lr"]) == (6_000, 60)  # the new tier, for both
+    assert levels["tk"] <= 100
+    await redis_a.aclose()
+    await redis_b.aclose()
+
+
+async def test_configured_limits_are_a_ceiling_over_learned_ones(flushed_redis: str) -> None:
+    redis = await _fresh(flushed_redis)
+    controller = AdmissionController(redis, KEYS, _settings(rpm=600, tpm=30_000), "k", clock_ms=FakeClock())
+    reservation, _ = await controller.try_acquire("m", 100, 0)
+    assert reservation is not None
+    await controller.settle(reservation, input_tokens=100, headers=_account(60_000, "0s", tpm=60_000))
+    assert (await controller.levels("m"))["tk"] == pytest.approx(500)  # half a second of 30,000 tpm, not of 60,000
+    await redis.aclose()
+
+
+async def test_a_fresh_unknown_scope_starts_small_and_grows(flushed_redis: str) -> None:
+    """No limit configured, nothing learned yet: a fleet starting together gets a handful of calls, not hundreds,
+    and the allowance grows with every answered call."""
+    redis = await _fresh(flushed_redis)
+    clock = FakeClock()
+    controller = AdmissionController(redis, KEYS, Settings(limit_headroom=1.0), "k", clock_ms=clock)
+    first_second = 0
+    for _ in range(200):
+        reservation, _ = await controller.try_acquire("m", 100, 0)
+        if reservation is None:
+            clock.now_ms += 5
+            continue
+        first_second += 1
+    assert first_second <= admission.SLOW_START_RPM / 60 * 2  # the first second admits a bounded number
+    for _ in range(30):  # answers come back without limit headers (a local server)
+        reservation, _ = await controller.try_acquire("m", 100, 0)
+        if reservation is not None:
+            await controller.settle(reservation, input_tokens=100)
+        clock.now_ms += 50
+    assert (await controller.levels("m"))["pr"] > admission.SLOW_START_RPM
     await redis.aclose()
 
 
@@ -248,11 +371,13 @@ def test_several_processes_sharing_a_scope_stay_within_the_limit(flushed_redis: 
 async def test_our_burst_is_a_fraction_of_the_providers(redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     """Bursts may arrive compressed at the provider, so our buckets hold less than one window of the limit."""
     monkeypatch.undo()
-    scope = AdmissionController(redis, KEYS, _settings(rpm=6_000, tpm=2_000_000), "k").scope("m")
-    assert scope.token_capacity == pytest.approx(2_000_000 / 60 * admission.BURST_FRACTION)
-    assert scope.request_capacity == pytest.approx(100 * admission.BURST_FRACTION)
+    controller = AdmissionController(redis, KEYS, _settings(rpm=6_000, tpm=2_000_000), "k", clock_ms=FakeClock())
+    reservation, _ = await controller.try_acquire("m", 0, 0)
+    assert reservation is not None
+    levels = await controller.levels("m")
+    assert levels["tk"] == pytest.approx(2_000_000 / 60 * admission.BURST_FRACTION)
+    assert levels["rq"] == pytest.approx(100 * admission.BURST_FRACTION - 1)
     assert admission.BURST_FRACTION < 1
-    assert scope.token_rate_per_ms == pytest.approx(2_000_000 / 60_000)  # the rate is the limit (headroom 1 here)
 
 
 def test_the_scope_names_the_key_by_hash_only() -> None:

@@ -725,6 +725,7 @@ async def test_requests_log_is_bounded_and_reset_clears_everything(http: aiohttp
                     "tpm_limit": 0,
                     "admitted_requests": 0,
                     "admitted_tokens": 0,
+                    "output_charged_tokens": 0,
                     "rejected_429": {"requests": 0, "tokens": 0},
                 },
                 "achieved": {

@@ -30,7 +30,15 @@ from simulator import FaultKind, FaultRule, RunningSimulator, SimulatorConfig, S
 from simulator.__main__ import config_from_args, parse_args
 from simulator.completion import rate_limit_charge
 from simulator.faults import RATE_FAULT_KINDS, FaultBook, check_rates
-from simulator.ratelimit import StaticRateLimits, TokenBucketLimits, ceil_ms, format_duration
+from simulator.ratelimit import (
+    AZURE_RATE_HEADERS,
+    ChargeOutput,
+    LimitHeaders,
+    StaticRateLimits,
+    TokenBucketLimits,
+    ceil_ms,
+    format_duration,
+)
 from simulator.request import parse_request
 from tests.openapi_spec import validate_component
 from tests.test_simulator import (
@@ -79,10 +87,12 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def charge_of(body: dict[str, Any], endpoint: str = "responses", default_max: int = 1024) -> int:
-    """The rate-limit charge the simulator computes: input tokens + max output tokens (or the default)."""
+def charge_of(
+    body: dict[str, Any], endpoint: str = "responses", default_max: int = 1024, charge_output: ChargeOutput = "max"
+) -> int:
+    """The admission charge the simulator computes: input tokens + max output tokens (or the default, or 0)."""
     parsed = parse_request("responses" if endpoint == "responses" else "chat.completions", body)
-    return rate_limit_charge(parsed, default_max)
+    return rate_limit_charge(parsed, default_max, charge_output)
 
 
 def header_ints(headers: Mapping[str, str]) -> dict[str, int]:
@@ -379,6 +389,7 @@ async def test_rate_limit_429_through_the_sdk(http: aiohttp.ClientSession) -> No
             "tpm_limit": tpm,
             "admitted_requests": 3,
             "admitted_tokens": 3 * charge,
+            "output_charged_tokens": 0,
             "rejected_429": {"requests": 0, "tokens": 1},
         }
         assert sum(ledger["per_input"].values()) == 3  # the 429 is not billed
@@ -445,6 +456,473 @@ async def test_without_limits_headers_stay_static(sim_unlimited: RunningSimulato
         async with http.post(f"{sim_unlimited.base_url}/responses", json=responses_body(DOC_A)) as response:
             assert response.status == 200
             assert {name: response.headers[name] for name in RATE_HEADERS} == StaticRateLimits().headers()
+
+
+# -- provider behaviours the worker was not written for -----------------------------------------------------------
+
+API_COMPONENTS = {"responses": "Response", "chat/completions": "CreateChatCompletionResponse"}
+MODEL = "gpt-4o-mini"
+
+
+async def api_call(
+    http: aiohttp.ClientSession, sim: RunningSimulator, body: object, path: str = "responses"
+) -> tuple[int, Mapping[str, str], Any]:
+    """POST an API call; return its status, headers and JSON body (checked against the OpenAPI spec)."""
+    async with http.post(f"{sim.base_url}/{path}", json=body) as response:
+        payload = await response.json()
+        validate_component(API_COMPONENTS[path] if response.status == 200 else "ErrorResponse", payload)
+        return response.status, response.headers, payload
+
+
+async def bucket_headers(http: aiohttp.ClientSession, sim: RunningSimulator) -> Mapping[str, str]:
+    """The model's bucket as a client sees it, without charging: the headers of a request refused as invalid."""
+    status, headers, _ = await api_call(http, sim, responses_body(DOC_A, max_output_tokens=0))
+    assert status == 400
+    return headers
+
+
+def rate_headers_of(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items() if name.lower().startswith("x-ratelimit-")}
+
+
+async def test_actual_mode_charges_the_input_on_admission_and_the_output_after_the_answer(
+    http: aiohttp.ClientSession,
+) -> None:
+    clock = FakeClock()
+    config = SimulatorConfig(rpm=6000, tpm=600_000, charge_output="actual", latency_ms=600, clock=clock)
+    body = responses_body(DOC_A)  # no max output tokens
+    input_tokens = charge_of(body, charge_output="actual")
+    capacity = 10_000  # 600000 / 60 * 1 s
+    async with running_simulator(config) as sim:
+        answer = asyncio.create_task(api_call(http, sim, body))
+        await wait_for(lambda: sim.state.ledger.admitted_requests == 1)  # admitted, answer not generated yet
+        in_flight = await get_json(http, f"{sim.url}/_sim/ledger")
+        during = await bucket_headers(http, sim)
+        assert not answer.done()
+        status, headers, payload = await answer
+        after = await bucket_headers(http, sim)
+        ledger = await get_json(http, f"{sim.url}/_sim/ledger?series=1")
+    usage = usage_of(payload)
+    output = usage["output"]
+    assert status == 200
+    assert usage["input"] == input_tokens
+    assert output > 0
+    assert int(during["x-ratelimit-remaining-tokens"]) == capacity - input_tokens  # only the input so far
+    assert (in_flight["rate_limit"]["admitted_tokens"], in_flight["rate_limit"]["output_charged_tokens"]) == (
+        input_tokens,
+        0,
+    )
+    # The 200 reports the bucket as of the response, after its output was charged.
+    assert int(headers["x-ratelimit-remaining-tokens"]) == capacity - input_tokens - output
+    assert headers["x-ratelimit-remaining-requests"] == "99"
+    assert int(after["x-ratelimit-remaining-tokens"]) == capacity - input_tokens - output
+    assert ledger["rate_limit"]["admitted_tokens"] == input_tokens + output
+    assert ledger["rate_limit"]["output_charged_tokens"] == output
+    assert ledger["series"] == [
+        {
+            "t": 0,
+            "admitted": 1,
+            "admitted_tokens": input_tokens + output,
+            "billed_tokens": usage["total"],
+            "rejected_429": 0,
+        }
+    ]
+
+
+@pytest.mark.parametrize("charge_output", ["max", "actual"])
+async def test_a_request_with_a_max_is_charged_the_max_up_front_in_both_modes(
+    http: aiohttp.ClientSession, charge_output: ChargeOutput
+) -> None:
+    clock = FakeClock()  # frozen: no refill, so every header difference is a charge
+    config = SimulatorConfig(
+        rpm=6000, tpm=600_000, default_max_output_tokens=500, charge_output=charge_output, clock=clock
+    )
+    cases: list[tuple[str, dict[str, Any], int | None]] = [
+        ("responses", responses_body(DOC_A, max_output_tokens=300), 300),
+        ("chat/completions", chat_body(DOC_B, max_completion_tokens=200), 200),
+        ("chat/completions", chat_body(DOC_B, max_tokens=100), 100),
+        ("responses", responses_body(DOC_A), None),
+        ("chat/completions", chat_body(DOC_B), None),
+    ]
+    spent: list[int] = []
+    expected: list[int] = []
+    outputs_charged = 0
+    async with running_simulator(config) as sim:
+        level = 10_000
+        for path, body, max_output in cases:
+            status, headers, payload = await api_call(http, sim, body, path)
+            assert status == 200
+            usage = usage_of(payload)
+            remaining = int(headers["x-ratelimit-remaining-tokens"])
+            spent.append(level - remaining)
+            level = remaining
+            if max_output is not None:
+                expected.append(usage["input"] + max_output)
+            elif charge_output == "max":
+                expected.append(usage["input"] + 500)
+            else:
+                expected.append(usage["input"] + usage["output"])
+                outputs_charged += usage["output"]
+        ledger = await get_json(http, f"{sim.url}/_sim/ledger")
+    assert spent == expected
+    assert ledger["rate_limit"]["admitted_tokens"] == sum(expected)
+    assert ledger["rate_limit"]["output_charged_tokens"] == outputs_charged
+    assert (outputs_charged > 0) is (charge_output == "actual")
+
+
+async def test_actual_output_charge_can_leave_the_token_bucket_in_debt(http: aiohttp.ClientSession) -> None:
+    clock = FakeClock()
+    body = responses_body(DOC_A)
+    input_tokens = charge_of(body, charge_output="actual")
+    rate = input_tokens + 10  # tokens per second; the bucket holds one second's worth
+    tpm = rate * 60
+    async with running_simulator(SimulatorConfig(tpm=tpm, charge_output="actual", clock=clock)) as sim:
+        status, headers, payload = await api_call(http, sim, body)
+        output = usage_of(payload)["output"]
+        assert status == 200
+        assert output > 10
+        assert headers["x-ratelimit-remaining-tokens"] == "0"
+        debt = output - 10
+        assert headers["x-ratelimit-reset-tokens"] == format_duration((debt + rate) / rate)
+        status, headers, error = await api_call(http, sim, body)  # must wait for the debt, then its input
+        wait_s = (debt + input_tokens) / rate
+        assert status == 429
+        assert headers["retry-after-ms"] == str(ceil_ms(wait_s))
+        assert (
+            f"Limit {tpm}, Used {tpm}, Requested {input_tokens}. Please try again in {format_duration(wait_s)}."
+            in error["error"]["message"]
+        )
+        clock.advance(ceil_ms(wait_s) / 1000)
+        status, _, _ = await api_call(http, sim, body)
+        assert status == 200
+
+
+async def test_actual_mode_charges_no_output_without_a_billed_answer(http: aiohttp.ClientSession) -> None:
+    clock = FakeClock()
+    faults = [FaultRule(fault=FaultKind.HTTP_500), FaultRule(fault=FaultKind.DROPPED_CONNECTION)]
+    config = SimulatorConfig(tpm=600_000, charge_output="actual", faults=faults, clock=clock)
+    body = responses_body(DOC_A)
+    input_tokens = charge_of(body, charge_output="actual")
+    async with running_simulator(config) as sim:
+        status, headers, _ = await api_call(http, sim, body)
+        assert status == 500
+        assert int(headers["x-ratelimit-remaining-tokens"]) == 10_000 - input_tokens
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await api_call(http, sim, body)
+        assert int((await bucket_headers(http, sim))["x-ratelimit-remaining-tokens"]) == 10_000 - 2 * input_tokens
+        status, headers, payload = await api_call(http, sim, body)
+        assert status == 200
+        ledger = await get_json(http, f"{sim.url}/_sim/ledger")
+    output = usage_of(payload)["output"]
+    assert int(headers["x-ratelimit-remaining-tokens"]) == 10_000 - 3 * input_tokens - output
+    assert ledger["requests"]["by_status"] == {"500": 1, "dropped": 1, "400": 1, "200": 1}
+    assert ledger["rate_limit"]["admitted_tokens"] == 3 * input_tokens + output
+    assert ledger["rate_limit"]["output_charged_tokens"] == output
+
+
+def test_set_limits_keeps_levels_clipped_to_the_new_capacity() -> None:
+    clock = FakeClock()
+    limits = TokenBucketLimits(rpm=600, tpm=6000, window_s=1.0, clock=clock)  # 10 requests, 100 tokens
+    assert limits.admit("m", 30).admitted
+    clock.advance(0.1)  # at the old rates: requests back to 10, tokens 70 -> 80
+    limits.set_limits(tpm=60_000)  # 1000 tokens/s, capacity 1000: the level stays 80, it is not refilled
+    assert header_ints(limits.headers("m")) == {
+        "x-ratelimit-limit-requests": 600,
+        "x-ratelimit-remaining-requests": 10,
+        "x-ratelimit-limit-tokens": 60_000,
+        "x-ratelimit-remaining-tokens": 80,
+    }
+    clock.advance(0.01)  # 10 ms at the new rate
+    assert limits.headers("m")["x-ratelimit-remaining-tokens"] == "90"
+    limits.set_limits(tpm=3000)  # 50 tokens/s, capacity 50: clipped
+    assert limits.headers("m")["x-ratelimit-remaining-tokens"] == "50"
+    assert limits.headers("m")["x-ratelimit-reset-tokens"] == "0s"
+    limits.charge("m", 120)  # 70 in debt
+    assert limits.headers("m")["x-ratelimit-reset-tokens"] == "2.4s"
+    limits.set_limits(tpm=6000)  # the debt is kept: 20 tokens need 90 more at 100/s
+    assert limits.admit("m", 20).retry_after_s == pytest.approx(0.9)
+    assert limits.limits() == {"rpm": 600, "tpm": 6000, "window_s": 1.0}
+
+    limits.set_limits(rpm=0, tpm=0)  # unlimited: static headers, never a 429
+    assert limits.headers("m") == limits.headers() == StaticRateLimits().headers()
+    assert all(limits.admit("m", 10**9).admitted for _ in range(5))
+    limits.set_limits(rpm=60)  # limited again: a fresh, full bucket of one request
+    assert limits.admit("m", 10**9).admitted
+    assert limits.admit("m", 1).limited_by == "requests"
+    assert limits.headers("m")["x-ratelimit-limit-tokens"] == StaticRateLimits().headers()["x-ratelimit-limit-tokens"]
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="rpm must be an integer"):
+            limits.set_limits(rpm=bad)  # type: ignore[arg-type]
+    assert limits.limits() == {"rpm": 60, "tpm": 0, "window_s": 1.0}
+
+
+async def test_limits_route_raises_and_lowers_the_limits_mid_run(http: aiohttp.ClientSession) -> None:
+    clock = FakeClock()
+    body = responses_body(DOC_A, max_output_tokens=16)
+    charge = charge_of(body)
+    tpm = charge * 4 * 60  # four charges per second
+    async with running_simulator(SimulatorConfig(rpm=120, tpm=tpm, clock=clock)) as sim:  # 2 requests/s, bucket 2
+        url = f"{sim.url}/_sim/limits"
+        assert await get_json(http, url) == {"rpm": 120, "tpm": tpm, "window_s": 1.0}
+        assert [(await api_call(http, sim, body))[0] for _ in range(3)] == [200, 200, 429]
+
+        # Up a tier: 10 requests/s. The empty request bucket stays empty, then refills five times faster.
+        assert await post_json(http, url, {"rpm": 600}) == {"rpm": 600, "tpm": tpm, "window_s": 1.0}
+        probe = await bucket_headers(http, sim)
+        assert header_ints(probe) == {
+            "x-ratelimit-limit-requests": 600,
+            "x-ratelimit-remaining-requests": 0,
+            "x-ratelimit-limit-tokens": tpm,
+            "x-ratelimit-remaining-tokens": 2 * charge,
+        }
+        clock.advance(0.1)  # one request's worth at the new rate (the old one needed 0.5 s)
+        status, headers, _ = await api_call(http, sim, body)
+        assert status == 200
+        assert headers["x-ratelimit-limit-requests"] == "600"
+        assert headers["x-ratelimit-remaining-requests"] == "0"
+        status, headers, error = await api_call(http, sim, body)
+        assert (status, error["error"]["type"], headers["retry-after-ms"]) == (429, "requests", "100")
+        assert "on requests per min (RPM): Limit 600, Used 600, Requested 1. Please try again in 100ms." in str(error)
+
+        # Down a tier: 1 request and 1 charge per second; full buckets are clipped to the new capacity.
+        clock.advance(5)
+        lowered = {"rpm": 60, "tpm": charge * 60}
+        assert await post_json(http, url, lowered) == {**lowered, "window_s": 1.0}
+        assert header_ints(await bucket_headers(http, sim)) == {
+            "x-ratelimit-limit-requests": 60,
+            "x-ratelimit-remaining-requests": 1,
+            "x-ratelimit-limit-tokens": charge * 60,
+            "x-ratelimit-remaining-tokens": charge,
+        }
+        status, headers, _ = await api_call(http, sim, body)
+        assert status == 200
+        assert (headers["x-ratelimit-remaining-requests"], headers["x-ratelimit-remaining-tokens"]) == ("0", "0")
+        assert headers["x-ratelimit-reset-requests"] == headers["x-ratelimit-reset-tokens"] == "1s"
+        status, headers, error = await api_call(http, sim, body)
+        assert (status, headers["retry-after-ms"]) == (429, "1000")
+        clock.advance(1)
+        assert (await api_call(http, sim, body))[0] == 200
+        ledger = await get_json(http, f"{sim.url}/_sim/ledger")
+    assert (ledger["rate_limit"]["rpm_limit"], ledger["rate_limit"]["tpm_limit"]) == (60, charge * 60)
+    assert ledger["rate_limit"]["admitted_requests"] == 5
+    assert ledger["rate_limit"]["rejected_429"] == {"requests": 3, "tokens": 0}
+
+
+async def test_limits_route_goes_from_unlimited_to_limited_and_back(http: aiohttp.ClientSession) -> None:
+    clock = FakeClock()
+    body = responses_body(DOC_A)
+    charge = charge_of(body)
+    static = StaticRateLimits().headers()
+    async with running_simulator(SimulatorConfig(clock=clock)) as sim:
+        url = f"{sim.url}/_sim/limits"
+        assert await get_json(http, url) == {"rpm": 0, "tpm": 0, "window_s": 1.0}
+        status, headers, _ = await api_call(http, sim, body)
+        assert (status, rate_headers_of(headers)) == (200, static)
+
+        assert await post_json(http, url, {"rpm": 60, "tpm": 600_000}) == {"rpm": 60, "tpm": 600_000, "window_s": 1.0}
+        status, headers, _ = await api_call(http, sim, body)  # a model seen before gets fresh, full buckets
+        assert status == 200
+        assert header_ints(headers) == {
+            "x-ratelimit-limit-requests": 60,
+            "x-ratelimit-remaining-requests": 0,
+            "x-ratelimit-limit-tokens": 600_000,
+            "x-ratelimit-remaining-tokens": 10_000 - charge,
+        }
+        status, headers, _ = await api_call(http, sim, body)
+        assert (status, headers["retry-after-ms"]) == (429, "1000")
+
+        async with http.post(f"{sim.url}/_sim/reset") as response:
+            assert response.status == 200
+        assert await get_json(http, url) == {"rpm": 60, "tpm": 600_000, "window_s": 1.0}  # reset keeps the limits
+        ledger = await get_json(http, f"{sim.url}/_sim/ledger")
+        assert (ledger["rate_limit"]["rpm_limit"], ledger["rate_limit"]["tpm_limit"]) == (60, 600_000)
+        assert (await api_call(http, sim, body))[0] == 429  # ...and the buckets, which only refill with time
+
+        assert await post_json(http, url, {"rpm": 0, "tpm": 0}) == {"rpm": 0, "tpm": 0, "window_s": 1.0}
+        for _ in range(3):
+            status, headers, _ = await api_call(http, sim, body)
+            assert (status, rate_headers_of(headers)) == (200, static)
+
+        assert await post_json(http, url, {"tpm": 600_000}) == {"rpm": 0, "tpm": 600_000, "window_s": 1.0}
+        status, headers, _ = await api_call(http, sim, body)
+        assert status == 200
+        assert headers["x-ratelimit-limit-requests"] == static["x-ratelimit-limit-requests"]
+        assert headers["x-ratelimit-limit-tokens"] == "600000"
+        assert headers["x-ratelimit-remaining-tokens"] == str(10_000 - charge)
+        ledger = await get_json(http, f"{sim.url}/_sim/ledger")
+    assert (ledger["rate_limit"]["rpm_limit"], ledger["rate_limit"]["tpm_limit"]) == (0, 600_000)
+
+
+async def test_limits_route_rejects_bad_values(http: aiohttp.ClientSession) -> None:
+    async with running_simulator(SimulatorConfig(rpm=60, clock=FakeClock())) as sim:
+        url = f"{sim.url}/_sim/limits"
+        bad_bodies: list[object] = [
+            {"rpm": -1},
+            {"tpm": -5},
+            {"rpm": 1.5},
+            {"rpm": "60"},
+            {"rpm": True},
+            {"rpm": None},
+            {"tpm": 2**60},
+            {"window_s": 2},
+            {"burst": 3},
+            [60],
+            60,
+        ]
+        for bad in bad_bodies:
+            async with http.post(url, json=bad) as response:
+                assert response.status == 400, bad
+                error = await response.json()
+            validate_component("ErrorResponse", error)
+            assert error["error"]["type"] == "invalid_request_error"
+            assert error["error"]["message"].startswith("Invalid rate limits")
+        for raw in (b"{not json", b""):
+            async with http.post(url, data=raw) as response:
+                assert response.status == 400
+                validate_component("ErrorResponse", await response.json())
+        assert await get_json(http, url) == {"rpm": 60, "tpm": 0, "window_s": 1.0}
+        assert await post_json(http, url, {}) == {
+            "rpm": 60,
+            "tpm": 0,
+            "window_s": 1.0,
+        }  # nothing named, nothing changed
+
+
+async def test_no_limit_headers_mode_sends_none_but_still_limits(http: aiohttp.ClientSession) -> None:
+    clock = FakeClock()
+    config = SimulatorConfig(
+        rpm=60,
+        tpm=600_000,
+        limit_headers="none",
+        faults=[FaultRule(fault=FaultKind.HTTP_429, match="Contoso")],
+        clock=clock,
+    )
+    async with running_simulator(config) as sim:
+        answers = [
+            await api_call(http, sim, responses_body(DOC_A)),
+            await api_call(http, sim, responses_body(DOC_A)),  # the bucket of one request is empty
+        ]
+        clock.advance(1)
+        answers.append(await api_call(http, sim, chat_body(DOC_B), "chat/completions"))  # an injected 429
+        answers.append(await api_call(http, sim, responses_body(DOC_A, max_output_tokens=0)))
+        others = []
+        for method, path in (("GET", "/_sim/ledger"), ("GET", "/_sim/limits"), ("POST", "/v1/embeddings")):
+            async with http.request(method, f"{sim.url}{path}", json={}) as response:
+                others.append(response.headers)
+    assert [status for status, _, _ in answers] == [200, 429, 429, 400]
+    for headers in [headers for _, headers, _ in answers] + others:
+        assert rate_headers_of(headers) == {}
+    _, limited, error = answers[1]
+    assert (limited["retry-after-ms"], limited["retry-after"]) == ("1000", "1")
+    assert "on requests per min (RPM): Limit 60, Used 60, Requested 1. Please try again in 1s." in str(error)
+    _, injected, _ = answers[2]
+    assert (injected["retry-after-ms"], injected["retry-after"]) == ("100", "1")
+
+
+async def test_azure_headers_mode_sends_placeholders_and_429s_without_retry_after(http: aiohttp.ClientSession) -> None:
+    clock = FakeClock()
+    body = responses_body(DOC_A, max_output_tokens=100)
+    charge = charge_of(body)
+    tpm = charge * 2 * 60  # room for two requests per second
+    config = SimulatorConfig(
+        rpm=600,
+        tpm=tpm,
+        limit_headers="azure",
+        faults=[FaultRule(fault=FaultKind.HTTP_429, match="Contoso")],
+        clock=clock,
+    )
+    async with running_simulator(config) as sim:
+        client = new_client(sim)
+        try:
+            seen = []
+            for _ in range(2):
+                raw = await client.responses.with_raw_response.create(**body)
+                validate_component("Response", orjson.loads(raw.content))
+                seen.append(raw.headers)
+            with pytest.raises(openai.RateLimitError) as limited:
+                await call_responses(client, body)
+            clock.advance(0.5)
+            await call_responses(client, body)
+            clock.advance(1)
+            with pytest.raises(openai.RateLimitError) as injected:
+                await call_chat(client, chat_body(DOC_B))
+        finally:
+            await client.close()
+        async with http.get(f"{sim.url}/_sim/ledger") as response:
+            seen.append(response.headers)
+            ledger = await response.json()
+    async with running_simulator(SimulatorConfig(limit_headers="azure")) as unlimited:
+        status, headers, _ = await api_call(http, unlimited, responses_body(DOC_A))
+        assert status == 200
+        seen.append(headers)
+    for error in (limited.value, injected.value):
+        seen.append(error.response.headers)
+        assert "retry-after" not in error.response.headers
+        assert "retry-after-ms" not in error.response.headers
+        validate_component("ErrorResponse", orjson.loads(error.response.content))
+    for headers in seen:
+        assert rate_headers_of(headers) == AZURE_RATE_HEADERS
+    assert AZURE_RATE_HEADERS == {
+        "x-ratelimit-limit-requests": "-1",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-limit-tokens": "-1",
+        "x-ratelimit-remaining-tokens": "0",
+    }
+    message = orjson.loads(limited.value.response.content)["error"]["message"]
+    assert f"Limit {tpm}, Used {tpm}, Requested {charge}. Please try again in 500ms." in message
+    assert re.search(r"Please try again in (\d+)ms\.", message) is not None  # where the wait is to be read from
+    assert "Please try again in 100ms." in orjson.loads(injected.value.response.content)["error"]["message"]
+    assert ledger["requests"]["by_status"] == {"200": 3, "429": 2}
+
+
+@pytest.mark.parametrize("with_max", [False, True])
+@pytest.mark.parametrize("limit_headers", ["openai", "none", "azure"])
+@pytest.mark.parametrize("charge_output", ["max", "actual"])
+async def test_request_too_large_in_every_mode(
+    http: aiohttp.ClientSession, charge_output: ChargeOutput, limit_headers: LimitHeaders, with_max: bool
+) -> None:
+    body = responses_body(DOC_A, max_output_tokens=400) if with_max else responses_body(DOC_A)
+    charge = charge_of(body, charge_output=charge_output)  # "actual", no max: the input alone is too much
+    tpm = charge - 1
+    config = SimulatorConfig(tpm=tpm, charge_output=charge_output, limit_headers=limit_headers, clock=FakeClock())
+    async with running_simulator(config) as sim:
+        client = new_client(sim)
+        try:
+            with pytest.raises(openai.RateLimitError) as caught:
+                await call_responses(client, body)
+        finally:
+            await client.close()
+        ledger = await get_json(http, f"{sim.url}/_sim/ledger")
+    payload = orjson.loads(caught.value.response.content)
+    validate_component("ErrorResponse", payload)
+    assert payload == {
+        "error": {
+            "message": f"Request too large for {MODEL} in organization org-simulator on tokens per min (TPM): "
+            f"Limit {tpm}, Requested {charge}. The input or output tokens must be reduced in order to run "
+            "successfully. Visit https://platform.openai.com/account/rate-limits to learn more.",
+            "type": "tokens",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
+    }
+    headers = caught.value.response.headers
+    assert "retry-after" not in headers  # waiting cannot help
+    assert "retry-after-ms" not in headers
+    rate_headers = rate_headers_of(headers)
+    if limit_headers == "openai":
+        tokens = tuple(rate_headers[f"x-ratelimit-{what}-tokens"] for what in ("limit", "remaining", "reset"))
+        assert tokens == (str(tpm), str(tpm // 60), "0s")  # nothing was charged
+    else:
+        assert rate_headers == ({} if limit_headers == "none" else AZURE_RATE_HEADERS)
+    assert ledger["rate_limit"]["rejected_429"] == {"requests": 0, "tokens": 1}
+    assert (ledger["rate_limit"]["admitted_tokens"], ledger["billed"]["total_tokens"]) == (0, 0)
+
+
+def test_config_rejects_unknown_modes() -> None:
+    with pytest.raises(ValueError, match="charge_output"):
+        SimulatorConfig(charge_output="later")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="limit_headers"):
+        SimulatorConfig(limit_headers="aws")  # type: ignore[arg-type]
 
 
 # -- seeded faults ------------------------------------------------------------------------------------------------
@@ -824,6 +1302,9 @@ def test_cli_flags() -> None:
             "refusal:Contoso:2",
             "--require-api-key",
             "sk-x",
+            "--charge-output",
+            "actual",
+            "--azure-headers",
         ]
     )
     config = config_from_args(args)
@@ -838,10 +1319,22 @@ def test_cli_flags() -> None:
     assert (config.fault_seed, config.max_faults_per_input, config.slow_response_ms) == (9, 3, 1500)
     assert config.faults == [FaultRule(fault=FaultKind.REFUSAL, match="Contoso", times=2)]
     assert config.require_api_key == "sk-x"
+    assert (config.charge_output, config.limit_headers) == ("actual", "azure")
+    assert config_from_args(parse_args(["--no-limit-headers"])).limit_headers == "none"
 
     defaults = config_from_args(parse_args([]))
     assert (defaults.rpm, defaults.tpm, defaults.limit_window_s, defaults.default_max_output_tokens) == (0, 0, 1, 1024)
     assert (defaults.fault_rates, defaults.max_faults_per_input, defaults.slow_response_ms) == ({}, 1, 30000)
+    assert (defaults.charge_output, defaults.limit_headers) == ("max", "openai")
+
+
+@pytest.mark.parametrize(
+    "argv", [["--no-limit-headers", "--azure-headers"], ["--charge-output", "later"], ["--charge-output"]]
+)
+def test_cli_rejects_bad_limit_modes(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert "error:" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("spec", ["http_500", "http_500=x", "http_500=1.5", "http_400=0.1", "meteor=0.1"])

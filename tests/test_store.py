@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import orjson
 import pytest
@@ -19,7 +20,7 @@ from store.cache import CachedAnswer, CacheStore
 from store.codec import ResultCodec
 from store.feed import CancelItem, FeedCode, FeedStore
 from store.keys import Keys
-from store.limits import BucketParams, LimitStore
+from store.limits import BucketParams, LimitStore, ProviderAccount, SettleArgs
 from store.lines import SLOT_BYTES, LineIndex, SlotStatus
 from store.queue import REMOVE_WAITING, job_payload
 from store.results import ResultStore
@@ -254,36 +255,73 @@ async def test_cache_and_lease_scripts(redis) -> None:
 
 
 async def test_admit_and_settle_scripts(redis) -> None:
+    """Configured 60 rpm / 60,000 tpm, a one-second window: 1 request and 1,000 tokens of capacity, 1 token per ms."""
     limits = LimitStore(redis)
     params = BucketParams(
         now_ms=1000,
-        request_rate_per_ms=0.01,
-        request_capacity=2,
-        token_rate_per_ms=1,
-        token_capacity=100,
+        configured_rpm=120,
+        configured_tpm=60_000,
+        headroom=1.0,
+        window_ms=1000,
+        burst_fraction=1.0,
         recovery_per_ms=0.0,
+        slow_start_rpm=240,
+        slow_start_ceiling_rpm=6000,
     )
-    bucket = KEYS.rate_limit("scope")
-    assert await limits.admit(bucket, KEYS.reservation("a"), params, 80) == (True, 0, 1000)
-    admitted, wait_ms, _ = await limits.admit(bucket, KEYS.reservation("b"), params, 80)
-    assert (admitted, wait_ms) == (False, 60)  # 20 tokens left, 80 needed at 1 per ms
+    bucket, flight = KEYS.rate_limit("scope"), KEYS.rate_flight("scope")
 
-    async def settle(reservation: str) -> bool:
-        return await limits.settle(
+    async def admit(name: str, input_tokens: int, output: int, *, explicit: bool = True):
+        return await limits.admit(
             bucket,
-            KEYS.reservation(reservation),
+            flight,
+            KEYS.reservation(name),
+            name,
             params,
-            charge=30,
-            return_request=False,
-            remaining=(None, None),
+            input_tokens=input_tokens,
+            output_tokens=output,
+            explicit_max=explicit,
+        )
+
+    first = await admit("a", 700, 100)
+    assert (first.admitted, first.tokens, first.output_tokens) == (True, 800, 100)
+    assert await redis.zcard(flight) == 1
+    denied = await admit("b", 300, 100)
+    assert (denied.admitted, denied.wait_ms) == (False, 200)  # 200 left, 400 needed, 1 per ms
+
+    def how(outcome: str, **account: int) -> SettleArgs:
+        return SettleArgs(
+            outcome=outcome,
+            input_tokens=600,
+            output_tokens=20,
             cooldown_ms=None,
             slow_factor=0.8,
             min_fill=0.25,
+            account=ProviderAccount(**account),
+            learning_weight=0.5,
+            slow_start_growth_rpm=42,
+            avoidance_growth_rpm=2,
+            backoff_factor=0.7,
+            reservation_id="a",
+            output_charge_ceiling=1024,
         )
 
-    assert await settle("a")  # refunds 50 of the 80
-    assert not await settle("a")  # settles once
-    assert (await limits.levels(bucket))["tk"] == 70
+    assert await limits.settle(bucket, flight, KEYS.reservation("a"), params, how("ok"))  # real input 600: 100 back
+    assert not await limits.settle(bucket, flight, KEYS.reservation("a"), params, how("ok"))  # settles once
+    levels = await limits.levels(bucket)
+    assert levels["tk"] == 300
+    assert levels["fo"] == 0  # nothing in flight any more
+    assert await redis.zcard(flight) == 0
+    # The provider's account wins, upwards too: its bucket is 100 ms from full, i.e. 100 tokens short.
+    second = await admit("c", 100, 100, explicit=False)
+    assert second.admitted
+    account = {"limit_tokens": 60_000, "remaining_tokens": 900, "reset_tokens_ms": 100}
+    await limits.settle(
+        bucket, flight, KEYS.reservation("c"), params, dataclasses.replace(how("ok", **account), reservation_id="c")
+    )
+    levels = await limits.levels(bucket)
+    assert levels["tk"] == 900
+    assert levels["lt"] == 60_000  # the limit, learned
+    assert 0 <= levels["oc"] <= 100  # what the provider charged for output, as its account tells
 
 
 def test_the_codec_shrinks_result_lines_and_gives_them_back() -> None:

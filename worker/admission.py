@@ -1,36 +1,54 @@
-"""Shared admission control: two token buckets per limit scope, held in Redis, shared by every worker.
+"""Shared admission control: token buckets per limit scope, held in Redis, shared by every worker, and corrected
+by the provider's own account of them.
 
 Algorithm
 ---------
 A *scope* is one provider limit: a hash of the endpoint and the API key, plus the model (OpenAI limits are per
 organisation and model, and every process using the key shares them). Its Redis hash ``{p}rl:{scope}`` holds two
-token buckets:
+token buckets, refilled continuously on Redis server time (worker clocks never matter):
 
-- requests: refills at ``rpm/60`` per second, capacity ``rpm/60 * limit_window_s * BURST_FRACTION``;
-- tokens: refills at ``tpm/60`` per second, capacity ``tpm/60 * limit_window_s * BURST_FRACTION``.
+- requests at ``rpm/60`` per second, capacity ``rpm/60 * limit_window_s * BURST_FRACTION`` (at least 1);
+- tokens at ``tpm/60`` per second, capacity ``tpm/60 * limit_window_s * BURST_FRACTION``.
 
-Capacity is seconds of the limit, not a minute: providers enforce limits over sub-minute slices, so a full minute's
-burst would be rejected. Both rates are scaled by ``limit_headroom`` (0.98 by default). Time is Redis server time
-(``TIME`` inside the script), so worker clocks never matter.
+Capacity is seconds of the limit, not a minute: providers enforce limits over sub-minute slices, so a whole
+minute's burst would be refused. Both rates are scaled by ``limit_headroom`` (0.98).
 
-A call first *reserves* one request and its token estimate (input estimate + max output tokens, which is what
-OpenAI's limiter charges) from both buckets or from neither, atomically (``_ADMIT``). Denied, it learns how long
-until both buckets hold enough. After the reply it *settles* the reservation exactly once (``_SETTLE``, guarded by
-deleting the reservation key ``{p}rl:resv:{id}``):
+**Which limits.** A limit configured for the model (``--rpm/--tpm``, ``EXTRACT_RATE_LIMITS``) and a limit learned
+from the provider (``x-ratelimit-limit-requests|tokens`` of its replies, kept in the scope hash, so every worker
+shares it, and replaced when a reply says otherwise: a tier change is followed at once) combine as the smaller one:
+configured limits are a ceiling, a user may want half of the account. ``-1``, ``0``, absent or unparsable headers
+say nothing -- never "exhausted". While neither is known for a scope, it is in **slow start**: a provisional request
+rate starts at ``SLOW_START_RPM`` (with a bucket of a second, a fresh scope admits a handful at once, whatever the
+fleet's size) and grows by ``SLOW_START_GROWTH_RPM`` per answered call (doubling about every second), by
+``AVOIDANCE_GROWTH_RPM`` after its first 429, and shrinks by ``BACKOFF_FACTOR`` at each 429 -- TCP's congestion
+window, for a server that sends no limits (a local vLLM or llama.cpp).
 
-- a reply with usage: the input estimate is replaced by the real input tokens (refund or charge the difference;
-  a refund can never exceed what was reserved); output tokens stay charged as the provider charges them
-  (``reconcile_output_tokens`` switches that for providers that count real output);
-- a 429: the provider did not count the call, so the whole reservation is returned; a shared cool-down starts
-  (``retry-after`` wins; one second if absent) that blocks every worker of the scope, and the fill rate drops
-  to ``SLOW_FACTOR`` of itself, recovering linearly at ``RECOVERY_PER_S`` back to full;
-- other failures: the charge stands (the provider may have counted the call);
-- ``x-ratelimit-remaining-requests|tokens`` on any reply can only lower the buckets, never raise them.
+**A call** first *reserves* one request and its tokens -- the input estimate plus the output it may be charged --
+from both buckets or from neither, atomically (``store.limits.ADMIT``). Denied, it learns how long until both hold
+enough. The output reserved is the request's maximum when it sends one (OpenAI charges that), else what this
+provider has been seen to charge (below), at most ``default_output_reserve``.
 
-A bucket whose limit is 0 is not enforced; the cool-down applies regardless, so even a scope without configured
-limits backs off together after a 429.
+After the reply it *settles* exactly once (``store.limits.SETTLE``, guarded by deleting the reservation key):
 
-The two scripts and the bucket hash live in ``store.limits``; this module decides what to ask them.
+- a reply: the input estimate gives way to the real input tokens;
+- a 429 for the rate limit: the provider did not count the call, so the reservation comes back; a shared cool-down
+  starts (``retry-after``, else the wait the message names, else one second) that blocks every worker of the scope,
+  and the fill rate drops to ``SLOW_FACTOR`` of itself, recovering at ``RECOVERY_PER_S`` (``worker.classify``
+  decides which 429 is which: a flex ``resource_unavailable`` gives the reservation back with no cool-down);
+- other failures: the charge stands (the provider may have counted it).
+
+**The provider's account wins, both ways.** A reply's ``x-ratelimit-remaining-*`` and ``-reset-*`` say how far the
+provider's bucket is from full: ``reset`` seconds at its own rate. Ours is set to the same deficit, less the output
+still reserved by calls in flight (``fo``: the provider charges that output, if at all, when they finish) -- raising
+our bucket when the provider charged less than we reserved, lowering it when it charged more. An output
+reservation the provider did not charge so comes back on the next reply. The same correction, attributed to the
+call just settled, says what the provider charged it for output (reserved output minus the correction): a running
+mean of that, per scope, is what calls without a maximum reserve next, so the reservation converges on what the
+provider charges -- the maximum, the actual output, or anything else. Without ``reset`` headers, ``remaining`` can
+only lower a bucket.
+
+Reservations not settled (their worker died) lapse after ``RESERVATION_TTL_MS`` and give their in-flight output back.
+The two scripts and the scope's keys live in ``store.limits``; this module decides what to ask them.
 """
 
 from __future__ import annotations
@@ -48,8 +66,10 @@ from redis.asyncio import Redis
 
 from schemas.settings import Settings
 from store.keys import Keys
-from store.limits import BucketParams, LimitStore
+from store.limits import BucketParams, LimitStore, ProviderAccount, SettleArgs
+from worker.classify import Settle
 from worker.policy import WaitingError
+from worker.retry import parse_duration_s
 
 SLOW_FACTOR = 0.8
 """After a 429 the fill rate is multiplied by this (never below MIN_FILL)."""
@@ -61,25 +81,36 @@ BURST_FRACTION = 0.9
 milliseconds later and not in the same order or spacing (scheduling on busy hosts), so a burst that fits our
 bucket can arrive compressed; the missing tenth absorbs about 100 ms of such compression. Steady-state
 throughput is set by the refill rate, so this costs nothing once the first burst is spent."""
-DEFAULT_COOLDOWN_S = 1.0
+SLOW_START_RPM = 240
+"""A scope with no known limit starts at 4 requests per second, fleet-wide."""
+SLOW_START_CEILING_RPM = 600_000
+SLOW_START_GROWTH_RPM = 42.0
+"""Per answered call while in slow start: replies come at rpm/60 per second, so the rate doubles about every second."""
+AVOIDANCE_GROWTH_RPM = 2.0
+"""Per answered call after the first 429: the rate doubles about every 20 s."""
+BACKOFF_FACTOR = 0.7
+LEARNING_WEIGHT = 0.05
+"""Weight of the newest call in the running mean of the provider's output charge."""
 
 
 @dataclass(frozen=True)
 class Scope:
     key: str
-    request_rate_per_ms: float
-    request_capacity: float
-    token_rate_per_ms: float
-    token_capacity: float
+    flight: str
+    configured_rpm: int
+    configured_tpm: int
 
 
 @dataclass(frozen=True)
 class Reservation:
     scope: Scope
     key: str
+    id: str
     tokens: int
     input_tokens: int
     """The part of ``tokens`` that estimated the input; settled against the real input tokens."""
+    output_tokens: int
+    """The part reserved for output (the maximum, or what this provider is seen to charge)."""
     admitted_at_ms: int
     """Redis server time of admission."""
     waited_s: float = 0.0
@@ -95,6 +126,33 @@ class AdmissionDeferredError(WaitingError):
 def scope_id(api_key: str, model: str, endpoint: str = "") -> str:
     """Names a provider limit (endpoint, key, model) without revealing the key."""
     return hashlib.sha256(f"{endpoint}\n{api_key}".encode()).hexdigest()[:16] + ":" + model
+
+
+def provider_account(headers: Mapping[str, str]) -> ProviderAccount:
+    """The limits, remaining and reset a reply's ``x-ratelimit-*`` headers state; a kind whose limit is not a
+    positive number says nothing at all (Azure's ``-1``/``0``, a local server's silence)."""
+
+    def number(name: str) -> int | None:
+        try:
+            return math.floor(float(headers[name]))
+        except (KeyError, ValueError):
+            return None
+
+    def reset_ms(name: str) -> float | None:
+        value = headers.get(name)
+        seconds = parse_duration_s(value) if value is not None else None
+        return seconds * 1000 if seconds is not None else None
+
+    values: dict[str, int | float | None] = {}
+    for kind in ("requests", "tokens"):
+        limit = number(f"x-ratelimit-limit-{kind}")
+        remaining = number(f"x-ratelimit-remaining-{kind}")
+        if limit is None or limit <= 0 or remaining is None or remaining < 0:
+            continue
+        values[f"limit_{kind}"] = limit
+        values[f"remaining_{kind}"] = remaining
+        values[f"reset_{kind}_ms"] = reset_ms(f"x-ratelimit-reset-{kind}")
+    return ProviderAccount(**values)  # type: ignore[arg-type]
 
 
 class AdmissionController:
@@ -120,48 +178,67 @@ class AdmissionController:
         scope = self._scopes.get(model)
         if scope is None:
             limits = self._settings.limits_for(model)
-            headroom, window_s = self._settings.limit_headroom, self._settings.limit_window_s
-            r_rate = limits.rpm * headroom / 60_000
-            t_rate = limits.tpm * headroom / 60_000
-            scope = Scope(
-                key=self._keys.rate_limit(scope_id(self._api_key, model, self._endpoint)),
-                request_rate_per_ms=r_rate,
-                request_capacity=max(r_rate * window_s * 1000 * BURST_FRACTION, 1.0) if r_rate else 0.0,
-                token_rate_per_ms=t_rate,
-                token_capacity=t_rate * window_s * 1000 * BURST_FRACTION,
-            )
+            name = scope_id(self._api_key, model, self._endpoint)
+            scope = Scope(self._keys.rate_limit(name), self._keys.rate_flight(name), limits.rpm, limits.tpm)
             self._scopes[model] = scope
         return scope
 
     def _params(self, scope: Scope) -> BucketParams:
         return BucketParams(
             now_ms=None if self._clock_ms is None else self._clock_ms(),
-            request_rate_per_ms=scope.request_rate_per_ms,
-            request_capacity=scope.request_capacity,
-            token_rate_per_ms=scope.token_rate_per_ms,
-            token_capacity=scope.token_capacity,
+            configured_rpm=scope.configured_rpm,
+            configured_tpm=scope.configured_tpm,
+            headroom=self._settings.limit_headroom,
+            window_ms=self._settings.limit_window_s * 1000,
+            burst_fraction=BURST_FRACTION,
             recovery_per_ms=RECOVERY_PER_S / 1000,
+            slow_start_rpm=SLOW_START_RPM,
+            slow_start_ceiling_rpm=SLOW_START_CEILING_RPM,
         )
 
-    async def try_acquire(self, model: str, input_tokens: int, output_tokens: int) -> tuple[Reservation | None, float]:
-        """One attempt: a reservation, or None and the seconds until one could succeed."""
+    async def try_acquire(
+        self, model: str, input_tokens: int, output_tokens: int, *, explicit_max: bool = True
+    ) -> tuple[Reservation | None, float]:
+        """One attempt: a reservation, or None and the seconds until one could succeed.
+
+        ``output_tokens`` is the request's maximum (``explicit_max``) or the most a call without one may be charged.
+        """
         scope = self.scope(model)
-        key = self._keys.reservation(secrets.token_hex(12))
-        tokens = input_tokens + output_tokens
-        admitted, wait_ms, now_ms = await self._store.admit(scope.key, key, self._params(scope), tokens)
-        if admitted:
-            return Reservation(scope, key, tokens, input_tokens, now_ms), 0.0
-        return None, wait_ms / 1000
+        reservation_id = secrets.token_hex(12)
+        key = self._keys.reservation(reservation_id)
+        answer = await self._store.admit(
+            scope.key,
+            scope.flight,
+            key,
+            reservation_id,
+            self._params(scope),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            explicit_max=explicit_max,
+        )
+        if answer.admitted:
+            reservation = Reservation(
+                scope, key, reservation_id, answer.tokens, input_tokens, answer.output_tokens, answer.now_ms
+            )
+            return reservation, 0.0
+        return None, answer.wait_ms / 1000
 
     async def acquire(
-        self, model: str, input_tokens: int, output_tokens: int, *, may_defer: bool, deadline_s: float | None = None
+        self,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        *,
+        may_defer: bool,
+        explicit_max: bool = True,
+        deadline_s: float | None = None,
     ) -> Reservation:
         """Wait for admission. Waits longer than ``admission_max_sleep_s`` raise ``AdmissionDeferredError`` when
         ``may_defer`` (the job hands its slot back), else are slept too (up to ``deadline_s``)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         while True:
-            reservation, wait_s = await self.try_acquire(model, input_tokens, output_tokens)
+            reservation, wait_s = await self.try_acquire(model, input_tokens, output_tokens, explicit_max=explicit_max)
             if reservation is not None:
                 return dataclasses.replace(reservation, waited_s=loop.time() - started)
             # Jitter spreads the wake-ups of jobs that were told the same wait.
@@ -176,48 +253,42 @@ class AdmissionController:
         self,
         reservation: Reservation,
         *,
+        outcome: Settle | None = None,
         input_tokens: int | None = None,
         output_tokens: int | None = None,
         rate_limited: bool = False,
+        cooldown_s: float | None = None,
         retry_after_s: float | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> bool:
-        """Reconcile a reservation with what happened, exactly once. Returns False if it was already settled."""
-        output_reserved = reservation.tokens - reservation.input_tokens
-        charge: int | None = None
-        if rate_limited:
-            charge = 0
-        elif input_tokens is not None:
-            output = output_tokens if self._settings.reconcile_output_tokens and output_tokens is not None else None
-            charge = input_tokens + (output if output is not None else output_reserved)
-        cooldown_ms = None
-        if rate_limited:
-            cooldown_ms = 1000 * (retry_after_s if retry_after_s is not None else DEFAULT_COOLDOWN_S)
-        return await self._store.settle(
-            reservation.scope.key,
-            reservation.key,
-            self._params(reservation.scope),
-            charge=charge,
-            return_request=rate_limited,
-            remaining=_remaining(headers or {}),
-            cooldown_ms=cooldown_ms,
+        """Reconcile a reservation with what happened, exactly once. Returns False if it was already settled.
+
+        ``outcome`` defaults to ``OK`` with ``input_tokens`` (a reply), ``LIMITED`` with ``rate_limited``, else
+        ``FAILED``; a ``LIMITED`` cool-down is ``cooldown_s`` (or ``retry_after_s``), one second when neither.
+        """
+        if outcome is None:
+            outcome = Settle.LIMITED if rate_limited else (Settle.OK if input_tokens is not None else Settle.FAILED)
+        cooldown = cooldown_s if cooldown_s is not None else retry_after_s
+        if outcome is Settle.LIMITED and cooldown is None:
+            cooldown = 1.0
+        how = SettleArgs(
+            outcome=outcome.value,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cooldown_ms=None if cooldown is None else 1000 * cooldown,
             slow_factor=SLOW_FACTOR,
             min_fill=MIN_FILL,
+            account=provider_account(headers or {}),
+            learning_weight=LEARNING_WEIGHT,
+            slow_start_growth_rpm=SLOW_START_GROWTH_RPM,
+            avoidance_growth_rpm=AVOIDANCE_GROWTH_RPM,
+            backoff_factor=BACKOFF_FACTOR,
+            reservation_id=reservation.id,
+            output_charge_ceiling=self._settings.default_output_reserve,
         )
+        scope = reservation.scope
+        return await self._store.settle(scope.key, scope.flight, reservation.key, self._params(scope), how)
 
     async def levels(self, model: str) -> dict[str, float]:
         """The scope's stored state (for tests, status and metrics); not refilled to now."""
         return await self._store.levels(self.scope(model).key)
-
-
-def _remaining(headers: Mapping[str, str]) -> tuple[int | None, int | None]:
-    def number(name: str) -> int | None:
-        value = headers.get(name)
-        if value is None:
-            return None
-        try:
-            return max(math.floor(float(value)), 0)
-        except ValueError:
-            return None
-
-    return number("x-ratelimit-remaining-requests"), number("x-ratelimit-remaining-tokens")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from worker.account import JobAccount
-from worker.adapters.base import ApiCallError, ModelReply, TransientApiError
+from worker.adapters.base import ApiCallError, ModelReply
 from worker.admission import AdmissionController, Reservation
+from worker.classify import Settle, classify_call_error
 from worker.metrics import WorkerMetrics
 from worker.prompt import ModelRequest
 from worker.tokens import TokenEstimator
@@ -34,15 +35,18 @@ class JobCalls:
     async def before_call(self, request: ModelRequest, *, first: bool) -> None:
         estimate, raw = self._estimator.estimate(request)
         output = request.max_output_tokens or self._default_output_reserve
-        reservation = await self._admission.acquire(request.model, estimate, output, may_defer=first)
+        reservation = await self._admission.acquire(
+            request.model, estimate, output, may_defer=first, explicit_max=request.max_output_tokens is not None
+        )
         self._metrics.admission_wait.labels(request.model).observe(reservation.waited_s)
         self._open = (reservation, request, raw)
         await self._account.begin_call(estimate)
 
     async def after_call(self, reply: ModelReply | None, error: ApiCallError | None, *, repair: bool) -> None:
         latency_ms = reply.latency_ms if reply is not None else (error.latency_ms if error is not None else 0)
-        # No reply and no HTTP status (a timeout, a dropped connection): the provider may have billed it anyway.
-        possibly_billed = reply is None and (error is None or error.status_code is None)
+        verdict = classify_call_error(error) if error is not None else None
+        # No reply, no answer (a timeout, a dropped connection): the provider may have billed it anyway.
+        possibly_billed = reply is None and (verdict is None or verdict.possibly_billed)
         estimate = self._open[0].input_tokens if self._open is not None else 0
         await self._account.add_call(reply, latency_ms, repair, possibly_billed=possibly_billed, estimate=estimate)
         if self._open is None:
@@ -60,10 +64,9 @@ class JobCalls:
                 output_tokens=reply.usage.output_tokens,
                 headers=reply.headers,
             )
-        elif error is not None:
-            rate_limited = isinstance(error, TransientApiError) and error.rate_limited
-            if rate_limited:
+        elif error is not None and verdict is not None:
+            if verdict.settle is Settle.LIMITED:
                 self._metrics.rate_limited.labels(request.model).inc()
             await self._admission.settle(
-                reservation, rate_limited=rate_limited, retry_after_s=error.retry_after_s, headers=error.headers
+                reservation, outcome=verdict.settle, cooldown_s=verdict.cooldown_s, headers=error.headers
             )

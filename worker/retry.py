@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 _RNG = random.Random()  # noqa: S311 - retry jitter, not security
 
@@ -51,3 +52,21 @@ def parse_retry_after(headers: dict[str, str]) -> float | None:
         except ValueError:
             return None  # an HTTP date: rare from OpenAI; fall back to our own backoff
     return None
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def parse_duration_s(text: str) -> float | None:
+    """A Go-style duration as OpenAI's headers and messages write them (``20ms``, ``1.5s``, ``6m0s``), in seconds."""
+    text = text.strip()
+    if not text:
+        return None
+    total, position = 0.0, 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            return None
+        value, unit = float(match.group(1)), match.group(2)
+        total += value * {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}[unit]
+        position = match.end()
+    return total if position == len(text) else None

@@ -41,10 +41,11 @@ from schemas.jobs import ExtractionJob
 from schemas.records import line_result
 from schemas.results import ErrorInfo, ErrorType, Status
 from worker.account import JobAccount
-from worker.adapters.base import PermanentApiError, TransientApiError, redact
+from worker.adapters.base import ApiCallError, redact
 from worker.batches import BatchNotFoundError, LoadedBatch
 from worker.cache import CachedAnswer
 from worker.calls import JobCalls
+from worker.classify import classify_call_error
 from worker.extraction import Extracted, Rejected, extract_once
 from worker.policy import Ending, GiveUp, TryEnded, WaitingError, decide
 from worker.prompt import first_request
@@ -130,12 +131,13 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
 
 
 def classify(exc: Exception, *, job_timeout_s: float, secrets: tuple[str, ...]) -> Rejected | TryEnded:
-    """The one place an exception from a try becomes a final failure or an ending for the policy."""
-    if isinstance(exc, PermanentApiError):
-        return Rejected(exc.error_type, exc.message, exc.status_code)
-    if isinstance(exc, TransientApiError):
-        ending = Ending.RATE_LIMITED if exc.rate_limited else Ending.TRANSIENT
-        return TryEnded(ending, exc.message, retry_after_s=exc.retry_after_s, status_code=exc.status_code)
+    """The one place an exception from a try becomes a final failure or an ending for the policy (a failed call's
+    facts are read by ``worker.classify``)."""
+    if isinstance(exc, ApiCallError):
+        verdict = classify_call_error(exc)
+        outcome = verdict.final or verdict.ended
+        assert outcome is not None
+        return outcome
     if isinstance(exc, WaitingError):
         return TryEnded(Ending.WAITING, exc.reason, wait_s=exc.wait_s)
     if isinstance(exc, TimeoutError):

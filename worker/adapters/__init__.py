@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 
 from schemas.jobs import ApiKind
-from worker.adapters.base import ApiAdapter, ApiCallError, ModelReply, PermanentApiError, TransientApiError
+from worker.adapters.base import ApiAdapter, ApiCallError, ModelReply
 from worker.adapters.chat import ChatAdapter
 from worker.adapters.responses import ResponsesAdapter
 
@@ -14,9 +14,7 @@ __all__ = [
     "ApiCallError",
     "ChatAdapter",
     "ModelReply",
-    "PermanentApiError",
     "ResponsesAdapter",
-    "TransientApiError",
     "adapter_for",
 ]
 

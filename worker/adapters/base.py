@@ -1,10 +1,9 @@
 """The one interface both API adapters implement, and the one place SDK errors become ours.
 
-Error tree (what the job does with each):
-
-    ApiCallError
-    ├── TransientApiError   429 (rate limit), 408, 409, 5xx, timeouts, dropped connections → retry with backoff
-    └── PermanentApiError   400, 401, 403, 404, 422, insufficient_quota → a typed failure, no retry
+A call that produced no reply raises :class:`ApiCallError`: the *facts* -- the HTTP status (None when no answer came:
+a timeout, a dropped connection), the provider's error code, type and message, the response headers -- chained
+``from`` the SDK's own exception, as pydantic-ai's ``ModelHTTPError`` does. What they mean (retry or give up, which
+error type, what admission should do with the reservation) is decided once, in ``worker.classify``.
 """
 
 from __future__ import annotations
@@ -13,15 +12,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import openai
 from openai._legacy_response import LegacyAPIResponse
 
 from schemas.jobs import ApiKind
-from schemas.results import ErrorType, Usage
+from schemas.results import Usage
 from worker.prompt import ModelRequest
-from worker.retry import is_retryable_status, parse_retry_after
 
 
 @dataclass(frozen=True)
@@ -39,53 +37,44 @@ class ModelReply:
 
 
 class ApiCallError(Exception):
-    """A call that did not produce a reply. ``message`` never contains the API key (see ``redact``)."""
+    """A call that did not produce a reply, as facts. ``message`` never contains the API key (see ``redact``)."""
 
     def __init__(
         self,
         message: str,
         *,
-        error_type: ErrorType,
         status_code: int | None = None,
-        retry_after_s: float | None = None,
+        code: str | None = None,
+        error_type: str | None = None,
+        no_answer: NoAnswer | None = None,
         latency_ms: int = 0,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.error_type = error_type
         self.status_code = status_code
-        self.retry_after_s = retry_after_s
+        """None when no HTTP answer came (see ``no_answer``)."""
+        self.code = code
+        """The provider's ``error.code``: ``rate_limit_exceeded``, ``insufficient_quota``, ``resource_unavailable``."""
+        self.error_type = error_type
+        """The provider's ``error.type`` (``requests``, ``tokens``, ``invalid_request_error`` ...)."""
+        self.no_answer = no_answer
         self.latency_ms = latency_ms
         self.headers: Mapping[str, str] = headers or {}
         """Response headers in lower case (rate-limit state); empty when there was no response."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Exceptions with keyword-only __init__ need this to survive copying/pickling by frameworks.
-        return (_rebuild, (type(self), self.message, self.error_type, self.status_code, self.retry_after_s))
+        return (_rebuild, (self.message, self.status_code, self.code, self.error_type, self.no_answer))
 
 
 def _rebuild(
-    cls: type[ApiCallError], message: str, error_type: ErrorType, status_code: int | None, retry_after_s: float | None
+    message: str, status_code: int | None, code: str | None, error_type: str | None, no_answer: NoAnswer | None
 ) -> ApiCallError:
-    return cls(message, error_type=error_type, status_code=status_code, retry_after_s=retry_after_s)
+    return ApiCallError(message, status_code=status_code, code=code, error_type=error_type, no_answer=no_answer)
 
 
-class TransientApiError(ApiCallError):
-    """Worth another try later."""
-
-    @property
-    def rate_limited(self) -> bool:
-        """A 429 for the rate limit (not quota): the provider did not count the call."""
-        return self.status_code == 429
-
-
-class PermanentApiError(ApiCallError):
-    """Retrying cannot help; the line fails with ``error_type``."""
-
-    @property
-    def rate_limited(self) -> bool:
-        return False
+NoAnswer = Literal["timeout", "connection"]
 
 
 class ApiAdapter(Protocol):
@@ -133,15 +122,6 @@ class SdkAdapter(ABC, Generic[ParsedT]):
         return self._reply(raw.parse(), latency_ms=latency_ms, headers=headers)
 
 
-_PERMANENT_TYPES = {
-    400: ErrorType.INVALID_REQUEST,
-    401: ErrorType.AUTHENTICATION,
-    403: ErrorType.PERMISSION,
-    404: ErrorType.NOT_FOUND,
-    422: ErrorType.INVALID_REQUEST,
-}
-
-
 def redact(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
         if secret:
@@ -150,39 +130,24 @@ def redact(text: str, secrets: tuple[str, ...]) -> str:
 
 
 def map_sdk_error(exc: openai.OpenAIError, *, secrets: tuple[str, ...], latency_ms: int) -> ApiCallError:
-    """Translate an ``openai`` exception into our tree. The only place that knows SDK exception types."""
+    """The facts of an ``openai`` exception. The only place that knows SDK exception types."""
     if isinstance(exc, openai.APITimeoutError):
-        return TransientApiError("request timed out", error_type=ErrorType.TIMEOUT, latency_ms=latency_ms)
+        return ApiCallError("the request timed out", no_answer="timeout", latency_ms=latency_ms)
     if isinstance(exc, openai.APIConnectionError):
-        return TransientApiError(
-            f"connection error: {redact(str(exc.__cause__ or exc), secrets)}",
-            error_type=ErrorType.RETRIES_EXHAUSTED,
-            latency_ms=latency_ms,
-        )
+        cause = redact(str(exc.__cause__ or exc), secrets)
+        return ApiCallError(f"connection error: {cause}", no_answer="connection", latency_ms=latency_ms)
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        headers = {k.lower(): v for k, v in exc.response.headers.items()}
-
-        def error(cls: type[ApiCallError], error_type: ErrorType, retry_after_s: float | None = None) -> ApiCallError:
-            message = redact(_error_message(exc), secrets)
-            return cls(
-                message,
-                error_type=error_type,
-                status_code=status,
-                retry_after_s=retry_after_s,
-                latency_ms=latency_ms,
-                headers=headers,
-            )
-
-        if status == 429 and _error_code(exc) == "insufficient_quota":
-            # Out of credit: a billing stop, not a rate limit. Retrying only burns time.
-            return error(PermanentApiError, ErrorType.BUDGET_EXCEEDED)
-        if is_retryable_status(status):
-            return error(TransientApiError, ErrorType.RETRIES_EXHAUSTED, parse_retry_after(headers))
-        return error(PermanentApiError, _PERMANENT_TYPES.get(status, ErrorType.INVALID_REQUEST))
-    return PermanentApiError(
-        redact(f"{type(exc).__name__}: {exc}", secrets), error_type=ErrorType.INVALID_REQUEST, latency_ms=latency_ms
-    )
+        body = _error_body(exc)
+        code, kind = body.get("code"), body.get("type")
+        return ApiCallError(
+            redact(_error_message(exc), secrets),
+            status_code=exc.status_code,
+            code=code if isinstance(code, str) else None,
+            error_type=kind if isinstance(kind, str) else None,
+            latency_ms=latency_ms,
+            headers={k.lower(): v for k, v in exc.response.headers.items()},
+        )
+    return ApiCallError(redact(f"{type(exc).__name__}: {exc}", secrets), latency_ms=latency_ms)
 
 
 def _error_body(exc: openai.APIStatusError) -> dict[str, Any]:
@@ -199,11 +164,6 @@ def _error_message(exc: openai.APIStatusError) -> str:
     return f"HTTP {exc.status_code}: {message}" if isinstance(message, str) else f"HTTP {exc.status_code}"
 
 
-def _error_code(exc: openai.APIStatusError) -> str | None:
-    code = _error_body(exc).get("code")
-    return code if isinstance(code, str) else None
-
-
 T = TypeVar("T")
 
 
@@ -213,7 +173,7 @@ async def timed_call(send: Callable[[], Awaitable[T]], *, secrets: tuple[str, ..
     try:
         result = await send()
     except openai.OpenAIError as exc:
-        raise map_sdk_error(exc, secrets=secrets, latency_ms=_ms_since(started)) from None
+        raise map_sdk_error(exc, secrets=secrets, latency_ms=_ms_since(started)) from exc
     return result, _ms_since(started)
 
 

@@ -4,9 +4,10 @@ The algorithm (scopes, limits configured or learned, slow start, the provider's 
 explained once, in the design note of ``worker.admission``; this module only holds the scripts and their KEYS/ARGV.
 
 Per scope: the hash ``{p}rl:{scope}`` (:class:`BucketField`), and the sorted set ``{p}rl:{scope}:flight`` of the
-reservations not settled yet (member ``{id}|{output tokens}``, score = when it lapses), so output reserved by a
-worker that died is given back once its reservation lapses. A reservation is ``{p}rl:resv:{id}`` =
-``cost|output|explicit``, deleted when settled (which is what makes settling happen once).
+reservations not settled yet (member ``{id}|{output tokens}|{tokens}``, score = when it lapses), so what a worker
+that died had reserved is given back once its reservation lapses. A reservation is ``{p}rl:resv:{id}`` =
+``tokens|output|explicit|tokens left|output in flight|requests left`` (the buckets right after it, ``none`` where a
+bucket had no limit then), deleted when settled (which is what makes settling happen once).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class BucketField:
     """What the provider charges per request for output when no maximum is sent, as learned from its account."""
     FLIGHT_OUTPUT: Final = "fo"
     """Output tokens reserved by calls not settled yet."""
+    FLIGHT_COST: Final = "fc"
+    """Everything reserved by calls not settled yet (input and output)."""
 
 
 _NAMES: dict[str, str | int] = {
@@ -54,6 +57,7 @@ _NAMES: dict[str, str | int] = {
     "PG": BucketField.PROVISIONAL_PHASE,
     "OC": BucketField.OUTPUT_CHARGE,
     "FO": BucketField.FLIGHT_OUTPUT,
+    "FC": BucketField.FLIGHT_COST,
     "IDLE_TTL_MS": BUCKET_IDLE_TTL_MS,
 }
 
@@ -72,9 +76,11 @@ end
 local cfg_rpm, cfg_tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
 local headroom, window, burst = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local recovery, ss_first, ss_ceiling, ttl = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local h = redis.call('HMGET', KEYS[1], '$RQ', '$TK', '$TS', '$COOL', '$FILL', '$LR', '$LT', '$PR', '$PG', '$OC', '$FO')
+local h = redis.call('HMGET', KEYS[1], '$RQ', '$TK', '$TS', '$COOL', '$FILL', '$LR', '$LT', '$PR', '$PG', '$OC', '$FO',
+  '$FC')
 local lr, lt = tonumber(h[6]) or 0, tonumber(h[7]) or 0
 local pr, pg, oc, fo = tonumber(h[8]) or ss_first, tonumber(h[9]) or 0, tonumber(h[10]), tonumber(h[11]) or 0
+local fc = tonumber(h[12]) or 0
 local r_rate, r_cap, t_rate, t_cap, unknown
 local function limit_of(configured, learned)
   if configured > 0 and learned > 0 then return math.min(configured, learned) end
@@ -101,7 +107,7 @@ tk = math.min(t_cap, tk + t_rate * fill * elapsed)
 fill = math.min(1, fill + recovery * elapsed)
 local function save()
   local out = {'$RQ', rq, '$TK', tk, '$TS', now, '$COOL', cool, '$FILL', fill, '$LR', lr, '$LT', lt, '$PR', pr,
-    '$PG', pg, '$FO', fo}
+    '$PG', pg, '$FO', fo, '$FC', fc}
   if oc then
     out[#out + 1] = '$OC'
     out[#out + 1] = oc
@@ -121,8 +127,9 @@ ADMIT = LuaScript(
     + """
 -- Reservations that lapsed unsettled (their worker died) give their output back.
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 10)) do
-  local bar = string.find(member, '|', 1, true)
-  fo = math.max(fo - tonumber(string.sub(member, bar + 1)), 0)
+  local m = {}
+  for part in string.gmatch(member, '[^|]+') do m[#m + 1] = part end
+  fo, fc = math.max(fo - tonumber(m[2]), 0), math.max(fc - tonumber(m[3]), 0)
   redis.call('ZREM', KEYS[3], member)
 end
 local input, reserve, explicit = tonumber(ARGV[11]), tonumber(ARGV[12]), ARGV[13] == '1'
@@ -140,11 +147,13 @@ local t_ok = t_rate == 0 or tk >= need_t
 if r_ok and t_ok then
   if r_rate > 0 then rq = rq - 1 end
   if t_rate > 0 then tk = tk - cost end
-  fo = fo + out
+  fo, fc = fo + out, fc + cost
   save()
-  -- What the reservation is, and how the buckets stood right after it: its reply's account is compared with that.
-  redis.call('SET', KEYS[2], table.concat({cost, out, explicit and '1' or '0', tk, fo, rq}, '|'), 'PX', ttl)
-  redis.call('ZADD', KEYS[3], now + ttl, ARGV[14] .. '|' .. out)
+  -- What the reservation is, and how the buckets stood right after it (none: not limited then): its reply's
+  -- account is compared with that.
+  local at_t, at_r = t_rate > 0 and tk or 'none', r_rate > 0 and rq or 'none'
+  redis.call('SET', KEYS[2], table.concat({cost, out, explicit and '1' or '0', at_t, fo, at_r}, '|'), 'PX', ttl)
+  redis.call('ZADD', KEYS[3], now + ttl, ARGV[14] .. '|' .. out .. '|' .. cost)
   return {1, 0, now, cost, out}
 end
 local wait = 0
@@ -174,8 +183,8 @@ for part in string.gmatch(raw, '[^|]+') do r[#r + 1] = part end
 local cost, out, explicit = tonumber(r[1]), tonumber(r[2]), r[3] == '1'
 local tk_at, fo_at, rq_at = tonumber(r[4]), tonumber(r[5]), tonumber(r[6])
 redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[27] .. '|' .. out)
-fo = math.max(fo - out, 0)
+redis.call('ZREM', KEYS[3], ARGV[27] .. '|' .. out .. '|' .. cost)
+fo, fc = math.max(fo - out, 0), math.max(fc - cost, 0)
 local outcome = ARGV[11]
 if outcome == 'limited' or outcome == 'unavailable' then
   if t_rate > 0 then tk = math.min(t_cap, tk + cost) end
@@ -207,10 +216,17 @@ local real_input = tonumber(ARGV[12])
 local corrected = false
 if outcome == 'ok' and rem_t and t_rate > 0 then
   local provider_tpm = limit_t or limit_of(cfg_tpm, lt)
-  if reset_t and provider_tpm > 0 and tk_at then
-    local target = t_cap - reset_t * provider_tpm / 60000 * headroom - (fo_at - out)
-    local delta = target - tk_at
-    tk = math.min(t_cap, tk + delta)
+  if reset_t and provider_tpm > 0 then
+    local deficit = reset_t * provider_tpm / 60000 * headroom
+    local delta = 0
+    if tk_at then
+      delta = (t_cap - deficit - (fo_at - out)) - tk_at
+      tk = math.min(t_cap, tk + delta)
+    else
+      -- Admitted before the limit was known, so nothing was taken from this bucket: start it from the provider's
+      -- account less everything still in flight (a little conservative, once).
+      tk = math.min(t_cap, t_cap - deficit - fc)
+    end
     corrected = true
     if not explicit and real_input then
       local implied = math.max(0, math.min(cost - real_input - delta, tonumber(ARGV[28])))
@@ -226,8 +242,9 @@ if outcome == 'ok' and not corrected and real_input and t_rate > 0 then
 end
 if outcome == 'ok' and rem_r and r_rate > 0 then
   local provider_rpm = limit_r or limit_of(cfg_rpm, lr)
-  if reset_r and provider_rpm > 0 and rq_at then
-    rq = math.min(r_cap, rq + (r_cap - reset_r * provider_rpm / 60000 * headroom) - rq_at)
+  if reset_r and provider_rpm > 0 then
+    local target = r_cap - reset_r * provider_rpm / 60000 * headroom
+    if rq_at then rq = math.min(r_cap, rq + target - rq_at) else rq = math.min(r_cap, target) end
   else
     rq = math.min(rq, rem_r)
   end

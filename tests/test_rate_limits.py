@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 import httpx2
@@ -11,9 +12,12 @@ import pytest
 
 from schemas.results import ErrorType, Status
 from simulator import FaultKind, SimulatorConfig, running_simulator
+from store.batches import BatchStore
 from tests.conftest import API_KEY, INVOICE_TEXTS
 from tests.helpers import results_by_id, sim_get, sim_post, total_usage
 from worker.adapters.base import map_sdk_error
+from worker.admission import AdmissionController
+from worker.app import build_worker
 from worker.classify import Settle, classify_call_error
 
 
@@ -171,3 +175,97 @@ async def test_a_fault_mix_ends_with_exactly_one_final_result_per_line(
     assert sum(r.repairs for r in results.values()) == fired.get("invalid_output", 0)
     ledger = await sim_get(sim, "/_sim/ledger")
     assert total_usage(list(results.values())).model_dump() == ledger["billed"]
+
+
+@pytest.mark.parametrize(
+    "sim_config",
+    [SimulatorConfig(require_api_key=API_KEY, rpm=600, tpm=300_000, latency_ms=30, limit_headers="none")],
+    indirect=True,
+)
+async def test_a_provider_that_sends_no_limits_is_found_by_slow_start(
+    sim, redis, keys, submit_batch, run_worker
+) -> None:
+    """A local-server-like provider: no x-ratelimit headers, limits enforced anyway. Slow start and the shared
+    cool-down keep its 429s bounded; every line succeeds."""
+    docs = _docs(50)
+    await submit_batch(docs, max_output_tokens=200)
+    await run_worker(concurrency=16)
+    results = await results_by_id(redis, keys, "b1")
+    assert all(r.status is Status.SUCCEEDED for r in results.values())
+    statuses = (await sim_get(sim, "/_sim/ledger"))["requests"]["by_status"]
+    assert statuses.get("429", 0) <= 0.05 * sum(statuses.values())
+
+
+@pytest.mark.parametrize(
+    "sim_config",
+    [SimulatorConfig(require_api_key=API_KEY, rpm=6_000, tpm=30_000, latency_ms=10)],
+    indirect=True,
+)
+async def test_a_request_too_large_for_the_limit_fails_at_once(sim, redis, keys, submit_batch, run_worker) -> None:
+    await submit_batch({"huge": "Invoice from ACME. " + "line item widget 10.00 " * 6000, "ok": INVOICE_TEXTS[0]})
+    await run_worker()
+    results = await results_by_id(redis, keys, "b1")
+    assert results["ok"].status is Status.SUCCEEDED
+    huge = results["huge"]
+    assert huge.error is not None
+    assert huge.error.type is ErrorType.INPUT_TOO_LARGE
+    assert "Limit 30000" in huge.error.message
+    assert huge.attempts == 1  # at once: no retries for 600 s
+
+
+@pytest.mark.parametrize(
+    "sim_config",
+    [SimulatorConfig(require_api_key=API_KEY, tpm=300_000, latency_ms=30, charge_output="actual")],
+    indirect=True,
+)
+async def test_the_output_charge_converges_on_what_the_provider_charges(
+    sim, redis, keys, settings, submit_batch, run_worker
+) -> None:
+    """A provider that charges the output actually produced: calls without a maximum stop reserving 1,024."""
+    await submit_batch(_docs(60))
+    await run_worker(concurrency=8)
+    results = await results_by_id(redis, keys, "b1")
+    assert all(r.status is Status.SUCCEEDED for r in results.values())
+    controller = AdmissionController(redis, keys, settings, API_KEY, endpoint=settings.openai_base_url or "")
+    levels = await controller.levels("gpt-4o-mini")
+    actual = sum(r.usage.output_tokens for r in results.values()) / len(results)
+    assert levels["lt"] == 300_000  # learned
+    assert levels["oc"] < 0.5 * settings.default_output_reserve  # far below the 1,024 it started from
+    assert levels["oc"] > 0.3 * actual
+
+
+@pytest.mark.parametrize(
+    "sim_config", [SimulatorConfig(require_api_key=API_KEY, rpm=3_000, tpm=600_000, latency_ms=40)], indirect=True
+)
+async def test_a_tier_change_mid_run_is_followed(sim, redis, keys, settings, submit_batch) -> None:
+    """The account's limit drops mid-run: the next replies teach every worker the new limit."""
+    await submit_batch(_docs(60), max_output_tokens=100)
+    worker = build_worker(settings.model_copy(update={"burst": False, "concurrency": 8}), handle_signals=False)
+    running = asyncio.create_task(worker.main())
+    try:
+        store = BatchStore(redis, keys)
+        await _until(lambda: _done_at_least(store, 20))
+        await sim_post(sim, "/_sim/limits", {"rpm": 1_200, "tpm": 240_000})
+        await _until(lambda: _done_at_least(store, 60))
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await worker.close()
+    controller = AdmissionController(redis, keys, settings, API_KEY, endpoint=settings.openai_base_url or "")
+    levels = await controller.levels("gpt-4o-mini")
+    assert (levels["lr"], levels["lt"]) == (1_200, 240_000)
+    statuses = (await sim_get(sim, "/_sim/ledger"))["requests"]["by_status"]
+    assert statuses.get("429", 0) <= 0.05 * sum(statuses.values())
+
+
+async def _done_at_least(store: BatchStore, count: int) -> bool:
+    return (await store.get("b1")).done >= count
+
+
+async def _until(check, timeout_s: float = 120) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not await check():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.05)

@@ -204,27 +204,50 @@ def run_batch(path: Path, count: int, args: argparse.Namespace, workdir: Path) -
     with fresh_redis(workdir) as redis_url, simulator_process() as sim_url:
         env = env_for(redis_url, sim_url, args)
         base = memory(redis_url)["used"]
+        logs = [workdir / f"worker-{count}-{n}.log" for n in range(args.workers)]
         workers = [
             subprocess.Popen(
                 [sys.executable, "-m", "worker.cli", "run", "--name", f"scale-{n}"],
                 env=env,
                 cwd=REPO,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
             )
-            for n in range(args.workers)
+            for n, log in enumerate(logs)
         ]
+
+        feeder = subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", *submit_args(path, batch_id)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=(workdir / f"submit-{count}.log").open("wb"),
+        )
+        fed: dict[str, int] = {}
+
+        def done_or_dead() -> bool:
+            for worker, log in zip(workers, logs, strict=True):
+                if worker.poll() is not None:
+                    raise RuntimeError(f"a worker exited with {worker.returncode}: {log.read_text()[-2000:]}")
+            if "rss" not in fed:
+                pid, status, usage = os.wait4(feeder.pid, os.WNOHANG)
+                if pid:
+                    feeder.returncode = os.waitstatus_to_exitcode(status)
+                    if feeder.returncode != 0:
+                        raise RuntimeError(f"producer submit exited with {feeder.returncode}")
+                    fed["rss"] = usage.ru_maxrss * 1024
+            return "rss" in fed and complete(redis_url, batch_id)
+
         try:
             started = time.monotonic()
-            code, _submit_s, submit_rss = producer(env, *submit_args(path, batch_id))
-            if code != 0:
-                raise RuntimeError(f"producer submit exited with {code}")
-            wait_until(lambda: complete(redis_url, batch_id), 4 * 3600, f"{batch_id} did not complete", 1.0)
+            wait_until(done_or_dead, 4 * 3600, f"{batch_id} did not complete", 1.0)
+            submit_rss = fed["rss"]
             wall = time.monotonic() - started
             worker_rss = [peak_rss(w.pid) for w in workers]
         finally:
             for worker in workers:
                 stop(worker, signal.SIGTERM)
+            stop(feeder)
         after = memory(redis_url)
         out = workdir / f"{batch_id}.jsonl"
         code, collect_s, collect_rss = producer(env, "collect", batch_id, "--out", str(out))

@@ -6,8 +6,9 @@ explained once, in the design note of ``worker.admission``; this module only hol
 Per scope: the hash ``{p}rl:{scope}`` (:class:`BucketField`), and the sorted set ``{p}rl:{scope}:flight`` of the
 reservations not settled yet (member ``{id}|{output tokens}|{tokens}``, score = when it lapses), so what a worker
 that died had reserved is given back once its reservation lapses. A reservation is ``{p}rl:resv:{id}`` =
-``tokens|output|explicit|tokens left|output in flight|requests left`` (the buckets right after it, ``none`` where a
-bucket had no limit then), deleted when settled (which is what makes settling happen once).
+``tokens|output|explicit|tokens left|output in flight|requests left|corrections`` (the buckets right after it,
+``none`` where a bucket had no limit then, and the sums of corrections so far), deleted when settled (which is what
+makes settling happen once).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class BucketField:
     """Output tokens reserved by calls not settled yet."""
     FLIGHT_COST: Final = "fc"
     """Everything reserved by calls not settled yet (input and output)."""
+    TOKEN_CORRECTIONS: Final = "ct"
+    """The sum of every correction the provider's account made to the token bucket so far."""
+    REQUEST_CORRECTIONS: Final = "cr"
 
 
 _NAMES: dict[str, str | int] = {
@@ -58,6 +62,8 @@ _NAMES: dict[str, str | int] = {
     "OC": BucketField.OUTPUT_CHARGE,
     "FO": BucketField.FLIGHT_OUTPUT,
     "FC": BucketField.FLIGHT_COST,
+    "CT": BucketField.TOKEN_CORRECTIONS,
+    "CR": BucketField.REQUEST_CORRECTIONS,
     "IDLE_TTL_MS": BUCKET_IDLE_TTL_MS,
 }
 
@@ -77,10 +83,10 @@ local cfg_rpm, cfg_tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
 local headroom, window, burst = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local recovery, ss_first, ss_ceiling, ttl = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local h = redis.call('HMGET', KEYS[1], '$RQ', '$TK', '$TS', '$COOL', '$FILL', '$LR', '$LT', '$PR', '$PG', '$OC', '$FO',
-  '$FC')
+  '$FC', '$CT', '$CR')
 local lr, lt = tonumber(h[6]) or 0, tonumber(h[7]) or 0
 local pr, pg, oc, fo = tonumber(h[8]) or ss_first, tonumber(h[9]) or 0, tonumber(h[10]), tonumber(h[11]) or 0
-local fc = tonumber(h[12]) or 0
+local fc, ct, cr = tonumber(h[12]) or 0, tonumber(h[13]) or 0, tonumber(h[14]) or 0
 local r_rate, r_cap, t_rate, t_cap, unknown
 local function limit_of(configured, learned)
   if configured > 0 and learned > 0 then return math.min(configured, learned) end
@@ -107,7 +113,7 @@ tk = math.min(t_cap, tk + t_rate * fill * elapsed)
 fill = math.min(1, fill + recovery * elapsed)
 local function save()
   local out = {'$RQ', rq, '$TK', tk, '$TS', now, '$COOL', cool, '$FILL', fill, '$LR', lr, '$LT', lt, '$PR', pr,
-    '$PG', pg, '$FO', fo, '$FC', fc}
+    '$PG', pg, '$FO', fo, '$FC', fc, '$CT', ct, '$CR', cr}
   if oc then
     out[#out + 1] = '$OC'
     out[#out + 1] = oc
@@ -152,7 +158,8 @@ if r_ok and t_ok then
   -- What the reservation is, and how the buckets stood right after it (none: not limited then): its reply's
   -- account is compared with that.
   local at_t, at_r = t_rate > 0 and tk or 'none', r_rate > 0 and rq or 'none'
-  redis.call('SET', KEYS[2], table.concat({cost, out, explicit and '1' or '0', at_t, fo, at_r}, '|'), 'PX', ttl)
+  local state = {cost, out, explicit and '1' or '0', at_t, fo, at_r, ct, cr}
+  redis.call('SET', KEYS[2], table.concat(state, '|'), 'PX', ttl)
   redis.call('ZADD', KEYS[3], now + ttl, ARGV[14] .. '|' .. out .. '|' .. cost)
   return {1, 0, now, cost, out}
 end
@@ -182,6 +189,9 @@ local r = {}
 for part in string.gmatch(raw, '[^|]+') do r[#r + 1] = part end
 local cost, out, explicit = tonumber(r[1]), tonumber(r[2]), r[3] == '1'
 local tk_at, fo_at, rq_at = tonumber(r[4]), tonumber(r[5]), tonumber(r[6])
+-- Corrections made since this call was admitted were about that same moment too: count them in, not twice.
+if tk_at then tk_at = tk_at + ct - tonumber(r[7]) end
+if rq_at then rq_at = rq_at + cr - tonumber(r[8]) end
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[27] .. '|' .. out .. '|' .. cost)
 fo, fc = math.max(fo - out, 0), math.max(fc - cost, 0)
@@ -222,6 +232,7 @@ if outcome == 'ok' and rem_t and t_rate > 0 then
     if tk_at then
       delta = (t_cap - deficit - (fo_at - out)) - tk_at
       tk = math.min(t_cap, tk + delta)
+      ct = ct + delta
     else
       -- Admitted before the limit was known, so nothing was taken from this bucket: start it from the provider's
       -- account less everything still in flight (a little conservative, once).
@@ -244,7 +255,12 @@ if outcome == 'ok' and rem_r and r_rate > 0 then
   local provider_rpm = limit_r or limit_of(cfg_rpm, lr)
   if reset_r and provider_rpm > 0 then
     local target = r_cap - reset_r * provider_rpm / 60000 * headroom
-    if rq_at then rq = math.min(r_cap, rq + target - rq_at) else rq = math.min(r_cap, target) end
+    if rq_at then
+      rq = math.min(r_cap, rq + target - rq_at)
+      cr = cr + target - rq_at
+    else
+      rq = math.min(r_cap, target)
+    end
   else
     rq = math.min(rq, rem_r)
   end

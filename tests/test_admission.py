@@ -191,10 +191,11 @@ async def test_the_providers_account_raises_and_lowers_the_bucket(flushed_redis:
     # stood at 800 right after it: 100 more room, on top of the 400 the two later reservations left.
     await controller.settle(first, input_tokens=100, output_tokens=40, headers=_account(900, "100ms"))
     assert (await controller.levels("m"))["tk"] == pytest.approx(500)
-    # The second: 800 ms from full (it charged far more than we reserved) where we stood at 600 with one other call's
-    # 100 output in flight: 1,000 - 800 - 100 = 100 is what we should have had, 500 less; ours drops as far.
+    # The second: 800 ms from full (it charged far more than we reserved) where we stood at 600 -- 700 counting the
+    # correction just made about that moment -- with one other call's 100 output in flight: 1,000 - 800 - 100 = 100
+    # is what we should have had, 600 less; ours drops as far.
     await controller.settle(second, input_tokens=100, output_tokens=40, headers=_account(200, "800ms"))
-    assert (await controller.levels("m"))["tk"] == pytest.approx(0)
+    assert (await controller.levels("m"))["tk"] == pytest.approx(-100)
     await redis.aclose()
 
 

@@ -38,9 +38,13 @@ After the reply it *settles* exactly once (``store.limits.SETTLE``, guarded by d
 - other failures: the charge stands (the provider may have counted it).
 
 **The provider's account wins, both ways.** A reply's ``x-ratelimit-remaining-*`` and ``-reset-*`` say how far the
-provider's bucket is from full: ``reset`` seconds at its own rate. Ours is set to the same deficit, less the output
-still reserved by calls in flight (``fo``: the provider charges that output, if at all, when they finish) -- raising
-our bucket when the provider charged less than we reserved, lowering it when it charged more. An output
+provider's bucket is from full: ``reset`` seconds at its own rate -- as the provider stood when it took that call.
+Our bucket right after we admitted the call should have shown the same deficit, less the output other calls then
+held (``fo``: the provider charges output, if at all, when a call finishes); the difference is applied to our bucket
+now, so everything reserved since stays counted ("allowing for the reservations made after"). Corrections made
+since that admission were about the same moment, so they are counted into it rather than applied twice (the scope
+keeps their running sum). This raises our bucket when the provider charged less than we reserved and lowers it
+when it charged more. An output
 reservation the provider did not charge so comes back on the next reply. The same correction, attributed to the
 call just settled, says what the provider charged it for output (reserved output minus the correction): a running
 mean of that, per scope, is what calls without a maximum reserve next, so the reservation converges on what the

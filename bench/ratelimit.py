@@ -345,8 +345,8 @@ async def main(args: argparse.Namespace) -> None:
     out.print(
         f"admission overhead per call (acquire + settle, back to back): p50 {overhead.p50_ms:.2f} ms, p95 "
         f"{overhead.p95_ms:.2f} ms; at the highest rate one process takes ({overhead.calls_per_s:,.0f} calls/s, 32 "
-        f"callers) p50 {overhead.loaded_p50_ms:.1f} ms of queueing; {overhead.commands_per_call:.1f} Redis commands per "
-        "call (script calls and the commands inside them)"
+        f"callers) p50 {overhead.loaded_p50_ms:.1f} ms of queueing; {overhead.commands_per_call:.1f} Redis commands "
+        "per call (script calls and the commands inside them)"
     )
 
 

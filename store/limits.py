@@ -44,9 +44,9 @@ class BucketField:
     """Output tokens reserved by calls not settled yet."""
     FLIGHT_COST: Final = "fc"
     """Everything reserved by calls not settled yet (input and output)."""
-    TOKEN_CORRECTIONS: Final = "ct"
+    CORRECTIONS_TK: Final = "ct"
     """The sum of every correction the provider's account made to the token bucket so far."""
-    REQUEST_CORRECTIONS: Final = "cr"
+    CORRECTIONS_RQ: Final = "cr"
 
 
 _NAMES: dict[str, str | int] = {
@@ -62,8 +62,8 @@ _NAMES: dict[str, str | int] = {
     "OC": BucketField.OUTPUT_CHARGE,
     "FO": BucketField.FLIGHT_OUTPUT,
     "FC": BucketField.FLIGHT_COST,
-    "CT": BucketField.TOKEN_CORRECTIONS,
-    "CR": BucketField.REQUEST_CORRECTIONS,
+    "CT": BucketField.CORRECTIONS_TK,
+    "CR": BucketField.CORRECTIONS_RQ,
     "IDLE_TTL_MS": BUCKET_IDLE_TTL_MS,
 }
 

@@ -153,8 +153,8 @@ def test_another_input_under_a_known_batch_id_is_refused(cli_env, tmp_path) -> N
     other = tmp_path / "other.jsonl"
     other.write_text('{"custom_id": "a", "text": "x"}\n{"custom_id": "b", "text": "y"}\n')
     again = _submit(other)
-    assert again.exit_code == 1
-    assert "has 1 line(s) and this input has 2" in again.output
+    assert again.exit_code == 2  # a refused resubmit is an input error
+    assert "refused line 2: the batch has no line 'b' (--append adds it)" in again.output
     assert _indexed_ids(cli_env, "cli") == ["a"]
     assert cli_env.zcard(KEYS.queue) == 1
 
@@ -164,8 +164,9 @@ def test_a_changed_document_under_a_known_batch_id_is_refused(cli_env, tmp_path)
     assert _submit(path).exit_code == 0
     path.write_text('{"custom_id": "a", "text": "x"}\n{"custom_id": "b", "text": "y, changed"}\n')
     again = _submit(path)
-    assert again.exit_code == 1
-    assert "line 2: the document of 'b' changed" in again.output
+    assert again.exit_code == 2  # a refused resubmit is an input error
+    assert "refused line 2: the document of 'b' differs from the one the batch has" in again.output
+    assert "nothing was changed" in again.output
     assert cli_env.zcard(KEYS.queue) == 2
 
 

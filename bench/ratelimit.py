@@ -48,6 +48,7 @@ from schemas.settings import Settings
 from store.batches import BatchStore
 from store.keys import Keys
 from tests.processes import invoice_spec, simulator_process
+from worker.adapters.http import HttpSender
 from worker.adapters.responses import ResponsesAdapter
 from worker.admission import AdmissionController
 from worker.prompt import first_request
@@ -203,7 +204,7 @@ async def run_naive(args: argparse.Namespace, sim_url: str, redis: Redis) -> Out
     client = openai.AsyncOpenAI(
         api_key=API_KEY, base_url=sim_url + "/v1", http_client=openai.DefaultAioHttpClient(), timeout=60
     )
-    adapter = ResponsesAdapter(client)
+    adapter = ResponsesAdapter(HttpSender(client, connections=args.naive_concurrency))
     gate = asyncio.Semaphore(args.naive_concurrency)
 
     async def one(line: InputLine) -> None:

@@ -40,7 +40,7 @@ async def test_a_parsing_bug_ends_as_internal_error_after_its_budget(
     real = responses.parse_response
 
     def planted(response, **kwargs):
-        if "Globex" in str(response.model_dump()):
+        if "Globex" in str(response):
             raise ValueError("planted parsing bug")
         return real(response, **kwargs)
 

@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import socket
 
-import httpx2
-import openai
+import orjson
 import pytest
 
 from schemas.results import ErrorType, Status
@@ -15,7 +14,7 @@ from simulator import FaultKind, SimulatorConfig, running_simulator
 from store.batches import BatchStore
 from tests.conftest import API_KEY, INVOICE_TEXTS
 from tests.helpers import results_by_id, sim_get, sim_post, total_usage
-from worker.adapters.base import map_sdk_error
+from worker.adapters.http import error_from_reply
 from worker.admission import AdmissionController
 from worker.app import build_worker
 from worker.classify import Settle, classify_call_error
@@ -87,8 +86,7 @@ async def test_client_errors_are_not_retried(sim, redis, keys, submit_batch, run
 
 def test_insufficient_quota_is_a_stop_not_a_rate_limit() -> None:
     """A 429 whose code is insufficient_quota maps to a permanent budget_exceeded failure (the simulator has no
-    quota, so the SDK-error mapping is the unit under test)."""
-    request = httpx2.Request("POST", "http://x/v1/responses")
+    quota, so reading the error reply is the unit under test)."""
     body = {
         "error": {
             "message": "You exceeded your current quota",
@@ -97,8 +95,7 @@ def test_insufficient_quota_is_a_stop_not_a_rate_limit() -> None:
             "param": None,
         }
     }
-    response = httpx2.Response(429, json=body, request=request, headers={"retry-after": "1"})
-    error = map_sdk_error(openai.RateLimitError("quota", response=response, body=body), secrets=(), latency_ms=1)
+    error = error_from_reply(429, orjson.dumps(body), {"retry-after": "1"}, latency_ms=1, secrets=())
     assert (error.status_code, error.code) == (429, "insufficient_quota")  # the facts ...
     verdict = classify_call_error(error)  # ... and what they mean, decided in one place
     assert verdict.final is not None

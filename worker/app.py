@@ -29,6 +29,7 @@ from schemas.settings import Settings
 from schemas.wire import TASK_NAME, deserialize, serialize
 from store.keys import Keys
 from worker.adapters.client import build_client
+from worker.adapters.http import HttpSender
 from worker.boundary import JobBoundary, failure_reason
 from worker.health import HealthServer, Heartbeat
 from worker.metrics import WorkerMetrics
@@ -51,6 +52,8 @@ class Runtime:
     """What a worker process keeps across the arq workers it runs."""
 
     client: openai.AsyncOpenAI
+    """Owns the provider's address, headers and timeouts; calls go through ``http`` (see ``worker.adapters.http``)."""
+    http: HttpSender
     metrics: WorkerMetrics
     heartbeat: Heartbeat
     redis: Redis
@@ -59,8 +62,10 @@ class Runtime:
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
+        client = build_client(settings)
         runtime = cls(
-            client=build_client(settings),
+            client=client,
+            http=HttpSender(client, connections=settings.concurrency, secrets=_secrets(settings)),
             metrics=WorkerMetrics(),
             heartbeat=Heartbeat(),
             redis=Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2),
@@ -82,6 +87,7 @@ class Runtime:
         if self.health is not None:
             await self.health.stop()
         await self.heartbeat.stop()
+        await self.http.close()
         await self.client.close()
         await self.redis.aclose()
 
@@ -135,6 +141,10 @@ class ExtractionWorker(Worker):
         with contextlib.suppress(Exception):
             await self.pool.close(close_connection_pool=True)
         self._pool = None
+
+
+def _secrets(settings: Settings) -> tuple[str, ...]:
+    return (settings.openai_api_key.get_secret_value(),) if settings.openai_api_key else ()
 
 
 def redis_settings(settings: Settings) -> RedisSettings:

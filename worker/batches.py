@@ -1,4 +1,4 @@
-"""Per-process cache of what a worker needs for each batch: spec, schema validator, result codec.
+"""Per-process cache of what a worker needs for each batch: spec, schema validator, result codec, prompt cache key.
 
 A batch's spec is immutable once submitted, so each worker reads it from Redis once per batch, not once per line.
 """
@@ -13,6 +13,7 @@ from schemas.registry import OutputValidator, load_schema_from_record, validator
 from store.batches import BatchNotFoundError, BatchStore
 from store.codec import ResultCodec
 from store.keys import BatchKeys
+from worker.prompt import prompt_cache_key
 
 __all__ = ["BatchCache", "BatchNotFoundError", "LoadedBatch"]
 
@@ -23,6 +24,8 @@ class LoadedBatch:
     keys: BatchKeys
     validator: OutputValidator
     codec: ResultCodec
+    prompt_key: str
+    """The batch's ``prompt_cache_key`` (a hash of model, instructions and schema), computed once."""
 
 
 class BatchCache:
@@ -48,6 +51,7 @@ class BatchCache:
             keys=self._store.keys_of(batch_id),
             validator=validator_for(schema),
             codec=ResultCodec(spec.json_schema),
+            prompt_key=prompt_cache_key(spec),
         )
         self._loaded[batch_id] = loaded
         if len(self._loaded) > self._max:

@@ -48,7 +48,9 @@ def prompt_cache_key(spec: BatchSpec) -> str:
     return "extract-" + hashlib.sha256(stable).hexdigest()[:32]
 
 
-def first_request(spec: BatchSpec, text: str, *, store: bool) -> ModelRequest:
+def first_request(spec: BatchSpec, text: str, *, store: bool, cache_key: str | None = None) -> ModelRequest:
+    """The first call for a line. ``cache_key`` is the batch's ``prompt_cache_key``, computed once per batch by the
+    caller that holds it (hashing the schema per line would be work repeated for nothing)."""
     return ModelRequest(
         model=spec.model,
         schema_name=spec.schema_name,
@@ -56,7 +58,7 @@ def first_request(spec: BatchSpec, text: str, *, store: bool) -> ModelRequest:
         messages=(Message("developer", spec.instructions), Message("user", text)),
         max_output_tokens=spec.params.max_output_tokens,
         temperature=spec.params.temperature,
-        prompt_cache_key=prompt_cache_key(spec),
+        prompt_cache_key=cache_key if cache_key is not None else prompt_cache_key(spec),
         store=store,
     )
 

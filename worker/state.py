@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import openai
 from redis.asyncio import Redis
 
 from schemas.jobs import ApiKind
@@ -16,7 +15,7 @@ from store.cache import CacheStore
 from store.keys import Keys
 from store.lines import LineIndex
 from store.results import ResultStore
-from worker.adapters import ApiAdapter, adapter_for
+from worker.adapters import ApiAdapter, HttpSender, adapter_for
 from worker.admission import AdmissionController
 from worker.batches import BatchCache
 from worker.boundary import JobBoundary
@@ -36,7 +35,7 @@ DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 class WorkerState:
     settings: Settings
     redis: Redis
-    client: openai.AsyncOpenAI
+    http: HttpSender
     keys: Keys
     batches: BatchCache
     lines: LineIndex
@@ -68,7 +67,7 @@ class WorkerState:
         return cls(
             settings=settings,
             redis=redis,
-            client=runtime.client,
+            http=runtime.http,
             keys=keys,
             batches=BatchCache(BatchStore(redis, keys), allowed_modules=frozenset(settings.schema_modules)),
             lines=LineIndex(redis),
@@ -95,7 +94,7 @@ class WorkerState:
 
     def adapter(self, api: ApiKind) -> ApiAdapter:
         if api not in self._adapters:
-            self._adapters[api] = adapter_for(api, self.client, secrets=self.secrets)
+            self._adapters[api] = adapter_for(api, self.http)
         return self._adapters[api]
 
 

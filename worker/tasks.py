@@ -209,7 +209,7 @@ async def _attempt(
     )
     return await extract_once(
         state.adapter(batch.spec.api),
-        first_request(batch.spec, job.text, store=settings.store),
+        first_request(batch.spec, job.text, store=settings.store, cache_key=batch.prompt_key),
         batch.validator,
         max_repairs=settings.max_repairs,
         hooks=calls,

@@ -9,6 +9,7 @@ to its raw estimate, per model, and scales estimates by it. Reservations get clo
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -39,16 +40,29 @@ def count_tokens(text: str) -> int:
     return len(_encoding().encode(text, disallowed_special=()))
 
 
-@lru_cache(maxsize=256)
-def _schema_tokens(schema_json: bytes) -> int:
-    return count_tokens(schema_json.decode())
+STABLE_CACHE_SIZE = 256
+_stable: OrderedDict[str, int] = OrderedDict()
+
+
+def _stable_tokens(request: ModelRequest) -> int:
+    """Tokens of the part every line of a batch shares -- the schema and the instructions (the first message) --
+    counted once per ``prompt_cache_key``, which is a hash of exactly those (and the model)."""
+    key = request.prompt_cache_key
+    count = _stable.get(key)
+    if count is None:
+        schema = orjson.dumps(request.json_schema, option=orjson.OPT_SORT_KEYS).decode()
+        instructions = request.messages[0].text if request.messages else ""
+        count = count_tokens(schema) + count_tokens(instructions) + PER_MESSAGE_OVERHEAD
+        _stable[key] = count
+        if len(_stable) > STABLE_CACHE_SIZE:
+            _stable.popitem(last=False)
+    return count
 
 
 def raw_estimate(request: ModelRequest) -> int:
     """Uncalibrated input tokens: messages plus the schema, which the API renders into the prompt too."""
-    schema = orjson.dumps(request.json_schema, option=orjson.OPT_SORT_KEYS)
-    messages = sum(count_tokens(m.text) + PER_MESSAGE_OVERHEAD for m in request.messages)
-    return messages + _schema_tokens(schema) + 3
+    rest = sum(count_tokens(m.text) + PER_MESSAGE_OVERHEAD for m in request.messages[1:])
+    return _stable_tokens(request) + rest + 3
 
 
 @dataclass

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import openai
-
 from schemas.jobs import ApiKind
 from worker.adapters.base import ApiAdapter, ApiCallError, ModelReply
 from worker.adapters.chat import ChatAdapter
+from worker.adapters.http import HttpSender
 from worker.adapters.responses import ResponsesAdapter
 
 __all__ = [
     "ApiAdapter",
     "ApiCallError",
     "ChatAdapter",
+    "HttpSender",
     "ModelReply",
     "ResponsesAdapter",
     "adapter_for",
 ]
 
 
-def adapter_for(api: ApiKind, client: openai.AsyncOpenAI, *, secrets: tuple[str, ...] = ()) -> ApiAdapter:
+def adapter_for(api: ApiKind, sender: HttpSender) -> ApiAdapter:
     if api == "responses":
-        return ResponsesAdapter(client, secrets=secrets)
-    return ChatAdapter(client, secrets=secrets)
+        return ResponsesAdapter(sender)
+    return ChatAdapter(sender)

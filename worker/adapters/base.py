@@ -1,25 +1,26 @@
-"""The one interface both API adapters implement, and the one place SDK errors become ours.
+"""The one interface both API adapters implement, and the facts of a call that produced no reply.
 
 A call that produced no reply raises :class:`ApiCallError`: the *facts* -- the HTTP status (None when no answer came:
-a timeout, a dropped connection), the provider's error code, type and message, the response headers -- chained
-``from`` the SDK's own exception, as pydantic-ai's ``ModelHTTPError`` does. What they mean (retry or give up, which
-error type, what admission should do with the reservation) is decided once, in ``worker.classify``.
+a timeout, a dropped connection), the provider's error code, type and message, the response headers -- as
+pydantic-ai's ``ModelHTTPError`` carries them; ``worker.adapters.http`` raises it. What they mean (retry or give
+up, which error type, what admission should do with the reservation) is decided once, in ``worker.classify``.
 """
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import openai
-from openai._legacy_response import LegacyAPIResponse
+import orjson
 
 from schemas.jobs import ApiKind
 from schemas.results import Usage
 from worker.prompt import ModelRequest
+
+if TYPE_CHECKING:
+    from worker.adapters.http import HttpSender
 
 
 @dataclass(frozen=True)
@@ -87,39 +88,31 @@ class ApiAdapter(Protocol):
         ...
 
     async def call(self, request: ModelRequest) -> ModelReply:
-        """Send one request. Raises ``ApiCallError`` subclasses, never SDK exceptions."""
+        """Send one request. Raises ``ApiCallError``, never a transport's own exceptions."""
         ...
 
 
-ParsedT = TypeVar("ParsedT")
+class HttpAdapter(ABC):
+    """The shared call path: build the body, encode it once, POST it (``worker.adapters.http``), read the reply.
 
-
-class SdkAdapter(ABC, Generic[ParsedT]):
-    """The shared call path on ``openai.AsyncOpenAI``: raw-response interface (for headers), timing, error mapping.
-
-    Subclasses say how to shape the body, which endpoint to send it to and how to read the parsed answer.
+    Subclasses say how to shape the body, which endpoint it goes to and how to read the reply's JSON.
     """
 
     api: ApiKind
+    path: str
 
-    def __init__(self, client: openai.AsyncOpenAI, *, secrets: tuple[str, ...] = ()) -> None:
-        self._client = client
-        self._secrets = secrets
+    def __init__(self, sender: HttpSender) -> None:
+        self._sender = sender
 
     @abstractmethod
     def build_body(self, request: ModelRequest) -> dict[str, Any]: ...
 
     @abstractmethod
-    async def _send(self, body: dict[str, Any]) -> LegacyAPIResponse[ParsedT]: ...
-
-    @abstractmethod
-    def _reply(self, parsed: ParsedT, *, latency_ms: int, headers: dict[str, str]) -> ModelReply: ...
+    def read_reply(self, data: dict[str, Any], *, latency_ms: int, headers: dict[str, str]) -> ModelReply: ...
 
     async def call(self, request: ModelRequest) -> ModelReply:
-        body = self.build_body(request)
-        raw, latency_ms = await timed_call(lambda: self._send(body), secrets=self._secrets)
-        headers = {name.lower(): value for name, value in raw.headers.items()}
-        return self._reply(raw.parse(), latency_ms=latency_ms, headers=headers)
+        data, headers, latency_ms = await self._sender.post(self.path, orjson.dumps(self.build_body(request)))
+        return self.read_reply(data, latency_ms=latency_ms, headers=headers)
 
 
 def redact(text: str, secrets: tuple[str, ...]) -> str:
@@ -129,53 +122,11 @@ def redact(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
-def map_sdk_error(exc: openai.OpenAIError, *, secrets: tuple[str, ...], latency_ms: int) -> ApiCallError:
-    """The facts of an ``openai`` exception. The only place that knows SDK exception types."""
-    if isinstance(exc, openai.APITimeoutError):
-        return ApiCallError("the request timed out", no_answer="timeout", latency_ms=latency_ms)
-    if isinstance(exc, openai.APIConnectionError):
-        cause = redact(str(exc.__cause__ or exc), secrets)
-        return ApiCallError(f"connection error: {cause}", no_answer="connection", latency_ms=latency_ms)
-    if isinstance(exc, openai.APIStatusError):
-        body = _error_body(exc)
-        code, kind = body.get("code"), body.get("type")
-        return ApiCallError(
-            redact(_error_message(exc), secrets),
-            status_code=exc.status_code,
-            code=code if isinstance(code, str) else None,
-            error_type=kind if isinstance(kind, str) else None,
-            latency_ms=latency_ms,
-            headers={k.lower(): v for k, v in exc.response.headers.items()},
-        )
-    return ApiCallError(redact(f"{type(exc).__name__}: {exc}", secrets), latency_ms=latency_ms)
+def as_dict(value: object) -> dict[str, Any]:
+    """A reply's nested object, or empty when the provider left it out or sent ``null``."""
+    return value if isinstance(value, dict) else {}
 
 
-def _error_body(exc: openai.APIStatusError) -> dict[str, Any]:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            return inner
-    return {}
-
-
-def _error_message(exc: openai.APIStatusError) -> str:
-    message = _error_body(exc).get("message")
-    return f"HTTP {exc.status_code}: {message}" if isinstance(message, str) else f"HTTP {exc.status_code}"
-
-
-T = TypeVar("T")
-
-
-async def timed_call(send: Callable[[], Awaitable[T]], *, secrets: tuple[str, ...]) -> tuple[T, int]:
-    """Await ``send`` and return its result with the elapsed milliseconds; SDK errors come out mapped."""
-    started = time.perf_counter()
-    try:
-        result = await send()
-    except openai.OpenAIError as exc:
-        raise map_sdk_error(exc, secrets=secrets, latency_ms=_ms_since(started)) from exc
-    return result, _ms_since(started)
-
-
-def _ms_since(started: float) -> int:
-    return int((time.perf_counter() - started) * 1000)
+def as_int(value: object) -> int:
+    """A token count; absent, ``null`` or not a number counts as 0 (some compatible servers omit details)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

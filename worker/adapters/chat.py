@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from openai._legacy_response import LegacyAPIResponse
-from openai.types.chat import ChatCompletion
-
 from schemas.jobs import ApiKind
 from schemas.results import Usage
-from worker.adapters.base import ModelReply, SdkAdapter
+from worker.adapters.base import HttpAdapter, ModelReply, as_dict, as_int
 from worker.prompt import ModelRequest
 
 
-class ChatAdapter(SdkAdapter[ChatCompletion]):
+class ChatAdapter(HttpAdapter):
     api: ApiKind = "chat"
+    path = "/chat/completions"
 
     def build_body(self, request: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -32,37 +30,34 @@ class ChatAdapter(SdkAdapter[ChatCompletion]):
             body["temperature"] = request.temperature
         return body
 
-    async def _send(self, body: dict[str, Any]) -> LegacyAPIResponse[ChatCompletion]:
-        # ``**body`` hides which overload applies (streaming or not); without ``stream`` it is never a stream.
-        raw: LegacyAPIResponse[ChatCompletion] = await self._client.chat.completions.with_raw_response.create(**body)
-        return raw
-
-    def _reply(self, parsed: ChatCompletion, *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
-        return parse_completion(parsed, latency_ms=latency_ms, headers=headers)
+    def read_reply(self, data: dict[str, Any], *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
+        return parse_completion(data, latency_ms=latency_ms, headers=headers)
 
 
-def parse_completion(completion: ChatCompletion, *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
-    choice = completion.choices[0] if completion.choices else None
-    text = choice.message.content if choice else None
-    refusal = choice.message.refusal if choice else None
-    if choice is not None and choice.finish_reason == "content_filter" and refusal is None:
+def parse_completion(completion: dict[str, Any], *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
+    """Read a ``ChatCompletion`` object's JSON: the first choice's content or refusal, why it stopped, the usage."""
+    choices = completion.get("choices") or ()
+    choice = as_dict(choices[0]) if choices else None
+    message = as_dict(choice.get("message")) if choice is not None else {}
+    text, refusal = message.get("content"), message.get("refusal")
+    finish_reason = choice.get("finish_reason") if choice is not None else None
+    if finish_reason == "content_filter" and refusal is None:
         refusal = "the response was stopped by the content filter"
-    usage = Usage()
-    if completion.usage is not None:
-        u = completion.usage
-        usage = Usage(
-            input_tokens=u.prompt_tokens,
-            cached_input_tokens=(u.prompt_tokens_details.cached_tokens or 0) if u.prompt_tokens_details else 0,
-            output_tokens=u.completion_tokens,
-            reasoning_tokens=(u.completion_tokens_details.reasoning_tokens or 0) if u.completion_tokens_details else 0,
-            total_tokens=u.total_tokens,
-        )
+    u = as_dict(completion.get("usage"))
+    usage = Usage(
+        input_tokens=as_int(u.get("prompt_tokens")),
+        cached_input_tokens=as_int(as_dict(u.get("prompt_tokens_details")).get("cached_tokens")),
+        output_tokens=as_int(u.get("completion_tokens")),
+        reasoning_tokens=as_int(as_dict(u.get("completion_tokens_details")).get("reasoning_tokens")),
+        total_tokens=as_int(u.get("total_tokens")),
+    )
+    response_id = completion.get("id")
     return ModelReply(
-        text=text,
-        refusal=refusal,
-        truncated=choice is not None and choice.finish_reason == "length",
+        text=text if isinstance(text, str) else None,
+        refusal=refusal if isinstance(refusal, str) else None,
+        truncated=finish_reason == "length",
         usage=usage,
-        response_id=completion.id,
+        response_id=response_id if isinstance(response_id, str) else None,
         latency_ms=latency_ms,
         headers=headers,
     )

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from openai._legacy_response import LegacyAPIResponse
-from openai.types.responses import Response
-
 from schemas.jobs import ApiKind
 from schemas.results import Usage
-from worker.adapters.base import ModelReply, SdkAdapter
+from worker.adapters.base import HttpAdapter, ModelReply, as_dict, as_int
 from worker.prompt import ModelRequest
 
 
-class ResponsesAdapter(SdkAdapter[Response]):
+class ResponsesAdapter(HttpAdapter):
     api: ApiKind = "responses"
+    path = "/responses"
 
     def build_body(self, request: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -39,45 +37,42 @@ class ResponsesAdapter(SdkAdapter[Response]):
             body["temperature"] = request.temperature
         return body
 
-    async def _send(self, body: dict[str, Any]) -> LegacyAPIResponse[Response]:
-        # ``**body`` hides which overload applies (streaming or not); without ``stream`` it is never a stream.
-        raw: LegacyAPIResponse[Response] = await self._client.responses.with_raw_response.create(**body)
-        return raw
-
-    def _reply(self, parsed: Response, *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
-        return parse_response(parsed, latency_ms=latency_ms, headers=headers)
+    def read_reply(self, data: dict[str, Any], *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
+        return parse_response(data, latency_ms=latency_ms, headers=headers)
 
 
-def parse_response(response: Response, *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
+def parse_response(response: dict[str, Any], *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
+    """Read a ``Response`` object's JSON: the answer text or refusal, why it stopped, the usage, the id."""
     text_parts: list[str] = []
     refusal: str | None = None
-    for item in response.output:
-        if item.type != "message":
+    for item in response.get("output") or ():
+        if not isinstance(item, dict) or item.get("type") != "message":
             continue  # reasoning items and the like carry no answer
-        for content in item.content:
-            if content.type == "output_text":
-                text_parts.append(content.text)
-            elif content.type == "refusal":
-                refusal = content.refusal
-    reason = response.incomplete_details.reason if response.incomplete_details else None
-    if response.status == "incomplete" and reason == "content_filter" and refusal is None:
+        for content in item.get("content") or ():
+            kind = content.get("type") if isinstance(content, dict) else None
+            if kind == "output_text":
+                text_parts.append(str(content.get("text", "")))
+            elif kind == "refusal":
+                refusal = str(content.get("refusal", ""))
+    status = response.get("status")
+    reason = as_dict(response.get("incomplete_details")).get("reason")
+    if status == "incomplete" and reason == "content_filter" and refusal is None:
         refusal = "the response was stopped by the content filter"
-    usage = Usage()
-    if response.usage is not None:
-        u = response.usage
-        usage = Usage(
-            input_tokens=u.input_tokens,
-            cached_input_tokens=u.input_tokens_details.cached_tokens if u.input_tokens_details else 0,
-            output_tokens=u.output_tokens,
-            reasoning_tokens=u.output_tokens_details.reasoning_tokens if u.output_tokens_details else 0,
-            total_tokens=u.total_tokens,
-        )
+    u = as_dict(response.get("usage"))
+    usage = Usage(
+        input_tokens=as_int(u.get("input_tokens")),
+        cached_input_tokens=as_int(as_dict(u.get("input_tokens_details")).get("cached_tokens")),
+        output_tokens=as_int(u.get("output_tokens")),
+        reasoning_tokens=as_int(as_dict(u.get("output_tokens_details")).get("reasoning_tokens")),
+        total_tokens=as_int(u.get("total_tokens")),
+    )
+    response_id = response.get("id")
     return ModelReply(
         text="".join(text_parts) if text_parts else None,
         refusal=refusal,
-        truncated=response.status == "incomplete" and reason == "max_output_tokens",
+        truncated=status == "incomplete" and reason == "max_output_tokens",
         usage=usage,
-        response_id=response.id,
+        response_id=response_id if isinstance(response_id, str) else None,
         latency_ms=latency_ms,
         headers=headers,
     )

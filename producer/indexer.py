@@ -57,9 +57,15 @@ async def open_batch(
             f"batch {spec.batch_id!r} already exists with other parameters ({'; '.join(differences)}: the batch's "
             "vs this submit's); resubmit with the same ones to resume it, or choose another --batch-id"
         )
-    if input_ref is not None and input_ref != record.input:
-        await store.set_input(spec.batch_id, input_ref)
     return OpenedBatch(record, created=False)
+
+
+async def adopt_input(redis: Redis, keys: Keys, record: BatchRecord, input_ref: dict[str, Any] | None) -> None:
+    """Make ``input_ref`` the file ``retry`` reads the batch's lines from. Only for an input that holds exactly the
+    batch's lines in the batch's order (a moved or renamed copy): a refused resubmit changes nothing, and an input
+    whose lines were changed, reordered or appended is not one ``retry`` can read by position."""
+    if input_ref is not None and input_ref != record.input:
+        await BatchStore(redis, keys).set_input(record.spec.batch_id, input_ref)
 
 
 async def index_lines(

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 
 from producer.feeder import Feeder, ProgressHook, feeding
-from producer.indexer import OpenedBatch, index_lines, open_batch
+from producer.indexer import OpenedBatch, adopt_input, index_lines, open_batch
 from producer.readers import LineSource
 from producer.resubmit import apply_plan, matches_by_position, plan_resubmit, refusals
 from schemas.jobs import ApiKind, BatchSpec, GenerationParams
@@ -94,6 +94,8 @@ async def submit(
         if on_opened is not None:
             on_opened(opened)
         if opened.created or await matches_by_position(redis, keys, opened.record, source):
+            if not opened.created:
+                await adopt_input(redis, keys, opened.record, source.describe())
             await index_lines(redis, keys, opened.record, source, chunk=chunk)
             record = await store.get(spec.batch_id)
             fed = await Feeder(redis, keys, record, window=window, chunk=chunk).feed(source, on_progress=on_progress)

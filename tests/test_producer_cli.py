@@ -157,6 +157,8 @@ def test_another_input_under_a_known_batch_id_is_refused(cli_env, tmp_path) -> N
     assert "refused line 2: the batch has no line 'b' (--append adds it)" in again.output
     assert _indexed_ids(cli_env, "cli") == ["a"]
     assert cli_env.zcard(KEYS.queue) == 1
+    # ... and the batch still names its own input as the file `retry` reads (a refusal changes nothing).
+    assert orjson.loads(cli_env.hget(KEYS.batch("cli").record, F.INPUT))["path"] == str(first.resolve())
 
 
 def test_a_changed_document_under_a_known_batch_id_is_refused(cli_env, tmp_path) -> None:

@@ -18,6 +18,9 @@ them; the bench's own polling is subtracted). A second figure, *sent*, counts on
 its connections, from ``MONITOR`` on a sample run of ``--sample-lines`` lines at the first concurrency (MONITOR
 slows Redis, so it has a run of its own). Last, the worker's peak RSS with about ``--rss-concurrency`` lines in
 flight (the simulator holding each reply for 3 s).
+
+``--profile FILE`` (needs ``py-spy`` on PATH: ``.venv/bin/pip install py-spy``) samples the worker of the cache-miss
+run at the first concurrency into FILE (collapsed stacks) and prints the share of samples spent in each library.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import argparse
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -152,7 +156,9 @@ class Bench:
 
     # -- one measured run --------------------------------------------------------------------------------------------
 
-    def measure(self, variant: str, concurrency: int, lines: int, *, monitor: Path | None = None) -> Run:
+    def measure(
+        self, variant: str, concurrency: int, lines: int, *, monitor: Path | None = None, profile: Path | None = None
+    ) -> Run:
         batch_id = {"ours, cache off": "off", "ours, cache hit": "hit"}.get(variant, "miss")
         if variant == "bare arq":
             self.enqueue_noops(lines)
@@ -168,13 +174,17 @@ class Bench:
         )
         self.polls = 0
         worker, ready_key = self.start(variant, concurrency, lines)
+        sampler: subprocess.Popen[bytes] | None = None
         try:
             wait_until(lambda: self.poll(self.redis.exists(ready_key)), 60, "the worker did not start", poll_s=0.01)
             started, cpu0 = time.monotonic(), cpu_seconds(worker.pid)
+            sampler = sample(worker.pid, profile) if profile is not None else None
             wait_until(lambda: self.finished(variant, batch_id, lines), 3600, "the lines were not done", poll_s=0.05)
             seconds, cpu = time.monotonic() - started, cpu_seconds(worker.pid) - cpu0
             commands = commands_run(self.redis) - self.polls
         finally:
+            if sampler is not None:
+                stop(sampler, signal.SIGINT)
             stop(worker)
             if watcher is not None:
                 stop(watcher)
@@ -238,6 +248,40 @@ class Bench:
             stop(worker)
 
 
+LIBRARIES = {
+    "openai SDK": "/openai/",
+    "httpx": "/httpx",
+    "aiohttp": "/aiohttp/",
+    "redis-py": "/redis/",
+    "arq": "/arq/",
+    "pydantic": "/pydantic",
+    "tiktoken": "/tiktoken",
+    "jsonschema": "/jsonschema",
+    "asyncio": "/asyncio/",
+}
+
+
+def sample(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    command = ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--output", str(out)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profile_shares(path: Path) -> dict[str, float]:
+    """Share of samples whose stack passes through each library (a stack may count for several: aiohttp under
+    asyncio), from py-spy's collapsed format ("frame;frame;... count")."""
+    totals = dict.fromkeys(LIBRARIES, 0)
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        samples += int(count)
+        for name, marker in LIBRARIES.items():
+            if marker in stack:
+                totals[name] += int(count)
+    return {name: value / samples for name, value in totals.items()} if samples else {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=20_000)
@@ -246,6 +290,7 @@ def main() -> None:
     parser.add_argument("--sample-lines", type=int, default=1000)
     parser.add_argument("--rss-lines", type=int, default=4000)
     parser.add_argument("--rss-concurrency", type=int, default=1000)
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy samples of the cache-miss worker")
     args = parser.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp, running(Path(tmp)) as (redis_url, sim_url):
@@ -254,13 +299,20 @@ def main() -> None:
         for concurrency in args.concurrency:
             bench.fresh()
             for variant in VARIANTS:  # the hit run finds the answers the miss run cached
-                run = bench.measure(variant, concurrency, args.lines)
+                profiled = variant == "ours, cache miss" and concurrency == args.concurrency[0]
+                run = bench.measure(variant, concurrency, args.lines, profile=args.profile if profiled else None)
                 console.print(
                     f"{variant} c={concurrency}: {run.lines_per_s:,.0f} lines/s, "
                     f"{run.cpu_ms_per_line:.2f} ms CPU/line, {run.commands_per_line:.1f} cmds/line"
                 )
                 runs.append(run)
         console.print(table(runs))
+        if args.profile is not None and args.profile.exists():
+            shares = profile_shares(args.profile)
+            console.print(
+                f"profile of the cache-miss worker at concurrency {args.concurrency[0]} ({args.profile}): "
+                + ", ".join(f"{name} {share:.1%}" for name, share in shares.items())
+            )
         first = args.concurrency[0]
         sent: dict[str, float] = {}
         bench.fresh()

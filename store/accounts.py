@@ -31,7 +31,7 @@ from schemas.records import CallTotals
 from schemas.results import Usage
 from store.keys import BatchKeys
 from store.redis_typing import awaited
-from store.scripts import LuaScript
+from store.scripts import LuaScript, RoundTrip, Slot
 from store.usage import USAGE_FIELDS, usage_args, usage_from
 
 _N = len(USAGE_FIELDS)
@@ -43,8 +43,9 @@ local function load_account()
 end
 local function save_account(a)
   a.v = (a.v or 0) + 1
-  redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(a))
-  return a.v
+  local encoded = cjson.encode(a)
+  redis.call('HSET', KEYS[2], ARGV[1], encoded)
+  return a.v, encoded
 end
 """
 
@@ -63,7 +64,8 @@ return save_account(a)
 
 # KEYS: batch record, accounts. ARGV: ordinal, latency ms, repair (1/0), response id ("" = none), possibly billed
 # (1/0: no answer, but the provider may have counted it), the call's input-token estimate, then the usage.
-# Returns the account's new version, or -1 when the batch is gone.
+# Returns the account as saved (JSON: the job records its totals from it, without reading it again), or -1 when the
+# batch is gone.
 ADD_CALL = LuaScript(
     "account_add_call",
     _ACCOUNT_LUA
@@ -86,7 +88,8 @@ end
 local u = a.u or {}
 for i = 1, $N do u[i] = (u[i] or 0) + tonumber(ARGV[6 + i]) end
 a.u = u
-return save_account(a)
+local _, encoded = save_account(a)
+return encoded
 """,
     {"N": _N},
 )
@@ -152,6 +155,10 @@ def decode_account(raw: bytes | None) -> Account:
     )
 
 
+def _account_or_gone(raw: bytes | int) -> Account | None:
+    return None if isinstance(raw, int) else decode_account(raw)
+
+
 @dataclass(frozen=True)
 class EndingCounts:
     errors: int
@@ -173,6 +180,33 @@ class Accounts:
         """A call is about to be sent: until ``add_call`` it counts as outstanding (possibly billed if abandoned)."""
         return int(await self._begin_call([keys.record, keys.accounts], [ordinal, estimate]))
 
+    def queue_add_call(
+        self,
+        trip: RoundTrip,
+        keys: BatchKeys,
+        ordinal: int,
+        *,
+        usage: Usage | None,
+        response_id: str | None,
+        latency_ms: int,
+        repair: bool,
+        possibly_billed: bool = False,
+        estimate: int = 0,
+    ) -> Slot[Account | None]:
+        """Count one API call that returned (``usage`` None: no reply), as a step of ``trip``: the account after
+        it, or None when the batch is gone."""
+        counts = usage_args(usage) if usage is not None else [0] * _N
+        args = [
+            ordinal,
+            latency_ms,
+            "1" if repair else "0",
+            response_id or "",
+            "1" if possibly_billed else "0",
+            estimate,
+            *counts,
+        ]
+        return trip.script(self._add_call, [keys.record, keys.accounts], args, _account_or_gone)
+
     async def add_call(
         self,
         keys: BatchKeys,
@@ -184,19 +218,21 @@ class Accounts:
         repair: bool,
         possibly_billed: bool = False,
         estimate: int = 0,
-    ) -> int:
-        """Count one API call that returned (``usage`` None: no reply). Returns the new version (-1: batch gone)."""
-        counts = usage_args(usage) if usage is not None else [0] * _N
-        args = [
+    ) -> Account | None:
+        trip = RoundTrip(self._redis)
+        account = self.queue_add_call(
+            trip,
+            keys,
             ordinal,
-            latency_ms,
-            "1" if repair else "0",
-            response_id or "",
-            "1" if possibly_billed else "0",
-            estimate,
-            *counts,
-        ]
-        return int(await self._add_call([keys.record, keys.accounts], args))
+            usage=usage,
+            response_id=response_id,
+            latency_ms=latency_ms,
+            repair=repair,
+            possibly_billed=possibly_billed,
+            estimate=estimate,
+        )
+        await trip.run()
+        return account.value
 
     async def note_ending(self, keys: BatchKeys, ordinal: int, now_ms: int, ending: str) -> EndingCounts | None:
         """Count a try's ending (a ``worker.policy.Ending`` value). None when the batch is gone."""
@@ -207,9 +243,14 @@ class Accounts:
             return None
         return EndingCounts(int(errors), int(internal), int(waits), int(first) or None)
 
+    def queue_get(self, trip: RoundTrip, keys: BatchKeys, ordinal: int) -> Slot[Account]:
+        return trip.command("HGET", keys.accounts, str(ordinal), parse=decode_account)
+
     async def get(self, keys: BatchKeys, ordinal: int) -> Account:
-        raw: bytes | None = await awaited(self._redis.hget(keys.accounts, str(ordinal)))  # type: ignore[arg-type]
-        return decode_account(raw)
+        trip = RoundTrip(self._redis)
+        account = self.queue_get(trip, keys, ordinal)
+        await trip.run()
+        return account.value
 
     async def get_many(self, keys: BatchKeys, ordinals: Sequence[int]) -> list[Account]:
         if not ordinals:

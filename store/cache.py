@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from store.codec import ResultCodec
 from store.keys import Keys
 from store.redis_typing import awaited
-from store.scripts import LuaScript
+from store.scripts import LuaScript, RoundTrip, Slot
 
 # KEYS[1] = lease. ARGV[1] = token, ARGV[2] = TTL in ms (extend) or "" (release). Only the owner may touch it.
 OWNER_ONLY = LuaScript(
@@ -37,12 +37,39 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 )
 
 
+# KEYS: answer, lease. ARGV: lease token, lease TTL ms. The line's cached answer, else its lease if nobody holds it:
+# {1, stored answer}, {2} (the lease is now this token's), or {0} (another job holds the lease). One step where a
+# lookup and a claim were two round trips.
+LOOKUP = LuaScript(
+    "cache_lookup",
+    """
+local answer = redis.call('GET', KEYS[1])
+if answer then return {1, answer} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
+return {0}
+""",
+)
+
+
 @dataclass(frozen=True)
 class CachedAnswer:
     output: dict[str, Any]
     response_id: str | None
     batch_id: str
     custom_id: str
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What a line found: the cached ``answer``, or the lease ``token`` it now holds, or neither (someone else's)."""
+
+    answer: CachedAnswer | None = None
+    token: str | None = None
+
+
+def _decode(raw: bytes, codec: ResultCodec) -> CachedAnswer:
+    data = orjson.loads(codec.decode(raw))
+    return CachedAnswer(data["output"], data.get("response_id"), data["batch_id"], data["custom_id"])
 
 
 def provider_id(endpoint: str) -> str:
@@ -56,6 +83,7 @@ class CacheStore:
         self._keys = keys
         self._provider = provider_id(endpoint)
         self._owner_only = OWNER_ONLY.bind(redis)
+        self._lookup = LOOKUP.bind(redis)
 
     def cache_key(self, fingerprint: str) -> str:
         return self._keys.cache(self._provider, fingerprint)
@@ -65,12 +93,24 @@ class CacheStore:
 
     async def get(self, fingerprint: str, codec: ResultCodec) -> CachedAnswer | None:
         raw = await awaited(self._redis.get(self.cache_key(fingerprint)))
-        if raw is None:
-            return None
-        data = orjson.loads(codec.decode(raw))
-        return CachedAnswer(data["output"], data.get("response_id"), data["batch_id"], data["custom_id"])
+        return None if raw is None else _decode(raw, codec)
 
-    async def put(self, fingerprint: str, answer: CachedAnswer, codec: ResultCodec, *, ttl_s: int) -> None:
+    def queue_lookup(self, trip: RoundTrip, fingerprint: str, codec: ResultCodec, *, lease_ms: int) -> Slot[Lookup]:
+        """As a step of ``trip``: the cached answer, else the fingerprint's lease (:class:`Lookup`)."""
+        token = secrets.token_hex(16)
+
+        def parse(reply: list[Any]) -> Lookup:
+            if int(reply[0]) == 1:
+                return Lookup(answer=_decode(reply[1], codec))
+            return Lookup(token=token if int(reply[0]) == 2 else None)
+
+        return trip.script(
+            self._lookup, [self.cache_key(fingerprint), self.lease_key(fingerprint)], [token, lease_ms], parse
+        )
+
+    def queue_put(
+        self, trip: RoundTrip, fingerprint: str, answer: CachedAnswer, codec: ResultCodec, *, ttl_s: int
+    ) -> None:
         payload = orjson.dumps(
             {
                 "output": answer.output,
@@ -79,7 +119,12 @@ class CacheStore:
                 "custom_id": answer.custom_id,
             }
         )
-        await self._redis.set(self.cache_key(fingerprint), codec.encode(payload), ex=ttl_s)
+        trip.command("SET", self.cache_key(fingerprint), codec.encode(payload), "EX", ttl_s)
+
+    async def put(self, fingerprint: str, answer: CachedAnswer, codec: ResultCodec, *, ttl_s: int) -> None:
+        trip = RoundTrip(self._redis)
+        self.queue_put(trip, fingerprint, answer, codec, ttl_s=ttl_s)
+        await trip.run()
 
     async def claim(self, fingerprint: str, *, lease_ms: int) -> str | None:
         """Take the fingerprint's lease: its token, or None when another job holds it."""
@@ -90,8 +135,14 @@ class CacheStore:
     async def extend(self, fingerprint: str, token: str, *, lease_ms: int) -> bool:
         return bool(await self._owner_only([self.lease_key(fingerprint)], [token, str(lease_ms)]))
 
+    def queue_release(self, trip: RoundTrip, fingerprint: str, token: str) -> Slot[bool]:
+        return trip.script(self._owner_only, [self.lease_key(fingerprint)], [token, ""], bool)
+
     async def release(self, fingerprint: str, token: str) -> bool:
-        return bool(await self._owner_only([self.lease_key(fingerprint)], [token, ""]))
+        trip = RoundTrip(self._redis)
+        released = self.queue_release(trip, fingerprint, token)
+        await trip.run()
+        return released.value
 
     async def held(self, fingerprint: str) -> bool:
         return bool(await awaited(self._redis.exists(self.lease_key(fingerprint))))

@@ -19,7 +19,7 @@ from typing import Final
 from redis.asyncio import Redis
 
 from store.redis_typing import awaited
-from store.scripts import Arg, LuaScript
+from store.scripts import Arg, LuaScript, RoundTrip, Slot
 
 RESERVATION_TTL_MS = 30 * 60 * 1000
 BUCKET_IDLE_TTL_MS = 60 * 60 * 1000
@@ -391,8 +391,17 @@ class LimitStore:
         admitted, wait_ms, now_ms, tokens, output = await self._admit([bucket, reservation, flight], args)
         return Admitted(bool(admitted), int(wait_ms), int(now_ms), int(tokens), int(output))
 
+    def queue_settle(
+        self, trip: RoundTrip, bucket: str, flight: str, reservation: str, params: BucketParams, how: SettleArgs
+    ) -> Slot[bool]:
+        """``SETTLE`` as a step of ``trip``: False if the reservation was settled already."""
+        return trip.script(self._settle, [bucket, reservation, flight], [*params.args(), *how.args()], bool)
+
     async def settle(self, bucket: str, flight: str, reservation: str, params: BucketParams, how: SettleArgs) -> bool:
-        return bool(await self._settle([bucket, reservation, flight], [*params.args(), *how.args()]))
+        trip = RoundTrip(self._redis)
+        settled = self.queue_settle(trip, bucket, flight, reservation, params, how)
+        await trip.run()
+        return settled.value
 
     async def levels(self, bucket: str) -> dict[str, float]:
         """A scope's stored state (tests, status); not refilled to now."""

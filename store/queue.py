@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
@@ -29,13 +29,15 @@ ARQ_NAMES: dict[str, str | int] = {
     "JOB_PREFIX": job_key_prefix,
     "IN_PROGRESS_PREFIX": in_progress_key_prefix,
     "RETRY_PREFIX": retry_key_prefix,
+    "ABORT_SET": abort_jobs_ss,
     "JOB_TTL_MS": JOB_TTL_MS,
 }
 
 # Lua: put one job on the queue as arq's enqueue_job would (job key with TTL, queue member scored by due time);
 # take a waiting one off it (not if it is running: a running job finishes and records its own result); and take a
-# recorded line's job off it with its text, as arq will once the job returns (its claim and try counter stay
-# until then, so no other worker starts it).
+# recorded line's job off it with everything arq keeps for it -- its text, its claim, its try counter, an abort
+# request -- exactly as arq's own ``finish_job`` would once the job returns (which then has nothing left to do, so
+# the worker skips it: ``worker.app.ExtractionWorker``). Off the queue, no worker can start the job again.
 ENQUEUE_LUA = """
 local function enqueue(queue_key, job_id, payload, now_ms)
   redis.call('PSETEX', '$JOB_PREFIX' .. job_id, $JOB_TTL_MS, payload)
@@ -49,7 +51,8 @@ local function remove_waiting(queue_key, job_id)
 end
 local function finish_job(queue_key, job_id)
   redis.call('ZREM', queue_key, job_id)
-  redis.call('DEL', '$JOB_PREFIX' .. job_id)
+  redis.call('ZREM', '$ABORT_SET', job_id)
+  redis.call('DEL', '$JOB_PREFIX' .. job_id, '$IN_PROGRESS_PREFIX' .. job_id, '$RETRY_PREFIX' .. job_id)
 end
 """
 
@@ -66,6 +69,35 @@ return removed
 """,
     ARQ_NAMES,
 )
+
+
+# KEYS[1] = queue. ARGV: job id, now ms, claim TTL ms. Claims the job for this worker as arq's ``start_jobs`` does --
+# not if it is running elsewhere, gone from the queue, or not due yet -- but in one script instead of WATCH, EXISTS,
+# ZSCORE and MULTI/EXEC (four round trips). Returns the job's score (enqueue time, ms) or false.
+CLAIM = LuaScript(
+    "claim_job",
+    """
+local claim = '$IN_PROGRESS_PREFIX' .. ARGV[1]
+if redis.call('EXISTS', claim) == 1 then return false end
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
+redis.call('PSETEX', claim, ARGV[3], '1')
+return score
+""",
+    ARQ_NAMES,
+)
+
+
+class JobClaims:
+    """Claims jobs for one worker (``worker.app.ExtractionWorker.start_jobs``), on arq's own connection pool."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._claim = CLAIM.bind(redis)
+
+    async def claim(self, queue: str, job_id: str, *, claim_ms: int) -> int | None:
+        """The job's score if this worker now runs it; None if it runs elsewhere, is gone or is not due."""
+        score = await self._claim([queue], [job_id, now_ms(), claim_ms])
+        return None if score is None else int(float(score))
 
 
 def job_payload(job: ExtractionJob, enqueue_ms: int) -> bytes:

@@ -33,7 +33,7 @@ from store.fields import F
 from store.keys import BatchKeys
 from store.lines import SLOT_BYTES, SLOT_LUA, SLOT_NAMES, IndexedLine, LineIndex, SlotStatus
 from store.queue import ARQ_NAMES, ENQUEUE_LUA
-from store.scripts import Arg, LuaScript
+from store.scripts import Arg, Joined, LuaScript, RoundTrip, Slot
 from store.usage import USAGE_LUA, usage_args
 
 STATUS_CODES = {
@@ -183,26 +183,40 @@ class ResultStore:
         self._read_since = READ_SINCE.bind(redis)
         self._index = LineIndex(redis)
 
+    def queue_line_state(self, trip: RoundTrip, keys: BatchKeys, ordinal: int) -> Slot[LineState]:
+        """The line's slot status and the batch's existence and cancel flag, as a step of ``trip``."""
+        status: Slot[bytes | None] = trip.command("GETRANGE", keys.slots, ordinal * SLOT_BYTES, ordinal * SLOT_BYTES)
+        flags: Slot[list[bytes | None]] = trip.command("HMGET", keys.record, F.LINES, F.CANCELLED_AT)
+        return Joined([status, flags], _line_state)
+
     async def line_state(self, keys: BatchKeys, ordinal: int) -> LineState:
-        """One round trip: the line's slot status and the batch's existence and cancel flag."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.getrange(keys.slots, ordinal * SLOT_BYTES, ordinal * SLOT_BYTES)
-        pipe.hmget(keys.record, [F.LINES, F.CANCELLED_AT])
-        status, (lines, cancelled_at) = await pipe.execute()
-        return LineState(
-            batch_exists=lines is not None,
-            recorded=bool(status) and status != b"\0",
-            cancelled=cancelled_at is not None,
-        )
+        trip = RoundTrip(self._redis)
+        state = self.queue_line_state(trip, keys, ordinal)
+        await trip.run()
+        return state.value
+
+    def queue_record(
+        self,
+        trip: RoundTrip,
+        keys: BatchKeys,
+        queue: str,
+        ordinal: int,
+        result: ResultRecord,
+        codec: ResultCodec,
+        *,
+        job_id: str,
+    ) -> Slot[int]:
+        """Record a line's final result once and take its job (``job_id``) off the queue with its text, as a step of
+        ``trip``: 1 recorded, 0 already recorded, -1 the batch is gone."""
+        return trip.script(self._record, [*keys, queue], record_args(ordinal, result, codec, job_id=job_id), int)
 
     async def record(
         self, keys: BatchKeys, queue: str, ordinal: int, result: ResultRecord, codec: ResultCodec, *, job_id: str
     ) -> int:
-        """Record a line's final result once and take its job (``job_id``) off the queue with its text.
-
-        1 recorded, 0 already recorded, -1 the batch is gone.
-        """
-        return int(await self._record([*keys, queue], record_args(ordinal, result, codec, job_id=job_id)))
+        trip = RoundTrip(self._redis)
+        done = self.queue_record(trip, keys, queue, ordinal, result, codec, job_id=job_id)
+        await trip.run()
+        return done.value
 
     async def read_range(self, keys: BatchKeys, first: int, count: int) -> list[tuple[SlotStatus, bytes | None]]:
         flat = await self._read_range(keys, [first, count])
@@ -226,6 +240,15 @@ class ResultStore:
                 FinalLine(line, final_json(batch, line, stored, codec, price))
                 for line, (_status, stored) in zip(lines, results, strict=True)
             ]
+
+
+def _line_state(status: bytes | None, flags: list[bytes | None]) -> LineState:
+    lines, cancelled_at = flags
+    return LineState(
+        batch_exists=lines is not None,
+        recorded=bool(status) and status != b"\0",
+        cancelled=cancelled_at is not None,
+    )
 
 
 def final_json(

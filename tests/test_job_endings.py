@@ -63,15 +63,15 @@ async def test_a_parsing_bug_ends_as_internal_error_after_its_budget(
 async def test_redis_failing_past_its_retries_is_retried_then_succeeds(
     redis, keys, sim, submit_batch, run_worker, monkeypatch
 ) -> None:
-    real, failures = Accounts.add_call, {"left": 2}
+    real, failures = Accounts.queue_add_call, {"left": 2}
 
-    async def flaky(self, *args, **kwargs):
+    def flaky(self, *args, **kwargs):
         if failures["left"] > 0:
             failures["left"] -= 1
             raise RedisConnectionError("Redis went away (planted)")
-        return await real(self, *args, **kwargs)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Accounts, "add_call", flaky)
+    monkeypatch.setattr(Accounts, "queue_add_call", flaky)
     await submit_batch(DOCS)
     await run_worker(max_internal_errors=3)
     results = await _one_result_each(redis, keys)

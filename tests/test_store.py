@@ -7,8 +7,9 @@ import dataclasses
 
 import orjson
 import pytest
-from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from schemas.jobs import ExtractionJob
 from schemas.records import CallTotals, line_result
@@ -16,14 +17,15 @@ from schemas.registry import resolve_schema
 from schemas.results import ResultRecord, Status, Usage
 from store.accounts import Accounts, EndingCounts
 from store.batches import BatchStore
-from store.cache import CachedAnswer, CacheStore
+from store.cache import CachedAnswer, CacheStore, Lookup
 from store.codec import ResultCodec
 from store.feed import CancelItem, FeedCode, FeedStore
 from store.keys import Keys
 from store.limits import BucketParams, LimitStore, ProviderAccount, SettleArgs
 from store.lines import SLOT_BYTES, LineIndex, SlotStatus
-from store.queue import REMOVE_WAITING, job_payload
-from store.results import ResultStore
+from store.queue import REMOVE_WAITING, JobClaims, job_payload
+from store.results import LineState, ResultStore
+from store.scripts import RoundTrip, Slot
 from tests.processes import invoice_spec
 
 KEYS = Keys("st:")
@@ -171,9 +173,11 @@ async def test_cancel_closes_the_feed_and_records_waiting_lines_with_their_bille
     await _batch(redis, 5)
     await _feed(redis, 0, 3)
     feeds, accounts = FeedStore(redis, KEYS), Accounts(redis)
-    version = await accounts.add_call(
+    added = await accounts.add_call(
         BK, 1, usage=Usage(input_tokens=7, total_tokens=7), response_id="r", latency_ms=5, repair=False
     )
+    assert added is not None
+    version = added.version
     await redis.set(in_progress_key_prefix + KEYS.job_id(BATCH, 2), b"1")  # line 2 is running
     assert await feeds.begin_cancel(BK, "2026-12-01T00:00:00Z") == (1, 3, 2)
     assert await feeds.begin_cancel(BK, "later") == (0, 3, 0)
@@ -209,16 +213,16 @@ async def test_accounts_add_calls_and_errors_and_vanish_with_their_line(redis) -
     accounts = Accounts(redis)
     usage = Usage(input_tokens=5, cached_input_tokens=1, output_tokens=2, reasoning_tokens=1, total_tokens=7)
     assert await accounts.begin_call(BK, 0, estimate=40) == 1
-    assert (
-        await accounts.add_call(BK, 0, usage=usage, response_id="resp_1", latency_ms=30, repair=False, estimate=40) == 2
-    )
+    first = await accounts.add_call(BK, 0, usage=usage, response_id="resp_1", latency_ms=30, repair=False, estimate=40)
+    assert first is not None
+    assert (first.version, first.outstanding, first.totals.usage) == (2, 0, usage)  # the account as saved
     assert await accounts.begin_call(BK, 0, estimate=50) == 3
-    assert (
-        await accounts.add_call(
-            BK, 0, usage=None, response_id=None, latency_ms=12, repair=True, possibly_billed=True, estimate=50
-        )
-        == 4
+    second = await accounts.add_call(
+        BK, 0, usage=None, response_id=None, latency_ms=12, repair=True, possibly_billed=True, estimate=50
     )
+    assert second is not None
+    assert (second.version, second.possibly_billed, second.totals.repairs) == (4, 1, 1)
+    assert second == await accounts.get(BK, 0)
     assert await accounts.begin_call(BK, 0, estimate=60) == 5  # then the worker is killed: never answered
     assert await accounts.note_ending(BK, 0, 1000, "transient") == EndingCounts(1, 0, 0, 1000)
     assert await accounts.note_ending(BK, 0, 2000, "rate_limited") == EndingCounts(1, 0, 0, 1000)
@@ -233,7 +237,8 @@ async def test_accounts_add_calls_and_errors_and_vanish_with_their_line(redis) -
     record = await BatchStore(redis, KEYS).get(BATCH)
     assert (record.possibly_billed_calls, record.possibly_billed_input_tokens) == (2, 110)  # timed out + abandoned
     assert (
-        await accounts.add_call(KEYS.batch("gone"), 0, usage=usage, response_id=None, latency_ms=1, repair=False) == -1
+        await accounts.add_call(KEYS.batch("gone"), 0, usage=usage, response_id=None, latency_ms=1, repair=False)
+        is None
     )
     assert not await redis.exists(KEYS.batch("gone").accounts)
 
@@ -351,3 +356,86 @@ async def test_scripts_survive_a_script_flush(redis) -> None:
     await redis.script_flush()
     await asyncio.sleep(0)
     assert await _feed(redis, 0, 1) == FeedCode.DONE
+
+
+async def test_a_round_trip_reloads_scripts_a_restarted_redis_lost_and_keeps_the_order(redis) -> None:
+    await _batch(redis, 2)
+    accounts, results = Accounts(redis), ResultStore(redis)
+    await redis.script_flush()  # what a Redis restart does to every script
+    trip = RoundTrip(redis)
+    before = results.queue_line_state(trip, BK, 0)
+    added = accounts.queue_add_call(
+        trip, BK, 0, usage=Usage(input_tokens=3, total_tokens=3), response_id="r1", latency_ms=4, repair=False
+    )
+    again = accounts.queue_add_call(trip, BK, 0, usage=None, response_id=None, latency_ms=1, repair=True)
+    await trip.run()
+    assert before.value == LineState(batch_exists=True, recorded=False, cancelled=False)
+    assert added.value is not None
+    assert again.value is not None
+    assert (added.value.version, again.value.version) == (1, 2)  # re-sent in their order after the reload
+    assert again.value.totals.usage.input_tokens == 3
+    assert again.value == await accounts.get(BK, 0)
+    await RoundTrip(redis).run()  # an empty trip sends nothing
+
+
+async def test_a_round_trip_raises_what_a_step_answered(redis) -> None:
+    await redis.set("st:not-a-hash", "x")
+    trip = RoundTrip(redis)
+    ok: Slot[bytes] = trip.command("SET", "st:fine", "1")
+    trip.command("HGET", "st:not-a-hash", "f")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await trip.run()
+    with pytest.raises(RuntimeError):
+        _ = ok.value  # no step of a failed trip is read as if it had succeeded
+    assert await redis.get("st:fine") == b"1"  # not a transaction: the steps before it ran
+
+
+async def test_claim_takes_a_due_waiting_job_once(redis) -> None:
+    await _batch(redis, 3)
+    await _feed(redis, 0, 2)
+    claims = JobClaims(redis)
+    first, second = KEYS.job_id(BATCH, 0), KEYS.job_id(BATCH, 1)
+    score = await redis.zscore(KEYS.queue, first)
+    assert score is not None
+    assert await claims.claim(KEYS.queue, first, claim_ms=60_000) == int(score)  # its due time, for arq
+    assert 59_000 < await redis.pttl(in_progress_key_prefix + first) <= 60_000
+    assert await claims.claim(KEYS.queue, first, claim_ms=60_000) is None  # running here already
+    await redis.zadd(KEYS.queue, {second: 2**50})  # deferred far into the future
+    assert await claims.claim(KEYS.queue, second, claim_ms=60_000) is None
+    assert await claims.claim(KEYS.queue, KEYS.job_id(BATCH, 2), claim_ms=60_000) is None  # never queued
+    assert not await redis.exists(in_progress_key_prefix + second)
+
+
+async def test_recording_leaves_nothing_of_the_job_for_arq_to_clean_up(redis) -> None:
+    await _batch(redis, 1)
+    await _feed(redis, 0, 1)
+    job_id = KEYS.job_id(BATCH, 0)
+    assert await JobClaims(redis).claim(KEYS.queue, job_id, claim_ms=60_000) is not None
+    await redis.set(retry_key_prefix + job_id, 1)
+    await redis.zadd(abort_jobs_ss, {job_id: 1})
+    assert await ResultStore(redis).record(BK, KEYS.queue, 0, _result(0), CODEC, job_id=job_id) == 1
+    for key in (job_key_prefix, in_progress_key_prefix, retry_key_prefix):
+        assert not await redis.exists(key + job_id)
+    assert await redis.zscore(KEYS.queue, job_id) is None
+    assert await redis.zscore(abort_jobs_ss, job_id) is None
+    await redis.delete(abort_jobs_ss)
+
+
+async def test_lookup_returns_the_answer_or_takes_the_lease_once(redis) -> None:
+    store = CacheStore(redis, KEYS, "http://provider/v1")
+    trip = RoundTrip(redis)
+    first = store.queue_lookup(trip, _fp(1), CODEC, lease_ms=10_000)
+    second = store.queue_lookup(trip, _fp(1), CODEC, lease_ms=10_000)
+    await trip.run()
+    assert first.value.answer is None
+    assert first.value.token is not None  # the lease is this lookup's
+    assert second.value == Lookup()  # another job's lease: neither an answer nor a lease
+    answer = CachedAnswer({"n": 1}, "resp_1", BATCH, "id-1")
+    trip = RoundTrip(redis)
+    store.queue_put(trip, _fp(1), answer, CODEC, ttl_s=60)
+    released = store.queue_release(trip, _fp(1), first.value.token)
+    found = store.queue_lookup(trip, _fp(1), CODEC, lease_ms=10_000)
+    await trip.run()
+    assert released.value is True
+    assert found.value == Lookup(answer=answer)
+    assert not await store.held(_fp(1))  # a hit takes no lease

@@ -7,27 +7,48 @@ billed call of every try (a repair, a retry after a 5xx on the second call) and 
 from __future__ import annotations
 
 from schemas.records import CallTotals
-from store.accounts import Accounts
+from store.accounts import Account, Accounts
 from store.keys import BatchKeys
+from store.scripts import RoundTrip, Slot
 from worker.adapters.base import ModelReply
 from worker.policy import Ending, History
 
 
 class JobAccount:
+    """One try's handle on its line's account. It remembers the account as the last script that changed it returned
+    it, so recording the line needs no read of its own when nothing else changed it since."""
+
     def __init__(self, accounts: Accounts, keys: BatchKeys, ordinal: int) -> None:
         self._accounts = accounts
         self._keys = keys
         self._ordinal = ordinal
+        self._known: Account | None = None
+
+    def queue_get(self, trip: RoundTrip) -> Slot[Account]:
+        return self._accounts.queue_get(trip, self._keys, self._ordinal)
+
+    def remember(self, account: Account | None) -> None:
+        """The account as a step of a round trip just read or wrote it (None: unknown, read it when needed)."""
+        self._known = account
 
     async def begin_call(self, estimate: int) -> None:
         """A call is about to go out: if nobody sees it return (SIGTERM, SIGKILL), it stays possibly billed."""
         await self._accounts.begin_call(self._keys, self._ordinal, estimate=estimate)
 
-    async def add_call(
-        self, reply: ModelReply | None, latency_ms: int, repair: bool, *, possibly_billed: bool, estimate: int
-    ) -> None:
-        """A call returned: with a reply (billed), or without one (``possibly_billed``: no answer, maybe counted)."""
-        await self._accounts.add_call(
+    def queue_add_call(
+        self,
+        trip: RoundTrip,
+        reply: ModelReply | None,
+        latency_ms: int,
+        repair: bool,
+        *,
+        possibly_billed: bool,
+        estimate: int,
+    ) -> Slot[Account | None]:
+        """A call returned: with a reply (billed), or without one (``possibly_billed``: no answer, maybe counted).
+        After the trip ran, pass the slot's value to :meth:`remember`."""
+        return self._accounts.queue_add_call(
+            trip,
             self._keys,
             self._ordinal,
             usage=reply.usage if reply is not None else None,
@@ -40,10 +61,13 @@ class JobAccount:
 
     async def note_ending(self, ending: Ending, now_ms: int) -> History | None:
         """Count how a try ended; the line's whole history after it (None: the batch is gone)."""
+        self._known = None
         counts = await self._accounts.note_ending(self._keys, self._ordinal, now_ms, ending.value)
         if counts is None:
             return None
         return History(counts.errors, counts.internal, counts.waits, counts.first_error_ms)
 
     async def totals(self) -> CallTotals:
+        if self._known is not None:
+            return self._known.totals
         return (await self._accounts.get(self._keys, self._ordinal)).totals

@@ -71,6 +71,7 @@ from redis.asyncio import Redis
 from schemas.settings import Settings
 from store.keys import Keys
 from store.limits import BucketParams, LimitStore, ProviderAccount, SettleArgs
+from store.scripts import RoundTrip, Slot
 from worker.classify import Settle
 from worker.policy import WaitingError
 from worker.retry import parse_duration_s
@@ -170,6 +171,7 @@ class AdmissionController:
         endpoint: str = "",
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
+        self._redis = redis
         self._keys = keys
         self._settings = settings
         self._api_key = api_key
@@ -270,6 +272,35 @@ class AdmissionController:
         ``outcome`` defaults to ``OK`` with ``input_tokens`` (a reply), ``LIMITED`` with ``rate_limited``, else
         ``FAILED``; a ``LIMITED`` cool-down is ``cooldown_s`` (or ``retry_after_s``), one second when neither.
         """
+        trip = RoundTrip(self._redis)
+        settled = self.queue_settle(
+            trip,
+            reservation,
+            outcome=outcome,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            rate_limited=rate_limited,
+            cooldown_s=cooldown_s,
+            retry_after_s=retry_after_s,
+            headers=headers,
+        )
+        await trip.run()
+        return settled.value
+
+    def queue_settle(
+        self,
+        trip: RoundTrip,
+        reservation: Reservation,
+        *,
+        outcome: Settle | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        rate_limited: bool = False,
+        cooldown_s: float | None = None,
+        retry_after_s: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Slot[bool]:
+        """:meth:`settle` as a step of ``trip`` (the worker sends it with the call's usage, in one round trip)."""
         if outcome is None:
             outcome = Settle.LIMITED if rate_limited else (Settle.OK if input_tokens is not None else Settle.FAILED)
         cooldown = cooldown_s if cooldown_s is not None else retry_after_s
@@ -291,7 +322,7 @@ class AdmissionController:
             output_charge_ceiling=self._settings.default_output_reserve,
         )
         scope = reservation.scope
-        return await self._store.settle(scope.key, scope.flight, reservation.key, self._params(scope), how)
+        return self._store.queue_settle(trip, scope.key, scope.flight, reservation.key, self._params(scope), how)
 
     async def levels(self, model: str) -> dict[str, float]:
         """The scope's stored state (for tests, status and metrics); not refilled to now."""

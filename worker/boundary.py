@@ -32,10 +32,22 @@ class JobBoundary:
     state: WorkerState
     _ended: set[str] = field(default_factory=set)
     _exceptions: dict[str, str] = field(default_factory=dict)
+    _cleaned_up: set[str] = field(default_factory=set)
 
     def ended_properly(self, job_id: str) -> None:
         """The job function returned: the line is recorded (or needed no record)."""
         self._ended.add(job_id)
+
+    def cleaned_up(self, job_id: str) -> None:
+        """Recording the line took its job off the queue with everything arq keeps for it (``store.queue``)."""
+        self._cleaned_up.add(job_id)
+
+    def take_cleaned_up(self, job_id: str) -> bool:
+        """Whether nothing is left for arq's own clean-up of ``job_id`` (and forget it)."""
+        if job_id in self._cleaned_up:
+            self._cleaned_up.discard(job_id)
+            return True
+        return False
 
     def note_exception(self, job_id: str, exc: BaseException) -> None:
         """What ended the job function, for the reason arq's finish will not know."""

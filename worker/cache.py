@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 
-from store.cache import CachedAnswer, CacheStore
+from store.cache import CachedAnswer, CacheStore, Lookup
 from store.codec import ResultCodec
+from store.scripts import RoundTrip, Slot
 
 __all__ = ["CachedAnswer", "Coalescer", "Lease", "ResultCache"]
 
@@ -35,6 +36,9 @@ class ResultCache:
 
     async def put(self, fingerprint: str, answer: CachedAnswer, codec: ResultCodec) -> None:
         await self._store.put(fingerprint, answer, codec, ttl_s=self._ttl_s)
+
+    def queue_put(self, trip: RoundTrip, fingerprint: str, answer: CachedAnswer, codec: ResultCodec) -> None:
+        self._store.queue_put(trip, fingerprint, answer, codec, ttl_s=self._ttl_s)
 
 
 class Lease:
@@ -60,10 +64,18 @@ class Lease:
                 log.warning("could not extend the coalescing lease of %s", self.fingerprint, exc_info=True)
 
     async def release(self) -> None:
+        await self._stop_keeping()
+        await self._coalescer.store.release(self.fingerprint, self.token)
+
+    async def queue_release(self, trip: RoundTrip) -> None:
+        """Stop extending the lease now and let it go as a step of ``trip`` (after the steps before it)."""
+        await self._stop_keeping()
+        self._coalescer.store.queue_release(trip, self.fingerprint, self.token)
+
+    async def _stop_keeping(self) -> None:
         self._keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._keeper
-        await self._coalescer.store.release(self.fingerprint, self.token)
 
 
 class Coalescer:
@@ -78,6 +90,14 @@ class Coalescer:
     async def claim(self, fingerprint: str) -> Lease | None:
         token = await self.store.claim(fingerprint, lease_ms=self.lease_ms)
         return Lease(self, fingerprint, token) if token is not None else None
+
+    def queue_lookup(self, trip: RoundTrip, fingerprint: str, codec: ResultCodec) -> Slot[Lookup]:
+        """The cached answer or the lease, in one step of ``trip`` (``store.cache.LOOKUP``); see :meth:`held_lease`."""
+        return self.store.queue_lookup(trip, fingerprint, codec, lease_ms=self.lease_ms)
+
+    def held_lease(self, fingerprint: str, lookup: Lookup) -> Lease | None:
+        """The lease a lookup took, kept alive from now on; None if it found an answer or another job's lease."""
+        return Lease(self, fingerprint, lookup.token) if lookup.token is not None else None
 
     async def wait_for_owner(self, fingerprint: str, *, max_wait_s: float, poll_s: float = 0.1) -> bool:
         """Wait until nobody holds the fingerprint's lease. False if it is still held after ``max_wait_s``."""

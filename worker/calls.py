@@ -1,7 +1,11 @@
-"""What surrounds each API call of a job: admission before, usage account and reservation settlement after."""
+"""What surrounds each API call of a job: admission before, usage account and reservation settlement after (one
+round trip: ``store.scripts.RoundTrip``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from store.scripts import RoundTrip
 from worker.account import JobAccount
 from worker.adapters.base import ApiCallError, ModelReply
 from worker.admission import AdmissionController, Reservation
@@ -20,6 +24,7 @@ class JobCalls:
         estimator: TokenEstimator,
         account: JobAccount,
         metrics: WorkerMetrics,
+        trip: Callable[[], RoundTrip],
         *,
         api: str,
         default_output_reserve: int,
@@ -28,6 +33,7 @@ class JobCalls:
         self._estimator = estimator
         self._account = account
         self._metrics = metrics
+        self._trip = trip
         self._api = api
         self._default_output_reserve = default_output_reserve
         self._open: tuple[Reservation, ModelRequest, int] | None = None
@@ -48,25 +54,31 @@ class JobCalls:
         # No reply, no answer (a timeout, a dropped connection): the provider may have billed it anyway.
         possibly_billed = reply is None and (verdict is None or verdict.possibly_billed)
         estimate = self._open[0].input_tokens if self._open is not None else 0
-        await self._account.add_call(reply, latency_ms, repair, possibly_billed=possibly_billed, estimate=estimate)
-        if self._open is None:
-            return
-        reservation, request, raw = self._open
-        self._open = None
-        status = "200" if reply is not None else str(error.status_code if error and error.status_code else "error")
-        usage = reply.usage if reply is not None else None
-        self._metrics.count_call(self._api, request.model, status, latency_ms / 1000, usage)
-        if reply is not None:
-            self._estimator.observe(request.model, raw, reply.usage.input_tokens)
-            await self._admission.settle(
-                reservation,
-                input_tokens=reply.usage.input_tokens,
-                output_tokens=reply.usage.output_tokens,
-                headers=reply.headers,
-            )
-        elif error is not None and verdict is not None:
-            if verdict.settle is Settle.LIMITED:
-                self._metrics.rate_limited.labels(request.model).inc()
-            await self._admission.settle(
-                reservation, outcome=verdict.settle, cooldown_s=verdict.cooldown_s, headers=error.headers
-            )
+        # The call's usage and its reservation's settlement go in one round trip.
+        trip = self._trip()
+        added = self._account.queue_add_call(
+            trip, reply, latency_ms, repair, possibly_billed=possibly_billed, estimate=estimate
+        )
+        opened, self._open = self._open, None
+        if opened is not None:
+            reservation, request, raw = opened
+            status = "200" if reply is not None else str(error.status_code if error and error.status_code else "error")
+            usage = reply.usage if reply is not None else None
+            self._metrics.count_call(self._api, request.model, status, latency_ms / 1000, usage)
+            if reply is not None:
+                self._estimator.observe(request.model, raw, reply.usage.input_tokens)
+                self._admission.queue_settle(
+                    trip,
+                    reservation,
+                    input_tokens=reply.usage.input_tokens,
+                    output_tokens=reply.usage.output_tokens,
+                    headers=reply.headers,
+                )
+            elif error is not None and verdict is not None:
+                if verdict.settle is Settle.LIMITED:
+                    self._metrics.rate_limited.labels(request.model).inc()
+                self._admission.queue_settle(
+                    trip, reservation, outcome=verdict.settle, cooldown_s=verdict.cooldown_s, headers=error.headers
+                )
+        await trip.run()
+        self._account.remember(added.value)

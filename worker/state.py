@@ -15,6 +15,7 @@ from store.cache import CacheStore
 from store.keys import Keys
 from store.lines import LineIndex
 from store.results import ResultStore
+from store.scripts import RoundTrip
 from worker.adapters import ApiAdapter, HttpSender, adapter_for
 from worker.admission import AdmissionController
 from worker.batches import BatchCache
@@ -91,6 +92,10 @@ class WorkerState:
             endpoint=endpoint,
             secrets=(_api_key(settings),),
         )
+
+    def trip(self) -> RoundTrip:
+        """A new round trip on the worker's connection (``store.scripts.RoundTrip``)."""
+        return RoundTrip(self.redis)
 
     def adapter(self, api: ApiKind) -> ApiAdapter:
         if api not in self._adapters:

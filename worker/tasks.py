@@ -23,6 +23,26 @@ What arq itself can do to a job, and what each becomes (the boundary is ``worker
 | "max retries exceeded" (arq's try counter; set out of reach) | ``internal_error`` recorded |
 | ``Job.abort()`` | nothing: aborting is off (``allow_abort_jobs=False``), so the job runs and records |
 
+Round trips to Redis per line (one call, no repair, admitted at once), each a pipeline or one script
+(``store.scripts.RoundTrip``); arq's poll of the queue (one ``ZRANGEBYSCORE`` for up to ``queue_read_limit`` jobs) and
+health beats are shared by many lines and not counted:
+
+| step | cache miss | cache hit | cache off |
+| --- | ---: | ---: | ---: |
+| arq claims the job (``store.queue.CLAIM``, one script where arq sends WATCH, EXISTS, ZSCORE, MULTI/EXEC) | 1 | 1 | 1 |
+| arq reads the job and counts the try (its MULTI/GET/INCRBY/EXPIRE/EXEC) | 1 | 1 | 1 |
+| the line's state, its cached answer or lease (``LOOKUP``), its account | 1 | 1 | 1 |
+| admission (``ADMIT``) | 1 | - | 1 |
+| the call goes out (``BEGIN_CALL``: counted as possibly billed until it returns) | 1 | - | 1 |
+| the call's usage and its reservation's settlement (``ADD_CALL`` + ``SETTLE``) | 1 | - | 1 |
+| cache write, lease release, the line recorded (``RECORD``, which also does arq's clean-up) | 1 | 1 | 1 |
+| arq's own clean-up (``finish_job``): skipped, nothing is left | - | - | - |
+| **total** | **7** | **4** | **7** |
+
+(Before: 17, 10 and 13.) Each repair call adds 3 (admission, begin, usage + settle); a retry adds the policy's
+note and arq's re-queue. ``python -m bench.overhead`` measures the commands Redis runs per line, scripts' inner
+commands included.
+
 A line whose batch is gone (deleted, expired) records nothing. Identifiers in log lines are the line's ordinal and a
 ``repr`` of its custom_id, so control characters never reach a log line unescaped.
 """
@@ -32,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import arq
@@ -40,10 +61,12 @@ from pydantic import ValidationError
 from schemas.jobs import ExtractionJob
 from schemas.records import line_result
 from schemas.results import ErrorInfo, ErrorType, Status
+from store.cache import Lookup
+from store.scripts import RoundTrip
 from worker.account import JobAccount
 from worker.adapters.base import ApiCallError, redact
 from worker.batches import BatchNotFoundError, LoadedBatch
-from worker.cache import CachedAnswer
+from worker.cache import CachedAnswer, Lease
 from worker.calls import JobCalls
 from worker.classify import classify_call_error
 from worker.extraction import Extracted, Rejected, extract_once
@@ -95,39 +118,70 @@ async def extract(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
 
 async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: str) -> str:
     """One try of one line, as arq job ``job_id`` (which leaves the queue when the line is recorded)."""
-    line = await state.results.line_state(state.keys.batch(job.batch_id), job.ordinal)
-    if not line.batch_exists:
-        log.warning("dropping line %d of batch %s: the batch was deleted or has expired", job.ordinal, job.batch_id)
-        return "batch-missing"
-    if line.recorded:
-        return "already-recorded"
     try:
-        batch = await state.batches.get(job.batch_id)
+        batch = await state.batches.get(job.batch_id)  # read once per batch and process
     except BatchNotFoundError:
         log.warning("dropping line %d of batch %s: the batch was deleted", job.ordinal, job.batch_id)
         return "batch-missing"
     account = JobAccount(state.accounts, batch.keys, job.ordinal)
-    outcome: Outcome
-    if line.cancelled:
-        outcome = Cancelled()
-    else:
-        try:
-            async with asyncio.timeout(state.settings.job_timeout_s):
-                outcome = await _answer(state, job, batch, account)
-        except Exception as exc:  # every ending of a try without a final outcome goes through the one policy
-            classified = classify(exc, job_timeout_s=state.settings.job_timeout_s, secrets=state.secrets)
-            if isinstance(classified, TryEnded) and classified.ending is Ending.INTERNAL:
-                log.warning(
-                    "line %d (%r) of batch %s: %s",
-                    job.ordinal,
-                    job.custom_id,
-                    job.batch_id,
-                    classified.reason,
-                    exc_info=exc,
+    # One round trip: the line's state, its cached answer or its lease, and its account (the totals a line answered
+    # without a call records).
+    trip = state.trip()
+    line = state.results.queue_line_state(trip, batch.keys, job.ordinal)
+    caching = batch.spec.use_cache and state.cache.enabled
+    lookup = state.coalescer.queue_lookup(trip, job.fingerprint, batch.codec) if caching else None
+    known = account.queue_get(trip)
+    await trip.run()
+    held = _Held(state.coalescer.held_lease(job.fingerprint, lookup.value) if lookup is not None else None)
+    try:
+        if not line.value.batch_exists:
+            log.warning("dropping line %d of batch %s: the batch was deleted or has expired", job.ordinal, job.batch_id)
+            return "batch-missing"
+        if line.value.recorded:
+            return "already-recorded"
+        account.remember(known.value)
+        outcome: Outcome
+        if line.value.cancelled:
+            outcome = Cancelled()
+        else:
+            try:
+                async with asyncio.timeout(state.settings.job_timeout_s):
+                    outcome = await _answer(state, job, batch, account, lookup.value if lookup else None, held)
+            except Exception as exc:  # every ending of a try without a final outcome goes through the one policy
+                classified = classify(exc, job_timeout_s=state.settings.job_timeout_s, secrets=state.secrets)
+                if isinstance(classified, TryEnded) and classified.ending is Ending.INTERNAL:
+                    log.warning(
+                        "line %d (%r) of batch %s: %s",
+                        job.ordinal,
+                        job.custom_id,
+                        job.batch_id,
+                        classified.reason,
+                        exc_info=exc,
+                    )
+                outcome = (
+                    classified if isinstance(classified, Rejected) else await _decide(state, job, account, classified)
                 )
-            outcome = classified if isinstance(classified, Rejected) else await _decide(state, job, account, classified)
-    await _record(state, job, batch, account, outcome, job_id)
-    return outcome.__class__.__name__.lower()
+        # One round trip: the answer into the cache, then the lease let go (so the jobs waiting on it find the
+        # answer), then the line recorded.
+        finish = state.trip()
+        lease, held.lease = held.lease, None
+        if lease is not None:
+            if isinstance(outcome, Extracted):
+                answer = CachedAnswer(outcome.output, outcome.reply.response_id, job.batch_id, job.custom_id)
+                state.cache.queue_put(finish, job.fingerprint, answer, batch.codec)
+            await lease.queue_release(finish)
+        await _record(state, job, batch, account, outcome, job_id, finish)
+        return outcome.__class__.__name__.lower()
+    finally:
+        if held.lease is not None:  # the try ended some other way (a retry, a timeout): let the lease go now
+            await held.lease.release()
+
+
+@dataclass
+class _Held:
+    """The coalescing lease this try holds, if any (taken by the first lookup or after waiting for another job)."""
+
+    lease: Lease | None
 
 
 def classify(exc: Exception, *, job_timeout_s: float, secrets: tuple[str, ...]) -> Rejected | TryEnded:
@@ -166,32 +220,30 @@ async def _decide(state: WorkerState, job: ExtractionJob, account: JobAccount, e
     raise arq.Retry(defer=decision.delay_s)
 
 
-async def _answer(state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount) -> Outcome:
-    """The line's answer: from the cache, from an identical line in flight, or from the API."""
-    if not (batch.spec.use_cache and state.cache.enabled):
+async def _answer(
+    state: WorkerState,
+    job: ExtractionJob,
+    batch: LoadedBatch,
+    account: JobAccount,
+    found: Lookup | None,
+    held: _Held,
+) -> Outcome:
+    """The line's answer: from the cache, from an identical line in flight, or from the API. ``found`` is what the
+    first lookup found (None: the batch does not use the cache)."""
+    if found is None:
         return await _attempt(state, job, batch, account)
-    hit = await state.cache.get(job.fingerprint, batch.codec)
-    if hit is not None:
-        return hit
-    lease = await state.coalescer.claim(job.fingerprint)
-    if lease is None:
+    if found.answer is not None:
+        return found.answer
+    if held.lease is None:  # another job is calling the API for this document: wait for its answer
         wait_s = state.settings.admission_max_sleep_s
         gone = await state.coalescer.wait_for_owner(job.fingerprint, max_wait_s=wait_s)
         hit = await state.cache.get(job.fingerprint, batch.codec)
         if hit is not None:
             return hit
-        lease = await state.coalescer.claim(job.fingerprint) if gone else None
-        if lease is None:  # still someone else's call: come back later without holding the slot
+        held.lease = await state.coalescer.claim(job.fingerprint) if gone else None
+        if held.lease is None:  # still someone else's call: come back later without holding the slot
             raise LineInFlightError(wait_s, "an identical line is being answered by another job")
-    try:
-        outcome = await _attempt(state, job, batch, account)
-        if isinstance(outcome, Extracted):
-            # Cache before the lease goes, so the jobs waiting on it find the answer.
-            answer = CachedAnswer(outcome.output, outcome.reply.response_id, job.batch_id, job.custom_id)
-            await state.cache.put(job.fingerprint, answer, batch.codec)
-        return outcome
-    finally:
-        await lease.release()
+    return await _attempt(state, job, batch, account)
 
 
 async def _attempt(
@@ -204,6 +256,7 @@ async def _attempt(
         state.estimator,
         account,
         state.metrics,
+        state.trip,
         api=batch.spec.api,
         default_output_reserve=settings.default_output_reserve,
     )
@@ -217,8 +270,15 @@ async def _attempt(
 
 
 async def _record(
-    state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount, outcome: Outcome, job_id: str
+    state: WorkerState,
+    job: ExtractionJob,
+    batch: LoadedBatch,
+    account: JobAccount,
+    outcome: Outcome,
+    job_id: str,
+    trip: RoundTrip,
 ) -> None:
+    """Record the line as the last step of ``trip`` (which may hold the cache write and the lease release)."""
     totals = await account.totals()
     common: dict[str, Any] = {
         "custom_id": job.custom_id,
@@ -251,11 +311,14 @@ async def _record(
         )
         if outcome.error_type is ErrorType.INTERNAL_ERROR:
             log.error("line %d (%r) of batch %s failed: %s", job.ordinal, job.custom_id, job.batch_id, outcome.message)
-    # Shielded: a SIGTERM arriving now must not leave a paid answer unrecorded.
-    recorded = await asyncio.shield(
-        state.results.record(batch.keys, state.keys.queue, job.ordinal, record, batch.codec, job_id=job_id)
+    done = state.results.queue_record(
+        trip, batch.keys, state.keys.queue, job.ordinal, record, batch.codec, job_id=job_id
     )
+    # Shielded: a SIGTERM arriving now must not leave a paid answer unrecorded.
+    await asyncio.shield(trip.run())
+    recorded = done.value
     if recorded == 1:
+        state.boundary.cleaned_up(job_id)  # the job left the queue with all arq keeps for it
         state.metrics.jobs_finished.labels(record.status.value).inc()
         if record.cache_hit:
             state.metrics.cache_hits.inc()

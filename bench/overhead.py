@@ -248,38 +248,32 @@ class Bench:
             stop(worker)
 
 
-LIBRARIES = {
-    "openai SDK": "/openai/",
-    "httpx": "/httpx",
-    "aiohttp": "/aiohttp/",
-    "redis-py": "/redis/",
-    "arq": "/arq/",
-    "pydantic": "/pydantic",
-    "tiktoken": "/tiktoken",
-    "jsonschema": "/jsonschema",
-    "asyncio": "/asyncio/",
-}
-
-
 def sample(pid: int, out: Path) -> subprocess.Popen[bytes]:
     command = ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--output", str(out)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def profile_shares(path: Path) -> dict[str, float]:
-    """Share of samples whose stack passes through each library (a stack may count for several: aiohttp under
-    asyncio), from py-spy's collapsed format ("frame;frame;... count")."""
-    totals = dict.fromkeys(LIBRARIES, 0)
-    samples = 0
+def profile_shares(path: Path) -> tuple[dict[str, float], float]:
+    """From py-spy's collapsed stacks ("frame;frame;... count", each frame "function (package/module.py:line)"):
+    the share of samples whose innermost frame is in each top-level package (where the CPU goes), biggest first,
+    and the share of samples with the ``openai`` SDK anywhere on the stack."""
+    own: dict[str, int] = {}
+    samples = sdk = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
         samples += int(count)
-        for name, marker in LIBRARIES.items():
-            if marker in stack:
-                totals[name] += int(count)
-    return {name: value / samples for name, value in totals.items()} if samples else {}
+        innermost = stack.rsplit(";", 1)[-1]
+        where = innermost[innermost.rfind("(") + 1 :]
+        package = where.split("/", 1)[0] if "/" in where else where.split(":", 1)[0]
+        own[package] = own.get(package, 0) + int(count)
+        if "(openai/" in stack:
+            sdk += int(count)
+    if not samples:
+        return {}, 0.0
+    ranked = sorted(own.items(), key=lambda item: -item[1])
+    return {name: value / samples for name, value in ranked}, sdk / samples
 
 
 def main() -> None:
@@ -308,10 +302,12 @@ def main() -> None:
                 runs.append(run)
         console.print(table(runs))
         if args.profile is not None and args.profile.exists():
-            shares = profile_shares(args.profile)
+            shares, sdk = profile_shares(args.profile)
             console.print(
-                f"profile of the cache-miss worker at concurrency {args.concurrency[0]} ({args.profile}): "
-                + ", ".join(f"{name} {share:.1%}" for name, share in shares.items())
+                f"profile of the cache-miss worker at concurrency {args.concurrency[0]} ({args.profile}), samples by "
+                "the package of the innermost frame: "
+                + ", ".join(f"{name} {share:.1%}" for name, share in list(shares.items())[:12])
+                + f"; the openai SDK anywhere on the stack: {sdk:.1%}"
             )
         first = args.concurrency[0]
         sent: dict[str, float] = {}

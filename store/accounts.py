@@ -49,12 +49,16 @@ local function save_account(a)
 end
 """
 
-# KEYS: batch record, accounts. ARGV: ordinal, input-token estimate of the call about to be sent.
+# KEYS: batch record, accounts[, the call's admission reservation]. ARGV: ordinal, input-token estimate of the call
+# about to be sent. With a reservation key, nothing happens unless it exists: the worker sends this in the same round
+# trip as the admission (``store.limits.ADMIT``), which creates it only if the call was admitted.
+# Returns the account's new version, 0 when not admitted, -1 when the batch is gone.
 BEGIN_CALL = LuaScript(
     "account_begin_call",
     _ACCOUNT_LUA
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if #KEYS >= 3 and redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
 local a = load_account()
 a.o = (a.o or 0) + 1
 a.oe = (a.oe or 0) + tonumber(ARGV[2])
@@ -176,9 +180,19 @@ class Accounts:
         self._add_call = ADD_CALL.bind(redis)
         self._note_ending = NOTE_ENDING.bind(redis)
 
+    def queue_begin_call(
+        self, trip: RoundTrip, keys: BatchKeys, ordinal: int, *, estimate: int, if_reserved: str | None = None
+    ) -> Slot[int]:
+        """A call is about to be sent: until ``add_call`` it counts as outstanding (possibly billed if abandoned).
+        With ``if_reserved`` (a reservation key queued before it in ``trip``), only if that reservation was made."""
+        script_keys = [keys.record, keys.accounts] + ([if_reserved] if if_reserved is not None else [])
+        return trip.script(self._begin_call, script_keys, [ordinal, estimate], int)
+
     async def begin_call(self, keys: BatchKeys, ordinal: int, *, estimate: int) -> int:
-        """A call is about to be sent: until ``add_call`` it counts as outstanding (possibly billed if abandoned)."""
-        return int(await self._begin_call([keys.record, keys.accounts], [ordinal, estimate]))
+        trip = RoundTrip(self._redis)
+        begun = self.queue_begin_call(trip, keys, ordinal, estimate=estimate)
+        await trip.run()
+        return begun.value
 
     def queue_add_call(
         self,

@@ -369,6 +369,11 @@ class Admitted:
     output_tokens: int
 
 
+def _admitted(reply: list[int]) -> Admitted:
+    admitted, wait_ms, now_ms, tokens, output = reply
+    return Admitted(bool(admitted), int(wait_ms), int(now_ms), int(tokens), int(output))
+
+
 class LimitStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -387,9 +392,37 @@ class LimitStore:
         output_tokens: int,
         explicit_max: bool,
     ) -> Admitted:
+        trip = RoundTrip(self._redis)
+        answer = self.queue_admit(
+            trip,
+            bucket,
+            flight,
+            reservation,
+            reservation_id,
+            params,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            explicit_max=explicit_max,
+        )
+        await trip.run()
+        return answer.value
+
+    def queue_admit(
+        self,
+        trip: RoundTrip,
+        bucket: str,
+        flight: str,
+        reservation: str,
+        reservation_id: str,
+        params: BucketParams,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        explicit_max: bool,
+    ) -> Slot[Admitted]:
+        """``ADMIT`` as a step of ``trip``; when admitted, the ``reservation`` key exists for the steps after it."""
         args = [*params.args(), input_tokens, output_tokens, "1" if explicit_max else "0", reservation_id]
-        admitted, wait_ms, now_ms, tokens, output = await self._admit([bucket, reservation, flight], args)
-        return Admitted(bool(admitted), int(wait_ms), int(now_ms), int(tokens), int(output))
+        return trip.script(self._admit, [bucket, reservation, flight], args, _admitted)
 
     def queue_settle(
         self, trip: RoundTrip, bucket: str, flight: str, reservation: str, params: BucketParams, how: SettleArgs

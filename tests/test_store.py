@@ -439,3 +439,20 @@ async def test_lookup_returns_the_answer_or_takes_the_lease_once(redis) -> None:
     assert released.value is True
     assert found.value == Lookup(answer=answer)
     assert not await store.held(_fp(1))  # a hit takes no lease
+
+
+async def test_a_call_is_counted_as_sent_only_if_its_admission_reserved_it(redis) -> None:
+    await _batch(redis, 1)
+    accounts = Accounts(redis)
+    trip = RoundTrip(redis)
+    refused = accounts.queue_begin_call(trip, BK, 0, estimate=40, if_reserved="st:rl:resv:never-made")
+    await trip.run()
+    assert refused.value == 0
+    assert not await redis.hexists(BK.accounts, "0")
+    await redis.set("st:rl:resv:made", "1")
+    trip = RoundTrip(redis)
+    begun = accounts.queue_begin_call(trip, BK, 0, estimate=40, if_reserved="st:rl:resv:made")
+    await trip.run()
+    assert begun.value == 1
+    assert (await accounts.get(BK, 0)).outstanding == 1
+    await redis.delete("st:rl:resv:made")

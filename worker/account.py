@@ -31,9 +31,10 @@ class JobAccount:
         """The account as a step of a round trip just read or wrote it (None: unknown, read it when needed)."""
         self._known = account
 
-    async def begin_call(self, estimate: int) -> None:
-        """A call is about to go out: if nobody sees it return (SIGTERM, SIGKILL), it stays possibly billed."""
-        await self._accounts.begin_call(self._keys, self._ordinal, estimate=estimate)
+    def queue_begin_call(self, trip: RoundTrip, estimate: int, *, if_reserved: str) -> None:
+        """A call is about to go out, once admitted (``if_reserved``: its reservation key): if nobody sees it return
+        (SIGTERM, SIGKILL), it stays possibly billed."""
+        self._accounts.queue_begin_call(trip, self._keys, self._ordinal, estimate=estimate, if_reserved=if_reserved)
 
     def queue_add_call(
         self,

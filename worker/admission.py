@@ -128,6 +128,10 @@ class AdmissionDeferredError(WaitingError):
         super().__init__(wait_s, f"the shared rate limit admits the call in {wait_s:.2f}s")
 
 
+WithAdmission = Callable[[RoundTrip, str], object]
+"""Queues steps into an admission's round trip, given the reservation key (see ``try_acquire``)."""
+
+
 def scope_id(api_key: str, model: str, endpoint: str = "") -> str:
     """Names a provider limit (endpoint, key, model) without revealing the key."""
     return hashlib.sha256(f"{endpoint}\n{api_key}".encode()).hexdigest()[:16] + ":" + model
@@ -203,16 +207,26 @@ class AdmissionController:
         )
 
     async def try_acquire(
-        self, model: str, input_tokens: int, output_tokens: int, *, explicit_max: bool = True
+        self,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        *,
+        explicit_max: bool = True,
+        with_admission: WithAdmission | None = None,
     ) -> tuple[Reservation | None, float]:
         """One attempt: a reservation, or None and the seconds until one could succeed.
 
         ``output_tokens`` is the request's maximum (``explicit_max``) or the most a call without one may be charged.
+        ``with_admission`` adds steps to the admission's round trip, after it, given the reservation key (which
+        exists only if the call was admitted).
         """
         scope = self.scope(model)
         reservation_id = secrets.token_hex(12)
         key = self._keys.reservation(reservation_id)
-        answer = await self._store.admit(
+        trip = RoundTrip(self._redis)
+        admitted = self._store.queue_admit(
+            trip,
             scope.key,
             scope.flight,
             key,
@@ -222,6 +236,10 @@ class AdmissionController:
             output_tokens=output_tokens,
             explicit_max=explicit_max,
         )
+        if with_admission is not None:
+            with_admission(trip, key)
+        await trip.run()
+        answer = admitted.value
         if answer.admitted:
             reservation = Reservation(
                 scope, key, reservation_id, answer.tokens, input_tokens, answer.output_tokens, answer.now_ms
@@ -238,13 +256,16 @@ class AdmissionController:
         may_defer: bool,
         explicit_max: bool = True,
         deadline_s: float | None = None,
+        with_admission: WithAdmission | None = None,
     ) -> Reservation:
         """Wait for admission. Waits longer than ``admission_max_sleep_s`` raise ``AdmissionDeferredError`` when
         ``may_defer`` (the job hands its slot back), else are slept too (up to ``deadline_s``)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         while True:
-            reservation, wait_s = await self.try_acquire(model, input_tokens, output_tokens, explicit_max=explicit_max)
+            reservation, wait_s = await self.try_acquire(
+                model, input_tokens, output_tokens, explicit_max=explicit_max, with_admission=with_admission
+            )
             if reservation is not None:
                 return dataclasses.replace(reservation, waited_s=loop.time() - started)
             # Jitter spreads the wake-ups of jobs that were told the same wait.

@@ -41,12 +41,17 @@ class JobCalls:
     async def before_call(self, request: ModelRequest, *, first: bool) -> None:
         estimate, raw = self._estimator.estimate(request)
         output = request.max_output_tokens or self._default_output_reserve
+        # The call is counted as sent in the admission's own round trip, if and once it is admitted.
         reservation = await self._admission.acquire(
-            request.model, estimate, output, may_defer=first, explicit_max=request.max_output_tokens is not None
+            request.model,
+            estimate,
+            output,
+            may_defer=first,
+            explicit_max=request.max_output_tokens is not None,
+            with_admission=lambda trip, key: self._account.queue_begin_call(trip, estimate, if_reserved=key),
         )
         self._metrics.admission_wait.labels(request.model).observe(reservation.waited_s)
         self._open = (reservation, request, raw)
-        await self._account.begin_call(estimate)
 
     async def after_call(self, reply: ModelReply | None, error: ApiCallError | None, *, repair: bool) -> None:
         latency_ms = reply.latency_ms if reply is not None else (error.latency_ms if error is not None else 0)

@@ -32,14 +32,13 @@ health beats are shared by many lines and not counted:
 | arq claims the job (``store.queue.CLAIM``, one script where arq sends WATCH, EXISTS, ZSCORE, MULTI/EXEC) | 1 | 1 | 1 |
 | arq reads the job and counts the try (its MULTI/GET/INCRBY/EXPIRE/EXEC) | 1 | 1 | 1 |
 | the line's state, its cached answer or lease (``LOOKUP``), its account | 1 | 1 | 1 |
-| admission (``ADMIT``) | 1 | - | 1 |
-| the call goes out (``BEGIN_CALL``: counted as possibly billed until it returns) | 1 | - | 1 |
+| admission, and the call counted as sent if admitted (``ADMIT`` + ``BEGIN_CALL``) | 1 | - | 1 |
 | the call's usage and its reservation's settlement (``ADD_CALL`` + ``SETTLE``) | 1 | - | 1 |
 | cache write, lease release, the line recorded (``RECORD``, which also does arq's clean-up) | 1 | 1 | 1 |
 | arq's own clean-up (``finish_job``): skipped, nothing is left | - | - | - |
-| **total** | **7** | **4** | **7** |
+| **total** | **6** | **4** | **6** |
 
-(Before: 17, 10 and 13.) Each repair call adds 3 (admission, begin, usage + settle); a retry adds the policy's
+(Before: 17, 10 and 13.) Each repair call adds 2 (admission and begin, usage and settlement); a retry adds the policy's
 note and arq's re-queue. ``python -m bench.overhead`` measures the commands Redis runs per line, scripts' inner
 commands included.
 

@@ -48,7 +48,7 @@ from bench.scale import make_input, peak_rss
 from schemas.wire import serialize
 from store.fields import F
 from store.keys import Keys
-from tests.processes import REPO, RedisServer, simulator_process, start_worker, stop, wait_until
+from tests.processes import REPO, RedisServer, simulator_with_pid, start_worker, stop, wait_until
 
 PREFIX = "overhead:"
 API_KEY = "sk-overhead-bench"
@@ -65,6 +65,8 @@ class Run:
     seconds: float
     cpu_s: float
     commands: int
+    simulator_cpu_s: float
+    redis_cpu_s: float
 
     @property
     def lines_per_s(self) -> float:
@@ -78,11 +80,21 @@ class Run:
     def commands_per_line(self) -> float:
         return self.commands / self.lines
 
+    @property
+    def peers_ms_per_line(self) -> tuple[float, float]:
+        """CPU ms per line of the simulator and of Redis: the same 2 cores, so it caps the worker's rate too."""
+        return 1000 * self.simulator_cpu_s / self.lines, 1000 * self.redis_cpu_s / self.lines
+
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far (its children are not counted: it has none)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def redis_cpu_seconds(redis: Redis) -> float:
+    info: dict[str, float] = redis.info("cpu")  # type: ignore[assignment]
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def commands_run(redis: Redis) -> int:
@@ -92,7 +104,8 @@ def commands_run(redis: Redis) -> int:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, redis_url: str, sim_url: str, workdir: Path) -> None:
+    def __init__(self, args: argparse.Namespace, redis_url: str, sim: tuple[str, int], workdir: Path) -> None:
+        sim_url, self.sim_pid = sim
         self.args = args
         self.redis_url = redis_url
         self.sim_url = sim_url
@@ -178,9 +191,11 @@ class Bench:
         try:
             wait_until(lambda: self.poll(self.redis.exists(ready_key)), 60, "the worker did not start", poll_s=0.01)
             started, cpu0 = time.monotonic(), cpu_seconds(worker.pid)
+            sim0, redis0 = cpu_seconds(self.sim_pid), redis_cpu_seconds(self.redis)
             sampler = sample(worker.pid, profile) if profile is not None else None
             wait_until(lambda: self.finished(variant, batch_id, lines), 3600, "the lines were not done", poll_s=0.05)
             seconds, cpu = time.monotonic() - started, cpu_seconds(worker.pid) - cpu0
+            sim_cpu, redis_cpu = cpu_seconds(self.sim_pid) - sim0, redis_cpu_seconds(self.redis) - redis0
             commands = commands_run(self.redis) - self.polls
         finally:
             if sampler is not None:
@@ -188,7 +203,7 @@ class Bench:
             stop(worker)
             if watcher is not None:
                 stop(watcher)
-        return Run(variant, concurrency, lines, seconds, cpu, commands)
+        return Run(variant, concurrency, lines, seconds, cpu, commands, sim_cpu, redis_cpu)
 
     def start(self, variant: str, concurrency: int, lines: int) -> tuple[subprocess.Popen[bytes], str]:
         if variant == "bare arq":
@@ -287,8 +302,8 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, default=None, help="py-spy samples of the cache-miss worker")
     args = parser.parse_args()
     console = Console()
-    with tempfile.TemporaryDirectory(prefix="overhead-") as tmp, running(Path(tmp)) as (redis_url, sim_url):
-        bench = Bench(args, redis_url, sim_url, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="overhead-") as tmp, running(Path(tmp)) as (redis_url, sim):
+        bench = Bench(args, redis_url, sim, Path(tmp))
         runs: list[Run] = []
         for concurrency in args.concurrency:
             bench.fresh()
@@ -297,7 +312,8 @@ def main() -> None:
                 run = bench.measure(variant, concurrency, args.lines, profile=args.profile if profiled else None)
                 console.print(
                     f"{variant} c={concurrency}: {run.lines_per_s:,.0f} lines/s, "
-                    f"{run.cpu_ms_per_line:.2f} ms CPU/line, {run.commands_per_line:.1f} cmds/line"
+                    f"{run.cpu_ms_per_line:.2f} ms CPU/line, {run.commands_per_line:.1f} cmds/line, "
+                    "simulator {:.2f} + Redis {:.2f} ms CPU/line".format(*run.peers_ms_per_line)
                 )
                 runs.append(run)
         console.print(table(runs))
@@ -320,12 +336,9 @@ def main() -> None:
         )
     with (
         tempfile.TemporaryDirectory(prefix="overhead-rss-") as tmp,
-        running(Path(tmp), "--latency-ms", "3000") as (
-            redis_url,
-            sim_url,
-        ),
+        running(Path(tmp), "--latency-ms", "3000") as (redis_url, sim),
     ):
-        bench = Bench(args, redis_url, sim_url, Path(tmp))
+        bench = Bench(args, redis_url, sim, Path(tmp))
         rss, in_flight = bench.rss(args.rss_concurrency, args.rss_lines)
         console.print(
             f"worker peak RSS: {rss / 2**20:,.0f} MB with up to {in_flight:,} lines in flight "
@@ -335,7 +348,8 @@ def main() -> None:
 
 def table(runs: list[Run]) -> Table:
     out = Table(title="one worker process, per line (the simulator at zero latency, no limits)")
-    for column in ("concurrency", "variant", "lines/s", "× bare arq", "CPU ms/line", "Redis cmds/line"):
+    columns = ("concurrency", "variant", "lines/s", "× bare arq", "CPU ms/line", "Redis cmds/line", "sim + Redis CPU")
+    for column in columns:
         out.add_column(column, justify="left" if column == "variant" else "right")
     baseline = {run.concurrency: run for run in runs if run.variant == "bare arq"}
     for run in runs:
@@ -347,17 +361,18 @@ def table(runs: list[Run]) -> Table:
             f"{ratio:.2f}",
             f"{run.cpu_ms_per_line:.2f}",
             f"{run.commands_per_line:.1f}",
+            "{:.2f} + {:.2f} ms".format(*run.peers_ms_per_line),
         )
     return out
 
 
 @contextmanager
-def running(workdir: Path, *sim_args: str) -> Iterator[tuple[str, str]]:
+def running(workdir: Path, *sim_args: str) -> Iterator[tuple[str, tuple[str, int]]]:
     server = RedisServer(workdir, persist=False)
     server.start()
     try:
-        with simulator_process(*sim_args) as sim_url:
-            yield server.url, sim_url
+        with simulator_with_pid(*sim_args) as sim:
+            yield server.url, sim
     finally:
         server.stop()
 

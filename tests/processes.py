@@ -46,13 +46,20 @@ def free_port() -> int:
 @contextmanager
 def simulator_process(*args: str) -> Iterator[str]:
     """``python -m simulator`` on a free port; yields its base URL (without /v1)."""
+    with simulator_with_pid(*args) as (url, _pid):
+        yield url
+
+
+@contextmanager
+def simulator_with_pid(*args: str) -> Iterator[tuple[str, int]]:
+    """:func:`simulator_process`, yielding (base URL, process id) for benchmarks that read its CPU time."""
     proc = subprocess.Popen([sys.executable, "-m", "simulator", "--port", "0", *args], stdout=subprocess.PIPE, cwd=REPO)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()
     try:
         if "listening on" not in line:
             raise RuntimeError(f"simulator did not start: {line!r}")
-        yield line.split("listening on", 1)[1].strip()
+        yield line.split("listening on", 1)[1].strip(), proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)

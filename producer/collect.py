@@ -188,7 +188,11 @@ async def follow(
 
     def take(ordinal: int, line: bytes) -> bytes | None:
         nonlocal written
-        if ordinal >= batch.lines or seen[ordinal >> 3] & (1 << (ordinal & 7)):
+        if ordinal >= batch.lines:
+            return None
+        if ordinal >> 3 >= len(seen):  # lines appended (``submit --append``) while following
+            seen.extend(bytes((ordinal >> 3) + 1 - len(seen)))
+        if seen[ordinal >> 3] & (1 << (ordinal & 7)):
             return None
         seen[ordinal >> 3] |= 1 << (ordinal & 7)
         written += 1

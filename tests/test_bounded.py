@@ -253,6 +253,21 @@ async def test_collect_follow_and_retry_across_chunk_boundaries(
     assert all(r.status is Status.SUCCEEDED for r in followed)  # the superseded failures are not written
 
 
+async def test_follow_takes_lines_appended_while_it_follows(redis, keys, settings, sim, tmp_path) -> None:
+    """`collect --follow` started on 8 lines, then `submit --append` makes 20: all 20 written once each."""
+    spec = invoice_spec("growing").model_copy(update={"use_cache": False})
+    await submit(redis, keys, spec, _lines(8, marker=False), window=100, ttl_s=0)
+    out = tmp_path / "follow.jsonl"
+    following = asyncio.create_task(follow(redis, keys, "growing", out, block_ms=50))
+    await asyncio.sleep(0.2)  # follow has read the batch (8 lines) and waits for results
+    grown = await submit(redis, keys, spec, _lines(20, marker=False), window=100, ttl_s=0, append=True)
+    assert grown.appended == 12
+    async with running_worker(settings):
+        assert await asyncio.wait_for(following, 60) == 20
+    written = [ResultRecord.model_validate_json(line) for line in out.read_bytes().splitlines()]
+    assert sorted(r.custom_id for r in written) == [f"doc-{n:05d}" for n in range(20)]
+
+
 def _fed_sync(redis_url: str, batch_id: str) -> int:
     client = SyncRedis.from_url(redis_url)
     try:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import orjson
@@ -19,13 +19,20 @@ from rich.console import Console
 from rich.table import Table
 
 from producer.collect import OutputFormat, collect, follow
-from producer.control import BatchCancelledError, cancel, delete, retry_failed
+from producer.control import BatchCancelledError, cancel, delete, resume, retry_failed
 from producer.feeder import FeedResult
 from producer.indexer import BatchExistsError, InputChangedError, OpenedBatch
 from producer.progress import WaitTimeoutError, wait_for_batch
 from producer.readers import FileSource
 from producer.resubmit import ResubmitRefusedError
-from producer.status import IncompleteSubmitError, batch_state, incomplete_message, list_batches, read_status
+from producer.status import (
+    BatchPausedError,
+    IncompleteSubmitError,
+    batch_state,
+    incomplete_message,
+    list_batches,
+    read_status,
+)
 from producer.submit import SubmitOptions, SubmitResult, build_spec, submit
 from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
 from schemas.registry import resolve_schema
@@ -37,6 +44,14 @@ from store.keys import InvalidIdError, Keys, check_batch_id
 EXIT_INVALID_INPUT = 2
 EXIT_INCOMPLETE = 3
 """``wait`` timed out, or ``collect`` wrote a file with lines still pending."""
+EXIT_FAILED_LINES = 4
+"""``wait``/``run``/``collect``: every line has its final result, and some of them failed or were cancelled."""
+EXIT_PAUSED = 5
+"""``wait``/``run``: the batch paused on an error every line would meet (a bad key ...): fix it, then ``resume``."""
+EXIT_CODES_HELP = (
+    "Exit codes: 0 every line succeeded; 1 error; 2 invalid input or usage; 3 incomplete (timed out, lines pending, "
+    "or an interrupted submit); 4 complete with failed or cancelled lines; 5 paused (see `producer status`)."
+)
 REPORT_EVERY_S = 10.0
 """How often a long feed says how far it got."""
 
@@ -351,6 +366,8 @@ def _status_table(record: BatchRecord, footprint: Footprint | None = None, *, fe
     ]
     if not record.submitted and not feeder_alive:
         rows.insert(2, ("submit", incomplete_message(record)))
+    if record.paused is not None:
+        rows.insert(2, ("paused", f"since {record.paused_at}: {record.paused} (fix it, then producer resume)"))
     if footprint is not None:
         parts = ", ".join(f"{name} {_mb(size)}" for name, size in footprint.by_key.items() if size)
         rows.append(("Redis", f"{_mb(footprint.total)} ({parts}, queued jobs {_mb(footprint.queued_jobs)})"))
@@ -426,14 +443,31 @@ def _do_wait(settings: Settings, batch_id: str, timeout: float | None) -> BatchR
     except WaitTimeoutError as exc:
         err.print(f"[yellow]timeout[/yellow]: {exc}")
         sys.exit(EXIT_INCOMPLETE)
+    except BatchPausedError as exc:
+        _exit_paused(exc)
 
 
-@main.command("wait")
+def _exit_paused(exc: BatchPausedError) -> NoReturn:
+    err.print(f"[red]paused[/red]: {exc}", markup=True)
+    sys.exit(EXIT_PAUSED)
+
+
+def _exit_for(record: BatchRecord) -> None:
+    """A complete batch with failed or cancelled lines exits 4: scripts can tell it from an all-succeeded one."""
+    if record.complete and record.succeeded < record.lines:
+        err.print(
+            f"batch {record.batch_id}: {record.failed:,} failed and {record.cancelled:,} cancelled of "
+            f"{record.lines:,} lines (exit {EXIT_FAILED_LINES})"
+        )
+        sys.exit(EXIT_FAILED_LINES)
+
+
+@main.command("wait", epilog=EXIT_CODES_HELP)
 @click.argument("batch_id", metavar="BATCH")
 @click.option("--timeout", type=float, help="Give up after this many seconds (exit code 3).")
 def wait_command(batch_id: str, timeout: float | None) -> None:
-    """Show live progress; exit 0 once every line has a final result."""
-    _do_wait(_settings(), batch_id, timeout)
+    """Show live progress until every line has a final result: exit 0 if all succeeded, 4 if some failed."""
+    _exit_for(_do_wait(_settings(), batch_id, timeout))
 
 
 # -------------------------------------------------------------------------------------------------- collect
@@ -456,7 +490,7 @@ def _report_collected(out: Path, written: int, missing: int) -> None:
         sys.exit(EXIT_INCOMPLETE)
 
 
-@main.command("collect")
+@main.command("collect", epilog=EXIT_CODES_HELP)
 @click.argument("batch_id", metavar="BATCH")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--follow", "follow_", is_flag=True, help="Stream lines as they finish, until the batch completes.")
@@ -466,10 +500,14 @@ def _report_collected(out: Path, written: int, missing: int) -> None:
 def collect_command(batch_id: str, out: Path, follow_: bool, output_format: OutputFormat) -> None:
     """Write the batch's results as JSONL (input order, atomic replace; or as they finish with --follow)."""
     settings = _settings()
-    written, missing = _with_redis(
-        settings, lambda redis, keys: _collect(redis, keys, settings, batch_id, out, output_format, follow_)
-    )
+
+    async def body(redis: Redis, keys: Keys) -> tuple[int, int, BatchRecord]:
+        written, missing = await _collect(redis, keys, settings, batch_id, out, output_format, follow_)
+        return written, missing, await read_status(redis, keys, batch_id)
+
+    written, missing, record = _with_redis(settings, body)
     _report_collected(out, written, missing)
+    _exit_for(record)
 
 
 # ------------------------------------------------------------------------------------------ retry/cancel/delete
@@ -536,6 +574,19 @@ def cancel_command(batch_id: str) -> None:
     )
 
 
+@main.command("resume")
+@click.argument("batch_id", metavar="BATCH")
+def resume_command(batch_id: str) -> None:
+    """Go on with a batch that paused on a batch-wide error (a bad key, an unknown model ...), once it is fixed."""
+    resumed = _with_redis(_settings(), lambda redis, keys: resume(redis, keys, batch_id))
+    if resumed.reason is None:
+        err.print(f"batch {batch_id} is not paused; {resumed.rescheduled} waiting line(s) made due now")
+    else:
+        err.print(
+            f"resumed {batch_id} (it was paused: {resumed.reason}); {resumed.rescheduled} waiting line(s) made due now"
+        )
+
+
 @main.command("delete")
 @click.argument("batch_id", metavar="BATCH")
 def delete_command(batch_id: str) -> None:
@@ -545,7 +596,7 @@ def delete_command(batch_id: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ run
-@main.command("run")
+@main.command("run", epilog=EXIT_CODES_HELP)
 @_submit_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--timeout", type=float, help="Give up waiting after this many seconds (exit code 3).")
@@ -574,8 +625,11 @@ def run_command(
     except TimeoutError:
         err.print(f"[yellow]timeout[/yellow]: batch {spec.batch_id} did not finish within {timeout:g}s")
         sys.exit(EXIT_INCOMPLETE)
+    except BatchPausedError as exc:
+        _exit_paused(exc)
     Console(stderr=True).print(_status_table(record))
     _report_collected(out, written, missing)
+    _exit_for(record)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``retry`` (re-run the failed lines), ``cancel`` (stop the rest) and ``delete`` (forget the batch) for a batch.
+"""``retry`` (re-run the failed lines), ``cancel`` (stop the rest), ``resume`` (go on after a pause) and ``delete``
+(forget the batch) for a batch.
 
 ``retry`` needs the failed lines' text, which Redis no longer holds once a line is finished: it reads the input again
 (the file recorded at submit, or another copy of it) and checks each line against the batch's index, so only the
@@ -22,6 +23,7 @@ from store.codec import ResultCodec
 from store.feed import CancelItem, FeedStore
 from store.keys import Keys
 from store.lines import LineIndex
+from store.pause import PauseStore, Resumed
 from store.queue import batch_job_ids
 
 CANCEL_ATTEMPTS = 5
@@ -30,6 +32,12 @@ CANCEL_ATTEMPTS = 5
 
 class BatchCancelledError(RuntimeError):
     pass
+
+
+async def resume(redis: Redis, keys: Keys, batch_id: str) -> Resumed:
+    """Lift a batch's pause (``store.pause``) and wake its waiting lines now. Raises ``BatchNotFoundError``."""
+    await BatchStore(redis, keys).get(batch_id)  # an unknown batch is an error, not a no-op
+    return await PauseStore(redis, keys).resume(batch_id)
 
 
 async def retry_failed(

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from producer.status import ensure_fed, read_status
+from producer.status import BatchPausedError, ensure_fed, read_status
 from store.batches import BatchRecord, BatchStore
 from store.keys import Keys
 
@@ -29,8 +29,9 @@ async def wait_for_batch(
     poll_s: float = 0.5,
     console: Console | None = None,
 ) -> BatchRecord:
-    """Poll the batch record until it is complete. Raises ``WaitTimeoutError`` after ``timeout_s``, and
-    ``IncompleteSubmitError`` when no submit is feeding a batch whose lines are not all enqueued."""
+    """Poll the batch record until it is complete. Raises ``WaitTimeoutError`` after ``timeout_s``,
+    ``IncompleteSubmitError`` when no submit is feeding a batch whose lines are not all enqueued, and
+    ``BatchPausedError`` when the batch paused on a batch-wide error (waiting cannot finish it)."""
     console = console or Console(stderr=True)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     store = BatchStore(redis, keys)
@@ -49,6 +50,8 @@ async def wait_for_batch(
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
         task = progress.add_task(batch_id, total=record.lines, completed=record.done, rate="-", failed=record.failed)
         while not record.complete:
+            if record.paused is not None:
+                raise BatchPausedError(record)
             await ensure_fed(store, record)
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeoutError(record)

@@ -13,6 +13,7 @@ from store.keys import Keys
 __all__ = [
     "BatchNotFoundError",
     "BatchOverview",
+    "BatchPausedError",
     "IncompleteSubmitError",
     "batch_state",
     "ensure_fed",
@@ -27,6 +28,21 @@ class IncompleteSubmitError(RuntimeError):
     def __init__(self, record: BatchRecord) -> None:
         super().__init__(incomplete_message(record))
         self.record = record
+
+
+class BatchPausedError(RuntimeError):
+    """The batch paused on an error every line would meet (``store.pause``): waiting cannot finish it."""
+
+    def __init__(self, record: BatchRecord) -> None:
+        super().__init__(paused_message(record))
+        self.record = record
+
+
+def paused_message(record: BatchRecord) -> str:
+    return (
+        f"batch {record.batch_id} is paused ({record.pending:,} of {record.lines:,} lines waiting): {record.paused} "
+        f"- fix it, then `producer resume {record.batch_id}` (or `producer cancel {record.batch_id}`)"
+    )
 
 
 def incomplete_message(record: BatchRecord) -> str:
@@ -53,6 +69,8 @@ def batch_state(record: BatchRecord, *, feeder_alive: bool) -> str:
         return "cancelled" if record.cancelled_at is not None else "complete"
     if record.cancelled_at is not None:
         return "cancelling"
+    if record.paused is not None:
+        return "paused"
     if not record.sealed or not record.fully_fed:
         return "feeding" if feeder_alive else "interrupted"
     return "running"

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     is data from Redis and never decides what code runs; such batches validate with their recorded JSON Schema."""
     max_repairs: int = Field(default=1, ge=0, le=5)
     """How many times a job re-asks the model with the validation error before failing."""
+    pause_after_failures: int = Field(default=3, ge=0)
+    """Pause a batch once this many of its calls failed for a reason no retry fixes and that every line shares (a
+    bad API key, no access, an unknown model, a schema or parameter the model refuses, no quota left); its lines wait
+    for ``producer resume``. 0 = never pause: such lines fail one by one."""
+    pause_recheck_s: float = Field(default=300.0, gt=0)
+    """How often a waiting line of a paused batch looks again (``resume`` also wakes them at once)."""
     store: bool = False
     """Send ``store: true`` to the Responses API (keeps responses on OpenAI's side)."""
     burst: bool = False

@@ -96,6 +96,9 @@ class BatchRecord:
     cancelled_at: str | None
     cancel_from: int | None
     completed_ms: int | None
+    paused: str | None = None
+    """Why the batch is paused (``store.pause``), if it is: its lines wait for ``producer resume``."""
+    paused_at: str | None = None
 
     @property
     def sealed(self) -> bool:
@@ -139,6 +142,8 @@ class BatchRecord:
             "complete": self.complete,
             "submitted": self.submitted,
             "cancelled_at": self.cancelled_at,
+            "paused": self.paused,
+            "paused_at": self.paused_at,
             "usage": self.usage.model_dump(),
             "cost_usd": self.cost_usd,
             "possibly_billed": {
@@ -184,6 +189,8 @@ def parse_record(batch_id: str, raw: dict[bytes, bytes]) -> BatchRecord:
         cancelled_at=text(F.CANCELLED_AT),
         cancel_from=int(cancel_from) if cancel_from is not None else None,
         completed_ms=int(completed) if completed is not None else None,
+        paused=text(F.PAUSED),
+        paused_at=text(F.PAUSED_AT),
     )
 
 

@@ -88,6 +88,25 @@ return score
 )
 
 
+# KEYS[1] = queue. ARGV: now ms, then job ids. Makes each deferred waiting one due now (not one that is running);
+# returns how many moved.
+RESCHEDULE = LuaScript(
+    "reschedule_jobs",
+    """
+local now, moved = tonumber(ARGV[1]), 0
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) > now and redis.call('EXISTS', '$IN_PROGRESS_PREFIX' .. ARGV[i]) == 0 then
+    redis.call('ZADD', KEYS[1], 'XX', now, ARGV[i])
+    moved = moved + 1
+  end
+end
+return moved
+""",
+    ARQ_NAMES,
+)
+
+
 class JobClaims:
     """Claims jobs for one worker (``worker.app.ExtractionWorker.start_jobs``), on arq's own connection pool."""
 

@@ -160,11 +160,14 @@ return out
 
 @dataclass(frozen=True)
 class LineState:
-    """What a job checks before it works: is there still a batch, is the line recorded, is the batch cancelled."""
+    """What a job checks before it works: is there still a batch, is the line recorded, is the batch cancelled or
+    paused (``store.pause``)."""
 
     batch_exists: bool
     recorded: bool
     cancelled: bool
+    paused: str | None = None
+    """Why the batch is paused, if it is."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ class ResultStore:
     def queue_line_state(self, trip: RoundTrip, keys: BatchKeys, ordinal: int) -> Slot[LineState]:
         """The line's slot status and the batch's existence and cancel flag, as a step of ``trip``."""
         status: Slot[bytes | None] = trip.command("GETRANGE", keys.slots, ordinal * SLOT_BYTES, ordinal * SLOT_BYTES)
-        flags: Slot[list[bytes | None]] = trip.command("HMGET", keys.record, F.LINES, F.CANCELLED_AT)
+        flags: Slot[list[bytes | None]] = trip.command("HMGET", keys.record, F.LINES, F.CANCELLED_AT, F.PAUSED)
         return Joined([status, flags], _line_state)
 
     async def line_state(self, keys: BatchKeys, ordinal: int) -> LineState:
@@ -243,11 +246,12 @@ class ResultStore:
 
 
 def _line_state(status: bytes | None, flags: list[bytes | None]) -> LineState:
-    lines, cancelled_at = flags
+    lines, cancelled_at, paused = flags
     return LineState(
         batch_exists=lines is not None,
         recorded=bool(status) and status != b"\0",
         cancelled=cancelled_at is not None,
+        paused=paused.decode() if paused is not None else None,
     )
 
 

@@ -11,6 +11,11 @@
 - 408, 409, 5xx: an ending (transient), ``retry-after`` if sent; the charge stands;
 - 400 / 422, 401, 403, 404: fail at once (``invalid_request``, ``authentication``, ``permission``, ``not_found``);
 - anything else: an ending (internal).
+
+Some of those final failures are *batch-wide*: every line of the batch would meet them, so the batch pauses after a
+few (``store.pause``) instead of paying a call per line: 401, 403, 404 (the model or the endpoint), a 429
+``insufficient_quota``, and a 400 whose code names the request's shape rather than the document
+(``BATCH_WIDE_CODES``: an invalid schema, an unsupported parameter or value, an unknown model).
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ _FAILS_AT_ONCE = {
     404: ErrorType.NOT_FOUND,
     422: ErrorType.INVALID_REQUEST,
 }
+BATCH_WIDE_STATUSES = frozenset({401, 403, 404})
+BATCH_WIDE_CODES = frozenset(
+    {"invalid_api_key", "invalid_json_schema", "unsupported_parameter", "unsupported_value", "model_not_found"}
+)
 _TRY_AGAIN = re.compile(r"try again in ((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)", re.IGNORECASE)
 
 
@@ -77,12 +86,15 @@ def classify_call_error(error: ApiCallError) -> CallVerdict:
             ended=TryEnded(Ending.TRANSIENT, error.message, retry_after_s=retry_after, status_code=status),
         )
     error_type = _FAILS_AT_ONCE.get(status, ErrorType.INVALID_REQUEST)
-    return CallVerdict(Settle.FAILED, final=Rejected(error_type, error.message, status))
+    batch_wide = status in BATCH_WIDE_STATUSES or error.code in BATCH_WIDE_CODES
+    return CallVerdict(Settle.FAILED, final=Rejected(error_type, error.message, status, batch_wide=batch_wide))
 
 
 def _too_many_requests(error: ApiCallError, retry_after: float | None) -> CallVerdict:
     if error.code == "insufficient_quota":  # out of credit: a billing stop, not a rate limit
-        return CallVerdict(Settle.UNAVAILABLE, final=Rejected(ErrorType.BUDGET_EXCEEDED, error.message, 429))
+        return CallVerdict(
+            Settle.UNAVAILABLE, final=Rejected(ErrorType.BUDGET_EXCEEDED, error.message, 429, batch_wide=True)
+        )
     if "request too large" in error.message.lower():  # above the per-minute limit: waiting cannot help
         return CallVerdict(Settle.UNAVAILABLE, final=Rejected(ErrorType.INPUT_TOO_LARGE, error.message, 429))
     wait = retry_after if retry_after is not None else wait_in_message(error.message)

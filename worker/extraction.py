@@ -40,6 +40,8 @@ class Rejected:
     message: str
     status_code: int | None = None
     response_id: str | None = None
+    batch_wide: bool = False
+    """Every line of the batch would fail the same way (a bad key, an unknown model ...): ``worker.classify``."""
 
 
 async def extract_once(

@@ -14,6 +14,7 @@ from store.batches import BatchStore
 from store.cache import CacheStore
 from store.keys import Keys
 from store.lines import LineIndex
+from store.pause import PauseStore
 from store.results import ResultStore
 from store.scripts import RoundTrip
 from worker.adapters import ApiAdapter, HttpSender, adapter_for
@@ -46,6 +47,7 @@ class WorkerState:
     estimator: TokenEstimator
     cache: ResultCache
     coalescer: Coalescer
+    pauses: PauseStore
     metrics: WorkerMetrics
     heartbeat: Heartbeat
     limits: Limits
@@ -78,6 +80,7 @@ class WorkerState:
             estimator=TokenEstimator(),
             cache=ResultCache(cache_store, settings.cache_ttl_s),
             coalescer=Coalescer(cache_store, settings.coalesce_lease_s),
+            pauses=PauseStore(redis, keys),
             metrics=runtime.metrics,
             heartbeat=runtime.heartbeat,
             health=runtime.health,

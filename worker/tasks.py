@@ -52,13 +52,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import arq
 from pydantic import ValidationError
 
 from schemas.jobs import ExtractionJob
-from schemas.records import line_result
+from schemas.records import line_result, now_iso
 from schemas.results import ErrorInfo, ErrorType, Status
 from store.cache import Lookup
 from store.scripts import RoundTrip
@@ -75,6 +75,8 @@ from worker.state import WorkerState
 
 log = logging.getLogger("worker.tasks")
 
+PAUSE_PENDING_RETRY_S = 2.0
+"""A line whose call failed batch-wide before the batch paused tries again this soon (see ``_batch_wide_failure``)."""
 ARQ_MAX_TRIES = 1_000_000
 """arq counts every start of a job, waits included; our policy owns the limits, so arq's is set out of reach."""
 
@@ -142,6 +144,8 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
         outcome: Outcome
         if line.value.cancelled:
             outcome = Cancelled()
+        elif line.value.paused is not None:  # no call until `producer resume`; not an error of this line
+            raise arq.Retry(defer=state.settings.pause_recheck_s)
         else:
             try:
                 async with asyncio.timeout(state.settings.job_timeout_s):
@@ -160,6 +164,8 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
                 outcome = (
                     classified if isinstance(classified, Rejected) else await _decide(state, job, account, classified)
                 )
+        if isinstance(outcome, Rejected) and outcome.batch_wide and state.settings.pause_after_failures > 0:
+            await _batch_wide_failure(state, job, outcome)  # the line waits: hands the job back, records nothing
         # One round trip: the answer into the cache, then the lease let go (so the jobs waiting on it find the
         # answer), then the line recorded.
         finish = state.trip()
@@ -217,6 +223,26 @@ async def _decide(state: WorkerState, job: ExtractionJob, account: JobAccount, e
             decision.delay_s,
         )
     raise arq.Retry(defer=decision.delay_s)
+
+
+async def _batch_wide_failure(state: WorkerState, job: ExtractionJob, failure: Rejected) -> NoReturn:
+    """A failure every line of the batch would meet: count it, pause the batch at the limit (``store.pause``), and
+    hand this line back to the queue unrecorded, to run again after ``producer resume``."""
+    limit = state.settings.pause_after_failures
+    noted = await state.pauses.note_batch_wide(
+        state.keys.batch(job.batch_id), failure.message, pause_after=limit, now_iso=now_iso()
+    )
+    if noted.paused_now:
+        log.error(
+            "batch %s paused: %d calls failed with %s (%s); fix it, then `producer resume %s` (or `producer cancel`)",
+            job.batch_id,
+            noted.failures,
+            failure.error_type.value,
+            failure.message,
+            job.batch_id,
+        )
+    # Until the pause, a short wait: the next try either succeeds (a blip) or adds to the count.
+    raise arq.Retry(defer=state.settings.pause_recheck_s if noted.failures >= limit else PAUSE_PENDING_RETRY_S)
 
 
 async def _answer(

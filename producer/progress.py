@@ -1,4 +1,5 @@
-"""``wait``: a live progress bar (done/total, rate, ETA, failures) until every line has a final result."""
+"""``wait``: live progress (done/total, rate, ETA, outcomes, tokens, cost, workers) until every line has a final
+result."""
 
 from __future__ import annotations
 
@@ -12,12 +13,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from producer.status import BatchPausedError, ensure_fed, read_status
 from store.batches import BatchRecord, BatchStore
 from store.keys import Keys
+from store.queue import live_workers
 
 
 class WaitTimeoutError(TimeoutError):
     def __init__(self, record: BatchRecord) -> None:
         super().__init__(f"batch {record.batch_id}: {record.pending} of {record.lines} lines still pending")
         self.record = record
+
+
+REPORT_EVERY_S = 10.0
+"""Without a terminal, ``wait`` prints one progress line this often."""
+NO_WORKER_WARNING_S = 30.0
+"""``wait`` warns when no worker has been alive for this long (and again as long as it lasts)."""
 
 
 async def wait_for_batch(
@@ -27,28 +35,34 @@ async def wait_for_batch(
     *,
     timeout_s: float | None = None,
     poll_s: float = 0.5,
+    report_every_s: float = REPORT_EVERY_S,
     console: Console | None = None,
 ) -> BatchRecord:
     """Poll the batch record until it is complete. Raises ``WaitTimeoutError`` after ``timeout_s``,
     ``IncompleteSubmitError`` when no submit is feeding a batch whose lines are not all enqueued, and
-    ``BatchPausedError`` when the batch paused on a batch-wide error (waiting cannot finish it)."""
+    ``BatchPausedError`` when the batch paused on a batch-wide error (waiting cannot finish it).
+
+    On a terminal it draws a live bar; otherwise (logs, CI, ``kubectl logs``) it prints a progress line every
+    ``report_every_s``. Both show succeeded/failed/cancelled, tokens, cost so far and projected, and live workers.
+    """
     console = console or Console(stderr=True)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     store = BatchStore(redis, keys)
     record = await read_status(redis, keys, batch_id)
     started, done_at_start = time.monotonic(), record.done
+    last_report, workers_seen = started, started
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:>8} lines/s"),
-        TextColumn("failed [red]{task.fields[failed]}"),
+        TextColumn("{task.fields[summary]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
-        task = progress.add_task(batch_id, total=record.lines, completed=record.done, rate="-", failed=record.failed)
+        task = progress.add_task(batch_id, total=record.lines, completed=record.done, rate="-", summary="")
         while not record.complete:
             if record.paused is not None:
                 raise BatchPausedError(record)
@@ -57,10 +71,39 @@ async def wait_for_batch(
                 raise WaitTimeoutError(record)
             await asyncio.sleep(poll_s)
             record = await read_status(redis, keys, batch_id)
-            elapsed = time.monotonic() - started
+            now = time.monotonic()
+            workers = await live_workers(redis, keys)
+            if workers:
+                workers_seen = now
+            elif now - workers_seen >= NO_WORKER_WARNING_S and not record.complete:
+                console.print(
+                    f"[yellow]warning[/yellow]: no worker has been alive for {now - workers_seen:.0f}s: "
+                    "is `worker run` running against this Redis and key prefix?"
+                )
+                workers_seen = now  # say it again if it lasts
+            elapsed = now - started
             rate = (record.done - done_at_start) / elapsed if elapsed > 0 else 0.0
-            progress.update(task, completed=record.done, rate=f"{rate:.1f}", failed=record.failed)
+            summary = progress_summary(record, workers)
+            progress.update(task, completed=record.done, rate=f"{rate:.1f}", summary=summary)
+            if not console.is_terminal and now - last_report >= report_every_s and not record.complete:
+                console.print(f"{batch_id}: {record.done:,}/{record.lines:,} done, {rate:.1f} lines/s, {summary}")
+                last_report = now
     if not console.is_terminal:
-        # Logs and CI get one summary line instead of a redrawn bar.
-        console.print(f"{batch_id}: {record.done}/{record.lines} done, {record.failed} failed")
+        # Logs and CI get one summary line at the end too.
+        console.print(f"{batch_id}: {record.done}/{record.lines} done, {progress_summary(record, None)}")
     return record
+
+
+def progress_summary(record: BatchRecord, workers: int | None) -> str:
+    """Succeeded/failed/cancelled, tokens, cost so far and projected to the whole batch, live workers."""
+    usage = record.usage
+    parts = [
+        f"{record.succeeded:,} ok / {record.failed:,} failed / {record.cancelled:,} cancelled",
+        f"tokens {usage.input_tokens:,} in / {usage.output_tokens:,} out",
+    ]
+    if record.cost_usd is not None:
+        projected = record.cost_usd * record.lines / record.done if record.done else 0.0
+        parts.append(f"${record.cost_usd:.4f} (projected ${projected:.4f})")
+    if workers is not None:
+        parts.append(f"workers {workers}")
+    return ", ".join(parts)

@@ -142,6 +142,11 @@ async def batch_job_ids(redis: Redis, keys: Keys, batch_id: str, *, count: int =
             return
 
 
+async def live_workers(redis: Redis, keys: Keys) -> int:
+    """Workers whose health key (arq's, refreshed every health-check interval, expiring soon after) still exists."""
+    return sum([1 async for _key in redis.scan_iter(match=keys.health("*"), count=1000)])
+
+
 async def due_jobs(redis: Redis, keys: Keys) -> int:
     """Jobs whose time has come (not deferred): what an autoscaler should scale on."""
     count: int = await redis.zcount(keys.queue, "-inf", now_ms())

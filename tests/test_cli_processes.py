@@ -76,7 +76,7 @@ def test_submit_worker_collect_as_processes(flushed_redis: str, sim_process: str
 
     waited = _run(env, sys.executable, "-m", "producer.cli", "wait", "proc", "--timeout", "10")
     assert waited.returncode == 0, waited.stderr.decode()
-    assert "8/8 done, 0 failed" in waited.stderr.decode()
+    assert "8/8 done, 8 ok / 0 failed / 0 cancelled" in waited.stderr.decode()
 
     out = tmp_path / "out.jsonl"
     collected = _run(env, sys.executable, "-m", "producer.cli", "collect", "proc", "--out", str(out))

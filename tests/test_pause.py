@@ -1,4 +1,5 @@
 """A batch pauses on an error every line would meet, waits, and resumes: a bad key costs a few calls, not one per line.
+And what ``wait`` tells meanwhile: exit codes, progress lines without a terminal, a warning when no worker lives.
 
 Real Redis, the simulator over HTTP (it refuses a wrong API key with OpenAI's 401), real arq workers in this loop.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -14,10 +16,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from redis.asyncio import Redis
+from rich.console import Console
 
+from producer import progress as progress_module
 from producer.cli import EXIT_FAILED_LINES, EXIT_PAUSED, main
 from producer.control import resume
-from producer.progress import wait_for_batch
+from producer.progress import WaitTimeoutError, wait_for_batch
 from producer.status import BatchPausedError, batch_state
 from schemas.results import ErrorType, Status
 from schemas.settings import Settings
@@ -180,3 +184,20 @@ async def test_wait_and_collect_exit_4_when_lines_failed_and_5_when_paused(
     assert resumed.exit_code == 0
     assert "it was paused: HTTP 401: no" in resumed.output
     assert "Exit codes:" in (await cli("wait", "--help")).output
+
+
+async def test_wait_without_a_terminal_prints_progress_lines_and_warns_when_no_worker_lives(
+    redis, keys, submit_batch, monkeypatch
+) -> None:
+    await submit_batch(dict(list(DOCS.items())[:3]))
+    monkeypatch.setattr(progress_module, "NO_WORKER_WARNING_S", 0.3)
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=200)
+    with pytest.raises(WaitTimeoutError):
+        await wait_for_batch(redis, keys, "b1", timeout_s=1.0, poll_s=0.05, report_every_s=0.2, console=console)
+    lines = out.getvalue().splitlines()
+    progress = [line for line in lines if line.startswith("b1: 0/3 done")]
+    assert len(progress) >= 3  # a steady line, not silence until the end
+    assert "0 ok / 0 failed / 0 cancelled" in progress[0]
+    assert "workers 0" in progress[0]
+    assert any("no worker has been alive" in line for line in lines)

@@ -31,7 +31,7 @@ from schemas.records import CallTotals
 from schemas.results import Usage
 from store.keys import BatchKeys
 from store.redis_typing import awaited
-from store.scripts import LuaScript, RoundTrip, Slot
+from store.scripts import LuaScript, RoundTrip, Slot, single
 from store.usage import USAGE_FIELDS, usage_args, usage_from
 
 _N = len(USAGE_FIELDS)
@@ -189,10 +189,7 @@ class Accounts:
         return trip.script(self._begin_call, script_keys, [ordinal, estimate], int)
 
     async def begin_call(self, keys: BatchKeys, ordinal: int, *, estimate: int) -> int:
-        trip = RoundTrip(self._redis)
-        begun = self.queue_begin_call(trip, keys, ordinal, estimate=estimate)
-        await trip.run()
-        return begun.value
+        return await single(self._redis, lambda trip: self.queue_begin_call(trip, keys, ordinal, estimate=estimate))
 
     def queue_add_call(
         self,
@@ -221,33 +218,6 @@ class Accounts:
         ]
         return trip.script(self._add_call, [keys.record, keys.accounts], args, _account_or_gone)
 
-    async def add_call(
-        self,
-        keys: BatchKeys,
-        ordinal: int,
-        *,
-        usage: Usage | None,
-        response_id: str | None,
-        latency_ms: int,
-        repair: bool,
-        possibly_billed: bool = False,
-        estimate: int = 0,
-    ) -> Account | None:
-        trip = RoundTrip(self._redis)
-        account = self.queue_add_call(
-            trip,
-            keys,
-            ordinal,
-            usage=usage,
-            response_id=response_id,
-            latency_ms=latency_ms,
-            repair=repair,
-            possibly_billed=possibly_billed,
-            estimate=estimate,
-        )
-        await trip.run()
-        return account.value
-
     async def note_ending(self, keys: BatchKeys, ordinal: int, now_ms: int, ending: str) -> EndingCounts | None:
         """Count a try's ending (a ``worker.policy.Ending`` value). None when the batch is gone."""
         errors, internal, waits, first = await self._note_ending(
@@ -261,10 +231,7 @@ class Accounts:
         return trip.command("HGET", keys.accounts, str(ordinal), parse=decode_account)
 
     async def get(self, keys: BatchKeys, ordinal: int) -> Account:
-        trip = RoundTrip(self._redis)
-        account = self.queue_get(trip, keys, ordinal)
-        await trip.run()
-        return account.value
+        return await single(self._redis, lambda trip: self.queue_get(trip, keys, ordinal))
 
     async def get_many(self, keys: BatchKeys, ordinals: Sequence[int]) -> list[Account]:
         if not ordinals:

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from store.codec import ResultCodec
 from store.keys import Keys
 from store.redis_typing import awaited
-from store.scripts import LuaScript, RoundTrip, Slot
+from store.scripts import LuaScript, RoundTrip, Slot, single
 
 # KEYS[1] = lease. ARGV[1] = token, ARGV[2] = TTL in ms (extend) or "" (release). Only the owner may touch it.
 OWNER_ONLY = LuaScript(
@@ -139,10 +139,7 @@ class CacheStore:
         return trip.script(self._owner_only, [self.lease_key(fingerprint)], [token, ""], bool)
 
     async def release(self, fingerprint: str, token: str) -> bool:
-        trip = RoundTrip(self._redis)
-        released = self.queue_release(trip, fingerprint, token)
-        await trip.run()
-        return released.value
+        return await single(self._redis, lambda trip: self.queue_release(trip, fingerprint, token))
 
     async def held(self, fingerprint: str) -> bool:
         return bool(await awaited(self._redis.exists(self.lease_key(fingerprint))))

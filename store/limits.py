@@ -19,7 +19,7 @@ from typing import Final
 from redis.asyncio import Redis
 
 from store.redis_typing import awaited
-from store.scripts import Arg, LuaScript, RoundTrip, Slot
+from store.scripts import Arg, LuaScript, RoundTrip, Slot, single
 
 RESERVATION_TTL_MS = 30 * 60 * 1000
 BUCKET_IDLE_TTL_MS = 60 * 60 * 1000
@@ -380,33 +380,6 @@ class LimitStore:
         self._admit = ADMIT.bind(redis)
         self._settle = SETTLE.bind(redis)
 
-    async def admit(
-        self,
-        bucket: str,
-        flight: str,
-        reservation: str,
-        reservation_id: str,
-        params: BucketParams,
-        *,
-        input_tokens: int,
-        output_tokens: int,
-        explicit_max: bool,
-    ) -> Admitted:
-        trip = RoundTrip(self._redis)
-        answer = self.queue_admit(
-            trip,
-            bucket,
-            flight,
-            reservation,
-            reservation_id,
-            params,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            explicit_max=explicit_max,
-        )
-        await trip.run()
-        return answer.value
-
     def queue_admit(
         self,
         trip: RoundTrip,
@@ -431,10 +404,7 @@ class LimitStore:
         return trip.script(self._settle, [bucket, reservation, flight], [*params.args(), *how.args()], bool)
 
     async def settle(self, bucket: str, flight: str, reservation: str, params: BucketParams, how: SettleArgs) -> bool:
-        trip = RoundTrip(self._redis)
-        settled = self.queue_settle(trip, bucket, flight, reservation, params, how)
-        await trip.run()
-        return settled.value
+        return await single(self._redis, lambda trip: self.queue_settle(trip, bucket, flight, reservation, params, how))
 
     async def levels(self, bucket: str) -> dict[str, float]:
         """A scope's stored state (tests, status); not refilled to now."""

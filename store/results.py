@@ -33,7 +33,7 @@ from store.fields import F
 from store.keys import BatchKeys
 from store.lines import SLOT_BYTES, SLOT_LUA, SLOT_NAMES, IndexedLine, LineIndex, SlotStatus
 from store.queue import ARQ_NAMES, ENQUEUE_LUA
-from store.scripts import Arg, Joined, LuaScript, RoundTrip, Slot
+from store.scripts import Arg, Joined, LuaScript, RoundTrip, Slot, single
 from store.usage import USAGE_LUA, usage_args
 
 STATUS_CODES = {
@@ -193,10 +193,7 @@ class ResultStore:
         return Joined([status, flags], _line_state)
 
     async def line_state(self, keys: BatchKeys, ordinal: int) -> LineState:
-        trip = RoundTrip(self._redis)
-        state = self.queue_line_state(trip, keys, ordinal)
-        await trip.run()
-        return state.value
+        return await single(self._redis, lambda trip: self.queue_line_state(trip, keys, ordinal))
 
     def queue_record(
         self,
@@ -216,10 +213,9 @@ class ResultStore:
     async def record(
         self, keys: BatchKeys, queue: str, ordinal: int, result: ResultRecord, codec: ResultCodec, *, job_id: str
     ) -> int:
-        trip = RoundTrip(self._redis)
-        done = self.queue_record(trip, keys, queue, ordinal, result, codec, job_id=job_id)
-        await trip.run()
-        return done.value
+        return await single(
+            self._redis, lambda trip: self.queue_record(trip, keys, queue, ordinal, result, codec, job_id=job_id)
+        )
 
     async def read_range(self, keys: BatchKeys, first: int, count: int) -> list[tuple[SlotStatus, bytes | None]]:
         flat = await self._read_range(keys, [first, count])

@@ -156,6 +156,14 @@ class RoundTrip:
         return [_as_noscript(reply) for reply in replies]
 
 
+async def single(redis: Redis, step: Callable[[RoundTrip], Slot[T]]) -> T:
+    """Run one ``queue_*`` step in a round trip of its own and return its result."""
+    trip = RoundTrip(redis)
+    slot = step(trip)
+    await trip.run()
+    return slot.value
+
+
 def _as_noscript(reply: Any) -> Any:
     if isinstance(reply, ResponseError) and not isinstance(reply, NoScriptError) and str(reply).startswith("NOSCRIPT"):
         return NoScriptError(str(reply))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -9,10 +13,12 @@ import orjson
 from redis.asyncio import Redis
 
 from schemas.results import ResultRecord, Usage
+from schemas.settings import Settings
 from store.batches import BatchStore
 from store.keys import Keys
 from store.redis_typing import awaited
 from store.results import ResultStore
+from worker.app import build_worker
 
 
 async def sim_get(sim: Any, path: str) -> Any:
@@ -67,3 +73,26 @@ async def redis_contents(redis: Redis) -> bytes:
                 for field, value in fields.items():
                     parts += [field, value]
     return b"\n".join(parts)
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings, **overrides: Any) -> AsyncIterator[None]:
+    """A long-running (not burst) arq worker in this event loop, stopped on exit."""
+    worker = build_worker(Settings(**{**settings.model_dump(), "burst": False, **overrides}), handle_signals=False)
+    task = asyncio.create_task(worker.main())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.close()
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
+    """Poll ``check`` until it is true; fail the test with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout_s:g}s")
+        await asyncio.sleep(0.05)

@@ -12,8 +12,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +35,8 @@ from store.codec import ResultCodec
 from store.fields import F
 from store.keys import Keys
 from tests.conftest import API_KEY, REPO
-from tests.helpers import redis_contents, results_by_id, sim_get, sim_post
+from tests.helpers import redis_contents, results_by_id, running_worker, sim_get, sim_post, until
 from tests.processes import invoice_spec, simulator_process, start_worker, stop, wait_until
-from worker.app import build_worker
 
 MARKER = "Zanzibar quartz {n} marmalade lighthouse, payable within thirty days to the account below"
 """Makes every document longer than any phrase the simulator copies into an answer (at most 12 words), so a whole
@@ -58,28 +55,6 @@ def _lines(count: int, *, marker: bool = True) -> MemorySource:
     )
 
 
-@contextlib.asynccontextmanager
-async def running_worker(settings: Settings, **overrides: Any) -> AsyncIterator[None]:
-    """A long-running (not burst) arq worker in this event loop, stopped on exit."""
-    worker = build_worker(Settings(**{**settings.model_dump(), "burst": False, **overrides}), handle_signals=False)
-    task = asyncio.create_task(worker.main())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await worker.close()
-
-
-async def _until(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout_s:g}s")
-        await asyncio.sleep(0.05)
-
-
 async def test_the_queue_never_holds_more_than_the_window(redis, keys, settings, sim) -> None:
     """300 lines through a window of 40: the feeder tops the queue up as lines finish, never past the window."""
     spec = invoice_spec("windowed").model_copy(update={"use_cache": False})
@@ -96,7 +71,7 @@ async def test_the_queue_never_holds_more_than_the_window(redis, keys, settings,
     sampler = asyncio.create_task(sample())
     async with running_worker(settings, concurrency=16):
         result = await submit(redis, keys, spec, _lines(300), window=window, ttl_s=0, chunk=10)
-        await _until(lambda: _complete(store, "windowed"), 60, "the batch did not complete")
+        await until(lambda: _complete(store, "windowed"), 60, "the batch did not complete")
     sampler.cancel()
     assert (result.enqueued, result.fed) == (300, 300)
     assert 0 < peak["queue"] <= window
@@ -115,7 +90,7 @@ async def test_no_text_is_left_in_redis_once_lines_are_recorded(redis, keys, set
     spec = invoice_spec("textless").model_copy(update={"use_cache": False})
     async with running_worker(settings):
         await submit(redis, keys, spec, _lines(60), window=25, ttl_s=0, chunk=10)
-        await _until(lambda: _complete(BatchStore(redis, keys), "textless"), 60, "the batch did not complete")
+        await until(lambda: _complete(BatchStore(redis, keys), "textless"), 60, "the batch did not complete")
     documents = [line.text.encode() for line in _lines(60).lines()]
     contents = await redis_contents(redis)
     assert not any(document in contents for document in documents)
@@ -138,8 +113,8 @@ async def test_a_finished_batch_expires_and_leaves_no_key(redis, keys, settings,
     await submit(redis, keys, spec, _lines(5), window=100, ttl_s=1)
     await submit(redis, keys, other, _lines(3), window=100, ttl_s=0)
     async with running_worker(settings):
-        await _until(lambda: _complete(BatchStore(redis, keys), "short-lived"), 30, "the batch did not complete")
-        await _until(lambda: _complete(BatchStore(redis, keys), "kept"), 30, "the other batch did not complete")
+        await until(lambda: _complete(BatchStore(redis, keys), "short-lived"), 30, "the batch did not complete")
+        await until(lambda: _complete(BatchStore(redis, keys), "kept"), 30, "the other batch did not complete")
     for key in keys.batch("short-lived"):
         assert await redis.pttl(key) <= 1000  # expiring, or gone already
     await asyncio.sleep(1.2)
@@ -162,7 +137,7 @@ async def test_delete_removes_every_key_of_a_batch_and_nothing_of_another(redis,
     assert not [key for key in after if b"doomed" in key]
     assert await redis.zrange(keys.batches, 0, -1) == [b"bystander"]
     async with running_worker(settings):
-        await _until(lambda: _complete(BatchStore(redis, keys), "bystander"), 30, "the other batch did not complete")
+        await until(lambda: _complete(BatchStore(redis, keys), "bystander"), 30, "the other batch did not complete")
     results = await results_by_id(redis, keys, "bystander")
     assert len(results) == 12
     assert all(r.status is Status.SUCCEEDED for r in results.values())
@@ -192,7 +167,7 @@ async def test_cancel_ends_a_batch_that_is_still_being_fed(redis, keys) -> None:
     feeding = asyncio.create_task(
         submit(redis, keys, invoice_spec("big"), _lines(2500, marker=False), window=1200, ttl_s=0, chunk=400)
     )
-    await _until(lambda: _fed(store, "big", 1200), 30, "the window did not fill")
+    await until(lambda: _fed(store, "big", 1200), 30, "the window did not fill")
     result = await cancel(redis, keys, "big", price=Settings().price_for("gpt-4o-mini"))
     fed = await asyncio.wait_for(feeding, 10)
     assert fed.cancelled
@@ -237,12 +212,12 @@ async def test_collect_follow_and_retry_across_chunk_boundaries(
     source = _lines(50, marker=False)
     await submit(redis, keys, spec, source, window=100, ttl_s=0, chunk=9)
     async with running_worker(settings):
-        await _until(lambda: _complete(BatchStore(redis, keys), "chunky"), 30, "the batch did not complete")
+        await until(lambda: _complete(BatchStore(redis, keys), "chunky"), 30, "the batch did not complete")
         failed = [line for line in await _collected(redis, keys, "chunky") if orjson.loads(line)["status"] == "failed"]
         assert len(failed) == 17
         retried = await retry_failed(redis, keys, "chunky", source, window=100, chunk=4)
         assert retried.enqueued == 17
-        await _until(lambda: _complete(BatchStore(redis, keys), "chunky"), 30, "the retried lines did not finish")
+        await until(lambda: _complete(BatchStore(redis, keys), "chunky"), 30, "the retried lines did not finish")
     lines = [ResultRecord.model_validate_json(line) for line in await _collected(redis, keys, "chunky")]
     assert [r.custom_id for r in lines] == [f"doc-{n:05d}" for n in range(50)]
     assert all(r.status is Status.SUCCEEDED for r in lines)

@@ -7,10 +7,7 @@ Real Redis, the simulator over HTTP (it refuses a wrong API key with OpenAI's 40
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -24,39 +21,16 @@ from producer.control import resume
 from producer.progress import WaitTimeoutError, wait_for_batch
 from producer.status import BatchPausedError, batch_state
 from schemas.results import ErrorType, Status
-from schemas.settings import Settings
 from store.batches import BatchStore
 from store.keys import Keys
 from store.pause import PauseStore
 from store.queue import RESCHEDULE, now_ms
 from tests.conftest import INVOICE_TEXTS
-from tests.helpers import results_by_id, sim_get
+from tests.helpers import results_by_id, running_worker, sim_get, until
 from worker.adapters.base import ApiCallError
-from worker.app import build_worker
 from worker.classify import classify_call_error
 
 DOCS = {f"d{n}": f"{text} (copy {n})" for n, text in enumerate(INVOICE_TEXTS * 4)}  # 20 distinct lines
-
-
-@contextlib.asynccontextmanager
-async def running_worker(settings: Settings, **overrides: Any) -> AsyncIterator[None]:
-    worker = build_worker(Settings(**{**settings.model_dump(), "burst": False, **overrides}), handle_signals=False)
-    task = asyncio.create_task(worker.main())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await worker.close()
-
-
-async def _until(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout_s:g}s")
-        await asyncio.sleep(0.05)
 
 
 async def test_a_bad_key_pauses_the_batch_after_a_few_calls_and_resume_finishes_it(
@@ -69,7 +43,7 @@ async def test_a_bad_key_pauses_the_batch_after_a_few_calls_and_resume_finishes_
         return (await store.get("b1")).paused is not None
 
     async with running_worker(settings, openai_api_key="sk-wrong", concurrency=1, pause_after_failures=3):
-        await _until(paused, 30, "the batch did not pause")
+        await until(paused, 30, "the batch did not pause")
         await asyncio.sleep(0.5)  # would it go on calling?
     ledger = await sim_get(sim, "/_sim/ledger")
     assert ledger["requests"]["by_status"] == {"401": 3}  # three calls, not twenty
@@ -92,7 +66,7 @@ async def test_a_bad_key_pauses_the_batch_after_a_few_calls_and_resume_finishes_
     assert len(scores) == len(DOCS)
     assert max(scores) <= now_ms()  # every waiting line is due now, not at its next recheck in five minutes
     async with running_worker(settings):
-        await _until(lambda: _complete(store), 30, "the resumed batch did not finish")
+        await until(lambda: _complete(store), 30, "the resumed batch did not finish")
     results = await results_by_id(redis, keys, "b1")
     assert sorted(results) == sorted(DOCS)
     assert {r.status for r in results.values()} == {Status.SUCCEEDED}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import Any
 
 import orjson
 import pytest
@@ -15,17 +16,17 @@ from schemas.jobs import ExtractionJob
 from schemas.records import CallTotals, line_result
 from schemas.registry import resolve_schema
 from schemas.results import ResultRecord, Status, Usage
-from store.accounts import Accounts, EndingCounts
+from store.accounts import Account, Accounts, EndingCounts
 from store.batches import BatchStore
 from store.cache import CachedAnswer, CacheStore, Lookup
 from store.codec import ResultCodec
 from store.feed import CancelItem, FeedCode, FeedStore
-from store.keys import Keys
+from store.keys import BatchKeys, Keys
 from store.limits import BucketParams, LimitStore, ProviderAccount, SettleArgs
 from store.lines import SLOT_BYTES, LineIndex, SlotStatus
 from store.queue import REMOVE_WAITING, JobClaims, job_payload
 from store.results import LineState, ResultStore
-from store.scripts import RoundTrip, Slot
+from store.scripts import RoundTrip, Slot, single
 from tests.processes import invoice_spec
 
 KEYS = Keys("st:")
@@ -33,6 +34,10 @@ BATCH = "s1"
 BK = KEYS.batch(BATCH)
 SPEC = invoice_spec(BATCH)
 CODEC = ResultCodec(SPEC.json_schema)
+
+
+async def _add_call(redis: Redis, accounts: Accounts, keys: BatchKeys, ordinal: int, **how: Any) -> Account | None:
+    return await single(redis, lambda trip: accounts.queue_add_call(trip, keys, ordinal, **how))
 
 
 def _fp(n: int) -> str:
@@ -173,8 +178,8 @@ async def test_cancel_closes_the_feed_and_records_waiting_lines_with_their_bille
     await _batch(redis, 5)
     await _feed(redis, 0, 3)
     feeds, accounts = FeedStore(redis, KEYS), Accounts(redis)
-    added = await accounts.add_call(
-        BK, 1, usage=Usage(input_tokens=7, total_tokens=7), response_id="r", latency_ms=5, repair=False
+    added = await _add_call(
+        redis, accounts, BK, 1, usage=Usage(input_tokens=7, total_tokens=7), response_id="r", latency_ms=5, repair=False
     )
     assert added is not None
     version = added.version
@@ -213,12 +218,23 @@ async def test_accounts_add_calls_and_errors_and_vanish_with_their_line(redis) -
     accounts = Accounts(redis)
     usage = Usage(input_tokens=5, cached_input_tokens=1, output_tokens=2, reasoning_tokens=1, total_tokens=7)
     assert await accounts.begin_call(BK, 0, estimate=40) == 1
-    first = await accounts.add_call(BK, 0, usage=usage, response_id="resp_1", latency_ms=30, repair=False, estimate=40)
+    first = await _add_call(
+        redis, accounts, BK, 0, usage=usage, response_id="resp_1", latency_ms=30, repair=False, estimate=40
+    )
     assert first is not None
     assert (first.version, first.outstanding, first.totals.usage) == (2, 0, usage)  # the account as saved
     assert await accounts.begin_call(BK, 0, estimate=50) == 3
-    second = await accounts.add_call(
-        BK, 0, usage=None, response_id=None, latency_ms=12, repair=True, possibly_billed=True, estimate=50
+    second = await _add_call(
+        redis,
+        accounts,
+        BK,
+        0,
+        usage=None,
+        response_id=None,
+        latency_ms=12,
+        repair=True,
+        possibly_billed=True,
+        estimate=50,
     )
     assert second is not None
     assert (second.version, second.possibly_billed, second.totals.repairs) == (4, 1, 1)
@@ -237,7 +253,9 @@ async def test_accounts_add_calls_and_errors_and_vanish_with_their_line(redis) -
     record = await BatchStore(redis, KEYS).get(BATCH)
     assert (record.possibly_billed_calls, record.possibly_billed_input_tokens) == (2, 110)  # timed out + abandoned
     assert (
-        await accounts.add_call(KEYS.batch("gone"), 0, usage=usage, response_id=None, latency_ms=1, repair=False)
+        await _add_call(
+            redis, accounts, KEYS.batch("gone"), 0, usage=usage, response_id=None, latency_ms=1, repair=False
+        )
         is None
     )
     assert not await redis.exists(KEYS.batch("gone").accounts)
@@ -276,15 +294,19 @@ async def test_admit_and_settle_scripts(redis) -> None:
     bucket, flight = KEYS.rate_limit("scope"), KEYS.rate_flight("scope")
 
     async def admit(name: str, input_tokens: int, output: int, *, explicit: bool = True):
-        return await limits.admit(
-            bucket,
-            flight,
-            KEYS.reservation(name),
-            name,
-            params,
-            input_tokens=input_tokens,
-            output_tokens=output,
-            explicit_max=explicit,
+        return await single(
+            redis,
+            lambda trip: limits.queue_admit(
+                trip,
+                bucket,
+                flight,
+                KEYS.reservation(name),
+                name,
+                params,
+                input_tokens=input_tokens,
+                output_tokens=output,
+                explicit_max=explicit,
+            ),
         )
 
     first = await admit("a", 700, 100)

@@ -71,7 +71,7 @@ from redis.asyncio import Redis
 from schemas.settings import Settings
 from store.keys import Keys
 from store.limits import BucketParams, LimitStore, ProviderAccount, SettleArgs
-from store.scripts import RoundTrip, Slot
+from store.scripts import RoundTrip, Slot, single
 from worker.classify import Settle
 from worker.policy import WaitingError
 from worker.retry import parse_duration_s
@@ -293,20 +293,20 @@ class AdmissionController:
         ``outcome`` defaults to ``OK`` with ``input_tokens`` (a reply), ``LIMITED`` with ``rate_limited``, else
         ``FAILED``; a ``LIMITED`` cool-down is ``cooldown_s`` (or ``retry_after_s``), one second when neither.
         """
-        trip = RoundTrip(self._redis)
-        settled = self.queue_settle(
-            trip,
-            reservation,
-            outcome=outcome,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            rate_limited=rate_limited,
-            cooldown_s=cooldown_s,
-            retry_after_s=retry_after_s,
-            headers=headers,
+        return await single(
+            self._redis,
+            lambda trip: self.queue_settle(
+                trip,
+                reservation,
+                outcome=outcome,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                rate_limited=rate_limited,
+                cooldown_s=cooldown_s,
+                retry_after_s=retry_after_s,
+                headers=headers,
+            ),
         )
-        await trip.run()
-        return settled.value
 
     def queue_settle(
         self,

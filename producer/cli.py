@@ -13,9 +13,9 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 import orjson
-from pydantic import ValidationError
 from redis.asyncio import Redis
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from producer.collect import OutputFormat, collect, follow
@@ -33,11 +33,12 @@ from producer.status import (
     list_batches,
     read_status,
 )
-from producer.submit import SubmitOptions, SubmitResult, build_spec, submit
+from producer.submit import SubmitOptions, SubmitResult, build_spec, document_check, preflight_warnings, submit
 from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
 from schemas.registry import resolve_schema
-from schemas.settings import Settings
+from schemas.settings import InvalidSettingsError, Settings
 from store.batches import BatchNotFoundError, BatchRecord, BatchStore, Footprint
+from store.connect import REDIS_ERRORS, describe_redis_error, open_redis
 from store.feed import FeedState
 from store.keys import InvalidIdError, Keys, check_batch_id
 
@@ -59,26 +60,36 @@ T = TypeVar("T")
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
+class SettingsUsageError(click.ClickException):
+    """An invalid setting (flag, variable or secret file): one line naming it, exit 2 like a usage error."""
+
+    exit_code = EXIT_INVALID_INPUT
+
+
 def _settings(**flags: Any) -> Settings:
     try:
         return Settings.from_flags(**flags)
-    except ValidationError as exc:
-        raise click.UsageError(f"invalid settings:\n{exc}") from exc
+    except InvalidSettingsError as exc:
+        raise SettingsUsageError(f"invalid settings: {exc}") from exc
 
 
 def _keys(settings: Settings) -> Keys:
     try:
         return Keys(settings.key_prefix)
     except InvalidIdError as exc:
-        raise click.UsageError(f"EXTRACT_KEY_PREFIX: {exc}") from exc
+        raise SettingsUsageError(f"invalid settings: EXTRACT_KEY_PREFIX: {exc}") from exc
 
 
 def _with_redis(settings: Settings, body: Callable[[Redis, Keys], Awaitable[T]]) -> T:
-    """Run ``body`` in one event loop with one Redis client; the errors a user can act on become one line."""
+    """Run ``body`` in one event loop with one Redis client; the errors a user can act on become one line.
+
+    Redis that cannot be used (down, a wrong password, TLS against a plain server, a bad URL, an unknown host) is
+    met by one PING before ``body`` starts, and is one line (``store.connect``) then or later, exit 1.
+    """
     keys = _keys(settings)
 
     async def run() -> T:
-        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, health_check_interval=30)
+        redis = await open_redis(settings.redis_url, socket_connect_timeout=5, health_check_interval=30)
         try:
             return await body(redis, keys)
         finally:
@@ -89,6 +100,8 @@ def _with_redis(settings: Settings, body: Callable[[Redis, Keys], Awaitable[T]])
         return asyncio.run(coroutine)
     except (BatchNotFoundError, BatchExistsError, InputChangedError, BatchCancelledError, InvalidIdError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except REDIS_ERRORS as exc:
+        raise click.ClickException(str(describe_redis_error(exc, settings.redis_url))) from exc
     except ResubmitRefusedError as exc:
         for problem in exc.problems:
             err.print(f"[red]refused[/red] {problem}", markup=True)
@@ -101,7 +114,8 @@ def _with_redis(settings: Settings, body: Callable[[Redis, Keys], Awaitable[T]])
         sys.exit(EXIT_INCOMPLETE)
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="structured-extract", prog_name="producer")
 def main() -> None:
     """Submit extraction batches and collect their results (Redis from REDIS_URL)."""
 
@@ -197,6 +211,11 @@ def _prepare_submit(settings: Settings, path: Path, batch_id: str | None) -> tup
     """Everything a submit checks before it touches Redis: options, schema, every input line."""
     if settings.model is None:
         raise click.UsageError("--model is required (or set EXTRACT_MODEL)")
+    if not settings.model.strip():
+        err.print("error: --model is empty: name a model, e.g. gpt-4o-mini (or set EXTRACT_MODEL)", markup=False)
+        sys.exit(EXIT_INVALID_INPUT)
+    for warning in preflight_warnings(settings, settings.model):
+        err.print(f"[yellow]warning[/yellow]: {escape(warning)}", markup=True)
     if settings.schema_spec is None:
         raise click.UsageError("--schema is required (or set EXTRACT_SCHEMA)")
     if settings.instructions and settings.instructions_file:
@@ -214,9 +233,6 @@ def _prepare_submit(settings: Settings, path: Path, batch_id: str | None) -> tup
     except ValueError as exc:  # UnknownSchemaError and friends: the message says what to fix
         raise click.UsageError(str(exc)) from exc
 
-    source = FileSource.open(path, id_field=settings.id_field, text_field=settings.text_field)
-    if source.scan.error_count:
-        _report_invalid(path, source, settings.skip_invalid)
     spec = build_spec(
         SubmitOptions(
             batch_id=batch_id,
@@ -229,6 +245,11 @@ def _prepare_submit(settings: Settings, path: Path, batch_id: str | None) -> tup
             use_cache=not settings.no_cache,
         )
     )
+    source = FileSource.open(
+        path, id_field=settings.id_field, text_field=settings.text_field, check=document_check(spec, settings)
+    )
+    if source.scan.error_count:
+        _report_invalid(path, source, settings.skip_invalid)
     return spec, source
 
 
@@ -528,7 +549,7 @@ def retry_command(batch_id: str, input_path: Path | None) -> None:
 
     async def body(redis: Redis, keys: Keys) -> FeedResult:
         record = await read_status(redis, keys, batch_id)
-        source = _retry_source(record, input_path)
+        source = _retry_source(record, input_path, settings)
         return await retry_failed(
             redis, keys, batch_id, source, window=settings.queue_window, chunk=settings.submit_chunk_size
         )
@@ -537,7 +558,7 @@ def retry_command(batch_id: str, input_path: Path | None) -> None:
     err.print(f"re-enqueued {result.enqueued} failed line(s) of {batch_id}")
 
 
-def _retry_source(record: BatchRecord, input_path: Path | None) -> FileSource:
+def _retry_source(record: BatchRecord, input_path: Path | None, settings: Settings) -> FileSource:
     recorded = record.input or {}
     path = input_path or (Path(recorded["path"]) if recorded.get("path") else None)
     if path is None or not path.is_file():
@@ -547,6 +568,7 @@ def _retry_source(record: BatchRecord, input_path: Path | None) -> FileSource:
         path,
         id_field=recorded.get("id_field", "custom_id"),
         text_field=recorded.get("text_field", "text"),
+        check=document_check(record.spec, settings),  # the lines submit refused (too large) are not the batch's
     )
     if source.scan.count != record.lines:
         raise click.UsageError(

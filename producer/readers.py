@@ -7,9 +7,11 @@ Two formats, detected from the first non-blank line:
   message of a Chat Completions body (``messages``) or the ``input`` of a Responses body.
 
 A file is read more than once and never held in memory: ``scan_input`` checks every line first (nothing is written
-for a file with a bad line, unless invalid lines are skipped), then :class:`FileSource` yields the valid lines again
-whenever the batch needs their text (index, feed, retry). A line's *ordinal* is its position among the valid lines,
-so every pass numbers the lines alike. Duplicate ids are found with a set of 64-bit hashes (about 64 bytes per line)
+for a file with a bad line, unless invalid lines are skipped; besides the checks here, a caller's ``check`` can
+refuse a document, as submit's preflight does for one over the size limits of ``schemas.input_limits``), then
+:class:`FileSource` yields the valid lines again whenever the batch needs their text (index, feed, retry). A line's
+*ordinal* is its position among the valid lines, so every pass numbers the lines alike (a pass that reopens the file
+must give it the same ``check``). Duplicate ids are found with a set of 64-bit hashes (about 64 bytes per line)
 and confirmed by comparing the ids themselves, so a hash collision is never reported as a duplicate.
 """
 
@@ -89,10 +91,18 @@ class LineSource(Protocol):
 
 RawLines = Callable[[], Iterable[bytes]]
 """Opens the input anew: each call yields its raw lines from the start."""
+TextCheck = Callable[[str], str | None]
+"""A further check of a well-formed line's document: the reason it is refused, or None."""
 
 
-def scan_input(open_lines: RawLines, *, id_field: str = "custom_id", text_field: str = "text") -> InputScan:
-    """Check every line, collecting all errors rather than stopping at the first (users fix them in one go)."""
+def scan_input(
+    open_lines: RawLines, *, id_field: str = "custom_id", text_field: str = "text", check: TextCheck | None = None
+) -> InputScan:
+    """Check every line, collecting all errors rather than stopping at the first (users fix them in one go).
+
+    ``check`` runs on the document of every line that is otherwise valid; a reason it returns makes the line invalid
+    (reported with its number, skipped by later passes) like any other problem.
+    """
     scan = InputScan()
     format_known = False
     seen: set[int] = set()
@@ -102,6 +112,8 @@ def scan_input(open_lines: RawLines, *, id_field: str = "custom_id", text_field:
             scan.format = "openai-batch" if obj.keys() >= _BATCH_KEYS else "native"
             format_known = True
         result = _parse(obj, number, scan.format, id_field, text_field)
+        if isinstance(result, InputLine) and check is not None and (reason := check(result.text)) is not None:
+            result = LineError(number, reason)
         if isinstance(result, LineError):
             scan.add_error(result)
             continue
@@ -159,9 +171,11 @@ class FileSource:
     text_field: str = "text"
 
     @classmethod
-    def open(cls, path: Path, *, id_field: str = "custom_id", text_field: str = "text") -> FileSource:
-        """Scan ``path`` once (check every line); see ``scan.errors``."""
-        scan = scan_input(lambda: _read_lines(path), id_field=id_field, text_field=text_field)
+    def open(
+        cls, path: Path, *, id_field: str = "custom_id", text_field: str = "text", check: TextCheck | None = None
+    ) -> FileSource:
+        """Scan ``path`` once (check every line, and each document with ``check`` if given); see ``scan.errors``."""
+        scan = scan_input(lambda: _read_lines(path), id_field=id_field, text_field=text_field, check=check)
         return cls(path, scan, id_field, text_field)
 
     @property

@@ -4,6 +4,10 @@ The steps are ``producer.indexer`` (record and index) and ``producer.feeder`` (t
 and run again goes on where the last one stopped and enqueues nothing twice. A submit to a known batch id with
 another input is ``producer.resubmit``'s: compared line by line, refused unless ``--replace-changed`` or
 ``--append`` allows what differs.
+
+Before any of that, the preflight (``preflight_warnings``, ``document_check``): what a submit can tell about the
+batch without Redis or the API, so a mistake costs nothing: an unpriced model is warned about, and a line whose
+document is over the size limits (``schemas.input_limits``) is reported with its number like any other bad line.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from redis.asyncio import Redis
 
 from producer.feeder import Feeder, ProgressHook, feeding
 from producer.indexer import OpenedBatch, adopt_input, index_lines, open_batch
-from producer.readers import LineSource
+from producer.readers import LineSource, TextCheck
 from producer.resubmit import apply_plan, matches_by_position, plan_resubmit, refusals
+from schemas.input_limits import context_window, input_too_large
 from schemas.jobs import ApiKind, BatchSpec, GenerationParams
 from schemas.registry import ExtractionSchema
+from schemas.settings import Settings
 from store.batches import BatchStore
 from store.keys import Keys
 
@@ -34,6 +40,26 @@ class SubmitOptions:
     params: GenerationParams
     budget_tokens: int | None = None
     use_cache: bool = True
+
+
+def preflight_warnings(settings: Settings, model: str) -> list[str]:
+    """What a submit for ``model`` should warn about (it goes on): no price known, no context window known."""
+    warnings = []
+    if settings.price_for(model) is None:
+        warnings.append(
+            f"no price is configured for model {model!r}: costs will show as n/a (add it to EXTRACT_PRICES)"
+        )
+    if context_window(model, settings) is None:
+        warnings.append(
+            f"no context window is known for model {model!r}: documents are checked against "
+            "EXTRACT_MAX_DOCUMENT_BYTES only (add it to EXTRACT_CONTEXT_WINDOWS)"
+        )
+    return warnings
+
+
+def document_check(spec: BatchSpec, settings: Settings) -> TextCheck:
+    """The preflight of one document (for ``FileSource.open``): the reason it is too large to send, or None."""
+    return lambda text: input_too_large(spec, text, settings)
 
 
 def build_spec(options: SubmitOptions) -> BatchSpec:

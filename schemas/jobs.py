@@ -12,6 +12,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.strict import local_constraints
+
 ApiKind = Literal["responses", "chat"]
 
 DEFAULT_INSTRUCTIONS = (
@@ -42,7 +44,7 @@ class BatchSpec(BaseModel):
     schema_name: str
     """The name sent in the API's json_schema format."""
     json_schema: dict[str, Any]
-    """The strict JSON Schema sent to the API."""
+    """The strict JSON Schema sent to the API (without the constraints strict mode refuses; see ``schemas.strict``)."""
     source_schema: dict[str, Any]
     """The schema before the strict conversion (needed to map nulls back to pydantic defaults)."""
     instructions: str = DEFAULT_INSTRUCTIONS
@@ -92,21 +94,25 @@ class Fingerprinter:
 
     The serialization is the batch's stable part (api, model, strict schema, instructions, generation params) as
     sorted-key JSON, a newline, then the document text. Same fingerprint ⇒ the same answer may be reused. Batch id
-    and custom_id are deliberately not part of it. The stable part is hashed once per batch and the hash state
-    copied per line, so fingerprinting 100,000 lines does not re-serialize the schema 100,000 times.
+    and custom_id are deliberately not part of it. The constraints our validator checks but the API is not sent
+    (``minLength``, ``maxLength``, ``uniqueItems``: ``schemas.strict.local_constraints``) are part of it when the
+    source schema has any: an answer valid for ``minLength: 3`` may not be for ``minLength: 30``. The stable part is
+    hashed once per batch and the hash state copied per line, so fingerprinting 100,000 lines does not re-serialize
+    the schema 100,000 times.
     """
 
     def __init__(self, spec: BatchSpec) -> None:
-        stable = orjson.dumps(
-            {
-                "api": spec.api,
-                "model": spec.model,
-                "schema": spec.json_schema,
-                "instructions": spec.instructions,
-                "params": spec.params.model_dump(),
-            },
-            option=orjson.OPT_SORT_KEYS,
-        )
+        parts: dict[str, Any] = {
+            "api": spec.api,
+            "model": spec.model,
+            "schema": spec.json_schema,
+            "instructions": spec.instructions,
+            "params": spec.params.model_dump(),
+        }
+        local = local_constraints(spec.source_schema)
+        if local:  # only then: fingerprints of every other schema stay what they were
+            parts["local_constraints"] = local
+        stable = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
         self._base = hashlib.sha256(stable + b"\n")
 
     def __call__(self, text: str) -> str:

@@ -11,7 +11,9 @@ A schema is chosen once per batch (``--schema``) in one of three forms:
 The producer resolves it to an :class:`ExtractionSchema` and stores the strict and the source schema in the batch
 record; workers rebuild it with :func:`load_schema_from_record` without reading any file, and validate outputs
 with :func:`validator_for`. Pydantic models validate with the model itself (custom validators, coercion, defaults
-included); file schemas validate with the strict JSON Schema that was sent to the API.
+included); file schemas validate with the strict JSON Schema that was sent to the API plus the constraints strict
+mode refuses and the conversion therefore leaves out of it (``minLength``, ``maxLength``, ``uniqueItems``:
+``schemas.strict.to_local_validation_schema``), so the answer is held to the user's schema, not to its API subset.
 
 A batch record is data from Redis, and data must not choose what code a worker runs: a worker imports a
 ``module:Class`` only when the module is on its own allowlist (``EXTRACT_SCHEMA_MODULES``, empty by default), never
@@ -45,6 +47,7 @@ from schemas.strict import (
     canonical_schema_json,
     drop_nulls_for_optional,
     schema_name,
+    to_local_validation_schema,
     to_strict_json_schema,
 )
 
@@ -58,6 +61,7 @@ __all__ = [
     "SchemaError",
     "UnknownSchemaError",
     "load_schema_from_record",
+    "local_validation_schema",
     "resolve_schema",
     "validator_for",
 ]
@@ -100,9 +104,10 @@ class ExtractionSchema:
     name: str
     """The response format name sent to the API (``^[a-zA-Z0-9_-]{1,64}$``)."""
     json_schema: dict[str, Any]
-    """The strict JSON Schema sent to the API."""
+    """The strict JSON Schema sent to the API (without the keywords strict mode refuses)."""
     source_schema: dict[str, Any]
-    """The schema before the strict conversion; needed to map nulls back to pydantic defaults."""
+    """The schema before the strict conversion; needed to map nulls back to pydantic defaults, and the source of the
+    local validation schema (:func:`validator_for`)."""
     model: type[BaseModel] | None
     """The pydantic class, when there is one (built-ins and ``module:Class``)."""
 
@@ -238,7 +243,8 @@ class JsonSchemaOutputValidator(OutputValidator):
         """Create the validator.
 
         Args:
-            schema: The strict JSON Schema that was sent to the API.
+            schema: The local validation schema: the strict JSON Schema sent to the API with the constraints strict
+                mode refuses put back (``schemas.strict.to_local_validation_schema``).
         """
         self._validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
@@ -253,7 +259,11 @@ class JsonSchemaOutputValidator(OutputValidator):
 
 
 def validator_for(schema: ExtractionSchema) -> OutputValidator:
-    """The validator for a schema: its pydantic model when there is one, else its strict JSON Schema.
+    """The validator for a schema: its pydantic model when there is one, else its local validation schema.
+
+    The local validation schema is the strict conversion of the *source* schema with the keywords strict mode refuses
+    kept (``minLength``, ``maxLength``, ``uniqueItems``), so they are enforced here although the API never saw them.
+    If the source cannot be converted (a hand-made :class:`ExtractionSchema`), the schema sent to the API is used.
 
     Args:
         schema: A resolved or record-loaded schema.
@@ -263,7 +273,15 @@ def validator_for(schema: ExtractionSchema) -> OutputValidator:
     """
     if schema.model is not None:
         return PydanticOutputValidator(schema.model, schema.source_schema)
-    return JsonSchemaOutputValidator(schema.json_schema)
+    return JsonSchemaOutputValidator(local_validation_schema(schema))
+
+
+def local_validation_schema(schema: ExtractionSchema) -> dict[str, Any]:
+    """What an answer to ``schema`` is checked against when there is no pydantic model (see :func:`validator_for`)."""
+    try:
+        return to_local_validation_schema(schema.source_schema)
+    except SchemaError:
+        return schema.json_schema
 
 
 # --------------------------------------------------------------------------------------------------------------

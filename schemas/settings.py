@@ -7,17 +7,40 @@ either as the variable ``OPENAI_API_KEY`` or as a file in ``secrets_dir``).
 Our own variables share the prefix ``EXTRACT_`` (``EXTRACT_CONCURRENCY``, ``EXTRACT_MAX_REPAIRS`` ...).
 Three variables keep the names the ecosystem already uses: ``REDIS_URL``, ``OPENAI_API_KEY`` and
 ``OPENAI_BASE_URL``.
+
+``EXTRACT_SECRETS_DIR`` names a directory of files, one per setting, named like its variable (a Kubernetes Secret
+mounted as a volume: ``OPENAI_API_KEY``, ``REDIS_URL`` ...). Flags win over the environment, the environment over
+those files. An invalid value raises :class:`InvalidSettingsError`, one line naming the flag, variable or file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import os
+import re
+from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 T = TypeVar("T")
+
+SECRETS_DIR_VARIABLE = "EXTRACT_SECRETS_DIR"
+"""The directory of secret files (a mounted Kubernetes Secret); unset = none."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class InvalidSettingsError(ValueError):
+    """A flag, variable or secret file holds a value the settings refuse; ``str()`` is one line naming each."""
 
 
 class ModelPrice(BaseModel):
@@ -56,9 +79,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="EXTRACT_",
-        extra="ignore",
+        extra="forbid",  # Settings(concurency=3) is a typo, not a setting to ignore
         populate_by_name=True,
-        secrets_dir=None,
+        secrets_dir=None,  # EXTRACT_SECRETS_DIR, read in settings_customise_sources
     )
 
     # --- connections -------------------------------------------------------------------------------------
@@ -118,6 +141,7 @@ class Settings(BaseSettings):
     worker_name: str | None = None
     """Names the per-worker health key; on Kubernetes pass the pod name."""
     log_level: str = "INFO"
+    """One of DEBUG, INFO, WARNING, ERROR, CRITICAL (any case)."""
     queue_read_limit: int = Field(default=0, ge=0)
     """Queue entries a worker reads per poll; 0 = max(4 x concurrency, 100). Running jobs stay at the head of arq's
     queue, so across a fleet it must be at least 1.5 x replicas x concurrency or idle workers see no due work."""
@@ -136,9 +160,10 @@ class Settings(BaseSettings):
 
     # --- admission control (shared token buckets per API key and model) ----------------------------------------
     rpm: int | None = Field(default=None, ge=0)
-    """Requests per minute for every model without an entry in ``rate_limits``; None or 0 = no request bucket."""
+    """A ceiling on requests per minute for every model without an entry in ``rate_limits``; None or 0 = none: the
+    provider's own limit is learned from its ``x-ratelimit-limit-*`` headers (``worker.admission``)."""
     tpm: int | None = Field(default=None, ge=0)
-    """Tokens per minute for every model without an entry in ``rate_limits``; None or 0 = no token bucket."""
+    """A ceiling on tokens per minute, as ``rpm``; None or 0 = learned from the provider."""
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
     """Per-model limits, e.g. EXTRACT_RATE_LIMITS='{"gpt-4o-mini": {"rpm": 5000, "tpm": 4000000}}'."""
     limit_window_s: float = Field(default=1.0, gt=0, le=60)
@@ -185,6 +210,13 @@ class Settings(BaseSettings):
     no_cache: bool = False
     """Submit a batch that neither reads nor writes the result cache (and does not coalesce)."""
 
+    # --- input limits (checked per line at submit, and by the worker before a call) ---------------------------------
+    max_document_bytes: int = Field(default=1_000_000, ge=0)
+    """A document larger than this many UTF-8 bytes is refused (``schemas.input_limits``); 0 = no byte limit."""
+    context_windows: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    """Context windows in tokens merged over ``schemas.input_limits.DEFAULT_CONTEXT_WINDOWS``, e.g.
+    EXTRACT_CONTEXT_WINDOWS='{"my-finetune": 128000}' (family prefixes match snapshots); 0 = no check for it."""
+
     # --- pricing ---------------------------------------------------------------------------------------------
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     """Overrides merged over DEFAULT_PRICES (see ``price_for``)."""
@@ -196,10 +228,48 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.strip().upper() not in LOG_LEVELS:
+                raise ValueError(f"not a log level: use one of {', '.join(LOG_LEVELS)}")
+            return value.strip().upper()
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """pydantic-settings' sources, with the secret files read from ``EXTRACT_SECRETS_DIR`` when it is set."""
+        directory = os.environ.get(SECRETS_DIR_VARIABLE, "").strip()
+        if directory and getattr(file_secret_settings, "secrets_dir", None) is None:
+            if not Path(directory).is_dir():
+                raise SettingsError(f"{SECRETS_DIR_VARIABLE}: {directory} is not a directory")
+            file_secret_settings = SecretsSettingsSource(settings_cls, secrets_dir=directory)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
+
     @classmethod
     def from_flags(cls, **flags: Any) -> Settings:
-        """Command-line flags over the environment: a flag left unset (None) defers to its environment twin."""
-        return cls(**{name: value for name, value in flags.items() if value is not None})
+        """Command-line flags over the environment: a flag left unset (None) defers to its environment twin.
+
+        Raises:
+            TypeError: a keyword names no setting (a caller's typo, never silently ignored).
+            InvalidSettingsError: a flag, variable or secret file holds an invalid value.
+        """
+        unknown = sorted(set(flags) - set(cls.model_fields))
+        if unknown:
+            raise TypeError(f"Settings.from_flags() got unknown setting(s): {', '.join(unknown)}")
+        given = {name: value for name, value in flags.items() if value is not None}
+        try:
+            return cls(**given)
+        except (ValidationError, SettingsError) as exc:
+            raise InvalidSettingsError(describe_settings_error(exc, flags=given)) from exc
 
     def limits_for(self, model: str) -> RateLimit:
         """Per-model limits (exact name, then the longest ``name-`` prefix), else the ``rpm``/``tpm`` defaults."""
@@ -220,3 +290,70 @@ def _lookup(table: Mapping[str, T], model: str) -> T | None:
         return table[model]
     matches = [name for name in table if model.startswith(name + "-")]
     return table[max(matches, key=len)] if matches else None
+
+
+_SOURCE_ERROR = re.compile(r'field "(\w+)" from source "(\w+)"')
+_SECRET_FIELDS = frozenset({"openai_api_key", "redis_url"})
+"""Fields whose values never appear in a message (a Redis URL may hold a password)."""
+
+
+def describe_settings_error(exc: ValidationError | SettingsError, *, flags: Collection[str] = ()) -> str:
+    """One line naming each flag (``--concurrency``), variable (``EXTRACT_RATE_LIMITS``) or file that is invalid.
+
+    ``flags`` are the settings given as flags (they won over the environment, so an error in one is the flag's).
+    """
+    if isinstance(exc, SettingsError):  # a variable or file pydantic-settings could not decode (not JSON ...)
+        match = _SOURCE_ERROR.search(str(exc))
+        if match is None:
+            return str(exc)
+        field, source = match.groups()
+        cause = exc.__cause__
+        reason = f"not valid JSON ({cause})" if isinstance(cause, json.JSONDecodeError) else str(cause or exc)
+        return f"{_origin(field, secrets=source == SecretsSettingsSource.__name__)}: {reason}"
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        field = _field_named(loc[0]) if loc else None
+        if field is None:
+            name = loc[0] if loc else "settings"
+        elif field in flags:
+            name = "--" + field.replace("_", "-")
+        else:
+            name = _origin(field, secrets=False)
+        where = ".".join(loc[1:])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        value = error.get("input")
+        shown = ""
+        if field not in _SECRET_FIELDS and isinstance(value, str | int | float) and len(repr(value)) <= 60:
+            shown = f" (got {value!r})"
+        problems.append(f"{name}: {where + ': ' if where else ''}{message}{shown}")
+    return "; ".join(problems)
+
+
+def _field_named(name: str) -> str | None:
+    """The field a validation error's location names: a field name, or one of its aliases."""
+    if name in Settings.model_fields:
+        return name
+    for field, info in Settings.model_fields.items():
+        if name in _aliases(info.validation_alias):
+            return field
+    return None
+
+
+def _aliases(alias: object) -> list[str]:
+    if isinstance(alias, AliasChoices):
+        return [choice for choice in alias.choices if isinstance(choice, str)]
+    return [alias] if isinstance(alias, str) else []
+
+
+def _origin(field: str, *, secrets: bool) -> str:
+    """The variable that set ``field`` (of its names, the one in the environment), or its file in the secrets dir."""
+    names = [a for a in _aliases(Settings.model_fields[field].validation_alias) if a.isupper()]
+    names = names or [f"EXTRACT_{field.upper()}"]
+    environ = {name.upper() for name in os.environ}
+    if not secrets:
+        for name in names:
+            if name in environ:
+                return name
+    name = names[-1]
+    return f"{name} (file in {SECRETS_DIR_VARIABLE})" if secrets or os.environ.get(SECRETS_DIR_VARIABLE) else name

@@ -21,17 +21,39 @@ Rules (each chosen so the result is accepted by the API and validates the same d
   because inlining it would never end. A single-element ``allOf`` is unwrapped into its element; a multi-element
   ``allOf`` of object schemas is merged into one object; anything else is a :class:`SchemaError`.
 * **Keywords.** Kept: ``type``, ``description``, ``enum``, ``const``, ``anyOf`` (``oneOf`` becomes ``anyOf``),
-  ``properties``, ``items``, ``$ref``, ``$defs``/``definitions``, the string constraints ``pattern``,
-  ``minLength``, ``maxLength`` and ``format`` (only the values in :data:`SUPPORTED_FORMATS`), the number constraints
-  ``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``, ``multipleOf`` and the array constraints
-  ``minItems``, ``maxItems``. Everything else (``title``, ``default``, ``examples``, ``$schema``, ``uniqueItems``,
-  ``discriminator`` ...) is dropped. Titles go too: pydantic derives them from field names, so they only cost tokens.
+  ``properties``, ``items``, ``$ref``, ``$defs``/``definitions``, the string constraints ``pattern`` and ``format``
+  (only the values in :data:`SUPPORTED_FORMATS`), the number constraints ``minimum``, ``maximum``,
+  ``exclusiveMinimum``, ``exclusiveMaximum``, ``multipleOf`` and the array constraints ``minItems``, ``maxItems``.
+  Everything else (``title``, ``default``, ``examples``, ``$schema``, ``discriminator`` ...) is dropped. Titles go
+  too: pydantic derives them from field names, so they only cost tokens.
+* **Constraints checked by us, not sent.** :data:`LOCAL_ONLY_KEYWORDS` (``minLength``, ``maxLength``,
+  ``uniqueItems``) constrain values of shapes strict mode can express, but the API refuses a strict schema that
+  carries them. :func:`to_strict_json_schema` leaves them out of the schema sent to the API;
+  :func:`to_local_validation_schema` is the same conversion with them kept, and is what our validator checks an
+  answer against (``schemas.registry.validator_for``), so a too-short string is repaired or failed by us instead of
+  the whole request being refused. The model is not constrained by them while it decodes; only the description
+  tells it. :func:`local_constraints` lists them for the fingerprint (two schemas that differ only in a local
+  constraint must not share cached answers).
 * **Tuples.** Strict mode has no ``prefixItems``; a tuple becomes an array whose ``items`` is the ``anyOf`` of its
   element schemas (one schema when all elements agree), keeping ``minItems``/``maxItems``. Positions are then
   checked by the pydantic model when there is one.
 * **Unrepresentable schemas raise.** Free-form mappings (``dict[str, X]``: an object without ``properties``),
   schemas without a type (``typing.Any``), arrays without ``items``, non-local ``$ref`` and non-object roots raise
   :class:`SchemaError` rather than silently producing a schema that loses data.
+
+Which keywords the API accepts in strict mode: OpenAI's Structured Outputs guide, section "Supported schemas"
+(https://developers.openai.com/api/docs/guides/structured-outputs#supported-schemas), lists as "Supported
+properties" only ``pattern`` and ``format`` (date-time, time, date, duration, email, hostname, ipv4, ipv6, uuid) for
+strings; ``multipleOf``, ``maximum``, ``exclusiveMaximum``, ``minimum``, ``exclusiveMinimum`` for numbers; and
+``minItems``, ``maxItems`` for arrays. Under "Some type-specific keywords are not yet supported" it names the
+composition keywords ``allOf``, ``not``, ``dependentRequired``, ``dependentSchemas``, ``if``, ``then``, ``else``, and
+warns: "If you turn on Structured Outputs by supplying ``strict: true`` and call the API with an unsupported JSON
+Schema, you will receive an error." Earlier copies of the guide listed ``minLength``, ``maxLength``, ``uniqueItems``
+(and ``patternProperties``, ``propertyNames``, ``minProperties``, ``maxProperties``, ``contains`` ...) as not
+supported; the current copy no longer names them, and does not list them as supported either. Refusals of both
+have been reported since, as a 400 with code ``invalid_json_schema`` and messages like "In context=('properties',
+'quote'), 'minLength' is not permitted." (and the same for ``'uniqueItems'``). We read the guide as quoted in public
+repositories (2025-10 to 2026-09 copies, found with the search tool's code corpus), not from the live page.
 
 Unreferenced ``$defs`` (for instance enums that were inlined everywhere) are pruned. The output is built in a fixed
 keyword order from the input's order, so equal inputs give byte-identical output; the input is never mutated.
@@ -50,11 +72,14 @@ from urllib.parse import unquote
 import orjson
 
 __all__ = [
+    "LOCAL_ONLY_KEYWORDS",
     "SUPPORTED_FORMATS",
     "SchemaError",
     "canonical_schema_json",
     "drop_nulls_for_optional",
+    "local_constraints",
     "schema_name",
+    "to_local_validation_schema",
     "to_strict_json_schema",
 ]
 
@@ -66,10 +91,11 @@ class SchemaError(ValueError):
 SUPPORTED_FORMATS = frozenset({"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"})
 """String ``format`` values strict mode accepts; other formats are dropped (the description still guides the model)."""
 
+LOCAL_ONLY_KEYWORDS = ("minLength", "maxLength", "uniqueItems")
+"""Constraints the API refuses in a strict schema: left out of what is sent, kept in what our validator checks."""
+
 _JSON_TYPES = frozenset({"string", "number", "integer", "boolean", "object", "array", "null"})
 _NUMERIC_KEYWORDS = (
-    "minLength",
-    "maxLength",
     "minimum",
     "exclusiveMinimum",
     "maximum",
@@ -78,11 +104,13 @@ _NUMERIC_KEYWORDS = (
     "minItems",
     "maxItems",
 )
+"""Numeric constraints strict mode supports (the guide's "Supported properties")."""
+_LOCAL_LENGTHS = ("minLength", "maxLength")
 # Keywords that change what a schema means; a $ref (or single allOf) with any of these beside it is not a mere
 # annotated reference.
 _STRUCTURAL = frozenset(
     {"type", "properties", "required", "additionalProperties", "items", "prefixItems", "anyOf", "oneOf", "allOf"}
-    | {"enum", "const", "pattern", "format", *_NUMERIC_KEYWORDS}
+    | {"enum", "const", "pattern", "format", *_NUMERIC_KEYWORDS, *LOCAL_ONLY_KEYWORDS}
 )
 # Sibling keywords of a $ref that survive conversion; if a $ref has none, it stays a bare $ref.
 _SURVIVING_SIBLINGS = _STRUCTURAL | {"description"}
@@ -94,22 +122,78 @@ _NAME_INVALID = re.compile(r"[^a-zA-Z0-9_-]+")
 def to_strict_json_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     """Convert a JSON Schema (pydantic's ``model_json_schema()`` or a user's file) to OpenAI's strict subset.
 
-    See the module docstring for the exact rules.
+    This is the schema sent to the API. See the module docstring for the exact rules.
 
     Args:
         schema: The source schema. Local ``$ref`` pointers (``#/...``) are resolved against it. It is not mutated.
 
     Returns:
         A new schema, deterministic for a given input, whose every object has ``additionalProperties: false`` and
-        lists all of its properties in ``required``.
+        lists all of its properties in ``required``, without :data:`LOCAL_ONLY_KEYWORDS`.
 
     Raises:
         SchemaError: The root is not an object schema, or some part cannot be expressed in strict mode. The message
             names the location (``properties.line_items.items``) so the user can fix it.
     """
+    return _convert_root(schema, keep_local=False)
+
+
+def to_local_validation_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The strict conversion with :data:`LOCAL_ONLY_KEYWORDS` kept: what our own validator checks an answer against.
+
+    It accepts exactly the answers :func:`to_strict_json_schema`'s schema accepts, less those that break a
+    ``minLength``, ``maxLength`` or ``uniqueItems`` of the source.
+
+    Args:
+        schema: The source schema (not mutated).
+
+    Returns:
+        A new schema; equal to :func:`to_strict_json_schema`'s when the source has no local-only constraint.
+
+    Raises:
+        SchemaError: As :func:`to_strict_json_schema`.
+    """
+    return _convert_root(schema, keep_local=True)
+
+
+def local_constraints(schema: Any) -> list[list[Any]]:
+    """Every local-only constraint in a schema, as ``[path, keyword, value]`` in document order.
+
+    A plain walk of the JSON (a ``minLength`` key inside an ``enum`` value would be listed too, which only makes
+    a fingerprint a little more specific). Empty for a schema without any, so fingerprints of such schemas are
+    unaffected.
+
+    Args:
+        schema: A source schema.
+
+    Returns:
+        The constraints, e.g. ``[["properties/code", "minLength", 3]]``.
+    """
+    found: list[list[Any]] = []
+    _collect_local(schema, "", found)
+    return found
+
+
+def _collect_local(node: Any, path: str, found: list[list[Any]]) -> None:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if (key in _LOCAL_LENGTHS and _is_number(value)) or (key == "uniqueItems" and isinstance(value, bool)):
+                found.append([path, key, value])
+            else:
+                _collect_local(value, f"{path}/{key}" if path else str(key), found)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _collect_local(value, f"{path}/{index}", found)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _convert_root(schema: Mapping[str, Any], *, keep_local: bool) -> dict[str, Any]:
     if not isinstance(schema, Mapping):
         raise SchemaError(f"a JSON Schema must be a JSON object, got {type(schema).__name__}")
-    converter = _Converter(schema)
+    converter = _Converter(schema, keep_local=keep_local)
     root = converter.deref_and_flatten(schema, "<root>")
     _check_root_is_object(root)
     converter.stack.append("#")
@@ -178,8 +262,10 @@ def drop_nulls_for_optional(data: Any, source_schema: Mapping[str, Any]) -> Any:
 class _Converter:
     """One conversion: holds the source root for ``$ref`` resolution and the pointers being expanded."""
 
-    def __init__(self, root: Mapping[str, Any]) -> None:
+    def __init__(self, root: Mapping[str, Any], *, keep_local: bool = False) -> None:
         self.root = root
+        self.keep_local = keep_local
+        """Keep :data:`LOCAL_ONLY_KEYWORDS` (the local validation schema) instead of leaving them out."""
         # Pointers whose target is being converted right now (root, current $defs entry, inlined refs). A $ref to
         # one of them is recursive and must stay a bare $ref.
         self.stack: list[str] = []
@@ -259,14 +345,7 @@ class _Converter:
             out["enum"] = copy.deepcopy(node["enum"])
         if "const" in node:
             out["const"] = copy.deepcopy(node["const"])
-        if node.get("format") in SUPPORTED_FORMATS:
-            out["format"] = node["format"]
-        if isinstance(node.get("pattern"), str):
-            out["pattern"] = node["pattern"]
-        for key in _NUMERIC_KEYWORDS:
-            value = node.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                out[key] = value
+        self._copy_constraints(node, out)
         self._convert_union(node, path, out)
         if "array" in types:
             out["items"] = self._convert_items(node, path)
@@ -278,6 +357,22 @@ class _Converter:
                 "a concrete type, enum or union"
             )
         return out
+
+    def _copy_constraints(self, node: Mapping[str, Any], out: dict[str, Any]) -> None:
+        """The value constraints: the supported ones always, :data:`LOCAL_ONLY_KEYWORDS` only with ``keep_local``."""
+        if node.get("format") in SUPPORTED_FORMATS:
+            out["format"] = node["format"]
+        if isinstance(node.get("pattern"), str):
+            out["pattern"] = node["pattern"]
+        for key in _NUMERIC_KEYWORDS:
+            if _is_number(node.get(key)):
+                out[key] = node[key]
+        if self.keep_local:
+            for key in _LOCAL_LENGTHS:
+                if _is_number(node.get(key)):
+                    out[key] = node[key]
+            if isinstance(node.get("uniqueItems"), bool):
+                out["uniqueItems"] = node["uniqueItems"]
 
     def _convert_ref(self, node: Mapping[str, Any], path: str) -> dict[str, Any]:
         ref = _require_ref(node, path)
@@ -490,8 +585,10 @@ def _allows_null(schema: Any, root: Mapping[str, Any], seen: set[str]) -> bool:
 class _NullDropper:
     """The walk behind :func:`drop_nulls_for_optional`; lenient: unknown schema parts just copy the data."""
 
-    def __init__(self, root: Mapping[str, Any]) -> None:
+    def __init__(self, root: Mapping[str, Any], *, keep_local: bool = False) -> None:
         self.root = root
+        self.keep_local = keep_local
+        """Keep :data:`LOCAL_ONLY_KEYWORDS` (the local validation schema) instead of leaving them out."""
 
     def walk(self, data: Any, schema: Any) -> Any:
         if isinstance(data, dict):

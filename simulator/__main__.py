@@ -112,6 +112,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="how long a slow_response fault takes to answer (default 30000)",
     )
     parser.add_argument(
+        "--context-window",
+        dest="context_windows",
+        metavar="MODEL=TOKENS",
+        action="append",
+        default=[],
+        type=_context_window,
+        help="the context window of a model or model family, e.g. gpt-4o-mini=2000 (repeatable; 0 = unlimited); "
+        "a request whose input is larger gets OpenAI's 400 context_length_exceeded. Default: OpenAI's figures "
+        "(gpt-4o 128000, gpt-4.1 1047576, o3 200000, gpt-5 400000 ...); models in no known family are unlimited",
+    )
+    parser.add_argument(
         "--fault",
         dest="faults",
         metavar="KIND:MATCH:TIMES",
@@ -141,6 +152,19 @@ def _fault_rate(spec: str) -> tuple[FaultKind, float]:
     return next(iter(checked.items()))
 
 
+def _context_window(spec: str) -> tuple[str, int]:
+    model, sep, tokens = spec.partition("=")
+    try:
+        if not sep or not model.strip():
+            raise ValueError("missing MODEL=")
+        value = int(tokens)
+        if value < 0:
+            raise ValueError("TOKENS must be >= 0")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad context window {spec!r} (want MODEL=TOKENS): {exc}") from None
+    return model.strip(), value
+
+
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     """The config the parsed flags describe; ValueError if they contradict each other (e.g. rates above 1)."""
     return SimulatorConfig(
@@ -160,6 +184,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         fault_seed=args.fault_seed,
         max_faults_per_input=args.max_faults_per_input,
         slow_response_ms=args.slow_response_ms,
+        context_windows=dict(args.context_windows),
     )
 
 

@@ -1,7 +1,8 @@
 """The aiohttp application: OpenAI-compatible routes under ``/v1`` and control routes under ``/_sim``.
 
 Request flow for ``/v1/responses`` and ``/v1/chat/completions``: authentication
-(401), parsing (400s), rate-limit admission (429, immediate), fault decision,
+(401), parsing (400s, an unsupported strict schema among them), the model's
+context window (400 ``context_length_exceeded``), rate-limit admission (429, immediate), fault decision,
 base latency with seeded jitter (or the slow-response delay), then a dropped
 connection or HTTP fault (unbilled) or generation (billed, with
 per-output-token latency; with ``charge_output="actual"`` and no max output
@@ -28,6 +29,7 @@ from aiohttp import web
 
 from simulator.completion import Completion, charges_output_later, complete, rate_limit_charge
 from simulator.config import SimulatorConfig
+from simulator.context_window import check_context_window
 from simulator.errors import ApiError, invalid_request
 from simulator.faults import OUTPUT_FAULTS, FaultKind, FaultRule, FaultSettings, http_fault_error
 from simulator.ratelimit import style_headers
@@ -149,6 +151,7 @@ async def _answer(
     """Authorize, parse, admit (429), pick a fault, wait, then fail as the fault says or answer (billed)."""
     _authorize(request, state.config.require_api_key)
     parsed = parse_request(endpoint, body)
+    check_context_window(parsed, state.config.context_windows)
     charge_output = state.config.charge_output
     charge = rate_limit_charge(parsed, state.config.default_max_output_tokens, charge_output)
     admission = state.rate_limits.admit(parsed.model, charge)

@@ -41,6 +41,11 @@ class SimulatorConfig:
 
     ``clock`` is the monotonic clock of the rate limiter and the ledger's
     timings (tests inject a fake one; latencies still sleep in real time).
+
+    ``context_windows`` overrides the per-model context windows
+    (:mod:`simulator.context_window`; model or family name -> tokens, 0 =
+    unlimited): a request whose input exceeds its model's window gets the
+    API's 400 ``context_length_exceeded``, unbilled.
     """
 
     latency_ms: float = 0.0
@@ -61,6 +66,7 @@ class SimulatorConfig:
     max_faults_per_input: int = 1
     slow_response_ms: float = 30_000.0
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    context_windows: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0 or self.latency_jitter_ms < 0 or self.ms_per_output_token < 0:
@@ -79,4 +85,6 @@ class SimulatorConfig:
             raise ValueError(f"limit_headers must be one of {', '.join(LIMIT_HEADER_STYLES)}")
         if self.max_faults_per_input < 0 or self.slow_response_ms < 0:
             raise ValueError("max_faults_per_input and slow_response_ms must be >= 0")
+        if any(not isinstance(tokens, int) or tokens < 0 for tokens in self.context_windows.values()):
+            raise ValueError("context_windows must map model names to token counts >= 0 (0 = unlimited)")
         self.fault_rates = check_rates(self.fault_rates)

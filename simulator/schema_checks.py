@@ -2,8 +2,25 @@
 
 The real API rejects invalid JSON Schemas and, in strict mode, schemas that
 break the Structured Outputs rules (root must be an object; every object must
-set ``additionalProperties: false`` and list all its properties as required).
-Rejecting them here too means a bad schema fails in tests, not in production.
+set ``additionalProperties: false`` and list all its properties as required;
+no keyword outside the supported subset). Rejecting them here too means a bad
+schema fails in tests, not in production.
+
+Keywords refused in strict mode (:data:`NOT_PERMITTED_IN_STRICT`): the
+composition keywords OpenAI's Structured Outputs guide lists as not supported
+("Some type-specific keywords are not yet supported": ``allOf``, ``not``,
+``dependentRequired``, ``dependentSchemas``, ``if``, ``then``, ``else``,
+https://developers.openai.com/api/docs/guides/structured-outputs#supported-schemas),
+the type-specific keywords its earlier copies listed there (``minLength``,
+``maxLength``, ``patternProperties``, ``unevaluatedProperties``,
+``propertyNames``, ``minProperties``, ``maxProperties``, ``unevaluatedItems``,
+``contains``, ``minContains``, ``maxContains``, ``uniqueItems``) and that its
+current "Supported properties" list still leaves out. ``minItems``,
+``maxItems``, ``pattern``, ``format`` and the numeric bounds are supported now
+and accepted. A refusal is the API's 400 ``invalid_json_schema``:
+``Invalid schema for response_format '<name>': In context=('properties',
+'code'), 'minLength' is not permitted.`` (the shape reported for the real API,
+``param`` naming the schema).
 """
 
 from __future__ import annotations
@@ -19,6 +36,29 @@ from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
 from simulator.errors import invalid_request
+
+NOT_PERMITTED_IN_STRICT = (
+    "allOf",
+    "not",
+    "dependentRequired",
+    "dependentSchemas",
+    "if",
+    "then",
+    "else",
+    "minLength",
+    "maxLength",
+    "patternProperties",
+    "unevaluatedProperties",
+    "propertyNames",
+    "minProperties",
+    "maxProperties",
+    "unevaluatedItems",
+    "contains",
+    "minContains",
+    "maxContains",
+    "uniqueItems",
+)
+"""Schema keywords a strict request must not carry (see the module docstring)."""
 
 _SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 _SUBSCHEMA_MAPS = ("properties", "$defs", "definitions")
@@ -67,9 +107,12 @@ def _strict_problem(schema: dict[str, Any]) -> str | None:
         got = orjson.dumps(schema.get("type")).decode()
         return f"schema must be a JSON Schema of 'type: \"object\"', got 'type: {got}'."
     for context, node in _walk(schema, ()):
+        where = f"In context={context!r}, "
+        refused = next((key for key in node if key in _NOT_PERMITTED), None)
+        if refused is not None:
+            return where + f"'{refused}' is not permitted."
         if not _is_object_schema(node):
             continue
-        where = f"In context={context!r}, "
         if node.get("additionalProperties") is not False:
             return where + "'additionalProperties' is required to be supplied and to be false."
         required = node.get("required", [])
@@ -80,6 +123,9 @@ def _strict_problem(schema: dict[str, Any]) -> str | None:
                 f"properties. Missing '{missing[0]}'."
             )
     return None
+
+
+_NOT_PERMITTED = frozenset(NOT_PERMITTED_IN_STRICT)
 
 
 def _is_object_schema(node: dict[str, Any]) -> bool:

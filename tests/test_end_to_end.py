@@ -152,8 +152,9 @@ async def test_transient_errors_past_max_tries_end_as_retries_exhausted(
 
 
 async def test_wrong_api_key_is_a_typed_failure_without_retry(sim, redis, keys, submit_batch, run_worker) -> None:
+    """With pausing off; with it on (the default) the batch pauses instead: tests/test_pause.py."""
     await submit_batch({"only": INVOICES["inv-1"]})
-    await run_worker(openai_api_key="sk-wrong-key-123456")
+    await run_worker(openai_api_key="sk-wrong-key-123456", pause_after_failures=0)
     record = (await results_by_id(redis, keys, "b1"))["only"]
     assert record.status is Status.FAILED
     assert record.error is not None

@@ -9,22 +9,39 @@ from typing import Any
 
 import click
 import redis.exceptions
-from pydantic import ValidationError
 
-from schemas.settings import Settings
+from schemas.settings import SECRETS_DIR_VARIABLE, InvalidSettingsError, Settings
+from store.connect import RedisUnavailableError, describe_redis_error, open_redis
 from worker.app import Runtime, build_worker
+from worker.logs import configure_logging
 
 log = logging.getLogger("worker")
+
+EXIT_USAGE = 2
+"""An invalid flag or setting, as click exits on a usage error. Redis that cannot be used (a wrong password, a bad
+URL) exits 1."""
+
+
+class SettingsUsageError(click.ClickException):
+    """An invalid setting (flag, variable or secret file): one line naming it, exit 2 like a usage error."""
+
+    exit_code = EXIT_USAGE
 
 
 def load_settings(**flags: Any) -> Settings:
     try:
-        return Settings.from_flags(**flags)
-    except ValidationError as exc:
-        raise click.UsageError(f"invalid settings:\n{exc}") from exc
+        settings = Settings.from_flags(**flags)
+    except InvalidSettingsError as exc:
+        raise SettingsUsageError(f"invalid settings: {exc}") from exc
+    if settings.openai_api_key is None or not settings.openai_api_key.get_secret_value():
+        raise SettingsUsageError(
+            f"invalid settings: no API key: set OPENAI_API_KEY (or a file OPENAI_API_KEY in {SECRETS_DIR_VARIABLE})"
+        )
+    return settings
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="structured-extract", prog_name="worker")
 def main() -> None:
     """Structured-extraction worker."""
 
@@ -43,14 +60,11 @@ def main() -> None:
 def run(**flags: Any) -> None:
     """Process extraction jobs from the queue until stopped (SIGTERM/SIGINT finish cleanly)."""
     settings = load_settings(**flags)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # httpx-style clients log request lines at INFO; keep them quiet (they never carry the key, but they are noise).
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
-    logging.getLogger("openai").setLevel(logging.WARNING)
-    run_supervised(settings)
+    configure_logging(settings.log_level)
+    try:
+        run_supervised(settings)
+    except RedisUnavailableError as exc:  # a configuration error: exit, so that it is seen (and the pod restarted)
+        raise click.ClickException(str(exc)) from exc
 
 
 def run_supervised(settings: Settings) -> None:
@@ -66,7 +80,12 @@ async def supervise(settings: Settings) -> None:
     results are never repeated, so restarting in-process is safe and keeps the pod alive through a Redis restart.
     The process's :class:`Runtime` -- the OpenAI client, the metrics and the one health server -- lives across
     restarts: however often Redis comes and goes, one server listens on the metrics port.
+
+    Redis trouble that no retry fixes -- a wrong or missing password, a URL it cannot use, a failed TLS handshake --
+    raises :class:`RedisUnavailableError` (``fatal``), at start-up or whenever a new worker meets it; an outage
+    (refused, host not found yet, timed out) is logged, described, and waited out.
     """
+    await _check_redis(settings.redis_url)
     runtime = await Runtime.start(settings)
     stopping = asyncio.Event()
     delay_s = 0.5
@@ -82,7 +101,10 @@ async def supervise(settings: Settings) -> None:
                     return  # SIGTERM/SIGINT: arq has drained and stopped
                 raise
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError) as exc:
-                log.error("lost the connection to Redis (%s); starting a new worker in %.1fs", exc, delay_s)
+                problem = describe_redis_error(exc, settings.redis_url)
+                if problem.fatal:
+                    raise problem from exc
+                log.error("lost the connection to Redis: %s; starting a new worker in %.1fs", problem, delay_s)
             finally:
                 await worker.close()
             with contextlib.suppress(TimeoutError):
@@ -90,6 +112,18 @@ async def supervise(settings: Settings) -> None:
             delay_s = min(delay_s * 2, 5.0)
     finally:
         await runtime.stop()
+
+
+async def _check_redis(url: str) -> None:
+    """Meet Redis once before anything starts: a configuration error raises, an outage is said and waited out."""
+    try:
+        client = await open_redis(url, socket_connect_timeout=5)
+    except RedisUnavailableError as exc:
+        if exc.fatal:
+            raise
+        log.warning("%s; waiting for Redis", exc)
+    else:
+        await client.aclose()
 
 
 if __name__ == "__main__":

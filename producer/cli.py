@@ -23,7 +23,7 @@ from producer.control import BatchCancelledError, cancel, delete, resume, retry_
 from producer.feeder import FeedResult
 from producer.indexer import BatchExistsError, InputChangedError, OpenedBatch
 from producer.progress import WaitTimeoutError, wait_for_batch
-from producer.readers import FileSource
+from producer.readers import FileSource, batch_body_check
 from producer.resubmit import ResubmitRefusedError
 from producer.status import (
     BatchPausedError,
@@ -246,7 +246,11 @@ def _prepare_submit(settings: Settings, path: Path, batch_id: str | None) -> tup
         )
     )
     source = FileSource.open(
-        path, id_field=settings.id_field, text_field=settings.text_field, check=document_check(spec, settings)
+        path,
+        id_field=settings.id_field,
+        text_field=settings.text_field,
+        check=document_check(spec, settings),
+        line_check=batch_body_check(spec),
     )
     if source.scan.error_count:
         _report_invalid(path, source, settings.skip_invalid)
@@ -568,7 +572,8 @@ def _retry_source(record: BatchRecord, input_path: Path | None, settings: Settin
         path,
         id_field=recorded.get("id_field", "custom_id"),
         text_field=recorded.get("text_field", "text"),
-        check=document_check(record.spec, settings),  # the lines submit refused (too large) are not the batch's
+        check=document_check(record.spec, settings),  # the lines submit refused are not the batch's
+        line_check=batch_body_check(record.spec),
     )
     if source.scan.count != record.lines:
         raise click.UsageError(

@@ -8,6 +8,7 @@ were ever enqueued. Memory holds one chunk of lines at a time, whatever the batc
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -43,7 +44,8 @@ def to_openai_batch(result: dict[str, Any]) -> dict[str, Any]:
     as the message text and the line's usage; a failed or cancelled line carries ``error`` and no response.
     """
     custom_id = result["custom_id"]
-    line_id = "batch_req_" + str(result.get("fingerprint", "")).removeprefix("sha256:")[:24]
+    # Unique per line: the custom_id is unique in a batch (identical documents share a fingerprint, not an id).
+    line_id = "batch_req_" + hashlib.sha256(f"{custom_id}\n{result.get('fingerprint', '')}".encode()).hexdigest()[:24]
     if result["status"] != "succeeded":
         error = result.get("error") or {"type": result["status"], "message": result["status"]}
         return {

@@ -24,6 +24,8 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
+from schemas.jobs import BatchSpec
+
 InputFormat = Literal["native", "openai-batch"]
 
 _BATCH_KEYS = frozenset({"custom_id", "method", "url", "body"})
@@ -93,15 +95,22 @@ RawLines = Callable[[], Iterable[bytes]]
 """Opens the input anew: each call yields its raw lines from the start."""
 TextCheck = Callable[[str], str | None]
 """A further check of a well-formed line's document: the reason it is refused, or None."""
+LineCheck = Callable[[dict[str, Any]], str | None]
+"""A further check of a well-formed line's whole object (an OpenAI Batch line's ``body``): the reason, or None."""
 
 
 def scan_input(
-    open_lines: RawLines, *, id_field: str = "custom_id", text_field: str = "text", check: TextCheck | None = None
+    open_lines: RawLines,
+    *,
+    id_field: str = "custom_id",
+    text_field: str = "text",
+    check: TextCheck | None = None,
+    line_check: LineCheck | None = None,
 ) -> InputScan:
     """Check every line, collecting all errors rather than stopping at the first (users fix them in one go).
 
-    ``check`` runs on the document of every line that is otherwise valid; a reason it returns makes the line invalid
-    (reported with its number, skipped by later passes) like any other problem.
+    ``check`` runs on the document of every line that is otherwise valid, ``line_check`` on its whole object; a reason
+    either returns makes the line invalid (reported with its number, skipped by later passes) like any other problem.
     """
     scan = InputScan()
     format_known = False
@@ -112,6 +121,8 @@ def scan_input(
             scan.format = "openai-batch" if obj.keys() >= _BATCH_KEYS else "native"
             format_known = True
         result = _parse(obj, number, scan.format, id_field, text_field)
+        if isinstance(result, InputLine) and line_check is not None and (reason := line_check(obj)) is not None:
+            result = LineError(number, reason)
         if isinstance(result, InputLine) and check is not None and (reason := check(result.text)) is not None:
             result = LineError(number, reason)
         if isinstance(result, LineError):
@@ -172,10 +183,19 @@ class FileSource:
 
     @classmethod
     def open(
-        cls, path: Path, *, id_field: str = "custom_id", text_field: str = "text", check: TextCheck | None = None
+        cls,
+        path: Path,
+        *,
+        id_field: str = "custom_id",
+        text_field: str = "text",
+        check: TextCheck | None = None,
+        line_check: LineCheck | None = None,
     ) -> FileSource:
-        """Scan ``path`` once (check every line, and each document with ``check`` if given); see ``scan.errors``."""
-        scan = scan_input(lambda: _read_lines(path), id_field=id_field, text_field=text_field, check=check)
+        """Scan ``path`` once (check every line, and each with ``check``/``line_check`` if given); see
+        ``scan.errors``."""
+        scan = scan_input(
+            lambda: _read_lines(path), id_field=id_field, text_field=text_field, check=check, line_check=line_check
+        )
         return cls(path, scan, id_field, text_field)
 
     @property
@@ -298,6 +318,74 @@ def _batch_line(obj: dict[str, Any], number: int) -> InputLine | LineError:
     if text is None:
         return LineError(number, "no user message text found in 'body'")
     return InputLine(number, custom_id, text)
+
+
+_MAX_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+_SYSTEM_ROLES = ("system", "developer")
+
+
+def batch_body_check(spec: BatchSpec) -> LineCheck:
+    """For OpenAI Batch input: refuse a line whose request says something the batch would not do.
+
+    Every line of a batch is sent with the batch's model, generation parameters, instructions and schema, so a
+    line's own ``body.model``, ``temperature``, max-token field, system/developer message or response format must
+    agree with them (or be absent), else the line is reported -- field, its value and the batch's -- rather than
+    silently sent another way. ``method`` must be POST and ``url`` a path (``/v1/chat/completions`` or
+    ``/v1/responses``), as the Batch API itself requires.
+    """
+
+    def check(line: dict[str, Any]) -> str | None:
+        if "body" not in line:  # a native line: nothing to compare
+            return None
+        body: dict[str, Any] = line["body"]
+        method, url = str(line.get("method", "")), str(line.get("url", ""))
+        if method.upper() != "POST":
+            return f"'method' is {method!r}; the Batch API format sends POST"
+        if not url.startswith("/"):
+            return f"'url' is {url!r}; it must be a path such as /v1/chat/completions or /v1/responses"
+        return _body_disagreement(body, spec)
+
+    return check
+
+
+def _body_disagreement(body: dict[str, Any], spec: BatchSpec) -> str | None:
+    model = body.get("model")
+    if model is not None and model != spec.model:
+        return f"body.model is {model!r} but the batch's model is {spec.model!r} (--model)"
+    temperature = body.get("temperature")
+    if temperature is not None and temperature != spec.params.temperature:
+        return f"body.temperature is {temperature!r} but the batch's is {spec.params.temperature!r} (--temperature)"
+    for name in _MAX_TOKEN_FIELDS:
+        value = body.get(name)
+        if value is not None and value != spec.params.max_output_tokens:
+            limit = spec.params.max_output_tokens
+            return f"body.{name} is {value!r} but the batch's is {limit!r} (--max-output-tokens)"
+    if "response_format" in body or "format" in (body.get("text") or {}):
+        field = "response_format" if "response_format" in body else "text.format"
+        return f"body.{field} is set; the batch's output format comes from --schema ({spec.schema_ref})"
+    instructions = _system_text(body)
+    if instructions is not None and instructions.strip() != spec.instructions.strip():
+        return (
+            "body has a system/developer message (or instructions) that differs from the batch's instructions; "
+            "they come from --instructions or --instructions-file"
+        )
+    return None
+
+
+def _system_text(body: dict[str, Any]) -> str | None:
+    """The request's own instructions: Responses ``instructions``, or its system/developer messages."""
+    if isinstance(body.get("instructions"), str):
+        return str(body["instructions"])
+    items = body.get("messages") if isinstance(body.get("messages"), list) else body.get("input")
+    if not isinstance(items, list):
+        return None
+    texts = [
+        text
+        for item in items
+        if isinstance(item, dict) and item.get("role") in _SYSTEM_ROLES
+        if (text := _content_text(item.get("content"))) is not None
+    ]
+    return "\n".join(texts) if texts else None
 
 
 def _content_text(content: Any) -> str | None:

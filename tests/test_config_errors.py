@@ -380,3 +380,12 @@ def test_version_and_short_help(cli: Any, name: str) -> None:
         shown = CliRunner().invoke(cli, args)
         assert shown.exit_code == 0, shown.output
         assert shown.output.startswith("Usage: ")
+
+
+@pytest.mark.parametrize("package", ["producer", "worker"])
+def test_python_dash_m_runs_the_same_command_line(package: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", package, "--version"], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{package}, version 0.1.0"

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from redis import Redis as SyncRedis
 
 from producer.cli import EXIT_INVALID_INPUT, main
+from schemas.jobs import DEFAULT_INSTRUCTIONS
 from store.fields import F
 from store.keys import Keys
 from store.lines import decode_entry
@@ -123,17 +124,58 @@ def test_openai_batch_input_format_is_detected(cli_env, tmp_path) -> None:
             "method": "POST",
             "url": "/v1/chat/completions",
             "body": {
-                "model": "x",
-                "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "Doc 1"}],
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "system", "content": DEFAULT_INSTRUCTIONS}, {"role": "user", "content": "Doc 1"}],
             },
         },
-        {"custom_id": "r2", "method": "POST", "url": "/v1/responses", "body": {"model": "x", "input": "Doc 2"}},
+        {"custom_id": "r2", "method": "POST", "url": "/v1/responses", "body": {"input": "Doc 2"}},
     ]
     path = _write(tmp_path, "\n".join(orjson.dumps(line).decode() for line in lines) + "\n")
     result = _submit(path)
     assert result.exit_code == 0, result.output
     assert "OpenAI batch input format" in result.output
     assert cli_env.zcard(KEYS.queue) == 2
+
+
+def test_openai_batch_lines_that_ask_for_something_else_are_reported(cli_env, tmp_path) -> None:
+    """A Batch API file's own model, parameters, instructions and format must agree with the batch's, or the line is
+    reported with its number, the field and both values: no line is sent another way than its file says."""
+
+    def line(custom_id: str, body: dict[str, object], method: str = "POST", url: str = "/v1/chat/completions") -> str:
+        return orjson.dumps({"custom_id": custom_id, "method": method, "url": url, "body": body}).decode()
+
+    user = [{"role": "user", "content": "Invoice 1, 10 EUR"}]
+    lines = [
+        line("ok", {"model": "gpt-4o-mini", "messages": user}),
+        line("model", {"model": "gpt-4.1", "messages": user}),
+        line("temp", {"messages": user, "temperature": 0.7}),
+        line("max", {"messages": user, "max_tokens": 50}),
+        line("format", {"messages": user, "response_format": {"type": "json_object"}}),
+        line("system", {"messages": [{"role": "system", "content": "Be a pirate."}, *user]}),
+        line("get", {"messages": user}, method="GET"),
+        line("host", {"messages": user}, url="https://evil.example/v1/chat/completions"),
+        line("text-format", {"input": "Invoice 2", "text": {"format": {"type": "json_object"}}}, url="/v1/responses"),
+    ]
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    result = _submit(path)
+    assert result.exit_code == EXIT_INVALID_INPUT, result.output
+    output = " ".join(result.output.split())  # rich may wrap long lines
+    for expected in (
+        ":2: body.model is 'gpt-4.1' but the batch's model is 'gpt-4o-mini' (--model)",
+        ":3: body.temperature is 0.7 but the batch's is None (--temperature)",
+        ":4: body.max_tokens is 50 but the batch's is None (--max-output-tokens)",
+        ":5: body.response_format is set; the batch's output format comes from --schema (invoice)",
+        ":6: body has a system/developer message",
+        ":7: 'method' is 'GET'; the Batch API format sends POST",
+        ":8: 'url' is 'https://evil.example/v1/chat/completions'; it must be a path",
+        ":9: body.text.format is set",
+    ):
+        assert expected in output, expected
+    assert ":1:" not in output
+    assert cli_env.zcard(KEYS.queue) == 0  # nothing written
+    matching = _submit(path, "--skip-invalid", "--temperature", "0.7")
+    assert matching.exit_code == 0, matching.output
+    assert cli_env.zcard(KEYS.queue) == 2  # "ok" and "temp" agree with a batch at temperature 0.7
 
 
 def test_resubmitting_the_same_batch_enqueues_nothing_new(cli_env, tmp_path) -> None:

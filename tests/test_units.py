@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from producer.collect import to_openai_batch
 from producer.readers import scan_input, valid_lines
 from schemas.jobs import BatchSpec, Fingerprinter, GenerationParams
 from schemas.pricing import cost_usd
@@ -180,3 +181,18 @@ def test_token_estimates_start_conservative_and_learn_from_real_usage() -> None:
     assert calibrated == pytest.approx(raw * 1.1, rel=0.02)
     estimator.observe(request.model, raw, 10**9)  # absurd observations are clamped, not trusted
     assert estimator.ratios[request.model] <= 3.0
+
+
+def test_openai_batch_output_gives_every_line_its_own_id() -> None:
+    def result(custom_id: str) -> dict[str, object]:
+        return {
+            "custom_id": custom_id,
+            "fingerprint": "sha256:" + "ab" * 32,  # the same document twice
+            "status": "failed",
+            "error": {"type": "refusal", "message": "no"},
+        }
+
+    first, second = to_openai_batch(result("a")), to_openai_batch(result("b"))
+    assert first["id"] != second["id"]
+    assert str(first["id"]).startswith("batch_req_")
+    assert to_openai_batch(result("a"))["id"] == first["id"]  # stable across collects

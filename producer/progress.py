@@ -7,6 +7,9 @@ import asyncio
 import time
 
 from redis.asyncio import Redis
+from redis.exceptions import AuthenticationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -24,6 +27,8 @@ class WaitTimeoutError(TimeoutError):
 
 REPORT_EVERY_S = 10.0
 """Without a terminal, ``wait`` prints one progress line this often."""
+RECONNECT_FOR_S = 120.0
+"""``wait`` rides out a Redis that stops answering (a restart, a failover) for this long, then gives up."""
 NO_WORKER_WARNING_S = 30.0
 """``wait`` warns when no worker has been alive for this long (and again as long as it lasts)."""
 
@@ -70,9 +75,8 @@ async def wait_for_batch(
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeoutError(record)
             await asyncio.sleep(poll_s)
-            record = await read_status(redis, keys, batch_id)
+            record, workers = await _read_riding_out_blips(redis, keys, batch_id, console)
             now = time.monotonic()
-            workers = await live_workers(redis, keys)
             if workers:
                 workers_seen = now
             elif now - workers_seen >= NO_WORKER_WARNING_S and not record.complete:
@@ -92,6 +96,32 @@ async def wait_for_batch(
         # Logs and CI get one summary line at the end too.
         console.print(f"{batch_id}: {record.done}/{record.lines} done, {progress_summary(record, None)}")
     return record
+
+
+async def _read_riding_out_blips(
+    redis: Redis, keys: Keys, batch_id: str, console: Console
+) -> tuple[BatchRecord, int]:
+    """The batch record and the live workers; through a Redis that went away it keeps trying (saying so) for
+    ``RECONNECT_FOR_S``. A wrong password or a gone batch is not a blip and is raised at once."""
+    lost_at: float | None = None
+    while True:
+        try:
+            record = await read_status(redis, keys, batch_id)
+            workers = await live_workers(redis, keys)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            if isinstance(exc, AuthenticationError):
+                raise
+            now = time.monotonic()
+            if lost_at is None:
+                lost_at = now
+                console.print(f"[yellow]Redis went away[/yellow] ({exc}); reconnecting ...")
+            elif now - lost_at > RECONNECT_FOR_S:
+                raise
+            await asyncio.sleep(1.0)
+            continue
+        if lost_at is not None:
+            console.print(f"Redis is back after {time.monotonic() - lost_at:.0f}s")
+        return record, workers
 
 
 def progress_summary(record: BatchRecord, workers: int | None) -> str:

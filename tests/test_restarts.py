@@ -178,3 +178,45 @@ def _fed(redis_url: str) -> int:
         return int(client.hget(KEYS.batch("cut").record, F.FED) or 0)  # type: ignore[arg-type]
     finally:
         client.close()
+
+
+def test_wait_rides_out_a_redis_restart_and_says_so(tmp_path: Path) -> None:
+    """`producer wait` while Redis restarts: "reconnecting", then "back", then it finishes when the batch does."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        with simulator_process("--require-api-key", API_KEY) as sim_url:
+            env = _env(server.url, sim_url, EXTRACT_METRICS_PORT="0")
+
+            async def submit_two() -> None:
+                redis = Redis.from_url(server.url)
+                try:
+                    lines = (InputLine(1, "a", "Invoice 1, total 5 EUR."), InputLine(2, "b", "Invoice 2, 7 EUR."))
+                    await submit(redis, KEYS, invoice_spec("blip"), MemorySource(lines), window=10, ttl_s=0)
+                finally:
+                    await redis.aclose()
+
+            asyncio.run(submit_two())
+            waiting = subprocess.Popen(
+                [sys.executable, "-m", "producer", "wait", "blip"],
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            time.sleep(1.0)  # noqa: TID251 - a synchronous test between processes
+            server.stop()
+            time.sleep(2.0)  # noqa: TID251
+            server.start()
+            worker = start_worker({**env, "EXTRACT_BURST": "true"}, "blip")
+            try:
+                _out, err = waiting.communicate(timeout=60)
+            finally:
+                stop(worker)
+    finally:
+        server.stop()
+    text = err.decode()
+    assert waiting.returncode == 0, text
+    assert "reconnecting" in text
+    assert "Redis is back" in text
+    assert "2/2 done" in text

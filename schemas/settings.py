@@ -145,6 +145,8 @@ class Settings(BaseSettings):
     queue_read_limit: int = Field(default=0, ge=0)
     """Queue entries a worker reads per poll; 0 = max(4 x concurrency, 100). Running jobs stay at the head of arq's
     queue, so across a fleet it must be at least 1.5 x replicas x concurrency or idle workers see no due work."""
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - probes and Prometheus reach the pod on its own address
+    """Address the health server binds (``127.0.0.1`` to keep it local; ``::`` for IPv6)."""
     metrics_port: int | None = Field(default=9100, ge=0, le=65535)
     """Port of the worker's /healthz, /readyz and /metrics server; 0 = any free port; unset (None) = no server."""
 

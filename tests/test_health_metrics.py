@@ -11,12 +11,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from schemas.results import Status
+from schemas.settings import Settings
 from simulator import SimulatorConfig
 from store.keys import Keys
 from tests.conftest import API_KEY, INVOICE_TEXTS
 from tests.helpers import results_by_id, sim_post
 from tests.processes import free_port
-from worker.app import build_worker
+from worker.app import Runtime, build_worker
 from worker.health import HealthServer, Heartbeat
 from worker.metrics import WorkerMetrics
 
@@ -148,3 +149,13 @@ async def test_readyz_follows_redis(redis: Redis) -> None:
         for server in servers:
             await server.stop()
         await unreachable.aclose()
+
+
+async def test_the_health_server_binds_the_configured_address(settings) -> None:
+    runtime = await Runtime.start(Settings(**{**settings.model_dump(), "metrics_host": "127.0.0.1", "metrics_port": 0}))
+    try:
+        assert runtime.health is not None
+        assert runtime.health.address == "127.0.0.1"
+        assert runtime.health.port
+    finally:
+        await runtime.stop()

@@ -79,6 +79,7 @@ class Runtime:
                 metrics=runtime.metrics,
                 heartbeat=runtime.heartbeat,
                 worker_interval_s=settings.health_check_interval_s,
+                host=settings.metrics_host,
                 port=settings.metrics_port,
             )
             await runtime.health.start()

@@ -74,6 +74,8 @@ class HealthServer:
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        self.address: str | None = None
+        """The address it is bound to, once started."""
 
     async def start(self) -> None:
         app = web.Application()
@@ -84,7 +86,7 @@ class HealthServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
         await site.start()
-        self.port = self._runner.addresses[0][1]
+        self.address, self.port = self._runner.addresses[0][0], self._runner.addresses[0][1]
         log.info("health and metrics on port %d", self.port)
 
     async def stop(self) -> None:

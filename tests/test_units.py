@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 import pytest
@@ -15,6 +16,7 @@ from schemas.pricing import cost_usd
 from schemas.results import Usage
 from schemas.settings import ModelPrice, Settings
 from store.keys import InvalidIdError, Keys, check_batch_id
+from worker.logs import RepeatSummary
 from worker.prompt import first_request, prompt_cache_key, repair_request
 from worker.retry import backoff_delay, is_retryable_status, parse_retry_after
 
@@ -196,3 +198,14 @@ def test_openai_batch_output_gives_every_line_its_own_id() -> None:
     assert first["id"] != second["id"]
     assert str(first["id"]).startswith("batch_req_")
     assert to_openai_batch(result("a"))["id"] == first["id"]  # stable across collects
+
+
+def test_repeated_warnings_are_one_line_per_interval_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("test.repeats")
+    repeats = RepeatSummary(log, interval_s=10)
+    with caplog.at_level(logging.WARNING, logger="test.repeats"):
+        said = [repeats.warning(("b", 503), t, "line %d failed", n) for n, t in enumerate([0, 1, 2, 3, 11, 12])]
+        assert repeats.warning(("b", 429), 12, "other kind %s", "x")  # another kind is its own run
+    assert said == [True, False, False, False, True, False]
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == ["line 0 failed", "line 4 failed (and 3 more like it in the last 11s)", "other kind x"]

@@ -45,3 +45,31 @@ def configure_logging(level: str) -> None:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.WARNING)
+
+
+class RepeatSummary:
+    """Logs the first of a run of like warnings at once, then at most one line per ``interval_s`` per kind saying how
+    many more there were, so an outage of the provider is a few lines a minute, not one line per retried call.
+
+    A *kind* is whatever the caller says makes two warnings alike (say: batch, ending, HTTP status). Pure apart from
+    the clock it is given, so it is tested without sleeping.
+    """
+
+    def __init__(self, logger: logging.Logger, *, interval_s: float = 10.0) -> None:
+        self._log = logger
+        self._interval_s = interval_s
+        self._open: dict[object, tuple[float, int]] = {}
+        """kind -> (when its interval started, warnings held back since)."""
+
+    def warning(self, kind: object, now: float, message: str, *args: object) -> bool:
+        """Log ``message % args`` unless one like it was logged less than ``interval_s`` ago. True if logged."""
+        started, held = self._open.get(kind, (None, 0))
+        if started is not None and now - started < self._interval_s:
+            self._open[kind] = (started, held + 1)
+            return False
+        if held:
+            message += " (and %d more like it in the last %.0fs)"
+            args = (*args, held, now - started if started is not None else 0.0)
+        self._open[kind] = (now, 0)
+        self._log.warning(message, *args)
+        return True

@@ -70,11 +70,14 @@ from worker.cache import CachedAnswer, Lease
 from worker.calls import JobCalls
 from worker.classify import classify_call_error
 from worker.extraction import Extracted, Rejected, extract_once
+from worker.logs import RepeatSummary
 from worker.policy import Ending, GiveUp, TryEnded, WaitingError, decide
 from worker.prompt import first_request
 from worker.state import WorkerState
 
 log = logging.getLogger("worker.tasks")
+REPEATS = RepeatSummary(log)
+"""Retries of one batch for one reason are one warning per interval, with a count (a provider outage is loud once)."""
 
 PAUSE_PENDING_RETRY_S = 2.0
 """A line whose call failed batch-wide before the batch paused tries again this soon (see ``_batch_wide_failure``)."""
@@ -217,7 +220,9 @@ async def _decide(state: WorkerState, job: ExtractionJob, account: JobAccount, e
     if isinstance(decision, GiveUp):
         return Rejected(decision.error_type, decision.message, ended.status_code)
     if ended.ending is not Ending.WAITING:
-        log.warning(
+        REPEATS.warning(
+            (job.batch_id, ended.ending, ended.status_code),
+            time.monotonic(),
             "line %d (%r) of batch %s: %s; retrying in %.2fs",
             job.ordinal,
             job.custom_id,

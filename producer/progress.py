@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 
 from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError
@@ -55,6 +56,7 @@ async def wait_for_batch(
     store = BatchStore(redis, keys)
     record = await read_status(redis, keys, batch_id)
     started, done_at_start = time.monotonic(), record.done
+    recent = RecentTries()
     last_report, workers_seen = started, started
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -87,7 +89,7 @@ async def wait_for_batch(
                 workers_seen = now  # say it again if it lasts
             elapsed = now - started
             rate = (record.done - done_at_start) / elapsed if elapsed > 0 else 0.0
-            summary = progress_summary(record, workers)
+            summary = progress_summary(record, workers) + recent.update(now, record)
             progress.update(task, completed=record.done, rate=f"{rate:.1f}", summary=summary)
             if not console.is_terminal and now - last_report >= report_every_s and not record.complete:
                 console.print(f"{batch_id}: {record.done:,}/{record.lines:,} done, {rate:.1f} lines/s, {summary}")
@@ -122,6 +124,22 @@ async def _read_riding_out_blips(
         if lost_at is not None:
             console.print(f"Redis is back after {time.monotonic() - lost_at:.0f}s")
         return record, workers
+
+
+class RecentTries:
+    """Retries and 429s in the last minute, from the batch's running counts as ``wait`` polls them."""
+
+    WINDOW_S = 60.0
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int, int]] = deque()
+
+    def update(self, now: float, record: BatchRecord) -> str:
+        self._samples.append((now, record.tries_failed, record.rate_limited))
+        while len(self._samples) > 1 and now - self._samples[1][0] >= self.WINDOW_S:
+            self._samples.popleft()
+        _then, failed, limited = self._samples[0]
+        return f", last minute: {record.tries_failed - failed:,} retries, {record.rate_limited - limited:,} 429s"
 
 
 def progress_summary(record: BatchRecord, workers: int | None) -> str:

@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 
 from schemas.records import CallTotals
 from schemas.results import Usage
+from store.fields import F
 from store.keys import BatchKeys
 from store.redis_typing import awaited
 from store.scripts import LuaScript, RoundTrip, Slot, single
@@ -98,7 +99,8 @@ return encoded
     {"N": _N},
 )
 
-# KEYS: batch record, accounts. ARGV: ordinal, now ms, ending (worker.policy.Ending value).
+# KEYS: batch record, accounts. ARGV: ordinal, now ms, ending (worker.policy.Ending value). A try that ended in an
+# error (not a wait) also counts in the batch record: RATE_LIMITED for a 429, TRIES_FAILED for anything else.
 # Returns {errors, internal errors, waits, first error ms (0 = none)}; {-1, 0, 0, 0} when the batch is gone.
 NOTE_ENDING = LuaScript(
     "account_note_ending",
@@ -116,10 +118,13 @@ else
   elseif ending ~= 'rate_limited' then
     a.e = (a.e or 0) + 1
   end
+  -- the batch's own running counts, for `wait` ("retries and 429s in the last minute")
+  redis.call('HINCRBY', KEYS[1], ending == 'rate_limited' and '$RATE_LIMITED' or '$TRIES_FAILED', 1)
 end
 save_account(a)
 return {a.e or 0, a.i or 0, a.w or 0, a.f or 0}
 """,
+    F.lua_names(),
 )
 
 

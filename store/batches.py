@@ -96,6 +96,10 @@ class BatchRecord:
     cancelled_at: str | None
     cancel_from: int | None
     completed_ms: int | None
+    tries_failed: int = 0
+    """Tries that ended in an error (not a 429) and ran again: ``F.TRIES_FAILED``."""
+    rate_limited: int = 0
+    """Tries that ended in a 429 and ran again."""
     paused: str | None = None
     """Why the batch is paused (``store.pause``), if it is: its lines wait for ``producer resume``."""
     paused_at: str | None = None
@@ -142,6 +146,8 @@ class BatchRecord:
             "complete": self.complete,
             "submitted": self.submitted,
             "cancelled_at": self.cancelled_at,
+            "tries_failed": self.tries_failed,
+            "rate_limited": self.rate_limited,
             "paused": self.paused,
             "paused_at": self.paused_at,
             "usage": self.usage.model_dump(),
@@ -189,6 +195,8 @@ def parse_record(batch_id: str, raw: dict[bytes, bytes]) -> BatchRecord:
         cancelled_at=text(F.CANCELLED_AT),
         cancel_from=int(cancel_from) if cancel_from is not None else None,
         completed_ms=int(completed) if completed is not None else None,
+        tries_failed=count(F.TRIES_FAILED),
+        rate_limited=count(F.RATE_LIMITED),
         paused=text(F.PAUSED),
         paused_at=text(F.PAUSED_AT),
     )

@@ -7,6 +7,7 @@ Real Redis, the simulator over HTTP (it refuses a wrong API key with OpenAI's 40
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 from typing import Any
 
@@ -18,7 +19,7 @@ from rich.console import Console
 from producer import progress as progress_module
 from producer.cli import EXIT_FAILED_LINES, EXIT_PAUSED, main
 from producer.control import resume
-from producer.progress import WaitTimeoutError, wait_for_batch
+from producer.progress import RecentTries, WaitTimeoutError, wait_for_batch
 from producer.status import BatchPausedError, batch_state
 from schemas.results import ErrorType, Status
 from store.batches import BatchStore
@@ -26,7 +27,7 @@ from store.keys import Keys
 from store.pause import PauseStore
 from store.queue import RESCHEDULE, now_ms
 from tests.conftest import INVOICE_TEXTS
-from tests.helpers import results_by_id, running_worker, sim_get, until
+from tests.helpers import results_by_id, running_worker, sim_get, sim_post, until
 from worker.adapters.base import ApiCallError
 from worker.classify import classify_call_error
 
@@ -175,3 +176,22 @@ async def test_wait_without_a_terminal_prints_progress_lines_and_warns_when_no_w
     assert "0 ok / 0 failed / 0 cancelled" in progress[0]
     assert "workers 0" in progress[0]
     assert any("no worker has been alive" in line for line in lines)
+
+
+async def test_the_batch_counts_retried_tries_and_wait_shows_the_last_minute(
+    redis, keys, sim, submit_batch, run_worker
+) -> None:
+    await sim_post(
+        sim,
+        "/_sim/faults",
+        [{"match": "copy 0)", "fault": "http_503", "times": 2}, {"match": "copy 1)", "fault": "http_429", "times": 1}],
+    )
+    await submit_batch(dict(list(DOCS.items())[:3]))
+    await run_worker()
+    record = await BatchStore(redis, keys).get("b1")
+    assert (record.tries_failed, record.rate_limited, record.succeeded) == (2, 1, 3)
+    recent = RecentTries()
+    earlier = dataclasses.replace(record, tries_failed=0, rate_limited=0)
+    assert recent.update(0.0, earlier) == ", last minute: 0 retries, 0 429s"
+    assert recent.update(30.0, record) == ", last minute: 2 retries, 1 429s"
+    assert recent.update(95.0, record) == ", last minute: 0 retries, 0 429s"  # older than a minute: forgotten

@@ -250,7 +250,7 @@ def _prepare_submit(settings: Settings, path: Path, batch_id: str | None) -> tup
         id_field=settings.id_field,
         text_field=settings.text_field,
         check=document_check(spec, settings),
-        line_check=batch_body_check(spec),
+        batch_check=batch_body_check(spec),
     )
     if source.scan.error_count:
         _report_invalid(path, source, settings.skip_invalid)
@@ -573,7 +573,7 @@ def _retry_source(record: BatchRecord, input_path: Path | None, settings: Settin
         id_field=recorded.get("id_field", "custom_id"),
         text_field=recorded.get("text_field", "text"),
         check=document_check(record.spec, settings),  # the lines submit refused are not the batch's
-        line_check=batch_body_check(record.spec),
+        batch_check=batch_body_check(record.spec),
     )
     if source.scan.count != record.lines:
         raise click.UsageError(

@@ -105,12 +105,13 @@ def scan_input(
     id_field: str = "custom_id",
     text_field: str = "text",
     check: TextCheck | None = None,
-    line_check: LineCheck | None = None,
+    batch_check: LineCheck | None = None,
 ) -> InputScan:
     """Check every line, collecting all errors rather than stopping at the first (users fix them in one go).
 
-    ``check`` runs on the document of every line that is otherwise valid, ``line_check`` on its whole object; a reason
-    either returns makes the line invalid (reported with its number, skipped by later passes) like any other problem.
+    ``check`` runs on the document of every line that is otherwise valid, ``batch_check`` on the whole object of a
+    line in the OpenAI Batch format (a native line may well have a ``body`` field of its own); a reason either
+    returns makes the line invalid (reported with its number, skipped by later passes) like any other problem.
     """
     scan = InputScan()
     format_known = False
@@ -121,7 +122,12 @@ def scan_input(
             scan.format = "openai-batch" if obj.keys() >= _BATCH_KEYS else "native"
             format_known = True
         result = _parse(obj, number, scan.format, id_field, text_field)
-        if isinstance(result, InputLine) and line_check is not None and (reason := line_check(obj)) is not None:
+        if (
+            isinstance(result, InputLine)
+            and scan.format == "openai-batch"
+            and batch_check is not None
+            and (reason := batch_check(obj)) is not None
+        ):
             result = LineError(number, reason)
         if isinstance(result, InputLine) and check is not None and (reason := check(result.text)) is not None:
             result = LineError(number, reason)
@@ -189,12 +195,12 @@ class FileSource:
         id_field: str = "custom_id",
         text_field: str = "text",
         check: TextCheck | None = None,
-        line_check: LineCheck | None = None,
+        batch_check: LineCheck | None = None,
     ) -> FileSource:
-        """Scan ``path`` once (check every line, and each with ``check``/``line_check`` if given); see
+        """Scan ``path`` once (check every line, and each with ``check``/``batch_check`` if given); see
         ``scan.errors``."""
         scan = scan_input(
-            lambda: _read_lines(path), id_field=id_field, text_field=text_field, check=check, line_check=line_check
+            lambda: _read_lines(path), id_field=id_field, text_field=text_field, check=check, batch_check=batch_check
         )
         return cls(path, scan, id_field, text_field)
 
@@ -335,8 +341,6 @@ def batch_body_check(spec: BatchSpec) -> LineCheck:
     """
 
     def check(line: dict[str, Any]) -> str | None:
-        if "body" not in line:  # a native line: nothing to compare
-            return None
         body: dict[str, Any] = line["body"]
         method, url = str(line.get("method", "")), str(line.get("url", ""))
         if method.upper() != "POST":

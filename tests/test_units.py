@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import random
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from producer.collect import to_openai_batch
-from producer.readers import scan_input, valid_lines
+from producer.readers import batch_body_check, scan_input, valid_lines
 from schemas.jobs import BatchSpec, Fingerprinter, GenerationParams
 from schemas.pricing import cost_usd
 from schemas.results import Usage
@@ -209,3 +210,13 @@ def test_repeated_warnings_are_one_line_per_interval_with_a_count(caplog: pytest
     assert said == [True, False, False, False, True, False]
     messages = [record.getMessage() for record in caplog.records]
     assert messages == ["line 0 failed", "line 4 failed (and 3 more like it in the last 11s)", "other kind x"]
+
+
+def test_a_native_line_with_a_body_field_is_not_taken_for_a_batch_api_line() -> None:
+    lines = [
+        orjson.dumps({"custom_id": "t1", "text": "Printer on fire", "body": "a ticket's own body field"}),
+        orjson.dumps({"custom_id": "t2", "text": "Login fails", "body": {"model": "gpt-4.1"}, "method": "GET"}),
+    ]
+    spec = _spec()
+    scan = scan_input(lambda: iter(lines), batch_check=batch_body_check(spec))
+    assert (scan.format, scan.count, scan.errors) == ("native", 2, [])

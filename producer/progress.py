@@ -54,7 +54,7 @@ async def wait_for_batch(
     console = console or Console(stderr=True)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     store = BatchStore(redis, keys)
-    record = await read_status(redis, keys, batch_id)
+    record, _workers = await _read_riding_out_blips(redis, keys, batch_id, console)
     started, done_at_start = time.monotonic(), record.done
     recent = RecentTries()
     last_report, workers_seen = started, started
@@ -100,9 +100,7 @@ async def wait_for_batch(
     return record
 
 
-async def _read_riding_out_blips(
-    redis: Redis, keys: Keys, batch_id: str, console: Console
-) -> tuple[BatchRecord, int]:
+async def _read_riding_out_blips(redis: Redis, keys: Keys, batch_id: str, console: Console) -> tuple[BatchRecord, int]:
     """The batch record and the live workers; through a Redis that went away it keeps trying (saying so) for
     ``RECONNECT_FOR_S``. A wrong password or a gone batch is not a blip and is raised at once."""
     lost_at: float | None = None

@@ -156,7 +156,8 @@ def describe_redis_error(exc: BaseException, url: str) -> RedisUnavailableError:
             return RedisUnavailableError(
                 f"REDIS_URL names a database that Redis at {where} does not have ({exc})", fatal=True
             )
-        return RedisUnavailableError(f"Redis at {where} refused the connection: {exc}", fatal=True)
+        # LOADING (a restart reading its data), MASTERDOWN / READONLY (a failover) and the like pass: an outage.
+        return RedisUnavailableError(f"Redis at {where} is not serving yet: {exc}")
     return RedisUnavailableError(f"Redis at {where}: {exc or type(exc).__name__}")
 
 

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.exceptions
 from click.testing import CliRunner, Result
 from redis import Redis as SyncRedis
 
 from producer.cli import main as producer
 from schemas.settings import InvalidSettingsError, Settings
+from store.connect import describe_redis_error
 from store.keys import Keys
 from tests.conftest import API_KEY, INVOICE_TEXTS, REPO, TEST_REDIS_URL, Submit
 from tests.processes import free_port, start_worker, stop, wait_until
@@ -389,3 +391,10 @@ def test_python_dash_m_runs_the_same_command_line(package: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{package}, version 0.1.0"
+
+
+def test_a_redis_still_loading_its_data_is_an_outage_not_a_configuration_error() -> None:
+    loading = redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory")
+    described = describe_redis_error(loading, "redis://127.0.0.1:6379/0")
+    assert not described.fatal  # a worker waits for it (a restart, a failover) instead of exiting
+    assert "loading" in str(described)

@@ -204,7 +204,11 @@ def test_wait_rides_out_a_redis_restart_and_says_so(tmp_path: Path) -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
-            time.sleep(1.0)  # noqa: TID251 - a synchronous test between processes
+            probe = SyncRedis.from_url(server.url)
+            try:  # `wait` is connected (it holds a client besides this one) before Redis goes away
+                wait_until(lambda: len(probe.client_list()) >= 2, 30, "producer wait did not connect")  # type: ignore[arg-type]
+            finally:
+                probe.close()
             server.stop()
             time.sleep(2.0)  # noqa: TID251
             server.start()

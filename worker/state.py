@@ -72,7 +72,7 @@ class WorkerState:
             redis=redis,
             http=runtime.http,
             keys=keys,
-            batches=BatchCache(BatchStore(redis, keys), allowed_modules=frozenset(settings.schema_modules)),
+            batches=BatchCache(BatchStore(redis, keys), settings, allowed_modules=frozenset(settings.schema_modules)),
             lines=LineIndex(redis),
             results=ResultStore(redis),
             accounts=Accounts(redis),

@@ -57,7 +57,6 @@ from typing import Any, NoReturn
 import arq
 from pydantic import ValidationError
 
-from schemas.input_limits import input_too_large
 from schemas.jobs import ExtractionJob
 from schemas.records import line_result, now_iso
 from schemas.results import ErrorInfo, ErrorType, Status
@@ -150,7 +149,7 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
             outcome = Cancelled()
         elif line.value.paused is not None:  # no call until `producer resume`; not an error of this line
             raise arq.Retry(defer=state.settings.pause_recheck_s)
-        elif (too_large := input_too_large(batch.spec, job.text, state.settings)) is not None:
+        elif (too_large := batch.too_large(job.text)) is not None:
             outcome = Rejected(ErrorType.INPUT_TOO_LARGE, too_large)  # the API would refuse it: no call
         else:
             try:

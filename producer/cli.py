@@ -36,7 +36,7 @@ from producer.status import (
 from producer.submit import SubmitOptions, SubmitResult, build_spec, document_check, preflight_warnings, submit
 from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
 from schemas.registry import resolve_schema
-from schemas.settings import InvalidSettingsError, Settings
+from schemas.settings import InvalidSettingsError, ProducerSettings
 from store.batches import BatchNotFoundError, BatchRecord, BatchStore, Footprint
 from store.connect import REDIS_ERRORS, describe_redis_error, open_redis
 from store.feed import FeedState
@@ -66,21 +66,21 @@ class SettingsUsageError(click.ClickException):
     exit_code = EXIT_INVALID_INPUT
 
 
-def _settings(**flags: Any) -> Settings:
+def _settings(**flags: Any) -> ProducerSettings:
     try:
-        return Settings.from_flags(**flags)
+        return ProducerSettings.from_flags(**flags)
     except InvalidSettingsError as exc:
         raise SettingsUsageError(f"invalid settings: {exc}") from exc
 
 
-def _keys(settings: Settings) -> Keys:
+def _keys(settings: ProducerSettings) -> Keys:
     try:
         return Keys(settings.key_prefix)
     except InvalidIdError as exc:
         raise SettingsUsageError(f"invalid settings: EXTRACT_KEY_PREFIX: {exc}") from exc
 
 
-def _with_redis(settings: Settings, body: Callable[[Redis, Keys], Awaitable[T]]) -> T:
+def _with_redis(settings: ProducerSettings, body: Callable[[Redis, Keys], Awaitable[T]]) -> T:
     """Run ``body`` in one event loop with one Redis client; the errors a user can act on become one line.
 
     Redis that cannot be used (down, a wrong password, TLS against a plain server, a bad URL, an unknown host) is
@@ -207,7 +207,7 @@ def default_batch_id(path: Path) -> str:
     return f"{stem}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
 
 
-def _prepare_submit(settings: Settings, path: Path, batch_id: str | None) -> tuple[BatchSpec, FileSource]:
+def _prepare_submit(settings: ProducerSettings, path: Path, batch_id: str | None) -> tuple[BatchSpec, FileSource]:
     """Everything a submit checks before it touches Redis: options, schema, every input line."""
     if settings.model is None:
         raise click.UsageError("--model is required (or set EXTRACT_MODEL)")
@@ -277,7 +277,7 @@ class FeedReporter:
 
 
 async def _submit_and_feed(
-    redis: Redis, keys: Keys, settings: Settings, spec: BatchSpec, source: FileSource, *, wait: bool
+    redis: Redis, keys: Keys, settings: ProducerSettings, spec: BatchSpec, source: FileSource, *, wait: bool
 ) -> SubmitResult:
     """Record and index the batch, print its id, then feed it (while waiting for it, with ``wait``)."""
     fmt = " (OpenAI batch input format)" if source.scan.format == "openai-batch" else ""
@@ -462,7 +462,7 @@ def _age(seconds: float) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------- wait
-def _do_wait(settings: Settings, batch_id: str, timeout: float | None) -> BatchRecord:
+def _do_wait(settings: ProducerSettings, batch_id: str, timeout: float | None) -> BatchRecord:
     try:
         return _with_redis(settings, lambda redis, keys: wait_for_batch(redis, keys, batch_id, timeout_s=timeout))
     except WaitTimeoutError as exc:
@@ -497,7 +497,13 @@ def wait_command(batch_id: str, timeout: float | None) -> None:
 
 # -------------------------------------------------------------------------------------------------- collect
 async def _collect(
-    redis: Redis, keys: Keys, settings: Settings, batch_id: str, out: Path, output_format: OutputFormat, follow_: bool
+    redis: Redis,
+    keys: Keys,
+    settings: ProducerSettings,
+    batch_id: str,
+    out: Path,
+    output_format: OutputFormat,
+    follow_: bool,
 ) -> tuple[int, int]:
     record = await read_status(redis, keys, batch_id)
     if not record.submitted and not await BatchStore(redis, keys).feeder_alive(batch_id):
@@ -562,7 +568,7 @@ def retry_command(batch_id: str, input_path: Path | None) -> None:
     err.print(f"re-enqueued {result.enqueued} failed line(s) of {batch_id}")
 
 
-def _retry_source(record: BatchRecord, input_path: Path | None, settings: Settings) -> FileSource:
+def _retry_source(record: BatchRecord, input_path: Path | None, settings: ProducerSettings) -> FileSource:
     recorded = record.input or {}
     path = input_path or (Path(recorded["path"]) if recorded.get("path") else None)
     if path is None or not path.is_file():

@@ -25,7 +25,7 @@ from producer.resubmit import apply_plan, matches_by_position, plan_resubmit, re
 from schemas.input_limits import context_window, document_limits
 from schemas.jobs import ApiKind, BatchSpec, GenerationParams
 from schemas.registry import ExtractionSchema
-from schemas.settings import Settings
+from schemas.settings import ProducerSettings
 from store.batches import BatchStore
 from store.keys import Keys
 
@@ -42,7 +42,7 @@ class SubmitOptions:
     use_cache: bool = True
 
 
-def preflight_warnings(settings: Settings, model: str) -> list[str]:
+def preflight_warnings(settings: ProducerSettings, model: str) -> list[str]:
     """What a submit for ``model`` should warn about (it goes on): no price known, no context window known."""
     warnings = []
     if settings.price_for(model) is None:
@@ -57,7 +57,7 @@ def preflight_warnings(settings: Settings, model: str) -> list[str]:
     return warnings
 
 
-def document_check(spec: BatchSpec, settings: Settings) -> TextCheck:
+def document_check(spec: BatchSpec, settings: ProducerSettings) -> TextCheck:
     """The preflight of one document (for ``FileSource.open``): the reason it is too large to send, or None."""
     return document_limits(spec, settings)
 

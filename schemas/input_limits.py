@@ -46,7 +46,7 @@ import orjson
 import tiktoken
 
 from schemas.jobs import BatchSpec
-from schemas.settings import Settings
+from schemas.settings import CommonSettings
 
 __all__ = [
     "DEFAULT_CONTEXT_WINDOWS",
@@ -87,7 +87,7 @@ _FIXED_OVERHEAD = MESSAGES * PER_MESSAGE_OVERHEAD + REPLY_PRIMING
 _MAX_UTF8_BYTES_PER_CHAR = 4
 
 
-def context_window(model: str, settings: Settings) -> int | None:
+def context_window(model: str, settings: CommonSettings) -> int | None:
     """The model's context window in tokens, ``EXTRACT_CONTEXT_WINDOWS`` over the table: None if unknown, 0 if the
     check is turned off for it."""
     return _lookup({**DEFAULT_CONTEXT_WINDOWS, **settings.context_windows}, model)
@@ -112,7 +112,7 @@ def estimate_input_tokens(text: str, *, instructions: str = "", json_schema: Map
     return _stable_tokens(instructions, _schema_json(json_schema)) + count_tokens(text) + _FIXED_OVERHEAD
 
 
-def input_too_large(spec_or_model: BatchSpec | str, text: str, settings: Settings) -> str | None:
+def input_too_large(spec_or_model: BatchSpec | str, text: str, settings: CommonSettings) -> str | None:
     """Why ``text`` must not be sent, or None when it is within the limits (one document: see :func:`document_limits`
     to check many against the same batch without redoing the batch's part each time).
 
@@ -128,7 +128,7 @@ def input_too_large(spec_or_model: BatchSpec | str, text: str, settings: Setting
     return document_limits(spec_or_model, settings)(text)
 
 
-def document_limits(spec_or_model: BatchSpec | str, settings: Settings) -> Callable[[str], str | None]:
+def document_limits(spec_or_model: BatchSpec | str, settings: CommonSettings) -> Callable[[str], str | None]:
     """:func:`input_too_large` for every document of one batch: the batch's model, window, schema and instructions
     are looked up and serialized once, here, not once per line."""
     if isinstance(spec_or_model, BatchSpec):

@@ -1,4 +1,4 @@
-"""Typed settings, one model for the producer and the worker.
+"""Typed settings: a class per process (``WorkerSettings``, ``ProducerSettings``) over the ones both read.
 
 Every command-line flag has an environment twin: the flag wins when given, the environment fills the rest
 (Kubernetes passes settings as environment variables from a ConfigMap, and the API key from a Secret,
@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -74,8 +74,12 @@ class RateLimit(BaseModel):
     tpm: int = Field(default=0, ge=0)
 
 
-class Settings(BaseSettings):
-    """Everything configurable, validated once at start-up and passed down."""
+class CommonSettings(BaseSettings):
+    """The settings every process reads: where Redis is, the key prefix, input limits and prices.
+
+    Each process validates its own class (:class:`WorkerSettings`, :class:`ProducerSettings`), so a variable only
+    the other one reads cannot stop it: a typo in ``EXTRACT_CONCURRENCY`` does not break ``producer status``.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="EXTRACT_",
@@ -92,6 +96,62 @@ class Settings(BaseSettings):
     """Redis holding the queue, batch records, results and caches (one standalone or Sentinel server)."""
     key_prefix: str = "extract:"
     """Prefix of every key this service writes: one segment ending in ``:`` (checked by ``store.keys``)."""
+
+    # --- input limits (checked per line at submit, and by the worker before a call) ---------------------------------
+    max_document_bytes: int = Field(default=1_000_000, ge=0)
+    """A document larger than this many UTF-8 bytes is refused (``schemas.input_limits``); 0 = no byte limit."""
+    context_windows: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    """Context windows in tokens merged over ``schemas.input_limits.DEFAULT_CONTEXT_WINDOWS``, e.g.
+    EXTRACT_CONTEXT_WINDOWS='{"my-finetune": 128000}' (family prefixes match snapshots); 0 = no check for it."""
+
+    # --- pricing ---------------------------------------------------------------------------------------------
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    """Overrides merged over DEFAULT_PRICES (see ``price_for``)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """pydantic-settings' sources, with the secret files read from ``EXTRACT_SECRETS_DIR`` when it is set."""
+        directory = os.environ.get(SECRETS_DIR_VARIABLE, "").strip()
+        if directory and getattr(file_secret_settings, "secrets_dir", None) is None:
+            if not Path(directory).is_dir():
+                raise SettingsError(f"{SECRETS_DIR_VARIABLE}: {directory} is not a directory")
+            file_secret_settings = SecretsSettingsSource(settings_cls, secrets_dir=directory)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+    @classmethod
+    def from_flags(cls, **flags: Any) -> Self:
+        """Command-line flags over the environment: a flag left unset (None) defers to its environment twin.
+
+        Raises:
+            TypeError: a keyword names no setting (a caller's typo, never silently ignored).
+            InvalidSettingsError: a flag, variable or secret file holds an invalid value.
+        """
+        unknown = sorted(set(flags) - set(cls.model_fields))
+        if unknown:
+            raise TypeError(f"{cls.__name__}.from_flags() got unknown setting(s): {', '.join(unknown)}")
+        given = {name: value for name, value in flags.items() if value is not None}
+        try:
+            return cls(**given)
+        except (ValidationError, SettingsError) as exc:
+            raise InvalidSettingsError(describe_settings_error(exc, flags=given)) from exc
+
+    def price_for(self, model: str) -> ModelPrice | None:
+        """The price of ``model``: exact override, exact default, then the longest known prefix.
+
+        Prefix matching lets dated snapshots (``gpt-4o-mini-2024-07-18``) price like their family.
+        """
+        return _lookup({**DEFAULT_PRICES, **self.prices}, model)
+
+
+class WorkerSettings(CommonSettings):
+    """What ``worker run`` reads: the API connection, concurrency, retries, cache, admission control."""
 
     openai_api_key: SecretStr | None = Field(
         default=None,
@@ -184,6 +244,31 @@ class Settings(BaseSettings):
     max_deferrals: int = Field(default=1000, ge=1)
     """How often a job may hand its slot back while waiting for admission before it fails."""
 
+    @field_validator("schema_modules", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.strip().upper() not in LOG_LEVELS:
+                raise ValueError(f"not a log level: use one of {', '.join(LOG_LEVELS)}")
+            return value.strip().upper()
+        return value
+
+    def limits_for(self, model: str) -> RateLimit:
+        """Per-model limits (exact name, then the longest ``name-`` prefix), else the ``rpm``/``tpm`` defaults."""
+        match = _lookup(self.rate_limits, model)
+        return match if match is not None else RateLimit(rpm=self.rpm or 0, tpm=self.tpm or 0)
+
+
+class ProducerSettings(CommonSettings):
+    """What the ``producer`` commands read: defaults of ``submit``/``run`` (their flags override them), feeding."""
+
     # --- producer (defaults for ``producer submit`` / ``run``; the flags override them) -------------------------
     submit_chunk_size: int = Field(default=1000, ge=1, le=10_000)
     """Lines per round trip when writing a batch's index and enqueuing its jobs."""
@@ -212,78 +297,9 @@ class Settings(BaseSettings):
     no_cache: bool = False
     """Submit a batch that neither reads nor writes the result cache (and does not coalesce)."""
 
-    # --- input limits (checked per line at submit, and by the worker before a call) ---------------------------------
-    max_document_bytes: int = Field(default=1_000_000, ge=0)
-    """A document larger than this many UTF-8 bytes is refused (``schemas.input_limits``); 0 = no byte limit."""
-    context_windows: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
-    """Context windows in tokens merged over ``schemas.input_limits.DEFAULT_CONTEXT_WINDOWS``, e.g.
-    EXTRACT_CONTEXT_WINDOWS='{"my-finetune": 128000}' (family prefixes match snapshots); 0 = no check for it."""
 
-    # --- pricing ---------------------------------------------------------------------------------------------
-    prices: dict[str, ModelPrice] = Field(default_factory=dict)
-    """Overrides merged over DEFAULT_PRICES (see ``price_for``)."""
-
-    @field_validator("schema_modules", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _known_level(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            if value.strip().upper() not in LOG_LEVELS:
-                raise ValueError(f"not a log level: use one of {', '.join(LOG_LEVELS)}")
-            return value.strip().upper()
-        return value
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """pydantic-settings' sources, with the secret files read from ``EXTRACT_SECRETS_DIR`` when it is set."""
-        directory = os.environ.get(SECRETS_DIR_VARIABLE, "").strip()
-        if directory and getattr(file_secret_settings, "secrets_dir", None) is None:
-            if not Path(directory).is_dir():
-                raise SettingsError(f"{SECRETS_DIR_VARIABLE}: {directory} is not a directory")
-            file_secret_settings = SecretsSettingsSource(settings_cls, secrets_dir=directory)
-        return init_settings, env_settings, dotenv_settings, file_secret_settings
-
-    @classmethod
-    def from_flags(cls, **flags: Any) -> Settings:
-        """Command-line flags over the environment: a flag left unset (None) defers to its environment twin.
-
-        Raises:
-            TypeError: a keyword names no setting (a caller's typo, never silently ignored).
-            InvalidSettingsError: a flag, variable or secret file holds an invalid value.
-        """
-        unknown = sorted(set(flags) - set(cls.model_fields))
-        if unknown:
-            raise TypeError(f"Settings.from_flags() got unknown setting(s): {', '.join(unknown)}")
-        given = {name: value for name, value in flags.items() if value is not None}
-        try:
-            return cls(**given)
-        except (ValidationError, SettingsError) as exc:
-            raise InvalidSettingsError(describe_settings_error(exc, flags=given)) from exc
-
-    def limits_for(self, model: str) -> RateLimit:
-        """Per-model limits (exact name, then the longest ``name-`` prefix), else the ``rpm``/``tpm`` defaults."""
-        match = _lookup(self.rate_limits, model)
-        return match if match is not None else RateLimit(rpm=self.rpm or 0, tpm=self.tpm or 0)
-
-    def price_for(self, model: str) -> ModelPrice | None:
-        """The price of ``model``: exact override, exact default, then the longest known prefix.
-
-        Prefix matching lets dated snapshots (``gpt-4o-mini-2024-07-18``) price like their family.
-        """
-        return _lookup({**DEFAULT_PRICES, **self.prices}, model)
+class Settings(WorkerSettings, ProducerSettings):
+    """Every setting of both processes, for code that plays both parts (tests, benchmarks, the demo)."""
 
 
 def _lookup(table: Mapping[str, T], model: str) -> T | None:

@@ -21,11 +21,12 @@ from click.testing import CliRunner, Result
 from redis import Redis as SyncRedis
 
 from producer.cli import main as producer
-from schemas.settings import InvalidSettingsError, Settings
+from schemas.settings import InvalidSettingsError, Settings, WorkerSettings
 from store.connect import describe_redis_error
 from store.keys import Keys
 from tests.conftest import API_KEY, INVOICE_TEXTS, REPO, TEST_REDIS_URL, Submit
 from tests.processes import free_port, start_worker, stop, wait_until
+from worker.cli import load_settings
 from worker.cli import main as worker
 from worker.logs import HIDE_JOB_ARGUMENTS, hide_job_arguments
 
@@ -223,15 +224,43 @@ def test_a_worker_keeps_retrying_through_a_refused_connection_and_says_so(tmp_pa
 
 
 # -------------------------------------------------------------------------------------------------- settings
-def test_malformed_rate_limits_is_one_line_naming_the_variable_in_both_clis(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EXTRACT_RATE_LIMITS", "not json")
+def test_malformed_json_is_one_line_naming_the_variable_in_both_clis(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", REFUSED)  # never reached: settings come first
-    for cli, args in ((producer, ["status", "b"]), (worker, ["run", "--burst"])):
-        result = CliRunner().invoke(cli, args)
+    for variable, cli, args in (
+        ("EXTRACT_RATE_LIMITS", worker, ["run", "--burst"]),
+        ("EXTRACT_PRICES", worker, ["run", "--burst"]),
+        ("EXTRACT_PRICES", producer, ["status", "b"]),
+    ):
+        with monkeypatch.context() as env:
+            env.setenv(variable, "not json")
+            result = CliRunner().invoke(cli, args, env={"OPENAI_API_KEY": API_KEY})
         assert result.exit_code == 2, result.output
         assert _one_line_error(result) == (
-            "Error: invalid settings: EXTRACT_RATE_LIMITS: not valid JSON (Expecting value: line 1 column 1 (char 0))"
+            f"Error: invalid settings: {variable}: not valid JSON (Expecting value: line 1 column 1 (char 0))"
         )
+
+
+def test_each_process_validates_only_the_settings_it_reads(flushed_redis: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker-only variable gone wrong leaves the producer's commands working, and a producer-only one the worker."""
+    monkeypatch.setenv("REDIS_URL", flushed_redis)
+    for variable, value in (("EXTRACT_CONCURRENCY", "lots"), ("EXTRACT_RATE_LIMITS", "not json")):
+        monkeypatch.setenv(variable, value)
+    result = CliRunner().invoke(producer, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    with pytest.raises(InvalidSettingsError, match="EXTRACT_RATE_LIMITS"):  # decoded before validated
+        WorkerSettings.from_flags()
+
+    monkeypatch.delenv("EXTRACT_CONCURRENCY")
+    monkeypatch.delenv("EXTRACT_RATE_LIMITS")
+    monkeypatch.setenv("EXTRACT_QUEUE_WINDOW", "0")
+    monkeypatch.setenv("EXTRACT_TEMPERATURE", "hot")
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    assert load_settings().concurrency == 32
+    result = CliRunner().invoke(producer, ["list"])
+    assert result.exit_code == 2
+    line = _one_line_error(result)
+    assert "EXTRACT_QUEUE_WINDOW: Input should be greater than or equal to 1 (got '0')" in line
+    assert "EXTRACT_TEMPERATURE: Input should be a valid number" in line
 
 
 def test_an_invalid_nested_value_names_the_variable_and_the_key(monkeypatch: pytest.MonkeyPatch) -> None:

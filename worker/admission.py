@@ -68,7 +68,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from schemas.settings import Settings
+from schemas.settings import WorkerSettings
 from store.keys import Keys
 from store.limits import BucketParams, LimitStore, ProviderAccount, SettleArgs
 from store.scripts import RoundTrip, Slot, single
@@ -169,7 +169,7 @@ class AdmissionController:
         self,
         redis: Redis,
         keys: Keys,
-        settings: Settings,
+        settings: WorkerSettings,
         api_key: str,
         *,
         endpoint: str = "",

@@ -1,4 +1,4 @@
-"""Composition root: arq ``Worker`` settings from our ``Settings``, the job boundary, start-up and shut-down.
+"""Composition root: arq ``Worker`` settings from our ``WorkerSettings``, the job boundary, start-up and shut-down.
 
 A worker *process* keeps one :class:`Runtime` (the OpenAI client, metrics, the heartbeat and the one health server)
 for its whole life; the arq worker inside it is rebuilt whenever Redis goes away (``worker.cli``), so a Redis
@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from schemas.settings import Settings
+from schemas.settings import WorkerSettings
 from schemas.wire import TASK_NAME, deserialize, serialize
 from store.keys import Keys
 from store.queue import JobClaims
@@ -44,7 +44,7 @@ RECORD_MARGIN_S = 5.0
 """arq's own job timeout sits this far above ours, so our timeout fires first and the line gets a result."""
 
 
-def worker_name(settings: Settings) -> str:
+def worker_name(settings: WorkerSettings) -> str:
     return settings.worker_name or f"{socket.gethostname()}-{os.getpid()}"
 
 
@@ -62,7 +62,7 @@ class Runtime:
     health: HealthServer | None = None
 
     @classmethod
-    async def start(cls, settings: Settings) -> Runtime:
+    async def start(cls, settings: WorkerSettings) -> Runtime:
         client = build_client(settings)
         runtime = cls(
             client=client,
@@ -176,11 +176,11 @@ class ExtractionWorker(Worker):
         self._pool = None
 
 
-def _secrets(settings: Settings) -> tuple[str, ...]:
+def _secrets(settings: WorkerSettings) -> tuple[str, ...]:
     return (settings.openai_api_key.get_secret_value(),) if settings.openai_api_key else ()
 
 
-def redis_settings(settings: Settings) -> RedisSettings:
+def redis_settings(settings: WorkerSettings) -> RedisSettings:
     """arq's connection settings, with commands retried through a Redis restart or failover of up to ~30 s."""
     base = RedisSettings.from_dsn(settings.redis_url)
     base.conn_retries = 30
@@ -190,7 +190,7 @@ def redis_settings(settings: Settings) -> RedisSettings:
 
 
 def build_worker(
-    settings: Settings, *, handle_signals: bool = True, runtime: Runtime | None = None
+    settings: WorkerSettings, *, handle_signals: bool = True, runtime: Runtime | None = None
 ) -> ExtractionWorker:
     """One arq worker. Without ``runtime`` it starts (and stops) one of its own, as a test or one-off run wants."""
     keys = Keys(settings.key_prefix)

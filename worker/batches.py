@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from schemas.input_limits import document_limits
 from schemas.jobs import BatchSpec
 from schemas.registry import OutputValidator, load_schema_from_record, validator_for
-from schemas.settings import Settings
+from schemas.settings import WorkerSettings
 from store.batches import BatchNotFoundError, BatchStore
 from store.codec import ResultCodec
 from store.keys import BatchKeys
@@ -35,7 +35,7 @@ class LoadedBatch:
 
 class BatchCache:
     def __init__(
-        self, store: BatchStore, settings: Settings, *, allowed_modules: frozenset[str], max_batches: int = 256
+        self, store: BatchStore, settings: WorkerSettings, *, allowed_modules: frozenset[str], max_batches: int = 256
     ) -> None:
         self._store = store
         self._settings = settings

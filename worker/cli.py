@@ -10,7 +10,7 @@ from typing import Any
 import click
 import redis.exceptions
 
-from schemas.settings import SECRETS_DIR_VARIABLE, InvalidSettingsError, Settings
+from schemas.settings import SECRETS_DIR_VARIABLE, InvalidSettingsError, WorkerSettings
 from store.connect import RedisUnavailableError, describe_redis_error, open_redis
 from worker.app import Runtime, build_worker
 from worker.logs import configure_logging
@@ -28,9 +28,9 @@ class SettingsUsageError(click.ClickException):
     exit_code = EXIT_USAGE
 
 
-def load_settings(**flags: Any) -> Settings:
+def load_settings(**flags: Any) -> WorkerSettings:
     try:
-        settings = Settings.from_flags(**flags)
+        settings = WorkerSettings.from_flags(**flags)
     except InvalidSettingsError as exc:
         raise SettingsUsageError(f"invalid settings: {exc}") from exc
     if settings.openai_api_key is None or not settings.openai_api_key.get_secret_value():
@@ -67,12 +67,12 @@ def run(**flags: Any) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
-def run_supervised(settings: Settings) -> None:
+def run_supervised(settings: WorkerSettings) -> None:
     """Run arq workers in one event loop until stopped; see :func:`supervise`."""
     asyncio.run(supervise(settings))
 
 
-async def supervise(settings: Settings) -> None:
+async def supervise(settings: WorkerSettings) -> None:
     """Run an arq worker; if it dies because Redis went away, start a new one once Redis answers again.
 
     arq's poll loop does not survive a refused connection (redis-py retries commands, not reconnects). Jobs that

@@ -38,7 +38,7 @@ def hide_job_arguments() -> None:
 
 
 def configure_logging(level: str) -> None:
-    """The process's logging, for ``worker run``: ``level`` is a checked name (``Settings.log_level``)."""
+    """The process's logging, for ``worker run``: ``level`` is a checked name (``WorkerSettings.log_level``)."""
     logging.basicConfig(level=level, format=FORMAT, force=True)
     hide_job_arguments()
     for name in QUIET_LOGGERS:

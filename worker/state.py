@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 
 from schemas.jobs import ApiKind
-from schemas.settings import Settings
+from schemas.settings import WorkerSettings
 from store.accounts import Accounts
 from store.batches import BatchStore
 from store.cache import CacheStore
@@ -35,7 +35,7 @@ DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 
 @dataclass
 class WorkerState:
-    settings: Settings
+    settings: WorkerSettings
     redis: Redis
     http: HttpSender
     keys: Keys
@@ -63,7 +63,7 @@ class WorkerState:
         self.boundary = JobBoundary(self)
 
     @classmethod
-    def build(cls, settings: Settings, redis: Redis, runtime: Runtime) -> WorkerState:
+    def build(cls, settings: WorkerSettings, redis: Redis, runtime: Runtime) -> WorkerState:
         endpoint = (settings.openai_base_url or DEFAULT_ENDPOINT).rstrip("/")
         keys = Keys(settings.key_prefix)
         cache_store = CacheStore(redis, keys, endpoint)
@@ -106,5 +106,5 @@ class WorkerState:
         return self._adapters[api]
 
 
-def _api_key(settings: Settings) -> str:
+def _api_key(settings: WorkerSettings) -> str:
     return settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx2
 import openai
 
-from schemas.settings import Settings
+from schemas.settings import WorkerSettings
 
 
-def build_client(settings: Settings) -> openai.AsyncOpenAI:
+def build_client(settings: WorkerSettings) -> openai.AsyncOpenAI:
     """aiohttp transport, no SDK retries (every attempt must pass our own admission and backoff), explicit timeout."""
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     if not key:

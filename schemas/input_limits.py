@@ -128,7 +128,12 @@ def input_too_large(spec_or_model: BatchSpec | str, text: str, settings: CommonS
     return document_limits(spec_or_model, settings)(text)
 
 
-def document_limits(spec_or_model: BatchSpec | str, settings: CommonSettings) -> Callable[[str], str | None]:
+DocumentLimits = Callable[..., str | None]
+"""``check(text, extra_tokens=0)``: why a document is too large, or None. ``extra_tokens`` are its attachments'
+(``schemas.attachments.attachment_tokens``): they count toward the context window, not toward the byte limit."""
+
+
+def document_limits(spec_or_model: BatchSpec | str, settings: CommonSettings) -> DocumentLimits:
     """:func:`input_too_large` for every document of one batch: the batch's model, window, schema and instructions
     are looked up and serialized once, here, not once per line."""
     if isinstance(spec_or_model, BatchSpec):
@@ -141,23 +146,24 @@ def document_limits(spec_or_model: BatchSpec | str, settings: CommonSettings) ->
     stable_bytes = _stable_bytes(instructions, schema_json)
     what = "with the instructions and schema" if schema_json or instructions else "with the message overhead"
 
-    def check(text: str) -> str | None:
+    def check(text: str, extra_tokens: int = 0) -> str | None:
         size_bound = _MAX_UTF8_BYTES_PER_CHAR * len(text)  # no encoding needed while even this fits
         if (not byte_limit or size_bound <= byte_limit) and (
-            window is None or stable_bytes + size_bound + _FIXED_OVERHEAD <= window
+            window is None or stable_bytes + size_bound + _FIXED_OVERHEAD + extra_tokens <= window
         ):
             return None
         size = len(text.encode("utf-8"))
         if byte_limit and size > byte_limit:
             return f"document is {size:,} bytes, over the limit of {byte_limit:,} bytes (EXTRACT_MAX_DOCUMENT_BYTES)"
-        if window is None or stable_bytes + size + _FIXED_OVERHEAD <= window:
+        if window is None or stable_bytes + size + _FIXED_OVERHEAD + extra_tokens <= window:
             return None  # a token is at least a byte: the bytes fitting means the tokens fit
-        tokens = _stable_tokens(instructions, schema_json) + count_tokens(text) + _FIXED_OVERHEAD
+        tokens = _stable_tokens(instructions, schema_json) + count_tokens(text) + _FIXED_OVERHEAD + extra_tokens
         if tokens <= window:
             return None
+        with_files = f" ({extra_tokens:,} of them its images and PDFs)" if extra_tokens else ""
         return (
-            f"document is about {tokens:,} input tokens {what}, over the {window:,}-token context window of {model} "
-            "(EXTRACT_CONTEXT_WINDOWS)"
+            f"document is about {tokens:,} input tokens {what}{with_files}, over the {window:,}-token context window "
+            f"of {model} (EXTRACT_CONTEXT_WINDOWS)"
         )
 
     return check

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.attachments import Attachment, AttachMode, ImageDetail, fingerprint_part
 from schemas.strict import local_constraints
 
 ApiKind = Literal["responses", "chat"]
@@ -52,6 +53,10 @@ class BatchSpec(BaseModel):
     budget_tokens: int | None = Field(default=None, ge=1)
     use_cache: bool = True
     """Reuse cached answers and coalesce identical in-flight lines (``--no-cache`` turns both off)."""
+    image_detail: ImageDetail = "auto"
+    """The ``detail`` sent with every image (``--image-detail``); part of a fingerprint only with attachments."""
+    attach: AttachMode = "inline"
+    """How attachments travel (``--attach``): bytes in Redis once per content, or uploaded once to the Files API."""
     created_at: str
 
     def same_work_as(self, other: BatchSpec) -> bool:
@@ -84,9 +89,12 @@ class ExtractionJob(BaseModel):
     """The line's position among the input's lines (0-based): what names it in the batch's store."""
     custom_id: str
     text: str
+    """The document's text; empty when the document is only its attachments."""
     fingerprint: str
     line: int
-    """1-based line number in the input file, for messages a user can act on."""
+    """1-based line number in the input file (or position in a folder), for messages a user can act on."""
+    attachments: tuple[Attachment, ...] = ()
+    """Images and PDFs, sent after the text; references only, never bytes (``schemas.attachments``)."""
 
 
 class Fingerprinter:
@@ -98,7 +106,8 @@ class Fingerprinter:
     (``minLength``, ``maxLength``, ``uniqueItems``: ``schemas.strict.local_constraints``) are part of it when the
     source schema has any: an answer valid for ``minLength: 3`` may not be for ``minLength: 30``. The stable part is
     hashed once per batch and the hash state copied per line, so fingerprinting 100,000 lines does not re-serialize
-    the schema 100,000 times.
+    the schema 100,000 times. Attachments add their contents (``schemas.attachments.fingerprint_part``): a line
+    with none fingerprints exactly as before they existed.
     """
 
     def __init__(self, spec: BatchSpec) -> None:
@@ -114,8 +123,10 @@ class Fingerprinter:
             parts["local_constraints"] = local
         stable = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
         self._base = hashlib.sha256(stable + b"\n")
+        self._detail = spec.image_detail
 
-    def __call__(self, text: str) -> str:
+    def __call__(self, text: str, attachments: tuple[Attachment, ...] = ()) -> str:
         digest = self._base.copy()
         digest.update(text.encode("utf-8"))
+        digest.update(fingerprint_part(attachments, self._detail))
         return "sha256:" + digest.hexdigest()

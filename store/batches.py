@@ -27,7 +27,9 @@ from store.redis_typing import awaited
 from store.scripts import LuaScript
 from store.usage import USAGE_FIELDS, usage_from
 
-# Shared by every script that takes BatchKeys as KEYS[1..6] and can finish or reopen a batch.
+# Shared by every script that takes BatchKeys as KEYS[1..$BATCH_KEYS] and can finish or reopen a batch. A complete
+# batch's attachment bytes (KEYS[7], ``store.blobs``) go at once: no line needs them until one is fed again, and the
+# feeder that feeds it stores them again first.
 COMPLETE_LUA = """
 local function complete_if_done()
   local c = redis.call('HMGET', KEYS[1], '$DONE', '$LINES', '$TTL_MS', '$COMPLETED_MS', '$INDEXED')
@@ -35,15 +37,16 @@ local function complete_if_done()
   if c[4] or tonumber(c[1] or '0') < lines or tonumber(c[5] or '0') < lines then return false end
   local t = redis.call('TIME')
   redis.call('HSET', KEYS[1], '$COMPLETED_MS', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  redis.call('DEL', KEYS[7])
   local ttl = tonumber(c[3] or '0')
   if ttl > 0 then
-    for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], ttl) end
+    for i = 1, $BATCH_KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
   end
   return true
 end
 local function reopen_batch()
   if redis.call('HDEL', KEYS[1], '$COMPLETED_MS') == 1 then
-    for i = 1, 6 do redis.call('PERSIST', KEYS[i]) end
+    for i = 1, $BATCH_KEYS do redis.call('PERSIST', KEYS[i]) end
   end
 end
 """
@@ -57,7 +60,7 @@ if redis.call('HSETNX', KEYS[1], '$SPEC', ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], '$LINES', ARGV[2], '$INDEXED', 0, '$FED', 0, '$QUEUED', 0, '$DONE', 0,
   '$SUCCEEDED', 0, '$FAILED', 0, '$CANCELLED', 0, '$RETRIED', 0, '$REPLACED', 0, '$TTL_MS', ARGV[3],
   '$INPUT', ARGV[4], '$CREATED_AT', ARGV[5], '$CREATED_MS', ARGV[6])
-redis.call('ZADD', KEYS[7], ARGV[6], ARGV[7])
+redis.call('ZADD', KEYS[$NEXT_KEY], ARGV[6], ARGV[7])
 return 1
 """,
     F.lua_names(),

@@ -68,7 +68,7 @@ if fed ~= tonumber(ARGV[1]) then return {0, fed, queued} end
 local n = (#ARGV - 3) / 2
 if fed + n > indexed then return {-3, fed, queued} end
 if queued + n > tonumber(ARGV[2]) then return {2, fed, queued} end
-for i = 4, #ARGV, 2 do enqueue(KEYS[7], ARGV[i], ARGV[i + 1], ARGV[3]) end
+for i = 4, #ARGV, 2 do enqueue(KEYS[$NEXT_KEY], ARGV[i], ARGV[i + 1], ARGV[3]) end
 redis.call('HSET', KEYS[1], '$FED', fed + n, '$QUEUED', queued + n)
 return {1, fed + n, queued + n}
 """,
@@ -95,7 +95,7 @@ for i = 4, #ARGV, 2 do
   if slot_status(KEYS[3], ord) == $FAILED_CODE then
     local gen = (slot_gen(KEYS[3], ord) + 1) % 256
     set_slot(KEYS[3], ord, 0, nil, gen)
-    enqueue(KEYS[7], job_id(ARGV[3], ord, gen), ARGV[i + 1], ARGV[2])
+    enqueue(KEYS[$NEXT_KEY], job_id(ARGV[3], ord, gen), ARGV[i + 1], ARGV[2])
     n = n + 1
   end
 end
@@ -141,7 +141,7 @@ for i = 4, #ARGV, 3 do
     reopened = reopened + 1
     swap = true
   elseif ord < fed then
-    if remove_waiting(KEYS[7], job_id(ARGV[3], ord, gen)) then swap = true else busy[#busy + 1] = ord end
+    if remove_waiting(KEYS[$NEXT_KEY], job_id(ARGV[3], ord, gen)) then swap = true else busy[#busy + 1] = ord end
   end
   if swap or (status == 0 and ord >= fed) then
     redis.call('LSET', KEYS[2], ord, ARGV[i + 1])
@@ -149,7 +149,7 @@ for i = 4, #ARGV, 3 do
   end
   if swap then
     set_slot(KEYS[3], ord, 0, nil, (gen + 1) % 256)
-    enqueue(KEYS[7], job_id(ARGV[3], ord, (gen + 1) % 256), ARGV[i + 2], ARGV[2])
+    enqueue(KEYS[$NEXT_KEY], job_id(ARGV[3], ord, (gen + 1) % 256), ARGV[i + 2], ARGV[2])
   end
 end
 if reopened > 0 then
@@ -221,7 +221,7 @@ for i = 1, #ARGV, $PER do
   local version = raw and (cjson.decode(raw).v or 0) or 0
   if version ~= tonumber(ARGV[i + 2]) then
     stale[#stale + 1] = ord
-  elseif slot_status(KEYS[3], ord) == 0 and remove_waiting(KEYS[7], ARGV[i]) then
+  elseif slot_status(KEYS[3], ord) == 0 and remove_waiting(KEYS[$NEXT_KEY], ARGV[i]) then
     cancelled = cancelled + record(ord, $CANCELLED_CODE, ARGV[i + 3], ARGV[i], ARGV[i + 4], i + 5)
   end
 end

@@ -13,6 +13,8 @@ fixed ``arq:`` prefix but are named after job ids that carry ours, so two prefix
 | ``{p}batch:{id}:results`` | stream | the recorded result lines, compressed (``store.results``, ``store.codec``) |
 | ``{p}batch:{id}:accounts`` | hash | ordinal → calls and usage of a running line's tries (``store.accounts``) |
 | ``{p}batch:{id}:feeder`` | string | heartbeat of the process feeding the batch into the queue (``store.feed``) |
+| ``{p}batch:{id}:blobs`` | hash | ``sha256:`` → bytes of an attachment, while the batch runs (``store.blobs``) |
+| ``{p}batch:{id}:uploads`` | hash | ``sha256:`` → the provider's ``file_id`` of an uploaded attachment (``store.blobs``) |
 | ``{p}cache:{provider}:{fp}`` | string | result cache: a succeeded answer, shared across batches, with a TTL |
 | ``{p}inflight:{provider}:{fp}`` | string | coalescing lease: the job calling the API for this fingerprint |
 | ``{p}health:{worker}`` | string | per-worker arq health line |
@@ -60,7 +62,8 @@ def check_batch_id(batch_id: str) -> str:
 
 
 class BatchKeys(NamedTuple):
-    """Every key of one batch, in the order the batch scripts take them as KEYS."""
+    """Every key of one batch, in the order the batch scripts take them as KEYS (a script's next key, such as the
+    queue, is ``KEYS[$NEXT_KEY]``: :data:`KEY_NAMES`)."""
 
     record: str
     lines: str
@@ -68,6 +71,14 @@ class BatchKeys(NamedTuple):
     results: str
     accounts: str
     feeder: str
+    blobs: str
+    """Attachment bytes, one field per distinct content (``store.blobs``); removed when the batch completes."""
+    uploads: str
+    """Content hash → the provider's ``file_id`` of attachments uploaded for the batch (``--attach upload``)."""
+
+
+KEY_NAMES: dict[str, str | int] = {"BATCH_KEYS": len(BatchKeys._fields), "NEXT_KEY": len(BatchKeys._fields) + 1}
+"""For Lua: ``$BATCH_KEYS`` keys of a batch come first, then ``KEYS[$NEXT_KEY]`` (the queue, the batches index)."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +101,14 @@ class Keys:
     def batch(self, batch_id: str) -> BatchKeys:
         base = f"{self.prefix}batch:{check_batch_id(batch_id)}"
         return BatchKeys(
-            base, f"{base}:lines", f"{base}:slots", f"{base}:results", f"{base}:accounts", f"{base}:feeder"
+            base,
+            f"{base}:lines",
+            f"{base}:slots",
+            f"{base}:results",
+            f"{base}:accounts",
+            f"{base}:feeder",
+            f"{base}:blobs",
+            f"{base}:uploads",
         )
 
     def cache(self, provider: str, fingerprint: str) -> str:

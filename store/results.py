@@ -65,7 +65,7 @@ local function record(ord, status, stored, job_id, cost, usage_at)
   local from_queue = 0
   if job_id ~= '' then
     from_queue = 1
-    finish_job(KEYS[7], job_id)
+    finish_job(KEYS[$NEXT_KEY], job_id)
   end
   local names = {'$DONE', STATUS_FIELD[status], '$QUEUED', '$POSSIBLY_BILLED_CALLS', '$POSSIBLY_BILLED_TOKENS',
     '$COST_USD'}

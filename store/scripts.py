@@ -27,13 +27,16 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
+from store.keys import KEY_NAMES
+
 Arg = str | int | float | bytes
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class LuaScript:
-    """A Lua script with ``$NAME`` placeholders, substituted once when it is defined."""
+    """A Lua script with ``$NAME`` placeholders, substituted once when it is defined (every script may use
+    ``store.keys.KEY_NAMES``: ``$BATCH_KEYS``, ``$NEXT_KEY``)."""
 
     name: str
     source: str
@@ -41,7 +44,7 @@ class LuaScript:
 
     @property
     def text(self) -> str:
-        return Template(self.source).substitute(self.names)
+        return Template(self.source).substitute({**KEY_NAMES, **self.names})
 
     def bind(self, redis: Redis) -> BoundScript:
         return BoundScript(self, redis.register_script(self.text))

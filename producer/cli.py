@@ -18,12 +18,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from producer.attachments import Uploader, UploadError
 from producer.collect import OutputFormat, collect, follow
-from producer.control import BatchCancelledError, cancel, delete, resume, retry_failed
+from producer.control import BatchCancelledError, Deleted, cancel, delete, resume, retry_failed
+from producer.documents import AttachmentError
 from producer.feeder import FeedResult
 from producer.indexer import BatchExistsError, InputChangedError, OpenedBatch
 from producer.progress import WaitTimeoutError, wait_for_batch
-from producer.readers import FileSource, batch_body_check
+from producer.readers import FileSource, FolderSource, LineShape, LineSource, batch_body_check
 from producer.resubmit import ResubmitRefusedError
 from producer.status import (
     BatchPausedError,
@@ -98,7 +100,15 @@ def _with_redis(settings: ProducerSettings, body: Callable[[Redis, Keys], Awaita
     coroutine: Coroutine[Any, Any, T] = run()
     try:
         return asyncio.run(coroutine)
-    except (BatchNotFoundError, BatchExistsError, InputChangedError, BatchCancelledError, InvalidIdError) as exc:
+    except (
+        BatchNotFoundError,
+        BatchExistsError,
+        InputChangedError,
+        BatchCancelledError,
+        InvalidIdError,
+        AttachmentError,
+        UploadError,
+    ) as exc:
         raise click.ClickException(str(exc)) from exc
     except REDIS_ERRORS as exc:
         raise click.ClickException(str(describe_redis_error(exc, settings.redis_url))) from exc
@@ -123,7 +133,7 @@ def main() -> None:
 # --------------------------------------------------------------------------------------------------- submit
 # Every option defaults to None so that its environment twin (EXTRACT_<NAME>) applies when it is not given.
 _SUBMIT_OPTIONS = [
-    click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+    click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path)),
     click.option(
         "--schema", "schema_spec", help="Built-in name, JSON Schema file or package.module:Class [env EXTRACT_SCHEMA]."
     ),
@@ -140,6 +150,24 @@ _SUBMIT_OPTIONS = [
     ),
     click.option("--id-field", help="Field holding the line id [env EXTRACT_ID_FIELD; custom_id]."),
     click.option("--text-field", help="Field holding the document [env EXTRACT_TEXT_FIELD; text]."),
+    click.option(
+        "--files-field",
+        help="Field listing attachment files, paths relative to INPUT [env EXTRACT_FILES_FIELD; files].",
+    ),
+    click.option("--urls-field", help="Field listing http(s) or data: URLs [env EXTRACT_URLS_FIELD; urls]."),
+    click.option("--file-ids-field", help="Field listing OpenAI file ids [env EXTRACT_FILE_IDS_FIELD; file_ids]."),
+    click.option("--glob", help="A folder INPUT: which files are documents [env EXTRACT_GLOB; **/*]."),
+    click.option(
+        "--image-detail",
+        type=click.Choice(["auto", "low", "high", "original"]),
+        help="The detail images are sent with [env EXTRACT_IMAGE_DETAIL; auto].",
+    ),
+    click.option(
+        "--attach",
+        type=click.Choice(["inline", "upload"]),
+        help="Attachments: bytes in Redis once per content (inline), or uploaded once to the Files API "
+        "(upload; needs OPENAI_API_KEY) [env EXTRACT_ATTACH; inline].",
+    ),
     click.option("--max-output-tokens", type=click.IntRange(min=1), help="[env EXTRACT_MAX_OUTPUT_TOKENS]"),
     click.option("--temperature", type=click.FloatRange(0, 2), help="[env EXTRACT_TEMPERATURE]"),
     click.option(
@@ -186,11 +214,14 @@ def _submit_options(func: Callable[..., None]) -> Callable[..., None]:
     return func
 
 
-def _report_invalid(path: Path, source: FileSource, skip_invalid: bool) -> None:
+def _report_invalid(path: Path, source: FileSource | FolderSource, skip_invalid: bool) -> None:
     scan = source.scan
     shown = 50
     for error in scan.errors[:shown]:
-        where = f"{path}:{error.line}" if error.line else str(path)
+        if error.where:
+            where = error.where if error.where == str(path) else f"{path / error.where}"
+        else:
+            where = f"{path}:{error.line}" if error.line else str(path)
         err.print(f"[red]error[/red] {where}: {error.reason}", highlight=False, markup=True)
     if scan.error_count > shown:
         err.print(f"... and {scan.error_count - shown} more invalid line(s)")
@@ -207,7 +238,9 @@ def default_batch_id(path: Path) -> str:
     return f"{stem}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
 
 
-def _prepare_submit(settings: ProducerSettings, path: Path, batch_id: str | None) -> tuple[BatchSpec, FileSource]:
+def _prepare_submit(
+    settings: ProducerSettings, path: Path, batch_id: str | None
+) -> tuple[BatchSpec, FileSource | FolderSource]:
     """Everything a submit checks before it touches Redis: options, schema, every input line."""
     if settings.model is None:
         raise click.UsageError("--model is required (or set EXTRACT_MODEL)")
@@ -243,18 +276,46 @@ def _prepare_submit(settings: ProducerSettings, path: Path, batch_id: str | None
             params=GenerationParams(max_output_tokens=settings.max_output_tokens, temperature=settings.temperature),
             budget_tokens=settings.budget_tokens,
             use_cache=not settings.no_cache,
+            image_detail=settings.image_detail,
+            attach=settings.attach,
         )
     )
-    source = FileSource.open(
-        path,
-        id_field=settings.id_field,
-        text_field=settings.text_field,
-        check=document_check(spec, settings),
-        batch_check=batch_body_check(spec),
-    )
+    if settings.api == "chat" and settings.image_detail == "original":
+        raise click.UsageError(
+            "--image-detail original is a Responses API setting; Chat Completions takes auto, low or high"
+        )
+    if settings.attach == "upload" and not _api_key(settings):
+        raise click.UsageError("--attach upload uploads to the provider's Files API: set OPENAI_API_KEY")
+    source = _open_source(path, spec, settings)
     if source.scan.error_count:
         _report_invalid(path, source, settings.skip_invalid)
     return spec, source
+
+
+def _open_source(path: Path, spec: BatchSpec, settings: ProducerSettings) -> FileSource | FolderSource:
+    """A folder (each file a document) or a JSONL file, checked line by line against the batch."""
+    if path.is_dir():
+        return FolderSource.open(path, glob=settings.glob, api=spec.api, check=document_check(spec, settings))
+    shape = LineShape(
+        id_field=settings.id_field,
+        text_field=settings.text_field,
+        files_field=settings.files_field,
+        urls_field=settings.urls_field,
+        file_ids_field=settings.file_ids_field,
+        api=spec.api,
+    )
+    return FileSource.open(path, shape=shape, check=document_check(spec, settings), batch_check=batch_body_check(spec))
+
+
+def _api_key(settings: ProducerSettings) -> str | None:
+    key = settings.openai_api_key
+    return key.get_secret_value() if key is not None and key.get_secret_value().strip() else None
+
+
+def _uploader(settings: ProducerSettings) -> Uploader | None:
+    """The Files API client an upload batch needs (None without a key: ``delete`` then leaves files to expire)."""
+    key = _api_key(settings)
+    return Uploader.connect(api_key=key, base_url=settings.openai_base_url) if key else None
 
 
 class FeedReporter:
@@ -277,10 +338,11 @@ class FeedReporter:
 
 
 async def _submit_and_feed(
-    redis: Redis, keys: Keys, settings: ProducerSettings, spec: BatchSpec, source: FileSource, *, wait: bool
+    redis: Redis, keys: Keys, settings: ProducerSettings, spec: BatchSpec, source: LineSource, *, wait: bool
 ) -> SubmitResult:
     """Record and index the batch, print its id, then feed it (while waiting for it, with ``wait``)."""
-    fmt = " (OpenAI batch input format)" if source.scan.format == "openai-batch" else ""
+    scan_format = source.scan.format if isinstance(source, FileSource | FolderSource) else "native"
+    fmt = {"openai-batch": " (OpenAI batch input format)", "folder": " (one per file)"}.get(scan_format, "")
     recorded = asyncio.Event()
 
     def opened(batch: OpenedBatch) -> None:
@@ -298,6 +360,7 @@ async def _submit_and_feed(
             )
 
     reporter = FeedReporter(spec.batch_id, settings.queue_window)
+    uploader = _uploader(settings) if spec.attach == "upload" else None
     feeding = submit(
         redis,
         keys,
@@ -310,8 +373,13 @@ async def _submit_and_feed(
         append=settings.append,
         on_opened=opened,
         on_progress=reporter,
+        uploader=uploader,
     )
-    result = await (_feed_while_waiting(redis, keys, spec.batch_id, feeding, recorded) if wait else feeding)
+    try:
+        result = await (_feed_while_waiting(redis, keys, spec.batch_id, feeding, recorded) if wait else feeding)
+    finally:
+        if uploader is not None:
+            await uploader.close()
     if result.replaced or result.appended:
         err.print(f"batch {spec.batch_id}: {result.replaced} changed line(s) run again, {result.appended} appended")
     if result.running:
@@ -560,27 +628,42 @@ def retry_command(batch_id: str, input_path: Path | None) -> None:
     async def body(redis: Redis, keys: Keys) -> FeedResult:
         record = await read_status(redis, keys, batch_id)
         source = _retry_source(record, input_path, settings)
-        return await retry_failed(
-            redis, keys, batch_id, source, window=settings.queue_window, chunk=settings.submit_chunk_size
-        )
+        uploader = _uploader(settings) if record.spec.attach == "upload" else None
+        if record.spec.attach == "upload" and uploader is None:
+            raise click.UsageError("batch uses --attach upload: set OPENAI_API_KEY to retry it")
+        try:
+            return await retry_failed(
+                redis,
+                keys,
+                batch_id,
+                source,
+                window=settings.queue_window,
+                chunk=settings.submit_chunk_size,
+                uploader=uploader,
+            )
+        finally:
+            if uploader is not None:
+                await uploader.close()
 
     result = _with_redis(settings, body)
     err.print(f"re-enqueued {result.enqueued} failed line(s) of {batch_id}")
 
 
-def _retry_source(record: BatchRecord, input_path: Path | None, settings: ProducerSettings) -> FileSource:
+def _retry_source(
+    record: BatchRecord, input_path: Path | None, settings: ProducerSettings
+) -> FileSource | FolderSource:
     recorded = record.input or {}
     path = input_path or (Path(recorded["path"]) if recorded.get("path") else None)
-    if path is None or not path.is_file():
+    if path is None or not path.exists():
         where = f" ({path} is not there)" if path is not None else ""
         raise click.UsageError(f"retry reads the failed lines from the batch's input: pass --input FILE{where}")
-    source = FileSource.open(
-        path,
-        id_field=recorded.get("id_field", "custom_id"),
-        text_field=recorded.get("text_field", "text"),
-        check=document_check(record.spec, settings),  # the lines submit refused are not the batch's
-        batch_check=batch_body_check(record.spec),
-    )
+    check = document_check(record.spec, settings)  # the lines submit refused are not the batch's
+    source: FileSource | FolderSource
+    if path.is_dir():
+        source = FolderSource.open(path, glob=str(recorded.get("glob", "**/*")), api=record.spec.api, check=check)
+    else:
+        shape = LineShape.recorded(recorded, base_dir=None, api=record.spec.api)
+        source = FileSource.open(path, shape=shape, check=check, batch_check=batch_body_check(record.spec))
     if source.scan.count != record.lines:
         raise click.UsageError(
             f"{path} has {source.scan.count} valid line(s) and batch {record.batch_id} has {record.lines}: "
@@ -624,8 +707,26 @@ def resume_command(batch_id: str) -> None:
 @click.argument("batch_id", metavar="BATCH")
 def delete_command(batch_id: str) -> None:
     """Remove every key of the batch from Redis (record, index, results, waiting jobs). Collect first."""
-    removed = _with_redis(_settings(), lambda redis, keys: delete(redis, keys, batch_id))
-    err.print(f"deleted batch {batch_id} ({removed} waiting job(s) taken off the queue)")
+    settings = _settings()
+
+    async def body(redis: Redis, keys: Keys) -> Deleted:
+        uploader = _uploader(settings)
+        try:
+            return await delete(redis, keys, batch_id, uploader=uploader)
+        finally:
+            if uploader is not None:
+                await uploader.close()
+
+    deleted = _with_redis(settings, body)
+    files = f"; {deleted.files_deleted} uploaded file(s) deleted at the provider" if deleted.files_deleted else ""
+    err.print(f"deleted batch {batch_id} ({deleted.waiting} waiting job(s) taken off the queue{files})")
+    if deleted.files_left:
+        err.print(
+            f"[yellow]warning[/yellow]: {len(deleted.files_left)} uploaded file(s) were not deleted "
+            "(set OPENAI_API_KEY to delete them; otherwise they expire 30 days after upload): "
+            + ", ".join(deleted.files_left[:10]),
+            markup=True,
+        )
 
 
 # ------------------------------------------------------------------------------------------------------ run

@@ -8,10 +8,12 @@ documents the batch was submitted with are run again.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from producer.attachments import Uploader
 from producer.feeder import Feeder, FeedResult, ProgressHook
 from producer.readers import LineSource
 from schemas.records import line_result, now_iso
@@ -19,6 +21,7 @@ from schemas.results import Status
 from schemas.settings import ModelPrice
 from store.accounts import Accounts
 from store.batches import BatchStore
+from store.blobs import BlobStore
 from store.codec import ResultCodec
 from store.feed import CancelItem, FeedStore
 from store.keys import Keys
@@ -49,6 +52,7 @@ async def retry_failed(
     window: int,
     chunk: int = 1000,
     on_progress: ProgressHook | None = None,
+    uploader: Uploader | None = None,
 ) -> FeedResult:
     """Re-enqueue every line whose latest result is ``failed`` (``enqueued`` of the result says how many).
 
@@ -58,7 +62,7 @@ async def retry_failed(
     record = await BatchStore(redis, keys).get(batch_id)
     if record.cancelled_at is not None:
         raise BatchCancelledError(f"batch {batch_id!r} was cancelled; its failed lines are not run again")
-    feeder = Feeder(redis, keys, record, window=window, chunk=chunk)
+    feeder = Feeder(redis, keys, record, window=window, chunk=chunk, uploader=uploader)
     return await feeder.reopen_failed(source, on_progress=on_progress)
 
 
@@ -109,8 +113,24 @@ async def cancel(redis: Redis, keys: Keys, batch_id: str, *, price: ModelPrice |
     return CancelResult(never_enqueued=never_enqueued, waiting=waiting)
 
 
-async def delete(redis: Redis, keys: Keys, batch_id: str) -> int:
-    """Remove every key of the batch and its waiting jobs. Returns the jobs taken off the queue."""
+@dataclass(frozen=True)
+class Deleted:
+    waiting: int
+    """Jobs taken off the queue."""
+    files_deleted: int = 0
+    """Files uploaded for the batch (``--attach upload``) deleted at the provider."""
+    files_left: tuple[str, ...] = ()
+    """Uploaded files not deleted (no uploader given, or the provider refused): they expire on their own."""
+
+
+async def delete(redis: Redis, keys: Keys, batch_id: str, *, uploader: Uploader | None = None) -> Deleted:
+    """Remove every key of the batch and its waiting jobs, and the files uploaded for it (with ``uploader``)."""
     store = BatchStore(redis, keys)
     await store.get(batch_id)  # raises BatchNotFoundError for an unknown batch
-    return await store.delete(batch_id)
+    file_ids = sorted(set((await BlobStore(redis).all_uploaded(keys.batch(batch_id))).values()))
+    deleted, left = 0, list(file_ids)
+    if uploader is not None and file_ids:
+        outcomes = await asyncio.gather(*(uploader.delete(f) for f in file_ids), return_exceptions=True)
+        left = [f for f, ok in zip(file_ids, outcomes, strict=True) if isinstance(ok, BaseException)]
+        deleted = len(file_ids) - len(left)
+    return Deleted(await store.delete(batch_id), deleted, tuple(left))

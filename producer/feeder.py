@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from producer.attachments import AttachmentStager, Uploader
 from producer.indexer import BatchExistsError, check_against_index
 from producer.readers import InputLine, LineSource
+from schemas.attachments import Attachment
 from schemas.jobs import ExtractionJob, Fingerprinter
 from store.batches import BatchRecord
 from store.feed import FeedAnswer, FeedCode, FeedState, FeedStore
@@ -50,8 +52,14 @@ class FeedResult:
 ProgressHook = Callable[[FeedState], None]
 
 
-def job_payloads(batch_id: str, chunk: list[tuple[int, InputLine]], fingerprints: list[str]) -> list[bytes]:
-    """The arq payload of each (ordinal, line): the only place the line's text goes into Redis."""
+def job_payloads(
+    batch_id: str,
+    chunk: list[tuple[int, InputLine]],
+    fingerprints: list[str],
+    attachments: list[tuple[Attachment, ...]],
+) -> list[bytes]:
+    """The arq payload of each (ordinal, line): the only place the line's text goes into Redis. ``attachments`` are
+    each line's as staged (``producer.attachments``): references to bytes stored or uploaded already."""
     stamp = now_ms()
     return [
         job_payload(
@@ -62,16 +70,25 @@ def job_payloads(batch_id: str, chunk: list[tuple[int, InputLine]], fingerprints
                 text=line.text,
                 fingerprint=fingerprint,
                 line=line.line,
+                attachments=staged,
             ),
             stamp,
         )
-        for (ordinal, line), fingerprint in zip(chunk, fingerprints, strict=True)
+        for (ordinal, line), fingerprint, staged in zip(chunk, fingerprints, attachments, strict=True)
     ]
 
 
 class Feeder:
     def __init__(
-        self, redis: Redis, keys: Keys, record: BatchRecord, *, window: int, chunk: int = 1000, poll_s: float = 0.2
+        self,
+        redis: Redis,
+        keys: Keys,
+        record: BatchRecord,
+        *,
+        window: int,
+        chunk: int = 1000,
+        poll_s: float = 0.2,
+        uploader: Uploader | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -83,6 +100,7 @@ class Feeder:
         self._chunk = max(1, min(chunk, window))
         self._poll_s = poll_s
         self._fingerprint = Fingerprinter(record.spec)
+        self._stager = AttachmentStager(redis, self._batch_keys, record.spec, uploader)
 
     # ------------------------------------------------------------------------------------------------- submit
     async def feed(self, source: LineSource, *, on_progress: ProgressHook | None = None) -> FeedResult:
@@ -129,9 +147,10 @@ class Feeder:
 
     async def _payloads(self, chunk: list[tuple[int, InputLine]]) -> list[bytes]:
         lines = [line for _, line in chunk]
-        entries = [(self._fingerprint(line.text), line.custom_id) for line in lines]
+        entries = [(self._fingerprint(line.text, line.described), line.custom_id) for line in lines]
         check_against_index(lines, entries, await self._index.read_at(self._batch_keys, [o for o, _ in chunk]))
-        return job_payloads(self._record.batch_id, chunk, [fp for fp, _ in entries])
+        staged = await self._stager.stage(lines)
+        return job_payloads(self._record.batch_id, chunk, [fp for fp, _ in entries], staged)
 
     # -------------------------------------------------------------------------------------------------- retry
     async def reopen_failed(self, source: LineSource, *, on_progress: ProgressHook | None = None) -> FeedResult:

@@ -83,7 +83,7 @@ async def index_lines(
     fingerprint = Fingerprinter(record.spec)
     indexed = record.indexed
     for first, lines in chunked(source.lines(), chunk, first=source.first_ordinal):
-        entries = [(fingerprint(line.text), line.custom_id) for line in lines]
+        entries = [(fingerprint(line.text, line.described), line.custom_id) for line in lines]
         while True:
             if first + len(lines) <= indexed:
                 check_against_index(lines, entries, await index.read(batch_keys, first, len(lines)))

@@ -1,10 +1,14 @@
 """Read and validate an input file in bounded memory. Every problem gets its line number.
 
-Two formats, detected from the first non-blank line:
+Three forms of input:
 
-- native: one JSON object per line with an id field and a text field (names configurable);
-- OpenAI Batch API input: ``{"custom_id", "method", "url", "body"}``, where the document is the last user
-  message of a Chat Completions body (``messages``) or the ``input`` of a Responses body.
+- native JSONL: one JSON object per line with an id field and a text field, and/or attachments: ``files`` (paths
+  relative to the input file), ``urls`` (``http(s)`` or ``data:`` URLs), ``file_ids`` (OpenAI file ids), each a string
+  or a list (every field name configurable: :class:`LineShape`; ``producer.documents`` reads and checks them);
+- OpenAI Batch API input (detected from the first non-blank line): ``{"custom_id", "method", "url", "body"}``, where
+  the document is the last user message of a Chat Completions body (``messages``) or the ``input`` of a Responses
+  body: its text and its image and file parts;
+- a folder (:class:`FolderSource`): each file a document, its relative path the custom_id, in path order.
 
 A file is read more than once and never held in memory: ``scan_input`` checks every line first (nothing is written
 for a file with a bad line, unless invalid lines are skipped; besides the checks here, a caller's ``check`` can
@@ -18,15 +22,28 @@ and confirmed by comparing the ids themselves, so a hash collision is never repo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import orjson
 
-from schemas.jobs import BatchSpec
+from producer.documents import (
+    AttachmentError,
+    FolderEntry,
+    LocalAttachment,
+    check_together,
+    folder_entries,
+    from_data_url,
+    from_file,
+    from_file_id,
+    from_url,
+    read_folder_file,
+)
+from schemas.attachments import Attachment
+from schemas.jobs import ApiKind, BatchSpec
 
-InputFormat = Literal["native", "openai-batch"]
+InputFormat = Literal["native", "openai-batch", "folder"]
 
 _BATCH_KEYS = frozenset({"custom_id", "method", "url", "body"})
 MAX_ID_LENGTH = 256
@@ -37,18 +54,56 @@ MAX_KEPT_ERRORS = 1000
 @dataclass(frozen=True)
 class InputLine:
     line: int
-    """1-based line number in the file."""
+    """1-based line number in the file (a folder: the file's position)."""
     custom_id: str
     text: str
+    attachments: tuple[LocalAttachment, ...] = ()
+
+    @property
+    def described(self) -> tuple[Attachment, ...]:
+        """The attachments as a job carries them (what the fingerprint covers)."""
+        return tuple(a.attachment for a in self.attachments)
 
 
 @dataclass(frozen=True)
 class LineError:
     line: int
     reason: str
+    where: str | None = None
+    """Names the place when a line number would not (a folder's file)."""
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
+        return f"{self.where}: {self.reason}" if self.where else f"line {self.line}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class LineShape:
+    """Where a native line keeps its parts (``--id-field``, ``--text-field``, ``--files-field`` ...), where its
+    files are relative to, and which API the batch uses (Chat Completions takes fewer kinds of attachment)."""
+
+    id_field: str = "custom_id"
+    text_field: str = "text"
+    files_field: str = "files"
+    urls_field: str = "urls"
+    file_ids_field: str = "file_ids"
+    base_dir: Path | None = None
+    """Relative ``files`` are found here (the input file's folder); None: the current directory."""
+    api: ApiKind = "responses"
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "id_field": self.id_field,
+            "text_field": self.text_field,
+            "files_field": self.files_field,
+            "urls_field": self.urls_field,
+            "file_ids_field": self.file_ids_field,
+        }
+
+    @classmethod
+    def recorded(cls, data: dict[str, Any], *, base_dir: Path | None, api: ApiKind) -> LineShape:
+        """The shape a batch was submitted with (its ``input`` record), for reading the input again."""
+        names = {k: str(v) for k, v in data.items() if k in cls.__dataclass_fields__ and k.endswith("_field")}
+        return cls(**names, base_dir=base_dir, api=api)
 
 
 @dataclass
@@ -93,8 +148,8 @@ class LineSource(Protocol):
 
 RawLines = Callable[[], Iterable[bytes]]
 """Opens the input anew: each call yields its raw lines from the start."""
-TextCheck = Callable[[str], str | None]
-"""A further check of a well-formed line's document: the reason it is refused, or None."""
+DocumentCheck = Callable[[InputLine], str | None]
+"""A further check of a well-formed line's document (text and attachments): the reason it is refused, or None."""
 LineCheck = Callable[[dict[str, Any]], str | None]
 """A further check of a well-formed line's whole object (an OpenAI Batch line's ``body``): the reason, or None."""
 
@@ -102,9 +157,8 @@ LineCheck = Callable[[dict[str, Any]], str | None]
 def scan_input(
     open_lines: RawLines,
     *,
-    id_field: str = "custom_id",
-    text_field: str = "text",
-    check: TextCheck | None = None,
+    shape: LineShape = LineShape(),
+    check: DocumentCheck | None = None,
     batch_check: LineCheck | None = None,
 ) -> InputScan:
     """Check every line, collecting all errors rather than stopping at the first (users fix them in one go).
@@ -121,7 +175,7 @@ def scan_input(
         if not format_known:
             scan.format = "openai-batch" if obj.keys() >= _BATCH_KEYS else "native"
             format_known = True
-        result = _parse(obj, number, scan.format, id_field, text_field)
+        result = _parse(obj, number, scan.format, shape)
         if (
             isinstance(result, InputLine)
             and scan.format == "openai-batch"
@@ -129,7 +183,7 @@ def scan_input(
             and (reason := batch_check(obj)) is not None
         ):
             result = LineError(number, reason)
-        if isinstance(result, InputLine) and check is not None and (reason := check(result.text)) is not None:
+        if isinstance(result, InputLine) and check is not None and (reason := check(result)) is not None:
             result = LineError(number, reason)
         if isinstance(result, LineError):
             scan.add_error(result)
@@ -140,22 +194,20 @@ def scan_input(
         seen.add(digest)
         scan.count += 1
     if suspects:
-        _confirm_duplicates(open_lines, scan, suspects, id_field, text_field)
+        _confirm_duplicates(open_lines, scan, suspects, shape)
     if scan.count == 0 and scan.error_count == 0:
         scan.add_error(LineError(0, "the input has no lines"))
     scan.errors.sort(key=lambda e: e.line)
     return scan
 
 
-def _confirm_duplicates(
-    open_lines: RawLines, scan: InputScan, suspects: set[int], id_field: str, text_field: str
-) -> None:
+def _confirm_duplicates(open_lines: RawLines, scan: InputScan, suspects: set[int], shape: LineShape) -> None:
     """Second look at ids whose hash repeated: the later occurrences of an id really seen before are errors."""
     first_line: dict[str, int] = {}
     for number, obj in _objects(open_lines(), None):
         if number in scan.invalid_lines:
             continue
-        result = _parse(obj, number, scan.format, id_field, text_field)
+        result = _parse(obj, number, scan.format, shape, inspect=False)
         if isinstance(result, LineError) or hash(result.custom_id) not in suspects:
             continue
         if result.custom_id in first_line:
@@ -167,13 +219,13 @@ def _confirm_duplicates(
 
 
 def valid_lines(
-    raw_lines: Iterable[bytes], *, fmt: InputFormat, id_field: str, text_field: str, skip: set[int]
+    raw_lines: Iterable[bytes], *, fmt: InputFormat, shape: LineShape = LineShape(), skip: set[int]
 ) -> Iterator[InputLine]:
     """The valid lines again (the ones ``scan_input`` accepted), in order."""
     for number, obj in _objects(raw_lines, None):
         if number in skip:
             continue
-        result = _parse(obj, number, fmt, id_field, text_field)
+        result = _parse(obj, number, fmt, shape)
         if isinstance(result, InputLine):
             yield result
 
@@ -184,25 +236,23 @@ class FileSource:
 
     path: Path
     scan: InputScan
-    id_field: str = "custom_id"
-    text_field: str = "text"
+    shape: LineShape = LineShape()
 
     @classmethod
     def open(
         cls,
         path: Path,
         *,
-        id_field: str = "custom_id",
-        text_field: str = "text",
-        check: TextCheck | None = None,
+        shape: LineShape = LineShape(),
+        check: DocumentCheck | None = None,
         batch_check: LineCheck | None = None,
     ) -> FileSource:
         """Scan ``path`` once (check every line, and each with ``check``/``batch_check`` if given); see
-        ``scan.errors``."""
-        scan = scan_input(
-            lambda: _read_lines(path), id_field=id_field, text_field=text_field, check=check, batch_check=batch_check
-        )
-        return cls(path, scan, id_field, text_field)
+        ``scan.errors``. Relative ``files`` are found beside ``path`` unless ``shape`` says otherwise."""
+        if shape.base_dir is None:
+            shape = replace(shape, base_dir=path.resolve().parent)
+        scan = scan_input(lambda: _read_lines(path), shape=shape, check=check, batch_check=batch_check)
+        return cls(path, scan, shape)
 
     @property
     def count(self) -> int:
@@ -211,16 +261,69 @@ class FileSource:
     first_ordinal = 0
 
     def lines(self) -> Iterator[InputLine]:
-        return valid_lines(
-            _read_lines(self.path),
-            fmt=self.scan.format,
-            id_field=self.id_field,
-            text_field=self.text_field,
-            skip=self.scan.invalid_lines,
-        )
+        return valid_lines(_read_lines(self.path), fmt=self.scan.format, shape=self.shape, skip=self.scan.invalid_lines)
 
     def describe(self) -> dict[str, Any]:
-        return {"path": str(self.path.resolve()), "id_field": self.id_field, "text_field": self.text_field}
+        return {"path": str(self.path.resolve()), **self.shape.describe()}
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    """The files of a folder, each one document: its relative path (``/``-separated) the custom_id, in path order.
+
+    PDFs and images are attachments; ``.txt``, ``.md``, ``.json`` and ``.html`` files are read as the text. A file
+    of another type, or one the API would refuse, is a bad line named by its path (its "line" is its position).
+    """
+
+    root: Path
+    glob: str
+    scan: InputScan
+    api: ApiKind = "responses"
+
+    @classmethod
+    def open(
+        cls, root: Path, *, glob: str = "**/*", api: ApiKind = "responses", check: DocumentCheck | None = None
+    ) -> FolderSource:
+        scan = InputScan(format="folder")
+        for number, entry in enumerate(folder_entries(root, glob), start=1):
+            result = _folder_line(number, entry.path, entry.relative, api)
+            if isinstance(result, InputLine) and check is not None and (reason := check(result)) is not None:
+                result = LineError(number, reason, where=entry.relative)
+            if isinstance(result, LineError):
+                scan.add_error(result)
+            else:
+                scan.count += 1
+        if scan.count == 0 and scan.error_count == 0:
+            scan.add_error(LineError(0, f"no files under {root} match {glob!r}", where=str(root)))
+        return cls(root, glob, scan, api)
+
+    @property
+    def count(self) -> int:
+        return self.scan.count
+
+    first_ordinal = 0
+
+    def lines(self) -> Iterator[InputLine]:
+        for number, entry in enumerate(folder_entries(self.root, self.glob), start=1):
+            if number in self.scan.invalid_lines:
+                continue
+            result = _folder_line(number, entry.path, entry.relative, self.api)
+            if isinstance(result, InputLine):
+                yield result
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.root.resolve()), "folder": True, "glob": self.glob}
+
+
+def _folder_line(number: int, path: Path, relative: str, api: ApiKind) -> InputLine | LineError:
+    try:
+        text, attachments = read_folder_file(FolderEntry(path, relative))
+        check_together(attachments, api)
+    except AttachmentError as exc:
+        return LineError(number, str(exc), where=relative)
+    if len(relative) > MAX_ID_LENGTH:
+        return LineError(number, f"its path is longer than {MAX_ID_LENGTH} characters (the custom_id)", where=relative)
+    return InputLine(number, relative, text, attachments)
 
 
 @dataclass(frozen=True)
@@ -265,10 +368,13 @@ def _objects(raw_lines: Iterable[bytes], scan: InputScan | None) -> Iterator[tup
         yield number, obj
 
 
-def _parse(obj: dict[str, Any], number: int, fmt: InputFormat, id_field: str, text_field: str) -> InputLine | LineError:
+def _parse(
+    obj: dict[str, Any], number: int, fmt: InputFormat, shape: LineShape, *, inspect: bool = True
+) -> InputLine | LineError:
+    """The line, or why it is refused. ``inspect=False`` skips reading the attachments (only the id is wanted)."""
     if fmt == "openai-batch":
-        return _batch_line(obj, number)
-    return _native_line(obj, number, id_field, text_field)
+        return _batch_line(obj, number, shape, inspect=inspect)
+    return _native_line(obj, number, shape, inspect=inspect)
 
 
 def _coerce_id(value: Any, number: int, name: str) -> str | LineError:
@@ -282,29 +388,93 @@ def _coerce_id(value: Any, number: int, name: str) -> str | LineError:
     return custom_id
 
 
-def _text(value: Any, number: int, name: str) -> str | LineError:
+def _text(value: Any, number: int, name: str, *, empty_ok: bool = False) -> str | LineError:
     if not isinstance(value, str):
         return LineError(number, f"field {name!r} must be a string, got {type(value).__name__}")
-    if not value.strip():
+    if not value.strip() and not empty_ok:
         return LineError(number, f"field {name!r} is empty")
     return value
 
 
-def _native_line(obj: dict[str, Any], number: int, id_field: str, text_field: str) -> InputLine | LineError:
+def _native_line(obj: dict[str, Any], number: int, shape: LineShape, *, inspect: bool) -> InputLine | LineError:
+    id_field, text_field = shape.id_field, shape.text_field
     if id_field not in obj:
         return LineError(number, f"missing id field {id_field!r} (set another with --id-field)")
-    if text_field not in obj:
-        return LineError(number, f"missing text field {text_field!r} (set another with --text-field)")
+    has_attachments = any(obj.get(name) for name in (shape.files_field, shape.urls_field, shape.file_ids_field))
+    if text_field not in obj and not has_attachments:
+        return LineError(
+            number,
+            f"missing text field {text_field!r} (set another with --text-field) and no attachments "
+            f"({shape.files_field!r}, {shape.urls_field!r}, {shape.file_ids_field!r})",
+        )
     custom_id = _coerce_id(obj[id_field], number, id_field)
     if isinstance(custom_id, LineError):
         return custom_id
-    text = _text(obj[text_field], number, text_field)
+    text: str | LineError = ""
+    if text_field in obj and (obj[text_field] is not None or not has_attachments):
+        text = _text(obj[text_field], number, text_field, empty_ok=has_attachments)
     if isinstance(text, LineError):
         return text
-    return InputLine(number, custom_id, text)
+    if not inspect or not has_attachments:
+        return InputLine(number, custom_id, text)
+    attachments = _native_attachments(obj, shape)
+    if isinstance(attachments, str):
+        return LineError(number, attachments)
+    return InputLine(number, custom_id, text, attachments)
 
 
-def _batch_line(obj: dict[str, Any], number: int) -> InputLine | LineError:
+def _listed(value: Any, name: str) -> list[Any] | str:
+    if isinstance(value, str | dict):
+        return [value]
+    if isinstance(value, list):
+        return value
+    return f"field {name!r} must be a string or a list, got {type(value).__name__}"
+
+
+def _native_attachments(obj: dict[str, Any], shape: LineShape) -> tuple[LocalAttachment, ...] | str:
+    """The line's attachments in field order (files, urls, file ids), or the reason one is refused."""
+    found: list[LocalAttachment] = []
+    try:
+        for name, read in (
+            (shape.files_field, _file_entry),
+            (shape.urls_field, _url_entry),
+            (shape.file_ids_field, _file_id_entry),
+        ):
+            if not obj.get(name):
+                continue
+            entries = _listed(obj[name], name)
+            if isinstance(entries, str):
+                return entries
+            for i, entry in enumerate(entries):
+                found.append(read(entry, f"{name}[{i}]", shape))
+        check_together(tuple(found), shape.api)
+    except AttachmentError as exc:
+        return str(exc)
+    return tuple(found)
+
+
+def _file_entry(entry: Any, shown: str, shape: LineShape) -> LocalAttachment:
+    if not isinstance(entry, str) or not entry.strip():
+        raise AttachmentError(f"{shown}: a file is a path (a non-empty string)")
+    path = Path(entry)
+    if not path.is_absolute() and shape.base_dir is not None:
+        path = shape.base_dir / path
+    return from_file(path, shown=f"{shown} {entry!r}")
+
+
+def _url_entry(entry: Any, shown: str, shape: LineShape) -> LocalAttachment:
+    if not isinstance(entry, str):
+        raise AttachmentError(f"{shown}: a URL is a string")
+    if entry.startswith("data:"):
+        return from_data_url(entry, shown=shown)
+    return from_url(entry, api=shape.api, shown=f"{shown} {entry[:100]!r}")
+
+
+def _file_id_entry(entry: Any, shown: str, shape: LineShape) -> LocalAttachment:
+    return from_file_id(entry, shown=shown)
+
+
+def _batch_line(obj: dict[str, Any], number: int, shape: LineShape, *, inspect: bool) -> InputLine | LineError:
     missing = sorted(_BATCH_KEYS - obj.keys())
     if missing:
         return LineError(number, f"OpenAI batch line is missing {', '.join(missing)}")
@@ -316,14 +486,59 @@ def _batch_line(obj: dict[str, Any], number: int) -> InputLine | LineError:
         return LineError(number, "field 'body' must be an object")
     url = str(obj["url"])
     if url.endswith("/chat/completions"):
-        text = _last_user_text(body.get("messages"))
+        content = _last_user_content(body.get("messages"))
     elif url.endswith("/responses"):
-        text = _responses_input_text(body.get("input"))
+        value = body.get("input")
+        content = value if isinstance(value, str) else _last_user_content(value)
     else:
         return LineError(number, f"unsupported url {url!r} (expected /v1/chat/completions or /v1/responses)")
-    if text is None:
+    text = _content_text(content) or ""
+    parts = (
+        [p for p in content if isinstance(p, dict) and p.get("type") in _ATTACHMENT_PARTS]
+        if isinstance(content, list)
+        else []
+    )
+    if not text.strip() and not parts:
         return LineError(number, "no user message text found in 'body'")
-    return InputLine(number, custom_id, text)
+    if not inspect or not parts:
+        return InputLine(number, custom_id, text)
+    try:
+        attachments = tuple(_part_attachment(part, f"user content part {i}", shape) for i, part in enumerate(parts))
+        check_together(attachments, shape.api)
+    except AttachmentError as exc:
+        return LineError(number, str(exc))
+    return InputLine(number, custom_id, text, attachments)
+
+
+_ATTACHMENT_PARTS = frozenset({"input_image", "input_file", "image_url", "file"})
+
+
+def _part_attachment(part: dict[str, Any], shown: str, shape: LineShape) -> LocalAttachment:
+    """An image or file part of a Batch API request (either API's shape) as the same attachment a native line has."""
+    kind = part["type"]
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        return _url_entry(url, shown, shape)
+    if kind == "input_image":
+        if part.get("file_id"):
+            return from_file_id({"id": part["file_id"], "kind": "image"}, shown=shown)
+        return _url_entry(part.get("image_url"), shown, shape)
+    file = part.get("file") if kind == "file" else part
+    if not isinstance(file, dict):
+        raise AttachmentError(f"{shown}: a file part needs file_data, file_id or file_url")
+    if file.get("file_id"):
+        return from_file_id(file["file_id"], shown=shown)
+    if file.get("file_url"):
+        return _url_entry(file["file_url"], shown, shape)
+    data = file.get("file_data")
+    if not isinstance(data, str):
+        raise AttachmentError(f"{shown}: a file part needs file_data, file_id or file_url")
+    found = from_data_url(data, shown=shown)
+    filename = file.get("filename")
+    if isinstance(filename, str) and filename:
+        found = LocalAttachment(found.attachment.model_copy(update={"filename": filename}), data=found.data)
+    return found
 
 
 _MAX_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
@@ -367,6 +582,15 @@ def _body_disagreement(body: dict[str, Any], spec: BatchSpec) -> str | None:
     if "response_format" in body or "format" in (body.get("text") or {}):
         field = "response_format" if "response_format" in body else "text.format"
         return f"body.{field} is set; the batch's output format comes from --schema ({spec.schema_ref})"
+    for item in _items(body):
+        parts = item.get("content") if isinstance(item, dict) else None
+        for part in parts if isinstance(parts, list) else ():
+            image = part.get("image_url") if isinstance(part, dict) else None
+            detail = part.get("detail") if isinstance(part, dict) and "detail" in part else None
+            if detail is None and isinstance(image, dict):
+                detail = image.get("detail")
+            if detail is not None and detail != spec.image_detail:
+                return f"an image part has detail {detail!r} but the batch's is {spec.image_detail!r} (--image-detail)"
     instructions = _system_text(body)
     if instructions is not None and instructions.strip() != spec.instructions.strip():
         return (
@@ -380,16 +604,19 @@ def _system_text(body: dict[str, Any]) -> str | None:
     """The request's own instructions: Responses ``instructions``, or its system/developer messages."""
     if isinstance(body.get("instructions"), str):
         return str(body["instructions"])
-    items = body.get("messages") if isinstance(body.get("messages"), list) else body.get("input")
-    if not isinstance(items, list):
-        return None
     texts = [
         text
-        for item in items
+        for item in _items(body)
         if isinstance(item, dict) and item.get("role") in _SYSTEM_ROLES
         if (text := _content_text(item.get("content"))) is not None
     ]
     return "\n".join(texts) if texts else None
+
+
+def _items(body: dict[str, Any]) -> list[Any]:
+    """A request's messages (Chat Completions) or input items (Responses)."""
+    items = body.get("messages") if isinstance(body.get("messages"), list) else body.get("input")
+    return items if isinstance(items, list) else []
 
 
 def _content_text(content: Any) -> str | None:
@@ -401,18 +628,17 @@ def _content_text(content: Any) -> str | None:
     return None
 
 
-def _last_user_text(messages: Any) -> str | None:
+def _last_user_content(messages: Any) -> Any:
+    """The content of the last user message that has any text or attachment (a string or a list of parts)."""
     if not isinstance(messages, list):
         return None
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
-            text = _content_text(message.get("content"))
-            if text and text.strip():
-                return text
+            content = message.get("content")
+            text = _content_text(content)
+            if (text and text.strip()) or (
+                isinstance(content, list)
+                and any(isinstance(p, dict) and p.get("type") in _ATTACHMENT_PARTS for p in content)
+            ):
+                return content
     return None
-
-
-def _responses_input_text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value if value.strip() else None
-    return _last_user_text(value)

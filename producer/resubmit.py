@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from producer.attachments import AttachmentStager, Uploader
 from producer.feeder import Feeder, FeedResult, ProgressHook, job_payloads
 from producer.indexer import BatchExistsError, InputChangedError, chunked, index_lines
 from producer.readers import InputLine, LineSource
@@ -79,7 +80,7 @@ async def matches_by_position(redis: Redis, keys: Keys, record: BatchRecord, sou
             return True
         held = await index.read(batch_keys, first, min(len(lines), record.indexed - first))
         for line, entry in zip(lines, held, strict=False):
-            if line.custom_id != entry.custom_id or fingerprint(line.text) != entry.fingerprint:
+            if line.custom_id != entry.custom_id or fingerprint(line.text, line.described) != entry.fingerprint:
                 return False
     return True
 
@@ -105,7 +106,7 @@ async def plan_resubmit(redis: Redis, keys: Keys, record: BatchRecord, source: L
         ordinal = positions.get(line.custom_id)
         if ordinal is None:
             plan.new.append(line.line)
-        elif int.from_bytes(fingerprint_digest(fingerprint(line.text))[:8], "big") == digests[ordinal]:
+        elif int.from_bytes(fingerprint_digest(fingerprint(line.text, line.described))[:8], "big") == digests[ordinal]:
             plan.unchanged += 1
         else:
             plan.changed[line.line] = ordinal
@@ -146,13 +147,25 @@ async def apply_plan(
     window: int,
     chunk: int,
     on_progress: ProgressHook | None = None,
+    uploader: Uploader | None = None,
 ) -> ResubmitResult:
     """Replace the changed lines and append the new ones (``refusals`` passed)."""
     result = ResubmitResult()
     if plan.changed:
-        await _replace(redis, keys, record, source, plan, result, window=window, chunk=chunk)
+        await _replace(redis, keys, record, source, plan, result, window=window, chunk=chunk, uploader=uploader)
     if plan.new:
-        await _append(redis, keys, record, source, plan, result, window=window, chunk=chunk, on_progress=on_progress)
+        await _append(
+            redis,
+            keys,
+            record,
+            source,
+            plan,
+            result,
+            window=window,
+            chunk=chunk,
+            on_progress=on_progress,
+            uploader=uploader,
+        )
     return result
 
 
@@ -166,14 +179,17 @@ async def _replace(
     *,
     window: int,
     chunk: int,
+    uploader: Uploader | None,
 ) -> None:
     feeds = FeedStore(redis, keys)
     fingerprint = Fingerprinter(record.spec)
+    stager = AttachmentStager(redis, keys.batch(record.batch_id), record.spec, uploader)
     pending: list[tuple[int, InputLine]] = []
 
     async def flush() -> None:
-        fingerprints = [fingerprint(line.text) for _, line in pending]
-        payloads = job_payloads(record.batch_id, pending, fingerprints)
+        fingerprints = [fingerprint(line.text, line.described) for _, line in pending]
+        staged = await stager.stage([line for _, line in pending])
+        payloads = job_payloads(record.batch_id, pending, fingerprints, staged)
         items = [
             (ordinal, encode_entry(fp, line.custom_id), payload)
             for (ordinal, line), fp, payload in zip(pending, fingerprints, payloads, strict=True)
@@ -211,6 +227,7 @@ async def _append(
     window: int,
     chunk: int,
     on_progress: ProgressHook | None,
+    uploader: Uploader | None,
 ) -> None:
     if record.fed < record.lines and record.cancel_from is None:
         raise InputChangedError(
@@ -227,7 +244,7 @@ async def _append(
     grown = await BatchStore(redis, keys).get(record.batch_id)
     await index_lines(redis, keys, grown, appended, chunk=chunk)
     grown = await BatchStore(redis, keys).get(record.batch_id)
-    feeder = Feeder(redis, keys, grown, window=window, chunk=chunk)
+    feeder = Feeder(redis, keys, grown, window=window, chunk=chunk, uploader=uploader)
     result.feed = await feeder.feed(appended, on_progress=on_progress)
     result.appended = lines - record.lines
 

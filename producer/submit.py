@@ -18,10 +18,12 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
+from producer.attachments import Uploader
 from producer.feeder import Feeder, ProgressHook, feeding
 from producer.indexer import OpenedBatch, adopt_input, index_lines, open_batch
-from producer.readers import LineSource, TextCheck
+from producer.readers import DocumentCheck, InputLine, LineSource
 from producer.resubmit import apply_plan, matches_by_position, plan_resubmit, refusals
+from schemas.attachments import AttachMode, ImageDetail, attachment_tokens
 from schemas.input_limits import context_window, document_limits
 from schemas.jobs import ApiKind, BatchSpec, GenerationParams
 from schemas.registry import ExtractionSchema
@@ -40,6 +42,8 @@ class SubmitOptions:
     params: GenerationParams
     budget_tokens: int | None = None
     use_cache: bool = True
+    image_detail: ImageDetail = "auto"
+    attach: AttachMode = "inline"
 
 
 def preflight_warnings(settings: ProducerSettings, model: str) -> list[str]:
@@ -57,9 +61,16 @@ def preflight_warnings(settings: ProducerSettings, model: str) -> list[str]:
     return warnings
 
 
-def document_check(spec: BatchSpec, settings: ProducerSettings) -> TextCheck:
-    """The preflight of one document (for ``FileSource.open``): the reason it is too large to send, or None."""
-    return document_limits(spec, settings)
+def document_check(spec: BatchSpec, settings: ProducerSettings) -> DocumentCheck:
+    """The preflight of one document (for ``FileSource.open``): the reason it is too large to send, or None. Its
+    attachments' tokens (by the published formulas) count toward the model's context window."""
+    limits = document_limits(spec, settings)
+
+    def check(line: InputLine) -> str | None:
+        extra = sum(attachment_tokens(spec.model, a, spec.image_detail) for a in line.described)
+        return limits(line.text, extra)
+
+    return check
 
 
 def build_spec(options: SubmitOptions) -> BatchSpec:
@@ -75,6 +86,8 @@ def build_spec(options: SubmitOptions) -> BatchSpec:
         params=options.params,
         budget_tokens=options.budget_tokens,
         use_cache=options.use_cache,
+        image_detail=options.image_detail,
+        attach=options.attach,
         created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
 
@@ -109,6 +122,7 @@ async def submit(
     append: bool = False,
     on_opened: Callable[[OpenedBatch], None] | None = None,
     on_progress: ProgressHook | None = None,
+    uploader: Uploader | None = None,
 ) -> SubmitResult:
     """Record the batch (or check it matches the known one), index its lines and feed them all.
 
@@ -124,12 +138,21 @@ async def submit(
                 await adopt_input(redis, keys, opened.record, source.describe())
             await index_lines(redis, keys, opened.record, source, chunk=chunk)
             record = await store.get(spec.batch_id)
-            fed = await Feeder(redis, keys, record, window=window, chunk=chunk).feed(source, on_progress=on_progress)
+            feeder = Feeder(redis, keys, record, window=window, chunk=chunk, uploader=uploader)
+            fed = await feeder.feed(source, on_progress=on_progress)
             return SubmitResult(opened.created, fed.lines, fed.enqueued, fed.fed, fed.cancelled)
         plan = await plan_resubmit(redis, keys, opened.record, source)
         refusals(plan, replace_changed=replace_changed, append=append, source_lines=source.lines)
         applied = await apply_plan(
-            redis, keys, opened.record, source, plan, window=window, chunk=chunk, on_progress=on_progress
+            redis,
+            keys,
+            opened.record,
+            source,
+            plan,
+            window=window,
+            chunk=chunk,
+            on_progress=on_progress,
+            uploader=uploader,
         )
     record = await store.get(spec.batch_id)
     appended = applied.feed.enqueued if applied.feed is not None else 0

@@ -96,6 +96,17 @@ class CommonSettings(BaseSettings):
     """Redis holding the queue, batch records, results and caches (one standalone or Sentinel server)."""
     key_prefix: str = "extract:"
     """Prefix of every key this service writes: one segment ending in ``:`` (checked by ``store.keys``)."""
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("openai_api_key", "EXTRACT_OPENAI_API_KEY", "OPENAI_API_KEY"),
+    )
+    """The API key (the worker's calls; the producer's uploads with ``--attach upload``). Never logged or written
+    anywhere; only its hash names rate-limit scopes."""
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("openai_base_url", "EXTRACT_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+    )
+    """Point the SDK at a compatible server (the simulator, a proxy). None = api.openai.com."""
 
     # --- input limits (checked per line at submit, and by the worker before a call) ---------------------------------
     max_document_bytes: int = Field(default=1_000_000, ge=0)
@@ -152,17 +163,6 @@ class CommonSettings(BaseSettings):
 
 class WorkerSettings(CommonSettings):
     """What ``worker run`` reads: the API connection, concurrency, retries, cache, admission control."""
-
-    openai_api_key: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("openai_api_key", "EXTRACT_OPENAI_API_KEY", "OPENAI_API_KEY"),
-    )
-    """The API key. Never logged or written anywhere; only its hash names rate-limit scopes."""
-    openai_base_url: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("openai_base_url", "EXTRACT_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
-    )
-    """Point the SDK at a compatible server (the simulator, a proxy). None = api.openai.com."""
 
     # --- worker --------------------------------------------------------------------------------------------
     concurrency: int = Field(default=32, ge=1, le=1024)
@@ -286,6 +286,18 @@ class ProducerSettings(CommonSettings):
     instructions_file: str | None = None
     id_field: str = "custom_id"
     text_field: str = "text"
+    files_field: str = "files"
+    """The field of a native line listing its attachment files (paths relative to the input file)."""
+    urls_field: str = "urls"
+    """The field listing ``http(s)`` or ``data:`` URLs of images and PDFs."""
+    file_ids_field: str = "file_ids"
+    """The field listing OpenAI file ids (``"file-..."`` is a PDF; ``{"id": ..., "kind": "image"}`` an image)."""
+    glob: str = "**/*"
+    """Which files of a folder input are documents (``submit DIR --glob``)."""
+    image_detail: Literal["auto", "low", "high", "original"] = "auto"
+    """The ``detail`` sent with every image."""
+    attach: Literal["inline", "upload"] = "inline"
+    """How attachments travel: bytes in Redis once per content (inline), or uploaded once to the Files API."""
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     budget_tokens: int | None = Field(default=None, ge=1)

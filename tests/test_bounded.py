@@ -130,7 +130,7 @@ async def test_delete_removes_every_key_of_a_batch_and_nothing_of_another(redis,
     await submit(redis, keys, invoice_spec("doomed"), _lines(30), window=100, ttl_s=0)
     await submit(redis, keys, invoice_spec("bystander"), _lines(12), window=100, ttl_s=0)
     before = {key async for key in redis.scan_iter()}
-    assert await delete(redis, keys, "doomed") == 30  # all of its jobs were waiting
+    assert (await delete(redis, keys, "doomed")).waiting == 30  # all of its jobs were waiting
     after = {key async for key in redis.scan_iter()}
     gone = before - after
     assert all(b"doomed" in key for key in gone)

@@ -156,7 +156,7 @@ def test_reader_reports_every_error_with_its_line() -> None:
         "line 4: expected a JSON object, got int",
     ]
     assert scan.count == 1
-    lines = valid_lines(raw, fmt=scan.format, id_field="custom_id", text_field="text", skip=scan.invalid_lines)
+    lines = valid_lines(raw, fmt=scan.format, skip=scan.invalid_lines)
     assert [line.line for line in lines] == [1]
 
 
@@ -165,7 +165,7 @@ def test_reader_confirms_duplicates_and_skips_them_consistently() -> None:
     scan = scan_input(lambda: raw)
     assert [str(e) for e in scan.errors] == ["line 3: duplicate id 'a' (first on line 1)"]
     assert scan.count == 2
-    kept = valid_lines(raw, fmt=scan.format, id_field="custom_id", text_field="text", skip=scan.invalid_lines)
+    kept = valid_lines(raw, fmt=scan.format, skip=scan.invalid_lines)
     assert [(line.line, line.custom_id) for line in kept] == [(1, "a"), (2, "b")]
 
 

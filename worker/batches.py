@@ -6,10 +6,9 @@ A batch's spec is immutable once submitted, so each worker reads it from Redis o
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from schemas.input_limits import document_limits
+from schemas.input_limits import DocumentLimits, document_limits
 from schemas.jobs import BatchSpec
 from schemas.registry import OutputValidator, load_schema_from_record, validator_for
 from schemas.settings import WorkerSettings
@@ -29,8 +28,9 @@ class LoadedBatch:
     codec: ResultCodec
     prompt_key: str
     """The batch's ``prompt_cache_key`` (a hash of model, instructions and schema), computed once."""
-    too_large: Callable[[str], str | None]
-    """Why a document of this batch must not be sent (``schemas.input_limits.document_limits``), or None."""
+    too_large: DocumentLimits
+    """Why a document of this batch must not be sent (``schemas.input_limits.document_limits``: its text, and its
+    attachments' tokens as ``extra_tokens``), or None."""
 
 
 class BatchCache:

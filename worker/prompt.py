@@ -9,21 +9,38 @@ schema and instructions) shares it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
 import orjson
 
+from schemas.attachments import Attachment, ImageDetail
 from schemas.jobs import BatchSpec
 
 Role = Literal["developer", "user", "assistant"]
 
 
 @dataclass(frozen=True)
+class Part:
+    """One image or PDF of the document, ready to send: its description and, for a stored blob, its bytes."""
+
+    attachment: Attachment
+    data: bytes | None = None
+    """The bytes of a ``blob`` attachment (sent as a ``data:`` URL); None for a file id or URL."""
+
+    def data_url(self) -> str:
+        assert self.data is not None, "a blob attachment is sent with its bytes"
+        return f"data:{self.attachment.media_type};base64,{base64.b64encode(self.data).decode()}"
+
+
+@dataclass(frozen=True)
 class Message:
     role: Role
     text: str
+    parts: tuple[Part, ...] = ()
+    """The document's images and PDFs, after its text (the document's message only)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,11 @@ class ModelRequest:
     temperature: float | None
     prompt_cache_key: str
     store: bool
+    image_detail: ImageDetail = "auto"
+
+    @property
+    def attachments(self) -> tuple[Attachment, ...]:
+        return tuple(part.attachment for m in self.messages for part in m.parts)
 
 
 def prompt_cache_key(spec: BatchSpec) -> str:
@@ -48,18 +70,22 @@ def prompt_cache_key(spec: BatchSpec) -> str:
     return "extract-" + hashlib.sha256(stable).hexdigest()[:32]
 
 
-def first_request(spec: BatchSpec, text: str, *, store: bool, cache_key: str | None = None) -> ModelRequest:
+def first_request(
+    spec: BatchSpec, text: str, *, store: bool, cache_key: str | None = None, parts: tuple[Part, ...] = ()
+) -> ModelRequest:
     """The first call for a line. ``cache_key`` is the batch's ``prompt_cache_key``, computed once per batch by the
-    caller that holds it (hashing the schema per line would be work repeated for nothing)."""
+    caller that holds it (hashing the schema per line would be work repeated for nothing). ``parts`` (the document's
+    images and PDFs) follow its text in the last message, so the shared prefix stays the same for every line."""
     return ModelRequest(
         model=spec.model,
         schema_name=spec.schema_name,
         json_schema=spec.json_schema,
-        messages=(Message("developer", spec.instructions), Message("user", text)),
+        messages=(Message("developer", spec.instructions), Message("user", text, parts)),
         max_output_tokens=spec.params.max_output_tokens,
         temperature=spec.params.temperature,
         prompt_cache_key=cache_key if cache_key is not None else prompt_cache_key(spec),
         store=store,
+        image_detail=spec.image_detail,
     )
 
 
@@ -83,4 +109,5 @@ def repair_request(previous: ModelRequest, bad_output: str, errors: list[str]) -
         temperature=previous.temperature,
         prompt_cache_key=previous.prompt_cache_key,
         store=previous.store,
+        image_detail=previous.image_detail,
     )

@@ -11,6 +11,7 @@ from schemas.jobs import ApiKind
 from schemas.settings import WorkerSettings
 from store.accounts import Accounts
 from store.batches import BatchStore
+from store.blobs import BlobStore
 from store.cache import CacheStore
 from store.keys import Keys
 from store.lines import LineIndex
@@ -48,6 +49,7 @@ class WorkerState:
     cache: ResultCache
     coalescer: Coalescer
     pauses: PauseStore
+    blobs: BlobStore
     metrics: WorkerMetrics
     heartbeat: Heartbeat
     limits: Limits
@@ -81,6 +83,7 @@ class WorkerState:
             cache=ResultCache(cache_store, settings.cache_ttl_s),
             coalescer=Coalescer(cache_store, settings.coalesce_lease_s),
             pauses=PauseStore(redis, keys),
+            blobs=BlobStore(redis),
             metrics=runtime.metrics,
             heartbeat=runtime.heartbeat,
             health=runtime.health,

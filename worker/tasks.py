@@ -57,6 +57,7 @@ from typing import Any, NoReturn
 import arq
 from pydantic import ValidationError
 
+from schemas.attachments import attachment_tokens
 from schemas.jobs import ExtractionJob
 from schemas.records import line_result, now_iso
 from schemas.results import ErrorInfo, ErrorType, Status
@@ -71,7 +72,7 @@ from worker.classify import classify_call_error
 from worker.extraction import Extracted, Rejected, extract_once
 from worker.logs import RepeatSummary
 from worker.policy import Ending, GiveUp, TryEnded, WaitingError, decide
-from worker.prompt import first_request
+from worker.prompt import Part, first_request
 from worker.state import WorkerState
 
 log = logging.getLogger("worker.tasks")
@@ -135,6 +136,8 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
     caching = batch.spec.use_cache and state.cache.enabled
     lookup = state.coalescer.queue_lookup(trip, job.fingerprint, batch.codec) if caching else None
     known = account.queue_get(trip)
+    blobs = [a.ref for a in job.attachments if a.source == "blob"]
+    stored = state.blobs.queue_get(trip, batch.keys, blobs) if blobs else None
     await trip.run()
     held = _Held(state.coalescer.held_lease(job.fingerprint, lookup.value) if lookup is not None else None)
     try:
@@ -149,12 +152,12 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
             outcome = Cancelled()
         elif line.value.paused is not None:  # no call until `producer resume`; not an error of this line
             raise arq.Retry(defer=state.settings.pause_recheck_s)
-        elif (too_large := batch.too_large(job.text)) is not None:
-            outcome = Rejected(ErrorType.INPUT_TOO_LARGE, too_large)  # the API would refuse it: no call
+        elif isinstance(parts := _ready(batch, job, blobs, stored.value if stored else []), Rejected):
+            outcome = parts  # too large for the API, or its bytes are gone: no call
         else:
             try:
                 async with asyncio.timeout(state.settings.job_timeout_s):
-                    outcome = await _answer(state, job, batch, account, lookup.value if lookup else None, held)
+                    outcome = await _answer(state, job, batch, account, lookup.value if lookup else None, held, parts)
             except Exception as exc:  # every ending of a try without a final outcome goes through the one policy
                 classified = classify(exc, job_timeout_s=state.settings.job_timeout_s, secrets=state.secrets)
                 if isinstance(classified, TryEnded) and classified.ending is Ending.INTERNAL:
@@ -185,6 +188,30 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
     finally:
         if held.lease is not None:  # the try ended some other way (a retry, a timeout): let the lease go now
             await held.lease.release()
+
+
+def _ready(
+    batch: LoadedBatch, job: ExtractionJob, blobs: list[str], stored: list[bytes | None]
+) -> tuple[Part, ...] | Rejected:
+    """The line's attachments with the bytes of its stored blobs (``store.blobs``), or why it must not be sent: over
+    the batch's input limits (the API would refuse it), or its bytes gone."""
+    spec = batch.spec
+    files = sum(attachment_tokens(spec.model, a, spec.image_detail) for a in job.attachments)
+    too_large = batch.too_large(job.text, files)
+    if too_large is not None:
+        return Rejected(ErrorType.INPUT_TOO_LARGE, too_large)
+    found = dict(zip(blobs, stored, strict=True))
+    parts = []
+    for attachment in job.attachments:
+        data = found.get(attachment.ref) if attachment.source == "blob" else None
+        if attachment.source == "blob" and data is None:
+            return Rejected(
+                ErrorType.INTERNAL_ERROR,
+                f"the bytes of attachment {attachment.filename!r} are not in Redis (the batch completed while this "
+                "line was being fed again); run `producer retry` for it",
+            )
+        parts.append(Part(attachment, data))
+    return tuple(parts)
 
 
 @dataclass
@@ -259,11 +286,12 @@ async def _answer(
     account: JobAccount,
     found: Lookup | None,
     held: _Held,
+    parts: tuple[Part, ...],
 ) -> Outcome:
     """The line's answer: from the cache, from an identical line in flight, or from the API. ``found`` is what the
     first lookup found (None: the batch does not use the cache)."""
     if found is None:
-        return await _attempt(state, job, batch, account)
+        return await _attempt(state, job, batch, account, parts)
     if found.answer is not None:
         return found.answer
     if held.lease is None:  # another job is calling the API for this document: wait for its answer
@@ -275,11 +303,11 @@ async def _answer(
         held.lease = await state.coalescer.claim(job.fingerprint) if gone else None
         if held.lease is None:  # still someone else's call: come back later without holding the slot
             raise LineInFlightError(wait_s, "an identical line is being answered by another job")
-    return await _attempt(state, job, batch, account)
+    return await _attempt(state, job, batch, account, parts)
 
 
 async def _attempt(
-    state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount
+    state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount, parts: tuple[Part, ...]
 ) -> Extracted | Rejected:
     """One try at the API (calls, validation, repairs). Errors propagate to ``run_job``'s one handler."""
     settings = state.settings
@@ -294,7 +322,7 @@ async def _attempt(
     )
     return await extract_once(
         state.adapter(batch.spec.api),
-        first_request(batch.spec, job.text, store=settings.store, cache_key=batch.prompt_key),
+        first_request(batch.spec, job.text, store=settings.store, cache_key=batch.prompt_key, parts=parts),
         batch.validator,
         max_repairs=settings.max_repairs,
         hooks=calls,

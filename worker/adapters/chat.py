@@ -7,7 +7,7 @@ from typing import Any
 from schemas.jobs import ApiKind
 from schemas.results import Usage
 from worker.adapters.base import HttpAdapter, ModelReply, as_dict, as_int
-from worker.prompt import ModelRequest
+from worker.prompt import Message, ModelRequest, Part
 
 
 class ChatAdapter(HttpAdapter):
@@ -17,7 +17,7 @@ class ChatAdapter(HttpAdapter):
     def build_body(self, request: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": m.text} for m in request.messages],
+            "messages": [{"role": m.role, "content": _content(m, request.image_detail)} for m in request.messages],
             "response_format": {
                 "type": "json_schema",
                 "json_schema": {"name": request.schema_name, "schema": request.json_schema, "strict": True},
@@ -32,6 +32,31 @@ class ChatAdapter(HttpAdapter):
 
     def read_reply(self, data: dict[str, Any], *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
         return parse_completion(data, latency_ms=latency_ms, headers=headers)
+
+
+def _content(message: Message, detail: str) -> str | list[dict[str, Any]]:
+    """A message's content: its text, or (with attachments) a ``text`` part followed by the document's parts."""
+    if not message.parts:
+        return message.text
+    items: list[dict[str, Any]] = [{"type": "text", "text": message.text}] if message.text else []
+    return items + [_part(part, detail) for part in message.parts]
+
+
+def _part(part: Part, detail: str) -> dict[str, Any]:
+    """``image_url`` (a ``data:`` URL or URL, with ``detail``) or ``file`` (a PDF's ``file_data`` with its
+    ``filename``, or its ``file_id``). Chat Completions has no image by file id and no PDF by URL: submit refuses
+    those lines (``producer.documents``), so meeting one here is a bug."""
+    a = part.attachment
+    if a.kind == "image":
+        if a.source == "file_id":
+            raise ValueError(f"Chat Completions takes no image by file id ({a.ref})")
+        url = part.data_url() if a.source == "blob" else a.ref
+        return {"type": "image_url", "image_url": {"url": url, "detail": detail}}
+    if a.source == "file_id":
+        return {"type": "file", "file": {"file_id": a.ref}}
+    if a.source == "url":
+        raise ValueError(f"Chat Completions takes no PDF by URL ({a.ref})")
+    return {"type": "file", "file": {"filename": a.filename, "file_data": part.data_url()}}
 
 
 def parse_completion(completion: dict[str, Any], *, latency_ms: int, headers: dict[str, str]) -> ModelReply:

@@ -7,7 +7,7 @@ from typing import Any
 from schemas.jobs import ApiKind
 from schemas.results import Usage
 from worker.adapters.base import HttpAdapter, ModelReply, as_dict, as_int
-from worker.prompt import ModelRequest
+from worker.prompt import Message, ModelRequest, Part
 
 
 class ResponsesAdapter(HttpAdapter):
@@ -19,7 +19,10 @@ class ResponsesAdapter(HttpAdapter):
             "model": request.model,
             # "type" is optional in OpenAI's own parser, but the spec names it and strict servers (llama.cpp's
             # llama-server) refuse an item without it.
-            "input": [{"type": "message", "role": m.role, "content": m.text} for m in request.messages],
+            "input": [
+                {"type": "message", "role": m.role, "content": _content(m, request.image_detail)}
+                for m in request.messages
+            ],
             "text": {
                 "format": {
                     "type": "json_schema",
@@ -39,6 +42,30 @@ class ResponsesAdapter(HttpAdapter):
 
     def read_reply(self, data: dict[str, Any], *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
         return parse_response(data, latency_ms=latency_ms, headers=headers)
+
+
+def _content(message: Message, detail: str) -> str | list[dict[str, Any]]:
+    """A message's content: its text, or (with attachments) an ``input_text`` part followed by the document's parts."""
+    if not message.parts:
+        return message.text
+    items: list[dict[str, Any]] = [{"type": "input_text", "text": message.text}] if message.text else []
+    return items + [_part(part, detail) for part in message.parts]
+
+
+def _part(part: Part, detail: str) -> dict[str, Any]:
+    """``input_image`` (by ``data:`` URL, URL or ``file_id``, with ``detail``) or ``input_file`` (``file_data`` with
+    its ``filename``, ``file_id`` or ``file_url``)."""
+    a = part.attachment
+    if a.kind == "image":
+        if a.source == "file_id":
+            return {"type": "input_image", "file_id": a.ref, "detail": detail}
+        url = part.data_url() if a.source == "blob" else a.ref
+        return {"type": "input_image", "image_url": url, "detail": detail}
+    if a.source == "file_id":
+        return {"type": "input_file", "file_id": a.ref}
+    if a.source == "url":
+        return {"type": "input_file", "file_url": a.ref}
+    return {"type": "input_file", "filename": a.filename, "file_data": part.data_url()}
 
 
 def parse_response(response: dict[str, Any], *, latency_ms: int, headers: dict[str, str]) -> ModelReply:

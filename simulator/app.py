@@ -1,7 +1,9 @@
 """The aiohttp application: OpenAI-compatible routes under ``/v1`` and control routes under ``/_sim``.
 
 Request flow for ``/v1/responses`` and ``/v1/chat/completions``: authentication
-(401), parsing (400s, an unsupported strict schema among them), the model's
+(401), parsing (400s, an unsupported strict schema among them), reading and
+charging the images and files the messages carry (400s for bad ones;
+:mod:`simulator.documents`), the model's
 context window (400 ``context_length_exceeded``), rate-limit admission (429, immediate), fault decision,
 base latency with seeded jitter (or the slow-response delay), then a dropped
 connection or HTTP fault (unbilled) or generation (billed, with
@@ -11,12 +13,16 @@ request log. Every answer carries the ``x-ratelimit-*`` headers (as of
 admission for admitted requests; as of the response for 200s under
 ``charge_output="actual"``), which a middleware then rewrites or removes as
 ``limit_headers`` says, and stamps the other headers real responses carry.
+
+``POST /v1/responses/input_tokens`` counts a Responses body's input exactly as
+``/v1/responses`` would charge it (attachments included), without admitting it
+to the rate limiter; the Files API (:mod:`simulator.files_api`) stores uploads
+that messages can name by ``file_id``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -27,18 +33,24 @@ import orjson
 import pydantic
 from aiohttp import web
 
-from simulator.completion import Completion, charges_output_later, complete, rate_limit_charge
+from simulator import files_api
+from simulator.completion import Completion, charges_output_later, complete, prompt_tokens, rate_limit_charge
 from simulator.config import SimulatorConfig
 from simulator.context_window import check_context_window
+from simulator.documents import resolve_attachments
 from simulator.errors import ApiError, invalid_request
 from simulator.faults import OUTPUT_FAULTS, FaultKind, FaultRule, FaultSettings, http_fault_error
 from simulator.ratelimit import style_headers
 from simulator.render import render_chat_completion, render_response
+from simulator.replies import authorize, error_response, json_response
 from simulator.request import Endpoint, ExtractionRequest, parse_request
-from simulator.state import SimulatorState
+from simulator.state import STATE_KEY, SimulatorState
 
-STATE_KEY = web.AppKey("simulator_state", SimulatorState)
-MAX_BODY_BYTES = 64 * 1024 * 1024
+__all__ = ["MAX_BODY_BYTES", "STATE_KEY", "create_app", "error_response", "json_response"]
+
+MAX_BODY_BYTES = 1024 * 1024 * 1024
+"""aiohttp's ``client_max_size`` (1 MB by default): big enough that requests carrying 512 MB of images (as base64,
+a third more) or a 512 MB upload reach the simulator's own checks and get the API's 400, not a bare 413."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Renderer = Callable[[ExtractionRequest, Completion], dict[str, Any]]
@@ -63,7 +75,9 @@ def create_app(config: SimulatorConfig | None = None) -> web.Application:
     app = web.Application(middlewares=[_openai_headers], client_max_size=MAX_BODY_BYTES)
     app[STATE_KEY] = SimulatorState.from_config(config or SimulatorConfig())
     app.router.add_post("/v1/responses", _responses)
+    app.router.add_post("/v1/responses/input_tokens", _input_tokens)
     app.router.add_post("/v1/chat/completions", _chat_completions)
+    files_api.add_routes(app)
     app.router.add_route("*", "/v1/{tail:.*}", _unknown_api_path)
     app.router.add_get("/_sim/ledger", _ledger)
     app.router.add_get("/_sim/requests", _requests)
@@ -73,14 +87,6 @@ def create_app(config: SimulatorConfig | None = None) -> web.Application:
     app.router.add_get("/_sim/limits", _get_limits)
     app.router.add_post("/_sim/limits", _set_limits)
     return app
-
-
-def json_response(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(payload), status=status, headers=headers, content_type="application/json")
-
-
-def error_response(error: ApiError) -> web.Response:
-    return json_response(error.body(), status=error.status, headers=error.headers)
 
 
 @web.middleware
@@ -115,21 +121,67 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
 
 @dataclass(slots=True)
 class _Call:
-    """What the route learns about one API call on the way: its rate-limit headers, how it ended."""
+    """What the route learns about one API call on the way: its rate-limit headers, its charge, how it ended."""
 
     rate_headers: dict[str, str] | None = None
     outcome: int | str = 200
+    charge: dict[str, Any] | None = None
+
+    def charged(self, parsed: ExtractionRequest) -> None:
+        """Remember the input charge of the parsed, resolved request (for the request log)."""
+        self.charge = {
+            "input_tokens": prompt_tokens(parsed),
+            "attachment_tokens": parsed.attachment_tokens(),
+            "attachments": [attachment.record() for attachment in parsed.attachments()],
+        }
+
+
+async def _read_body(request: web.Request) -> object:
+    raw = await request.read()
+    try:
+        body: object = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = raw.decode(errors="replace")
+    return body
+
+
+async def _parse_and_resolve(
+    request: web.Request, state: SimulatorState, endpoint: Endpoint, body: object, *, require_format: bool = True
+) -> ExtractionRequest:
+    """Authorize, parse, then read and charge the request's images and files (all 401/400s come from here)."""
+    authorize(request, state.config.require_api_key)
+    parsed = parse_request(endpoint, body, require_format=require_format)
+    return await resolve_attachments(parsed, state.files, state.config.document_limits())
+
+
+async def _input_tokens(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/responses/input_tokens``: ``{"object": "response.input_tokens", "input_tokens": N}``.
+
+    N is exactly the input a ``/v1/responses`` call with this body would be charged (schema, messages,
+    instructions, images and files), and the prompt cache is not touched. The call is not admitted to the rate
+    limiter: its tokens are not taken from the bucket and it uses no request slot. Whether OpenAI's counter
+    counts against RPM (or TPM) is unverified.
+    """
+    state = request.app[STATE_KEY]
+    body = await _read_body(request)
+    call = _Call()
+    try:
+        parsed = await _parse_and_resolve(request, state, "responses", body, require_format=False)
+        call.charged(parsed)
+        assert call.charge is not None
+        response = json_response({"object": "response.input_tokens", "input_tokens": call.charge["input_tokens"]})
+    except ApiError as exc:
+        response = error_response(exc)
+        call.outcome = exc.status
+    state.ledger.count("responses.input_tokens", call.outcome)
+    state.requests.append("responses.input_tokens", call.outcome, body, request.headers, call.charge)
+    return response
 
 
 async def _serve(request: web.Request, endpoint: Endpoint, render: Renderer) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     state.ledger.arrived()
-    raw = await request.read()
-    body: object
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        body = raw.decode(errors="replace")
+    body = await _read_body(request)
     call = _Call()
     response: web.Response
     try:
@@ -141,16 +193,16 @@ async def _serve(request: web.Request, endpoint: Endpoint, render: Renderer) -> 
     for name, value in rate_headers.items():
         response.headers.setdefault(name, value)
     state.ledger.count(endpoint, call.outcome)
-    state.requests.append(endpoint, call.outcome, body, request.headers)
+    state.requests.append(endpoint, call.outcome, body, request.headers, call.charge)
     return response
 
 
 async def _answer(
     request: web.Request, state: SimulatorState, endpoint: Endpoint, body: object, render: Renderer, call: _Call
 ) -> web.Response:
-    """Authorize, parse, admit (429), pick a fault, wait, then fail as the fault says or answer (billed)."""
-    _authorize(request, state.config.require_api_key)
-    parsed = parse_request(endpoint, body)
+    """Authorize, parse, read attachments, admit (429), pick a fault, wait, then fail or answer (billed)."""
+    parsed = await _parse_and_resolve(request, state, endpoint, body)
+    call.charged(parsed)
     check_context_window(parsed, state.config.context_windows)
     charge_output = state.config.charge_output
     charge = rate_limit_charge(parsed, state.config.default_max_output_tokens, charge_output)
@@ -212,26 +264,6 @@ def _drop_connection(request: web.Request) -> None:
 def _client_gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
-
-
-def _authorize(request: web.Request, api_key: str | None) -> None:
-    """401 unless ``Authorization: Bearer <api_key>`` (when a key is required). Never echoes the key."""
-    if api_key is None:
-        return
-    header = request.headers.get("Authorization", "")
-    if not header:
-        raise ApiError(
-            401,
-            "You didn't provide an API key. You need to provide your API key in an Authorization header "
-            "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-        )
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-        raise ApiError(
-            401,
-            "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
-            code="invalid_api_key",
-        )
 
 
 async def _unknown_api_path(request: web.Request) -> web.StreamResponse:

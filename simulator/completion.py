@@ -16,7 +16,7 @@ from simulator.faults import FaultKind
 from simulator.generate import document_words, generate_instance
 from simulator.prompt_cache import PromptCache
 from simulator.ratelimit import ChargeOutput
-from simulator.request import ExtractionRequest
+from simulator.request import ExtractionRequest, Message
 from simulator.tokens import (
     Usage,
     count_tokens,
@@ -42,8 +42,10 @@ class Completion:
 
 
 def output_seed(request: ExtractionRequest, seed: int) -> int:
-    """The generation seed: sha256 of (simulator seed, model, schema, full input text)."""
+    """The generation seed: sha256 of (simulator seed, model, schema, full input text, attachments if any)."""
     material = "\x00".join((str(seed), request.model, request.schema_json(), request.input_text()))
+    if attachments := request.attachment_key():
+        material += f"\x00{attachments}"
     return int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big")
 
 
@@ -83,8 +85,16 @@ def complete(request: ExtractionRequest, *, seed: int, cache: PromptCache, fault
 
 
 def prompt_tokens(request: ExtractionRequest) -> int:
-    """Input tokens of a request (schema + messages with overhead), without touching the prompt cache."""
-    return count_tokens(request.schema_json()) + sum(message_tokens(m.text) for m in request.prompt_messages())
+    """Input tokens of a request (schema + messages with overhead + attachments), not touching the prompt cache.
+
+    Attachments count once resolved (:func:`simulator.documents.resolve_attachments`): images and PDF page
+    images by :mod:`simulator.vision`, PDF and file text like any text.
+    """
+    return count_tokens(request.schema_tokens_text()) + sum(_message_input_tokens(m) for m in request.prompt_messages())
+
+
+def _message_input_tokens(message: Message) -> int:
+    return message_tokens(message.text) + message.attachment_tokens()
 
 
 def rate_limit_charge(
@@ -112,12 +122,13 @@ def input_usage(request: ExtractionRequest, cache: PromptCache) -> tuple[int, in
     """``(input_tokens, cached_tokens)``: schema + messages with overhead; the cache sees the shared prefix.
 
     The cacheable prefix is the schema followed by every message but the last,
-    hashed cumulatively so the longest previously seen prefix can be found.
+    hashed cumulatively so the longest previously seen prefix can be found; a
+    message's images and files are part of it ("images … must be identical").
     """
     schema_json = request.schema_json()
     messages = request.prompt_messages()
-    per_message = [message_tokens(message.text) for message in messages]
-    schema_tokens = count_tokens(schema_json)
+    per_message = [_message_input_tokens(message) for message in messages]
+    schema_tokens = count_tokens(request.schema_tokens_text())
     prompt_tokens = schema_tokens + sum(per_message)
 
     running = hashlib.sha256(f"{request.model}\x00{schema_json}".encode())
@@ -125,6 +136,8 @@ def input_usage(request: ExtractionRequest, cache: PromptCache) -> tuple[int, in
     prefixes = [(running.hexdigest(), cumulative)]
     for message, tokens in zip(messages[:-1], per_message[:-1], strict=True):
         running.update(f"\x00{message.role}\x00{message.text}".encode())
+        if message.attachments:
+            running.update(f"\x00{message.attachment_key()}".encode())
         cumulative += tokens
         prefixes.append((running.hexdigest(), cumulative))
 

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from simulator.documents import MIB, DocumentLimits
 from simulator.faults import FaultKind, FaultRule, check_rates
 from simulator.ratelimit import CHARGE_OUTPUT_MODES, LIMIT_HEADER_STYLES, ChargeOutput, LimitHeaders
 
@@ -46,6 +47,13 @@ class SimulatorConfig:
     (:mod:`simulator.context_window`; model or family name -> tokens, 0 =
     unlimited): a request whose input exceeds its model's window gets the
     API's 400 ``context_length_exceeded``, unbilled.
+
+    Documents (:mod:`simulator.documents`): ``max_file_bytes`` per file,
+    ``max_request_file_bytes`` for all files of a request, ``max_request_image_bytes``
+    for all its images (decoded bytes; OpenAI's 50 MB, 50 MB and 512 MB by
+    default), ``download_timeout_s`` for an image or file given by URL, and
+    ``pdf_page_dpi``, the resolution PDF pages are charged at as images (72 =
+    one pixel per PDF point: an assumption, OpenAI does not publish it).
     """
 
     latency_ms: float = 0.0
@@ -67,6 +75,20 @@ class SimulatorConfig:
     slow_response_ms: float = 30_000.0
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
     context_windows: dict[str, int] = field(default_factory=dict)
+    max_file_bytes: int = 50 * MIB
+    max_request_file_bytes: int = 50 * MIB
+    max_request_image_bytes: int = 512 * MIB
+    download_timeout_s: float = 10.0
+    pdf_page_dpi: float = 72.0
+
+    def document_limits(self) -> DocumentLimits:
+        return DocumentLimits(
+            max_file_bytes=self.max_file_bytes,
+            max_request_file_bytes=self.max_request_file_bytes,
+            max_request_image_bytes=self.max_request_image_bytes,
+            download_timeout_s=self.download_timeout_s,
+            pdf_page_dpi=self.pdf_page_dpi,
+        )
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0 or self.latency_jitter_ms < 0 or self.ms_per_output_token < 0:
@@ -87,4 +109,8 @@ class SimulatorConfig:
             raise ValueError("max_faults_per_input and slow_response_ms must be >= 0")
         if any(not isinstance(tokens, int) or tokens < 0 for tokens in self.context_windows.values()):
             raise ValueError("context_windows must map model names to token counts >= 0 (0 = unlimited)")
+        if min(self.max_file_bytes, self.max_request_file_bytes, self.max_request_image_bytes) < 1:
+            raise ValueError("document size limits must be >= 1 byte")
+        if self.download_timeout_s <= 0 or self.pdf_page_dpi <= 0:
+            raise ValueError("download_timeout_s and pdf_page_dpi must be > 0")
         self.fault_rates = check_rates(self.fault_rates)

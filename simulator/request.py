@@ -4,6 +4,10 @@ Everything downstream (faults, generation, token counting, the ledger) works
 on the normalised form, so the two APIs cannot drift apart in behaviour. Only
 what a structured-output extraction needs is accepted; anything malformed is
 rejected with the 400 the real API would give, naming the offending ``param``.
+
+Images and files in a message are parsed here into :class:`~simulator.content.PartSource` (where the bytes are);
+:func:`simulator.documents.resolve_attachments` then reads and charges them into
+:class:`~simulator.content.Attachment`. Until then a message's attachments are empty and count for nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any, Literal
 
 import orjson
 
+from simulator.content import Attachment, PartSource, parse_content
 from simulator.errors import invalid_request, missing_parameter
 from simulator.schema_checks import check_schema
 
@@ -23,16 +28,35 @@ Endpoint = Literal["responses", "chat.completions"]
 
 _RESPONSES_ROLES = frozenset({"user", "system", "developer", "assistant"})
 _CHAT_ROLES = frozenset({"user", "system", "developer", "assistant", "tool"})
-_TEXT_PART_TYPES = frozenset({"input_text", "output_text", "text"})
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One prompt message reduced to its role and text (non-text parts are ignored)."""
+    """One prompt message: its role, its text parts (joined), and the images and files it carries.
+
+    ``text`` is what is charged as message text; ``sources`` are the attachments as named in the body,
+    ``attachments`` the same once read and charged (empty until then). A PDF's or text file's text is part of
+    :attr:`content` (what the model reads) but charged inside its attachment's tokens, never as ``text``.
+    """
 
     role: str
     text: str
+    sources: tuple[PartSource, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+
+    @property
+    def content(self) -> str:
+        """The text the model reads: the text parts, then the text of the documents attached."""
+        documents = [attachment.text for attachment in self.attachments if attachment.text]
+        return "\n".join([self.text, *documents]) if documents else self.text
+
+    def attachment_tokens(self) -> int:
+        return sum(attachment.tokens for attachment in self.attachments)
+
+    def attachment_key(self) -> str:
+        """The attachments' identity (kind, content hash, sizing): what makes two messages with equal text differ."""
+        return "\x00".join(f"{a.kind}:{a.sha256}:{a.sizing}" for a in self.attachments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +81,28 @@ class ExtractionRequest:
         return head + self.messages
 
     def input_text(self) -> str:
-        """All message texts joined: what fault rules match against and what seeds the output."""
-        return "\n".join(f"{message.role}: {message.text}" for message in self.prompt_messages())
+        """All message contents joined (PDF text included): what fault rules match and what seeds the output."""
+        return "\n".join(f"{message.role}: {message.content}" for message in self.prompt_messages())
 
     def document_text(self) -> str:
-        """The user's text (the document being extracted from); all text if there is no user message."""
-        user = [message.text for message in self.messages if message.role == "user"]
+        """The user's content (the document being extracted from); all text if there is no user message."""
+        user = [message.content for message in self.messages if message.role == "user"]
         return "\n".join(user) if user else self.input_text()
+
+    def attachments(self) -> tuple[Attachment, ...]:
+        """Every image and file of the request, in order (empty until resolved)."""
+        return tuple(attachment for message in self.messages for attachment in message.attachments)
+
+    def attachment_tokens(self) -> int:
+        return sum(message.attachment_tokens() for message in self.messages)
+
+    def attachment_key(self) -> str:
+        """Identity of all attachments ("" without any): part of the output seed, input key and fingerprint."""
+        return "\x01".join(message.attachment_key() for message in self.messages if message.attachments)
+
+    def schema_tokens_text(self) -> str:
+        """The schema text that is charged: its canonical JSON, or nothing for a body without a format."""
+        return self.schema_json() if self.schema_name else ""
 
     def input_key(self) -> str:
         """The document identity, for per-input fault caps and ``ok_per_input``: sha256 of model + document.
@@ -72,10 +111,16 @@ class ExtractionRequest:
         conversation with the model's answer and a new user turn (the
         validation feedback) appended, so the first user message is what stays
         the same across a document's calls. Without any user message, all
-        input text counts.
+        input text counts. Its images and files count too (content hash and
+        sizing), so two PDFs sent with the same instruction are two inputs.
         """
-        document = next((message.text for message in self.messages if message.role == "user"), None)
-        material = f"{self.model}\x00{self.input_text() if document is None else document}"
+        first = next((message for message in self.messages if message.role == "user"), None)
+        document = self.input_text() if first is None else first.content
+        material = f"{self.model}\x00{document}"
+        if first is not None and first.attachments:
+            material += f"\x00{first.attachment_key()}"
+        elif first is None and self.attachments():
+            material += f"\x00{self.attachment_key()}"
         return hashlib.sha256(material.encode()).hexdigest()
 
     def schema_json(self) -> str:
@@ -84,17 +129,23 @@ class ExtractionRequest:
 
     def fingerprint(self) -> str:
         """sha256 of the canonical request (endpoint, model, messages, schema): equal for paid duplicates."""
-        canonical = {
+        canonical: dict[str, Any] = {
             "endpoint": self.endpoint,
             "model": self.model,
             "messages": [[message.role, message.text] for message in self.prompt_messages()],
             "schema": self.schema,
         }
+        if self.attachments():
+            canonical["attachments"] = self.attachment_key()
         return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def parse_request(endpoint: Endpoint, body: object) -> ExtractionRequest:
-    """Validate and normalise a request body; raises a 400 :class:`~simulator.errors.ApiError`."""
+def parse_request(endpoint: Endpoint, body: object, *, require_format: bool = True) -> ExtractionRequest:
+    """Validate and normalise a request body; raises a 400 :class:`~simulator.errors.ApiError`.
+
+    ``require_format=False`` (``POST /v1/responses/input_tokens``) also takes a Responses body without a
+    json_schema ``text.format``: it is counted as having no schema (``schema_name`` empty).
+    """
     if not isinstance(body, dict):
         raise invalid_request(
             "We could not parse the JSON body of your request. The body must be a JSON object.", code="invalid_json"
@@ -104,11 +155,11 @@ def parse_request(endpoint: Endpoint, body: object) -> ExtractionRequest:
             "The simulator does not support streaming; send 'stream': false.", param="stream", code="unsupported_value"
         )
     if endpoint == "responses":
-        return _parse_responses(body)
+        return _parse_responses(body, require_format=require_format)
     return _parse_chat(body)
 
 
-def _parse_responses(body: dict[str, Any]) -> ExtractionRequest:
+def _parse_responses(body: dict[str, Any], *, require_format: bool = True) -> ExtractionRequest:
     model = _model(body)
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
@@ -116,7 +167,11 @@ def _parse_responses(body: dict[str, Any]) -> ExtractionRequest:
     messages = _responses_input(body.get("input"))
     text = body.get("text")
     fmt = text.get("format") if isinstance(text, dict) else None
-    name, schema, description, strict = _json_schema_format(fmt, "text.format")
+    schema: dict[str, Any]
+    if not require_format and not (isinstance(fmt, dict) and fmt.get("type") == "json_schema"):
+        name, schema, description, strict = "", {}, None, False
+    else:
+        name, schema, description, strict = _json_schema_format(fmt, "text.format")
     return ExtractionRequest(
         endpoint="responses",
         model=model,
@@ -229,27 +284,7 @@ def _json_schema_format(fmt: object, param: str) -> tuple[str, dict[str, Any], s
     return name, schema, description if isinstance(description, str) else None, strict
 
 
-def _content_text(content: object, param: str) -> str:
-    """Text of a message's content: a string, null, or a list of parts (text parts kept, others ignored)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise invalid_request(f"Invalid type for '{param}': expected a string or an array.", param=param)
-    texts: list[str] = []
-    for index, part in enumerate(content):
-        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-            raise invalid_request(f"Invalid '{param}[{index}]': expected a content part object.", param=param)
-        if part["type"] in _TEXT_PART_TYPES:
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise missing_parameter(f"{param}[{index}].text")
-            texts.append(text)
-    return "\n".join(texts)
-
-
-def _message(item: object, roles: frozenset[str], param: str) -> Message:
+def _message(item: object, roles: frozenset[str], param: str, *, chat: bool) -> Message:
     if not isinstance(item, dict):
         raise invalid_request(f"Invalid type for '{param}': expected an object.", param=param)
     role = item.get("role")
@@ -262,7 +297,8 @@ def _message(item: object, roles: frozenset[str], param: str) -> Message:
     assert isinstance(role, str)
     # "system" and "developer" mean the same to the model (instructions are a developer message too):
     # normalising makes the same prompt give the same answer through either API.
-    return Message("developer" if role == "system" else role, _content_text(item.get("content"), f"{param}.content"))
+    text, sources = parse_content(item.get("content"), f"{param}.content", chat=chat)
+    return Message("developer" if role == "system" else role, text, sources)
 
 
 def _responses_input(value: object) -> tuple[Message, ...]:
@@ -288,7 +324,7 @@ def _responses_input(value: object) -> tuple[Message, ...]:
                 param=f"input[{index}]",
                 code="unsupported_value",
             )
-        messages.append(_message(item, _RESPONSES_ROLES, f"input[{index}]"))
+        messages.append(_message(item, _RESPONSES_ROLES, f"input[{index}]", chat=False))
     return tuple(messages)
 
 
@@ -301,4 +337,4 @@ def _chat_messages(value: object) -> tuple[Message, ...]:
             param="messages",
             code="empty_array",
         )
-    return tuple(_message(item, _CHAT_ROLES, f"messages[{index}]") for index, item in enumerate(value))
+    return tuple(_message(item, _CHAT_ROLES, f"messages[{index}]", chat=True) for index, item in enumerate(value))

@@ -24,9 +24,13 @@ def public_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 class RequestLog:
-    """The last ``size`` requests as ``{"endpoint", "status", "body", "headers"}`` entries, oldest first.
+    """The last ``size`` requests as ``{"endpoint", "status", "body", "headers", ...}`` entries, oldest first.
 
-    ``status`` is the HTTP status sent, or ``"dropped"`` for a connection closed without a response.
+    ``status`` is the HTTP status sent, or ``"dropped"`` for a connection closed without a response. API calls
+    that got as far as being charged also carry what they were charged for input (``input_tokens``, the
+    ``usage`` input of a 200), the part of it due to images and files (``attachment_tokens``) and one record per
+    image or file (``attachments``: kind, param, source, tokens, detail and sizing, bytes, sha256, pixel size or
+    PDF pages); these are ``None``/``None``/``[]`` for entries that never got that far.
     """
 
     def __init__(self, size: int = 1000) -> None:
@@ -35,8 +39,26 @@ class RequestLog:
     def clear(self) -> None:
         self._entries.clear()
 
-    def append(self, endpoint: str, status: int | str, body: object, headers: Mapping[str, str]) -> None:
-        self._entries.append({"endpoint": endpoint, "status": status, "body": body, "headers": public_headers(headers)})
+    def append(
+        self,
+        endpoint: str,
+        status: int | str,
+        body: object,
+        headers: Mapping[str, str],
+        charge: Mapping[str, Any] | None = None,
+    ) -> None:
+        entry: dict[str, Any] = {
+            "endpoint": endpoint,
+            "status": status,
+            "body": body,
+            "headers": public_headers(headers),
+            "input_tokens": None,
+            "attachment_tokens": None,
+            "attachments": [],
+        }
+        if charge is not None:
+            entry.update(charge)
+        self._entries.append(entry)
 
     def snapshot(self) -> list[dict[str, Any]]:
         return list(self._entries)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from aiohttp import web
+
 from simulator.config import SimulatorConfig
 from simulator.faults import FaultBook, fault_uniform
+from simulator.files import FileStore
 from simulator.ledger import Ledger
 from simulator.prompt_cache import PromptCache
 from simulator.ratelimit import TokenBucketLimits, rate_limits_for
@@ -15,7 +18,7 @@ from simulator.request_log import RequestLog
 
 @dataclass(slots=True)
 class SimulatorState:
-    """Config plus ledger, request log, faults, prompt cache, rate limits and the latency RNG."""
+    """Config plus ledger, request log, faults, prompt cache, rate limits, uploaded files and the latency RNG."""
 
     config: SimulatorConfig
     ledger: Ledger
@@ -24,6 +27,7 @@ class SimulatorState:
     prompt_cache: PromptCache
     rate_limits: TokenBucketLimits
     rng: random.Random
+    files: FileStore
 
     @classmethod
     def from_config(cls, config: SimulatorConfig) -> SimulatorState:
@@ -41,6 +45,7 @@ class SimulatorState:
             prompt_cache=PromptCache(),
             rate_limits=rate_limits_for(config.rpm, config.tpm, config.limit_window_s, config.clock),
             rng=random.Random(config.seed),
+            files=FileStore(),
         )
 
     def set_limits(self, rpm: int | None = None, tpm: int | None = None) -> None:
@@ -54,12 +59,15 @@ class SimulatorState:
     def reset(self) -> None:
         """Forget everything that happened (rules and rates stay, their counters restart); ``POST /_sim/reset``.
 
+        Uploaded files are forgotten too.
+
         Rate-limit buckets are not refilled: like OpenAI's, they only refill with time. The limits stay as they are.
         """
         self.ledger.reset()
         self.requests.clear()
         self.faults.reset_counters()
         self.prompt_cache.clear()
+        self.files.clear()
 
     def base_delay_s(self, input_key: str | None = None, attempt: int = 0) -> float:
         """Seconds to wait before answering an admitted request: ``latency_ms`` +- uniform jitter.
@@ -80,3 +88,7 @@ class SimulatorState:
     def output_delay_s(self, output_tokens: int) -> float:
         """Extra seconds a successful answer takes to "generate" its output tokens."""
         return self.config.ms_per_output_token * output_tokens / 1000
+
+
+STATE_KEY = web.AppKey("simulator_state", SimulatorState)
+"""Where an application keeps its :class:`SimulatorState` (``app[STATE_KEY]``)."""

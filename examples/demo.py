@@ -39,6 +39,7 @@ class Job:
     schema: str
     api: str
     extra: tuple[str, ...] = ()
+    model: str = "gpt-4o-mini"
 
 
 JOBS = (
@@ -66,6 +67,10 @@ JOBS = (
         "chat",
         ("--instructions", "Extract the receipt."),
     ),
+    # A folder of scanned receipts (PNG, JPEG) and PDF invoices, one document per file, through both APIs: inline
+    # (each distinct file once in Redis) on the Responses API, uploaded once to the Files API on Chat Completions.
+    Job("documents", "examples/documents", "invoice", "responses", model="gpt-5-mini"),
+    Job("documents-chat", "examples/documents", "invoice", "chat", ("--attach", "upload"), model="gpt-4o"),
 )
 
 # Show the failure paths too: one ticket's first answer breaks the schema (repaired by re-asking), and one
@@ -229,7 +234,7 @@ def run_batches(env: dict[str, str], stamp: str) -> Table:
     submitted: list[tuple[Job, str, float]] = []
     for job in JOBS:
         batch_id = f"demo-{job.name}-{stamp}"
-        args = ["--schema", job.schema, "--model", "gpt-4o-mini", "--api", job.api, "--batch-id", batch_id]
+        args = ["--schema", job.schema, "--model", job.model, "--api", job.api, "--batch-id", batch_id]
         producer(env, "submit", job.input, *args, *job.extra)
         submitted.append((job, batch_id, time.monotonic()))
 

@@ -100,11 +100,19 @@ UNKNOWN_PDF_TEXT_TOKENS_PER_PAGE = 600
 def attachment_tokens(model: str, attachment: Attachment, detail: ImageDetail) -> int:
     """Input tokens the provider charges for one attachment, by its published formulas (``schemas.vision_tokens``),
     uncalibrated; sizes we do not know (a URL, a file id) are assumed on the large side."""
+    text, images = attachment_token_parts(model, attachment, detail)
+    return text + images
+
+
+def attachment_token_parts(model: str, attachment: Attachment, detail: ImageDetail) -> tuple[int, int]:
+    """(text tokens, image tokens) of one attachment: a PDF's extracted text is counted like any text (and is
+    calibrated like it); images and PDF page images are the formula's."""
     if attachment.kind == "image":
         if attachment.width is not None and attachment.height is not None:
-            return image_tokens(model, attachment.width, attachment.height, detail)
-        return image_tokens(model, *UNKNOWN_IMAGE_SIZE, detail)
+            return 0, image_tokens(model, attachment.width, attachment.height, detail)
+        return 0, image_tokens(model, *UNKNOWN_IMAGE_SIZE, detail)
     if attachment.pages:
-        return pdf_tokens(model, attachment.pages, attachment.text_tokens)
-    pages = (LETTER_PAGE,) * UNKNOWN_PDF_PAGES
-    return pdf_tokens(model, pages, UNKNOWN_PDF_PAGES * UNKNOWN_PDF_TEXT_TOKENS_PER_PAGE)
+        pages, text = attachment.pages, attachment.text_tokens
+    else:
+        pages, text = (LETTER_PAGE,) * UNKNOWN_PDF_PAGES, UNKNOWN_PDF_PAGES * UNKNOWN_PDF_TEXT_TOKENS_PER_PAGE
+    return text, pdf_tokens(model, pages, 0)

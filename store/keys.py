@@ -14,7 +14,7 @@ fixed ``arq:`` prefix but are named after job ids that carry ours, so two prefix
 | ``{p}batch:{id}:accounts`` | hash | ordinal → calls and usage of a running line's tries (``store.accounts``) |
 | ``{p}batch:{id}:feeder`` | string | heartbeat of the process feeding the batch into the queue (``store.feed``) |
 | ``{p}batch:{id}:blobs`` | hash | ``sha256:`` → bytes of an attachment, while the batch runs (``store.blobs``) |
-| ``{p}batch:{id}:uploads`` | hash | ``sha256:`` → the provider's ``file_id`` of an uploaded attachment (``store.blobs``) |
+| ``{p}batch:{id}:uploads`` | hash | ``sha256:`` → the provider's ``file_id`` of an upload (``store.blobs``) |
 | ``{p}cache:{provider}:{fp}`` | string | result cache: a succeeded answer, shared across batches, with a TTL |
 | ``{p}inflight:{provider}:{fp}`` | string | coalescing lease: the job calling the API for this fingerprint |
 | ``{p}health:{worker}`` | string | per-worker arq health line |

@@ -12,7 +12,7 @@ from worker.admission import AdmissionController, Reservation
 from worker.classify import Settle, classify_call_error
 from worker.metrics import WorkerMetrics
 from worker.prompt import ModelRequest
-from worker.tokens import TokenEstimator, calibration_key
+from worker.tokens import RawEstimate, TokenEstimator
 
 
 class JobCalls:
@@ -36,7 +36,7 @@ class JobCalls:
         self._trip = trip
         self._api = api
         self._default_output_reserve = default_output_reserve
-        self._open: tuple[Reservation, ModelRequest, int] | None = None
+        self._open: tuple[Reservation, ModelRequest, RawEstimate] | None = None
 
     async def before_call(self, request: ModelRequest, *, first: bool) -> None:
         estimate, raw = self._estimator.estimate(request)
@@ -71,7 +71,7 @@ class JobCalls:
             usage = reply.usage if reply is not None else None
             self._metrics.count_call(self._api, request.model, status, latency_ms / 1000, usage)
             if reply is not None:
-                self._estimator.observe(calibration_key(request), raw, reply.usage.input_tokens)
+                self._estimator.observe(request.model, raw, reply.usage.input_tokens)
                 self._admission.queue_settle(
                     trip,
                     reservation,

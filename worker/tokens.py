@@ -5,10 +5,10 @@ models tokenize with ``o200k_base`` and the provider adds its own per-message an
 is off by a model-specific factor; each process therefore keeps a running ratio of real input tokens (from usage)
 to its raw estimate, per model, and scales estimates by it. Reservations get closer to the truth with every reply.
 
-Images and PDFs are counted by OpenAI's published formulas (``schemas.attachments.attachment_tokens``: pixels,
-patches or tiles per model family, page images and page text). A request with attachments is calibrated apart from
-text-only ones (its own ratio per model): the formulas are exact where the text count is not, and what a PDF page
-costs is our assumption, so mixing the two would skew both.
+Images and PDF page images are counted by OpenAI's published formulas (``schemas.attachments``: pixels, patches or
+tiles per model family) and are *not* scaled: the formulas are exact where the text count is not. A PDF's extracted
+text is text, counted and calibrated like any other. A reply's input tokens less the image tokens calibrate the text
+ratio, so image-heavy, PDF and text-only requests to one model share one ratio without skewing it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from functools import lru_cache
 import orjson
 import tiktoken
 
-from schemas.attachments import attachment_tokens
+from schemas.attachments import attachment_token_parts
 from worker.prompt import ModelRequest
 
 PER_MESSAGE_OVERHEAD = 4
@@ -65,17 +65,33 @@ def _stable_tokens(request: ModelRequest) -> int:
     return count
 
 
-def raw_estimate(request: ModelRequest) -> int:
+@dataclass(frozen=True)
+class RawEstimate:
+    """A request's uncalibrated input tokens, in the two parts that are calibrated differently."""
+
+    text: int
+    """The tokenizer's count: messages, schema, overheads and PDF text (scaled by the model's ratio)."""
+    images: int = 0
+    """Images and PDF page images by the published formulas (reserved as they are)."""
+
+    @property
+    def total(self) -> int:
+        return self.text + self.images
+
+
+def raw_parts(request: ModelRequest) -> RawEstimate:
     """Uncalibrated input tokens: messages plus the schema, which the API renders into the prompt too, plus the
-    document's images and PDFs by their formulas."""
+    document's images and PDFs (their text with the text, their images apart)."""
     rest = sum(count_tokens(m.text) + PER_MESSAGE_OVERHEAD for m in request.messages[1:])
-    files = sum(attachment_tokens(request.model, a, request.image_detail) for a in request.attachments)
-    return _stable_tokens(request) + rest + files + 3
+    text, images = _stable_tokens(request) + rest + 3, 0
+    for attachment in request.attachments:
+        more_text, more_images = attachment_token_parts(request.model, attachment, request.image_detail)
+        text, images = text + more_text, images + more_images
+    return RawEstimate(text, images)
 
 
-def calibration_key(request: ModelRequest) -> str:
-    """What a request's estimate is calibrated under: its model, apart for requests with attachments."""
-    return f"{request.model}+files" if request.attachments else request.model
+def raw_estimate(request: ModelRequest) -> int:
+    return raw_parts(request).total
 
 
 @dataclass
@@ -84,17 +100,19 @@ class TokenEstimator:
 
     ratios: dict[str, float] = field(default_factory=dict)
 
-    def estimate(self, request: ModelRequest) -> tuple[int, int]:
+    def estimate(self, request: ModelRequest) -> tuple[int, RawEstimate]:
         """(calibrated estimate to reserve, raw estimate to calibrate against later)."""
-        raw = raw_estimate(request)
-        ratio = self.ratios.get(calibration_key(request), INITIAL_RATIO)
-        return math.ceil(raw * ratio), raw
+        raw = raw_parts(request)
+        ratio = self.ratios.get(request.model, INITIAL_RATIO)
+        return math.ceil(raw.text * ratio) + raw.images, raw
 
-    def observe(self, model: str, raw_estimate: int, actual_input_tokens: int) -> None:
-        """Learn from a reply: ``model`` is the request's :func:`calibration_key`."""
-        if raw_estimate <= 0 or actual_input_tokens <= 0:
+    def observe(self, model: str, raw: RawEstimate | int, actual_input_tokens: int) -> None:
+        """Learn the text ratio from a reply's input tokens (less what the formulas say its images cost)."""
+        raw = raw if isinstance(raw, RawEstimate) else RawEstimate(raw)
+        actual_text = actual_input_tokens - raw.images
+        if raw.text <= 0 or actual_text <= 0:
             return
         low, high = RATIO_BOUNDS
-        observed = min(max(actual_input_tokens / raw_estimate, low), high)
+        observed = min(max(actual_text / raw.text, low), high)
         previous = self.ratios.get(model)
         self.ratios[model] = observed if previous is None else previous + RATIO_WEIGHT * (observed - previous)

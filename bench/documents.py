@@ -41,8 +41,9 @@ PREFIX = "docbench:"
 API_KEY = "sk-documents-bench"
 
 
-def make_pdfs(folder: Path, files: int, kb: int, copies: float, seed: int = 7) -> int:
-    """``files`` distinct PDFs of about ``kb`` KB, and ``copies`` x files of them again; returns the bytes written."""
+def make_pdfs(folder: Path, files: int, kb: int, copies: float, seed: int = 7) -> tuple[int, int]:
+    """``files`` distinct PDFs of about ``kb`` KB, and ``copies`` x files of them again; returns the bytes written
+    and the bytes of the distinct ones."""
     rng = random.Random(seed)
     side = 64
     while True:  # the noise image's side that makes a PDF of about kb KB
@@ -56,11 +57,12 @@ def make_pdfs(folder: Path, files: int, kb: int, copies: float, seed: int = 7) -
         data = _pdf(image, f"Invoice INV-{i:06d} total {rng.randint(10, 9999)}.00 USD")
         (folder / f"invoice-{i:06d}.pdf").write_bytes(data)
         total += len(data)
+    distinct = total
     for i in rng.sample(range(files), int(files * copies)):
         data = (folder / f"invoice-{i:06d}.pdf").read_bytes()
         (folder / f"copy-of-{i:06d}.pdf").write_bytes(data)
         total += len(data)
-    return total
+    return total, distinct
 
 
 def _noise(side: int, rng: random.Random) -> bytes:
@@ -111,13 +113,14 @@ def run_mode(mode: str, folder: Path, workdir: Path, window: int, sim_url: str) 
         proc.wait(timeout=30)
         after = int(redis.info("memory")["used_memory"])
         job_sizes = [int(redis.memory_usage(key) or 0) for key in redis.scan_iter(f"arq:job:{PREFIX}{batch}*")]
-        blobs = int(redis.memory_usage(keys.blobs) or 0) if redis.exists(keys.blobs) else 0
+        blobs = int(redis.memory_usage(keys.blobs, samples=0) or 0) if redis.exists(keys.blobs) else 0
+        blob_fields = int(redis.hlen(keys.blobs))
         uploads = redis.hlen(keys.uploads)
         redis.close()
         return {
             "redis_delta": after - before,
             "blobs": blobs,
-            "blob_fields": 0,
+            "blob_fields": blob_fields,
             "jobs": len(job_sizes),
             "job_max": max(job_sizes, default=0),
             "job_mean": sum(job_sizes) / len(job_sizes) if job_sizes else 0,
@@ -136,28 +139,25 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=0, help="lines fed before the submit is stopped (0: all)")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         workdir = Path(tmp)
         folder = workdir / "pdfs"
         folder.mkdir()
         started = time.monotonic()
-        total = make_pdfs(folder, args.files, args.kb, args.copies)
+        total, distinct_bytes = make_pdfs(folder, args.files, args.kb, args.copies)
         count = len(list(folder.iterdir()))
-        distinct = args.files
         console.print(
-            f"{count:,} PDFs ({distinct:,} distinct), {total / 1e6:,.1f} MB, {total / count / 1000:,.0f} KB each on "
-            f"average; made in {time.monotonic() - started:.0f} s"
+            f"{count:,} PDFs ({args.files:,} distinct, {distinct_bytes / 1e6:,.1f} MB), {total / 1e6:,.1f} MB in all, "
+            f"{total / count / 1000:,.0f} KB each on average; made in {time.monotonic() - started:.0f} s"
         )
         window = args.window or count
         table = Table(title=f"Redis after `producer submit` of the folder (no workers; {window:,} lines fed)")
-        for column in ("mode", "Redis Δ MB", ":blobs MB", "÷ distinct PDF MB", "jobs", "job max B", "job mean B"):
+        columns = ("mode", "Redis Δ MB", ":blobs MB", "fields", "÷ distinct MB", "jobs", "job max B", "job mean B")
+        for column in (*columns, "uploads", "submit s"):
             table.add_column(column, justify="right")
-        table.add_column("uploads", justify="right")
-        table.add_column("submit s", justify="right")
-        distinct_bytes = total * distinct / count
         results = {}
-        with simulator_process("--api-key", API_KEY) as sim_url:
+        with simulator_process("--require-api-key", API_KEY) as sim_url:
             for mode in ("inline", "upload"):
                 results[mode] = run_mode(mode, folder, workdir, window, sim_url)
                 r = results[mode]
@@ -165,6 +165,7 @@ def main() -> None:
                     mode,
                     f"{r['redis_delta'] / 1e6:,.1f}",
                     f"{r['blobs'] / 1e6:,.1f}",
+                    f"{r['blob_fields']:,.0f}",
                     f"{r['blobs'] / distinct_bytes:.3f}",
                     f"{r['jobs']:,.0f}",
                     f"{r['job_max']:,.0f}",

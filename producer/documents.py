@@ -273,22 +273,27 @@ class FolderEntry:
     path: Path
     relative: str
     """The path below the folder, with ``/``: the line's custom_id."""
+    inside: bool = True
+    """False for a symlink that leads out of the folder: refused, like a line's file outside its input's folder."""
 
 
 def folder_entries(root: Path, glob: str) -> Iterator[FolderEntry]:
     """The files under ``root`` matching ``glob``, in a stable order (by relative path); hidden ones left out."""
     found = []
+    resolved_root = root.resolve()
     for path in root.glob(glob):
         relative = path.relative_to(root)
         if any(part.startswith(".") for part in relative.parts) or not path.is_file():
             continue
-        found.append(FolderEntry(path, relative.as_posix()))
+        found.append(FolderEntry(path, relative.as_posix(), inside=path.resolve().is_relative_to(resolved_root)))
     found.sort(key=lambda entry: entry.relative)
     return iter(found)
 
 
 def read_folder_file(entry: FolderEntry) -> tuple[str, tuple[LocalAttachment, ...]]:
     """(text, attachments) of one file of a folder: a text file is the text; a PDF or image is the attachment."""
+    if not entry.inside:
+        raise AttachmentError("a symlink to a file outside the folder")
     suffix = entry.path.suffix.lower()
     if suffix not in DOCUMENT_SUFFIXES:
         supported = ", ".join(sorted({s.lstrip(".") for s in DOCUMENT_SUFFIXES}))

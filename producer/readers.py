@@ -286,7 +286,7 @@ class FolderSource:
     ) -> FolderSource:
         scan = InputScan(format="folder")
         for number, entry in enumerate(folder_entries(root, glob), start=1):
-            result = _folder_line(number, entry.path, entry.relative, api)
+            result = _folder_line(number, entry, api)
             if isinstance(result, InputLine) and check is not None and (reason := check(result)) is not None:
                 result = LineError(number, reason, where=entry.relative)
             if isinstance(result, LineError):
@@ -307,7 +307,7 @@ class FolderSource:
         for number, entry in enumerate(folder_entries(self.root, self.glob), start=1):
             if number in self.scan.invalid_lines:
                 continue
-            result = _folder_line(number, entry.path, entry.relative, self.api)
+            result = _folder_line(number, entry, self.api)
             if isinstance(result, InputLine):
                 yield result
 
@@ -315,9 +315,10 @@ class FolderSource:
         return {"path": str(self.root.resolve()), "folder": True, "glob": self.glob}
 
 
-def _folder_line(number: int, path: Path, relative: str, api: ApiKind) -> InputLine | LineError:
+def _folder_line(number: int, entry: FolderEntry, api: ApiKind) -> InputLine | LineError:
+    relative = entry.relative
     try:
-        text, attachments = read_folder_file(FolderEntry(path, relative))
+        text, attachments = read_folder_file(entry)
         check_together(attachments, api)
     except AttachmentError as exc:
         return LineError(number, str(exc), where=relative)
@@ -454,11 +455,16 @@ def _native_attachments(obj: dict[str, Any], shape: LineShape) -> tuple[LocalAtt
 
 
 def _file_entry(entry: Any, shown: str, shape: LineShape) -> LocalAttachment:
+    """A file named by a line: it must be inside the input file's folder (after symlinks), so an input from someone
+    else cannot have us read, and send to the provider, any file this process can read."""
     if not isinstance(entry, str) or not entry.strip():
         raise AttachmentError(f"{shown}: a file is a path (a non-empty string)")
-    path = Path(entry)
-    if not path.is_absolute() and shape.base_dir is not None:
-        path = shape.base_dir / path
+    base = (shape.base_dir or Path.cwd()).resolve()
+    path = base / entry
+    if not path.resolve().is_relative_to(base):
+        raise AttachmentError(
+            f"{shown} {entry!r}: outside the input file's folder {base} (files are read from there, and below it)"
+        )
     return from_file(path, shown=f"{shown} {entry!r}")
 
 

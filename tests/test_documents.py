@@ -143,6 +143,8 @@ def test_each_refused_file_is_reported_with_its_path_and_reason(folder: Path) ->
     (folder / "fake.png").write_bytes(b"these are not pixels")
     (folder / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     (folder / "empty.md").write_text("  \n")
+    (folder.parent / "secret.txt").write_text("not for the provider")
+    (folder / "link.txt").symlink_to(folder.parent / "secret.txt")
     source = FolderSource.open(folder)
     reasons = {error.where: error.reason for error in source.scan.errors}
     assert reasons["contract.docx"].startswith("unsupported file type '.docx' (supported: gif, htm, html, jpeg, jpg")
@@ -151,6 +153,7 @@ def test_each_refused_file_is_reported_with_its_path_and_reason(folder: Path) ->
     assert reasons["fake.png"].startswith("the file: neither a PDF nor an image the API takes")
     assert reasons["latin1.txt"].startswith("not UTF-8 text")
     assert reasons["empty.md"] == "the file is empty"
+    assert reasons["link.txt"] == "a symlink to a file outside the folder"
     assert source.count == len(SUPPORTED)
 
 
@@ -186,6 +189,8 @@ def test_jsonl_lines_carry_files_urls_and_file_ids(tmp_path: Path) -> None:
         {"custom_id": "5", "urls": ["https://example.com/page"]},
         {"custom_id": "6", "file_ids": ["not-a-file-id"]},
         {"custom_id": "7"},
+        {"custom_id": "8", "files": ["../outside.png"]},
+        {"custom_id": "9", "files": ["/etc/hostname"]},
     ]
     raw = [orjson.dumps(line) for line in lines]
     scan = scan_input(lambda: raw, shape=LineShape(base_dir=tmp_path))
@@ -194,6 +199,8 @@ def test_jsonl_lines_carry_files_urls_and_file_ids(tmp_path: Path) -> None:
     assert reasons[5].startswith("urls[0] 'https://example.com/page': cannot tell what the URL is from its name")
     assert reasons[6].startswith("file_ids[0]: a file id looks like 'file-abc123'")
     assert reasons[7].startswith("missing text field 'text'")
+    assert reasons[8].startswith("files[0] '../outside.png': outside the input file's folder")
+    assert reasons[9].startswith("files[0] '/etc/hostname': outside the input file's folder")
     assert scan.count == 3
     from producer.readers import valid_lines
 
@@ -399,8 +406,9 @@ async def test_jobs_carry_references_not_bytes(tmp_path: Path, cli_env: Any, sim
     assert all(len(data) > 100_000 for data in stored.values())
 
 
+@pytest.mark.parametrize("api", ["responses", "chat"])
 async def test_attach_upload_uploads_each_distinct_file_once_and_delete_removes_them(
-    tmp_path: Path, cli_env: Any, settings: Any, sim: Any, run_worker: Any
+    api: str, tmp_path: Path, cli_env: Any, settings: Any, sim: Any, run_worker: Any
 ) -> None:
     root = tmp_path / "up"
     root.mkdir()
@@ -408,25 +416,59 @@ async def test_attach_upload_uploads_each_distinct_file_once_and_delete_removes_
     (root / "copy-of-one.pdf").write_bytes(pdf(1))
     (root / "two.pdf").write_bytes(pdf(2))
     (root / "scan.png").write_bytes(png(64, 64))
-    args = [str(root), "--schema", "invoice", "--model", "gpt-4o", "--batch-id", "up", "--attach", "upload"]
+    args = [str(root), "--schema", "invoice", "--model", "gpt-4o", "--api", api, "--batch-id", "up"]
+    args += ["--attach", "upload"]
+    # Chat Completions has no image file_id: there the image stays inline and only the PDFs are uploaded.
+    uploads, inline = (3, 0) if api == "responses" else (2, 1)
+
+    async def stored() -> list[dict[str, Any]]:
+        listed: list[dict[str, Any]] = (await sim_get(sim, "/_sim/files"))["files"]
+        return listed
+
     result = await _acli(["submit", *args], OPENAI_BASE_URL=sim.base_url)
     assert result.exit_code == 0, result.output
-    files = await sim_get(sim, "/_sim/files")
-    stored = files["files"] if isinstance(files, dict) else files
-    assert len(stored) == 3  # one.pdf and its copy are one upload
-    assert not cli_env.exists("test:batch:up:blobs")  # nothing inline
+    assert len(await stored()) == uploads  # one.pdf and its copy are one upload
+    assert {item["purpose"] for item in await stored()} == {"user_data"}
+    assert cli_env.hlen("test:batch:up:blobs") == inline
+    assert cli_env.hlen("test:batch:up:uploads") == uploads
     again = await _acli(["submit", *args], OPENAI_BASE_URL=sim.base_url)  # a resubmit uploads nothing again
     assert again.exit_code == 0, again.output
-    files = await sim_get(sim, "/_sim/files")
-    assert len(files["files"] if isinstance(files, dict) else files) == 3
+    assert len(await stored()) == uploads
     await run_worker()
     rows = await _collected(tmp_path, "up")
     assert {row["status"] for row in rows.values()} == {"succeeded"}, rows
+    sent = [r["body"] for r in await sim_get(sim, "/_sim/requests") if r["endpoint"] != "files.create"]
+    assert all("data:application/pdf" not in orjson.dumps(body).decode() for body in sent)  # PDFs went by file_id
     deleted = await _acli(["delete", "up"], OPENAI_BASE_URL=sim.base_url)
     assert deleted.exit_code == 0, deleted.output
-    assert "3 uploaded file(s) deleted at the provider" in deleted.stderr
-    files = await sim_get(sim, "/_sim/files")
-    assert len(files["files"] if isinstance(files, dict) else files) == 0
+    assert f"{uploads} uploaded file(s) deleted at the provider" in deleted.stderr
+    assert await stored() == []
+
+
+async def test_delete_without_a_key_says_which_uploads_are_left(
+    tmp_path: Path, cli_env: Any, sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "left"
+    root.mkdir()
+    (root / "one.pdf").write_bytes(pdf(1))
+    args = ["submit", str(root), "--schema", "invoice", "--model", "gpt-4o", "--batch-id", "left", "--attach", "upload"]
+    assert (await _acli(args, OPENAI_BASE_URL=sim.base_url)).exit_code == 0
+    (file_id,) = [item["id"] for item in (await sim_get(sim, "/_sim/files"))["files"]]
+    deleted = await asyncio.to_thread(CliRunner().invoke, producer, ["delete", "left"])
+    assert deleted.exit_code == 0, deleted.output
+    assert "1 uploaded file(s) were not deleted" in deleted.stderr
+    assert file_id in deleted.stderr
+    assert not cli_env.exists("test:batch:left")
+
+
+def test_attach_upload_without_a_key_is_a_usage_error(cli_env: Any, tmp_path: Path) -> None:
+    root = tmp_path / "nokey"
+    root.mkdir()
+    (root / "one.pdf").write_bytes(pdf(1))
+    args = ["submit", str(root), "--schema", "invoice", "--model", "gpt-4o", "--attach", "upload"]
+    result = CliRunner().invoke(producer, args)
+    assert result.exit_code == 2
+    assert "--attach upload uploads to the provider's Files API: set OPENAI_API_KEY" in result.stderr
 
 
 # ------------------------------------------------------------------------------------------------------ estimates

@@ -19,7 +19,7 @@ import orjson
 from redis.asyncio import Redis
 
 from producer.status import ensure_fed
-from schemas.settings import ModelPrice
+from schemas.pricing import ModelPrice
 from store.batches import BatchStore
 from store.codec import ResultCodec
 from store.keys import Keys

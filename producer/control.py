@@ -16,9 +16,9 @@ from redis.asyncio import Redis
 from producer.attachments import Uploader
 from producer.feeder import Feeder, FeedResult, ProgressHook
 from producer.readers import LineSource
+from schemas.pricing import ModelPrice
 from schemas.records import line_result, now_iso
 from schemas.results import Status
-from schemas.settings import ModelPrice
 from store.accounts import Accounts
 from store.batches import BatchStore
 from store.blobs import BlobStore

@@ -4,8 +4,9 @@ Pure data and pure functions: nothing here opens a connection.
 """
 
 from schemas.jobs import DEFAULT_INSTRUCTIONS, ApiKind, BatchSpec, ExtractionJob, Fingerprinter, GenerationParams
+from schemas.pricing import DEFAULT_PRICES, ModelPrice
 from schemas.results import ErrorInfo, ErrorType, ResultRecord, Status, Usage
-from schemas.settings import DEFAULT_PRICES, ModelPrice, Settings
+from schemas.settings import Settings
 
 __all__ = [
     "DEFAULT_INSTRUCTIONS",

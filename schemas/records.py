@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.jobs import BatchSpec
-from schemas.pricing import cost_usd
+from schemas.pricing import ModelPrice, cost_usd
 from schemas.results import ErrorInfo, ResultRecord, Status, Usage
-from schemas.settings import ModelPrice
 
 
 @dataclass(frozen=True)

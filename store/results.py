@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import orjson
 from redis.asyncio import Redis
 
+from schemas.pricing import ModelPrice
 from schemas.records import CallTotals, line_result
 from schemas.results import ResultRecord, Status
-from schemas.settings import ModelPrice
 from store.batches import COMPLETE_LUA, BatchRecord
 from store.codec import ResultCodec
 from store.fields import F

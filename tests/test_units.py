@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from producer.collect import to_openai_batch
 from producer.readers import batch_body_check, scan_input, valid_lines
 from schemas.jobs import BatchSpec, Fingerprinter, GenerationParams
-from schemas.pricing import cost_usd
+from schemas.pricing import ModelPrice, cost_usd
 from schemas.results import Usage
-from schemas.settings import ModelPrice, Settings
+from schemas.settings import Settings
 from store.keys import InvalidIdError, Keys, check_batch_id
 from worker.logs import RepeatSummary
 from worker.prompt import first_request, prompt_cache_key, repair_request

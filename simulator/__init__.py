@@ -6,7 +6,13 @@ token usage, prompt caching, fault injection and a ledger of what would have
 been billed (``/_sim/*``). Messages may carry images and PDFs (inline, by URL or
 by ``file_id`` from the in-memory Files API, ``/v1/files``), charged by OpenAI's
 published formulas (:mod:`simulator.vision`); ``POST /v1/responses/input_tokens``
-counts a body's input. See ``python -m simulator --help``.
+counts a body's input. Models follow per-family rules (:mod:`simulator.model_families`):
+which reason and at which efforts (reasoning tokens billed inside the output and
+counted against its cap), which refuse ``temperature``/``top_p``/``max_tokens``,
+which offer the ``flex`` and ``priority`` tiers; a share of flex requests can be
+refused with the unbilled ``429 resource_unavailable`` (:mod:`simulator.tiers`).
+Every response carries a unique ``x-request-id``, kept in the request log. See
+``python -m simulator --help``.
 """
 
 from simulator.app import STATE_KEY, create_app

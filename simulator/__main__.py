@@ -17,6 +17,7 @@ from simulator.config import SimulatorConfig
 from simulator.faults import RATE_FAULT_KINDS, FaultKind, FaultRule, check_rates
 from simulator.ratelimit import CHARGE_OUTPUT_MODES
 from simulator.server import running_simulator
+from simulator.tiers import check_rate
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -25,7 +26,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="OpenAI-compatible simulator (POST /v1/responses, /v1/chat/completions; control under /_sim).",
         epilog=f"fault kinds: {', '.join(FaultKind)}. "
         'Rate limits can change mid-run: POST /_sim/limits {"rpm": N, "tpm": N} (each optional, 0 = unlimited; '
-        "buckets keep their level, clipped to the new capacity); GET /_sim/limits shows them.",
+        "buckets keep their level, clipped to the new capacity); GET /_sim/limits shows them. "
+        "GET /_sim/ledger?tiers=1 adds the billed usage per served tier (default, flex, priority) and the count of "
+        "flex 429s; GET /_sim/requests has each call's x-request-id, served tier and reasoning effort.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on startup)")
@@ -112,6 +115,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="how long a slow_response fault takes to answer (default 30000)",
     )
     parser.add_argument(
+        "--flex-unavailable-rate",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="answer this share of service_tier=flex requests with OpenAI's unbilled 429 resource_unavailable "
+        "(drawn from --fault-seed and the request's document, so a retry draws afresh; default 0)",
+    )
+    parser.add_argument(
         "--context-window",
         dest="context_windows",
         metavar="MODEL=TOKENS",
@@ -152,6 +163,13 @@ def _fault_rate(spec: str) -> tuple[FaultKind, float]:
     return next(iter(checked.items()))
 
 
+def _probability(spec: str) -> float:
+    try:
+        return check_rate(float(spec))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad rate {spec!r} (want P in [0, 1]): {exc}") from None
+
+
 def _context_window(spec: str) -> tuple[str, int]:
     model, sep, tokens = spec.partition("=")
     try:
@@ -185,6 +203,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         max_faults_per_input=args.max_faults_per_input,
         slow_response_ms=args.slow_response_ms,
         context_windows=dict(args.context_windows),
+        flex_unavailable_rate=args.flex_unavailable_rate,
     )
 
 

@@ -1,15 +1,20 @@
 """The aiohttp application: OpenAI-compatible routes under ``/v1`` and control routes under ``/_sim``.
 
 Request flow for ``/v1/responses`` and ``/v1/chat/completions``: authentication
-(401), parsing (400s, an unsupported strict schema among them), reading and
+(401), parsing (400s, an unsupported strict schema among them, and the model's
+rules for ``service_tier``, effort, ``temperature``/``top_p`` and ``max_tokens``:
+:mod:`simulator.model_families`), reading and
 charging the images and files the messages carry (400s for bad ones;
 :mod:`simulator.documents`), the model's
-context window (400 ``context_length_exceeded``), rate-limit admission (429, immediate), fault decision,
+context window (400 ``context_length_exceeded``), flex capacity (429
+``resource_unavailable``, unbilled and not admitted: :mod:`simulator.tiers`),
+rate-limit admission (429, immediate), fault decision,
 base latency with seeded jitter (or the slow-response delay), then a dropped
 connection or HTTP fault (unbilled) or generation (billed, with
 per-output-token latency; with ``charge_output="actual"`` and no max output
 tokens, the output is then charged to the token bucket), then ledger and
-request log. Every answer carries the ``x-ratelimit-*`` headers (as of
+request log (each entry with its ``x-request-id`` and the tier that served it). Every answer carries a unique
+``x-request-id`` and the ``x-ratelimit-*`` headers (as of
 admission for admitted requests; as of the response for 200s under
 ``charge_output="actual"``), which a middleware then rewrites or removes as
 ``limit_headers`` says, and stamps the other headers real responses carry.
@@ -23,7 +28,6 @@ that messages can name by ``file_id``.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,9 +46,10 @@ from simulator.errors import ApiError, invalid_request
 from simulator.faults import OUTPUT_FAULTS, FaultKind, FaultRule, FaultSettings, http_fault_error
 from simulator.ratelimit import style_headers
 from simulator.render import render_chat_completion, render_response
-from simulator.replies import authorize, error_response, json_response
+from simulator.replies import REQUEST_ID_KEY, authorize, error_response, json_response, new_request_id, request_id
 from simulator.request import Endpoint, ExtractionRequest, parse_request
 from simulator.state import STATE_KEY, SimulatorState
+from simulator.tiers import resource_unavailable
 
 __all__ = ["MAX_BODY_BYTES", "STATE_KEY", "create_app", "error_response", "json_response"]
 
@@ -96,6 +101,7 @@ async def _openai_headers(request: web.Request, handler: Handler) -> web.StreamR
     The rate-limit headers (and a 429's ``retry-after*``) are then styled as ``limit_headers`` says.
     """
     started = time.perf_counter()
+    rid = request[REQUEST_ID_KEY] = new_request_id()
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -105,7 +111,7 @@ async def _openai_headers(request: web.Request, handler: Handler) -> web.StreamR
     if "x-ratelimit-limit-requests" not in response.headers:  # API routes set them as of admission
         response.headers.update(state.rate_limits.headers())
     style_headers(response.headers, state.config.limit_headers, response.status)
-    response.headers["x-request-id"] = "req_" + secrets.token_hex(16)
+    response.headers["x-request-id"] = rid
     response.headers["openai-processing-ms"] = str(round((time.perf_counter() - started) * 1000))
     response.headers.setdefault("openai-version", "2020-10-01")
     return response
@@ -133,7 +139,13 @@ class _Call:
             "input_tokens": prompt_tokens(parsed),
             "attachment_tokens": parsed.attachment_tokens(),
             "attachments": [attachment.record() for attachment in parsed.attachments()],
+            "reasoning_effort": parsed.reasoning_effort,
         }
+
+    def served(self, parsed: ExtractionRequest) -> None:
+        """The request was answered (and billed) on its tier."""
+        assert self.charge is not None
+        self.charge["service_tier"] = parsed.service_tier
 
 
 async def _read_body(request: web.Request) -> object:
@@ -174,7 +186,9 @@ async def _input_tokens(request: web.Request) -> web.StreamResponse:
         response = error_response(exc)
         call.outcome = exc.status
     state.ledger.count("responses.input_tokens", call.outcome)
-    state.requests.append("responses.input_tokens", call.outcome, body, request.headers, call.charge)
+    state.requests.append(
+        "responses.input_tokens", call.outcome, body, request.headers, call.charge, request_id=request_id(request)
+    )
     return response
 
 
@@ -193,17 +207,22 @@ async def _serve(request: web.Request, endpoint: Endpoint, render: Renderer) -> 
     for name, value in rate_headers.items():
         response.headers.setdefault(name, value)
     state.ledger.count(endpoint, call.outcome)
-    state.requests.append(endpoint, call.outcome, body, request.headers, call.charge)
+    logged_id = None if call.outcome == "dropped" else request_id(request)  # a dropped connection had no response
+    state.requests.append(endpoint, call.outcome, body, request.headers, call.charge, request_id=logged_id)
     return response
 
 
 async def _answer(
     request: web.Request, state: SimulatorState, endpoint: Endpoint, body: object, render: Renderer, call: _Call
 ) -> web.Response:
-    """Authorize, parse, read attachments, admit (429), pick a fault, wait, then fail or answer (billed)."""
+    """Authorize, parse, read attachments, check flex capacity and admit (429s), pick a fault, wait, then answer."""
     parsed = await _parse_and_resolve(request, state, endpoint, body)
     call.charged(parsed)
     check_context_window(parsed, state.config.context_windows)
+    input_key = parsed.input_key()
+    if parsed.service_tier == "flex" and state.flex.unavailable(state.faults.seed, input_key):
+        state.ledger.resource_unavailable()  # before admission: no bucket is charged, nothing is billed
+        raise resource_unavailable()
     charge_output = state.config.charge_output
     charge = rate_limit_charge(parsed, state.config.default_max_output_tokens, charge_output)
     admission = state.rate_limits.admit(parsed.model, charge)
@@ -215,7 +234,6 @@ async def _answer(
         raise admission.error
     state.ledger.admit(charge)
 
-    input_key = parsed.input_key()
     decision = state.faults.decide(parsed.input_text(), input_key)
     fault = decision.fault
     if fault is FaultKind.SLOW_RESPONSE:
@@ -233,8 +251,9 @@ async def _answer(
     completion = complete(
         parsed, seed=state.config.seed, cache=state.prompt_cache, fault=fault if fault in OUTPUT_FAULTS else None
     )
-    state.ledger.bill(parsed.fingerprint(), completion.usage)
+    state.ledger.bill(parsed.fingerprint(), completion.usage, parsed.service_tier)
     state.ledger.ok(input_key)
+    call.served(parsed)
     output_tokens = completion.usage.output_tokens
     try:
         await asyncio.sleep(state.output_delay_s(output_tokens))
@@ -272,9 +291,13 @@ async def _unknown_api_path(request: web.Request) -> web.StreamResponse:
 
 
 async def _ledger(request: web.Request) -> web.StreamResponse:
-    """The ledger; ``?series=1`` adds the per-second series (kept out by default to keep the answer small)."""
+    """The ledger; ``?series=1`` adds the per-second series, ``?tiers=1`` the usage per served tier.
+
+    Both are kept out by default to keep the answer small (and its shape what clients already read).
+    """
     series = request.query.get("series", "").lower() in _TRUE
-    return json_response(request.app[STATE_KEY].ledger.snapshot(series=series))
+    tiers = request.query.get("tiers", "").lower() in _TRUE
+    return json_response(request.app[STATE_KEY].ledger.snapshot(series=series, tiers=tiers))
 
 
 async def _requests(request: web.Request) -> web.StreamResponse:

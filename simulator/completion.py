@@ -14,31 +14,29 @@ import orjson
 from simulator.corrupt import violate
 from simulator.faults import FaultKind
 from simulator.generate import document_words, generate_instance
+from simulator.model_families import reasoning_tokens
 from simulator.prompt_cache import PromptCache
 from simulator.ratelimit import ChargeOutput
 from simulator.request import ExtractionRequest, Message
-from simulator.tokens import (
-    Usage,
-    count_tokens,
-    cut_mid_json,
-    cut_to_tokens,
-    is_reasoning_model,
-    message_tokens,
-    reasoning_tokens_for,
-)
+from simulator.tokens import Usage, count_tokens, cut_mid_json, cut_to_tokens, message_tokens
 
 REFUSAL_TEXT = "I'm sorry, I can't help with that."
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """What the model produced: JSON text (maybe cut short) or a refusal, and the usage to bill."""
+    """What the model produced: JSON text (maybe cut short) or a refusal, and the usage to bill.
+
+    ``reasoning``: a reasoning model answered; ``reasoning_only``: its reasoning used up the whole output budget,
+    so there is no visible output at all (empty text, no refusal), as the real API answers then.
+    """
 
     text: str | None
     refusal: str | None
     truncated: bool
     reasoning: bool
     usage: Usage
+    reasoning_only: bool = False
 
 
 def output_seed(request: ExtractionRequest, seed: int) -> int:
@@ -50,9 +48,14 @@ def output_seed(request: ExtractionRequest, seed: int) -> int:
 
 
 def complete(request: ExtractionRequest, *, seed: int, cache: PromptCache, fault: FaultKind | None) -> Completion:
-    """Answer ``request``; ``fault`` may be an output fault (refusal, truncation, invalid output)."""
+    """Answer ``request``; ``fault`` may be an output fault (refusal, truncation, invalid output).
+
+    A reasoning model spends :func:`simulator.model_families.reasoning_tokens` at the request's effort, inside
+    the output tokens. Over the max output tokens, reasoning is spent first and the visible answer is cut where
+    the budget ends; if reasoning alone reaches it, nothing visible is left.
+    """
     input_tokens, cached_tokens = input_usage(request, cache)
-    reasoning_model = is_reasoning_model(request.model)
+    reasoning_model = request.reasoning_effort is not None
     text: str | None = None
     refusal: str | None = None
     truncated = fault is FaultKind.TRUNCATION
@@ -68,20 +71,30 @@ def complete(request: ExtractionRequest, *, seed: int, cache: PromptCache, fault
         if truncated:
             text = cut_mid_json(text)
     visible = count_tokens(text if text is not None else refusal or "")
-    reasoning = reasoning_tokens_for(visible) if reasoning_model else 0
+    reasoning = reasoning_tokens(request.reasoning_effort, visible)
     output_tokens = visible + reasoning
     limit = request.max_output_tokens
+    reasoning_only = False
     if limit is not None and output_tokens > limit:
         # Out of budget: reasoning is spent first, the visible answer is cut where the budget ends.
         reasoning = min(reasoning, limit)
-        if text is not None:
+        if reasoning >= limit:  # nothing visible was produced: no text, no refusal
+            text, refusal, reasoning_only = "", None, True
+        elif text is not None:
             text = cut_to_tokens(text, limit - reasoning)
         else:
             refusal = cut_to_tokens(refusal or "", limit - reasoning)
         truncated = True
         output_tokens = limit
     usage = Usage(input_tokens, cached_tokens, output_tokens, reasoning)
-    return Completion(text=text, refusal=refusal, truncated=truncated, reasoning=reasoning_model, usage=usage)
+    return Completion(
+        text=text,
+        refusal=refusal,
+        truncated=truncated,
+        reasoning=reasoning_model,
+        usage=usage,
+        reasoning_only=reasoning_only,
+    )
 
 
 def prompt_tokens(request: ExtractionRequest) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from simulator.documents import MIB, DocumentLimits
 from simulator.faults import FaultKind, FaultRule, check_rates
 from simulator.ratelimit import CHARGE_OUTPUT_MODES, LIMIT_HEADER_STYLES, ChargeOutput, LimitHeaders
+from simulator.tiers import check_rate
 
 
 @dataclass(slots=True)
@@ -39,6 +40,9 @@ class SimulatorConfig:
     ``fault_rates`` maps kinds to probabilities, drawn reproducibly from
     ``fault_seed``, at most ``max_faults_per_input`` times per input;
     ``slow_response_ms`` is how long a ``slow_response`` fault takes.
+    ``flex_unavailable_rate`` (0 to 1) is the share of ``service_tier: "flex"``
+    requests answered ``429 resource_unavailable`` (unbilled, not admitted),
+    drawn from ``fault_seed`` and the request's input (:mod:`simulator.tiers`).
 
     ``clock`` is the monotonic clock of the rate limiter and the ledger's
     timings (tests inject a fake one; latencies still sleep in real time).
@@ -80,6 +84,7 @@ class SimulatorConfig:
     max_request_image_bytes: int = 512 * MIB
     download_timeout_s: float = 10.0
     pdf_page_dpi: float = 72.0
+    flex_unavailable_rate: float = 0.0
 
     def document_limits(self) -> DocumentLimits:
         return DocumentLimits(
@@ -114,3 +119,4 @@ class SimulatorConfig:
         if self.download_timeout_s <= 0 or self.pdf_page_dpi <= 0:
             raise ValueError("download_timeout_s and pdf_page_dpi must be > 0")
         self.fault_rates = check_rates(self.fault_rates)
+        self.flex_unavailable_rate = check_rate(self.flex_unavailable_rate)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from simulator.errors import ApiError, invalid_request, missing_parameter
 from simulator.files import EXPIRES_AFTER_MAX_S, EXPIRES_AFTER_MIN_S, MAX_UPLOAD_BYTES, PURPOSES, StoredFile
-from simulator.replies import authorize, error_response, json_response
+from simulator.replies import authorize, error_response, json_response, request_id
 from simulator.state import STATE_KEY, SimulatorState
 
 
@@ -33,7 +33,7 @@ def not_found(file_id: str) -> ApiError:
 
 
 def _log(state: SimulatorState, request: web.Request, endpoint: str, status: int, body: object) -> None:
-    state.requests.append(endpoint, status, body, request.headers)
+    state.requests.append(endpoint, status, body, request.headers, request_id=request_id(request))
 
 
 async def _create(request: web.Request) -> web.StreamResponse:

@@ -14,7 +14,11 @@ matches the provider's, and how close it runs to the rate limits:
   current ones, if ``POST /_sim/limits`` changed them); ``admitted_tokens``
   counts every token the limiter charged, output charged after an answer
   (``charge_output="actual"``) included; ``series`` (only with ``?series=1``)
-  has exact per-second counters.
+  has exact per-second counters;
+* ``tiers`` (only with ``?tiers=1``) splits ``billed`` by the tier that served each 200 (``billed``: the same
+  keys as the top-level ``billed``, per ``default`` / ``flex`` / ``priority``; ``ok``: 200s per tier), so a bill
+  can be priced per tier, and counts the flex requests refused for want of capacity
+  (``resource_unavailable_429``: unbilled, not admitted, not in ``rate_limit.rejected_429``).
 
 Everything is a counter updated in O(1) per request; nothing scans history.
 """
@@ -56,11 +60,17 @@ class Ledger:
         self.first_admitted: float | None = None
         self.last_admitted: float | None = None
         self._series: dict[int, list[int]] = {}
+        self.billed_by_tier: dict[str, Counter[str]] = {}
+        self.ok_by_tier: Counter[str] = Counter()
+        self.resource_unavailable_429 = 0
 
     def reset(self) -> None:
         self.total = self.abandoned = self.admitted_requests = self.admitted_tokens = self.output_charged_tokens = 0
+        self.resource_unavailable_429 = 0
         for counter in (self.by_status, self.by_endpoint, self.per_input, self.ok_per_input, self.billed):
             counter.clear()
+        self.billed_by_tier.clear()
+        self.ok_by_tier.clear()
         self.rejected_429.clear()
         self.origin = self.first_admitted = self.last_admitted = None
         self._series.clear()
@@ -123,15 +133,24 @@ class Ledger:
         if endpoint is not None:
             self.by_endpoint[endpoint] += 1
 
-    def bill(self, fingerprint: str, usage: Usage) -> None:
-        """Charge a successful (200) response."""
+    def bill(self, fingerprint: str, usage: Usage, tier: str = "default") -> None:
+        """Charge a successful (200) response, served on ``tier`` (``default``, ``flex`` or ``priority``)."""
         self.per_input[fingerprint] += 1
-        self.billed["input_tokens"] += usage.input_tokens
-        self.billed["cached_input_tokens"] += usage.cached_tokens
-        self.billed["output_tokens"] += usage.output_tokens
-        self.billed["reasoning_tokens"] += usage.reasoning_tokens
-        self.billed["total_tokens"] += usage.total_tokens
+        by_tier = self.billed_by_tier.get(tier)
+        if by_tier is None:
+            by_tier = self.billed_by_tier[tier] = Counter()
+        for counter in (self.billed, by_tier):
+            counter["input_tokens"] += usage.input_tokens
+            counter["cached_input_tokens"] += usage.cached_tokens
+            counter["output_tokens"] += usage.output_tokens
+            counter["reasoning_tokens"] += usage.reasoning_tokens
+            counter["total_tokens"] += usage.total_tokens
+        self.ok_by_tier[tier] += 1
         self._second(self.clock())[_BILLED_TOKENS] += usage.total_tokens
+
+    def resource_unavailable(self) -> None:
+        """A flex request was refused for want of capacity (a 429 that is not billed and was not admitted)."""
+        self.resource_unavailable_429 += 1
 
     def ok(self, input_key: str) -> None:
         """A 200 was sent (or would have been, had the client stayed) for the input ``input_key``."""
@@ -143,8 +162,8 @@ class Ledger:
 
     # -- reports ------------------------------------------------------------------------------------------------
 
-    def snapshot(self, *, series: bool = False) -> dict[str, Any]:
-        """The JSON served at ``GET /_sim/ledger`` (``?series=1`` adds the per-second ``series``)."""
+    def snapshot(self, *, series: bool = False, tiers: bool = False) -> dict[str, Any]:
+        """The JSON served at ``GET /_sim/ledger`` (``?series=1`` adds ``series``, ``?tiers=1`` adds ``tiers``)."""
         report: dict[str, Any] = {
             "requests": {
                 "total": self.total,
@@ -167,7 +186,20 @@ class Ledger:
         }
         if series:
             report["series"] = self.series()
+        if tiers:
+            report["tiers"] = self.tiers()
         return report
+
+    def tiers(self) -> dict[str, Any]:
+        """Billed usage and 200s per served tier (tiers that served nothing are absent), and the flex 429s."""
+        return {
+            "billed": {
+                tier: {key: counter[key] for key in BILLED_KEYS}
+                for tier, counter in sorted(self.billed_by_tier.items())
+            },
+            "ok": dict(sorted(self.ok_by_tier.items())),
+            "resource_unavailable_429": self.resource_unavailable_429,
+        }
 
     def achieved(self) -> dict[str, float | None]:
         """Per-minute rates over the span from the first to the last admitted request (None until it is > 0)."""

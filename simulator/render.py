@@ -3,6 +3,13 @@
 Field sets follow the official OpenAPI spec (``Response`` and
 ``CreateChatCompletionResponse``; the tests validate against it), so the
 ``openai`` SDK and any strict client parse them as they would the real thing.
+
+Both report the tier that served the request in ``service_tier`` (``default``, ``flex`` or ``priority``). A
+reasoning model's Responses output starts with a ``reasoning`` item (``ReasoningItem``: id and an empty
+``summary``), except at effort ``none`` (ours: no reasoning, no item); when reasoning used up the whole
+``max_output_tokens``, that item is all the output there is (``status: incomplete``, no message), and Chat
+Completions answers ``finish_reason: length`` with empty ``content``. ``reasoning.effort`` echoes the effort
+the model reasoned at (the family's default when none was asked), null for a non-reasoning model.
 """
 
 from __future__ import annotations
@@ -33,12 +40,13 @@ def render_response(request: ExtractionRequest, completion: Completion) -> dict[
     else:
         content = [{"type": "output_text", "text": completion.text or "", "annotations": [], "logprobs": []}]
     output: list[dict[str, Any]] = []
-    if completion.reasoning:
+    if completion.reasoning and request.reasoning_effort != "none":
         output.append({"type": "reasoning", "id": new_id("rs_"), "summary": []})
-    output.append({"type": "message", "id": new_id("msg_"), "status": status, "role": "assistant", "content": content})
+    if not completion.reasoning_only:
+        output.append(
+            {"type": "message", "id": new_id("msg_"), "status": status, "role": "assistant", "content": content}
+        )
     body = request.body
-    requested_reasoning = body.get("reasoning")
-    effort = requested_reasoning.get("effort") if isinstance(requested_reasoning, dict) else None
     text_format: dict[str, Any] = {
         "type": "json_schema",
         "name": request.schema_name,
@@ -64,9 +72,9 @@ def render_response(request: ExtractionRequest, completion: Completion) -> dict[
         "parallel_tool_calls": True,
         "previous_response_id": None,
         "prompt_cache_key": request.prompt_cache_key,
-        "reasoning": {"effort": effort or ("medium" if completion.reasoning else None), "summary": None},
+        "reasoning": {"effort": request.reasoning_effort, "summary": None},
         "safety_identifier": None,
-        "service_tier": "default",
+        "service_tier": request.service_tier,
         "store": body.get("store") is not False,
         "temperature": _number(body.get("temperature"), 1.0),
         "text": {"format": text_format, "verbosity": "medium"},
@@ -102,7 +110,7 @@ def render_chat_completion(request: ExtractionRequest, completion: Completion) -
             }
         ],
         "usage": _chat_usage(completion.usage),
-        "service_tier": "default",
+        "service_tier": request.service_tier,
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
 

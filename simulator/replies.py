@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import hmac
+import secrets
 
 import orjson
 from aiohttp import web
 
 from simulator.errors import ApiError
+
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+"""Where the middleware keeps the ``x-request-id`` it will stamp on the response, so routes can log it."""
+
+
+def new_request_id() -> str:
+    """A fresh request id in OpenAI's style (``req_`` and 32 hex digits)."""
+    return "req_" + secrets.token_hex(16)
+
+
+def request_id(request: web.Request) -> str | None:
+    """The id the response to ``request`` carries (None outside the middleware, e.g. in a bare handler test)."""
+    return request.get(REQUEST_ID_KEY)
 
 
 def json_response(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -22,6 +22,7 @@ import orjson
 
 from simulator.content import Attachment, PartSource, parse_content
 from simulator.errors import invalid_request, missing_parameter
+from simulator.model_families import Effort, RequestParameters, ServedTier, request_parameters
 from simulator.schema_checks import check_schema
 
 Endpoint = Literal["responses", "chat.completions"]
@@ -74,6 +75,12 @@ class ExtractionRequest:
     max_output_tokens: int | None
     prompt_cache_key: str | None
     body: Mapping[str, Any]
+    requested_service_tier: str = "auto"
+    """The ``service_tier`` the body asked for (``auto`` when absent)."""
+    service_tier: ServedTier = "default"
+    """The tier that serves the request, reports it and bills it (:mod:`simulator.model_families`)."""
+    reasoning_effort: Effort | None = None
+    """The effort the model reasons at (asked for, else its family's default); None: not a reasoning model."""
 
     def prompt_messages(self) -> tuple[Message, ...]:
         """Everything the model reads, in order: ``instructions`` count as a leading developer message."""
@@ -140,11 +147,18 @@ class ExtractionRequest:
         return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+_COUNTING_ONLY = RequestParameters("auto", "default", None)
+"""What a body only counted (``POST /v1/responses/input_tokens``) is taken to ask for: nothing is generated."""
+
+
 def parse_request(endpoint: Endpoint, body: object, *, require_format: bool = True) -> ExtractionRequest:
     """Validate and normalise a request body; raises a 400 :class:`~simulator.errors.ApiError`.
 
+    A generation body's ``service_tier``, effort, ``temperature``/``top_p`` and (Chat) ``max_tokens`` are
+    checked against its model's family (:func:`simulator.model_families.request_parameters`).
     ``require_format=False`` (``POST /v1/responses/input_tokens``) also takes a Responses body without a
-    json_schema ``text.format``: it is counted as having no schema (``schema_name`` empty).
+    json_schema ``text.format``: it is counted as having no schema (``schema_name`` empty), and its model
+    parameters are not checked (nothing is generated).
     """
     if not isinstance(body, dict):
         raise invalid_request(
@@ -172,6 +186,7 @@ def _parse_responses(body: dict[str, Any], *, require_format: bool = True) -> Ex
         name, schema, description, strict = "", {}, None, False
     else:
         name, schema, description, strict = _json_schema_format(fmt, "text.format")
+    parameters = request_parameters(False, model, body) if require_format else _COUNTING_ONLY
     return ExtractionRequest(
         endpoint="responses",
         model=model,
@@ -184,6 +199,9 @@ def _parse_responses(body: dict[str, Any], *, require_format: bool = True) -> Ex
         max_output_tokens=_max_tokens(body, "max_output_tokens"),
         prompt_cache_key=_optional_str(body, "prompt_cache_key"),
         body=body,
+        requested_service_tier=parameters.requested_tier,
+        service_tier=parameters.service_tier,
+        reasoning_effort=parameters.reasoning_effort,
     )
 
 
@@ -196,6 +214,7 @@ def _parse_chat(body: dict[str, Any]) -> ExtractionRequest:
     name, schema, description, strict = _json_schema_format(
         {"type": "json_schema", **_dict_or_empty(response_format.get("json_schema"))}, "response_format.json_schema"
     )
+    parameters = request_parameters(True, model, body)
     max_tokens = _max_tokens(body, "max_completion_tokens")
     if max_tokens is None:
         max_tokens = _max_tokens(body, "max_tokens")
@@ -211,6 +230,9 @@ def _parse_chat(body: dict[str, Any]) -> ExtractionRequest:
         max_output_tokens=max_tokens,
         prompt_cache_key=_optional_str(body, "prompt_cache_key"),
         body=body,
+        requested_service_tier=parameters.requested_tier,
+        service_tier=parameters.service_tier,
+        reasoning_effort=parameters.reasoning_effort,
     )
 
 

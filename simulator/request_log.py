@@ -31,6 +31,11 @@ class RequestLog:
     ``usage`` input of a 200), the part of it due to images and files (``attachment_tokens``) and one record per
     image or file (``attachments``: kind, param, source, tokens, detail and sizing, bytes, sha256, pixel size or
     PDF pages); these are ``None``/``None``/``[]`` for entries that never got that far.
+
+    Every entry has the ``request_id`` its response carried (``x-request-id``; None for a connection dropped
+    without a response), ``service_tier``, the tier that served a 200 (``default``/``flex``/``priority``; None
+    for anything else, a flex ``resource_unavailable`` 429 included), and ``reasoning_effort``, the effort a
+    parsed generation request was given (asked for, else the model's default; None for a non-reasoning model).
     """
 
     def __init__(self, size: int = 1000) -> None:
@@ -46,15 +51,20 @@ class RequestLog:
         body: object,
         headers: Mapping[str, str],
         charge: Mapping[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
     ) -> None:
         entry: dict[str, Any] = {
             "endpoint": endpoint,
             "status": status,
+            "request_id": request_id,
             "body": body,
             "headers": public_headers(headers),
             "input_tokens": None,
             "attachment_tokens": None,
             "attachments": [],
+            "service_tier": None,
+            "reasoning_effort": None,
         }
         if charge is not None:
             entry.update(charge)

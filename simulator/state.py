@@ -14,11 +14,15 @@ from simulator.ledger import Ledger
 from simulator.prompt_cache import PromptCache
 from simulator.ratelimit import TokenBucketLimits, rate_limits_for
 from simulator.request_log import RequestLog
+from simulator.tiers import FlexCapacity
 
 
 @dataclass(slots=True)
 class SimulatorState:
-    """Config plus ledger, request log, faults, prompt cache, rate limits, uploaded files and the latency RNG."""
+    """Config plus ledger, request log, faults, prompt cache, rate limits, uploaded files, flex capacity, latency RNG.
+
+    ``flex.unavailable_rate`` may be changed on a running simulator (it starts as the config's).
+    """
 
     config: SimulatorConfig
     ledger: Ledger
@@ -28,6 +32,7 @@ class SimulatorState:
     rate_limits: TokenBucketLimits
     rng: random.Random
     files: FileStore
+    flex: FlexCapacity
 
     @classmethod
     def from_config(cls, config: SimulatorConfig) -> SimulatorState:
@@ -46,6 +51,7 @@ class SimulatorState:
             rate_limits=rate_limits_for(config.rpm, config.tpm, config.limit_window_s, config.clock),
             rng=random.Random(config.seed),
             files=FileStore(),
+            flex=FlexCapacity(config.flex_unavailable_rate),
         )
 
     def set_limits(self, rpm: int | None = None, tpm: int | None = None) -> None:
@@ -59,7 +65,7 @@ class SimulatorState:
     def reset(self) -> None:
         """Forget everything that happened (rules and rates stay, their counters restart); ``POST /_sim/reset``.
 
-        Uploaded files are forgotten too.
+        Uploaded files are forgotten too, and so are the flex capacity draws (the rate stays).
 
         Rate-limit buckets are not refilled: like OpenAI's, they only refill with time. The limits stay as they are.
         """
@@ -68,6 +74,7 @@ class SimulatorState:
         self.faults.reset_counters()
         self.prompt_cache.clear()
         self.files.clear()
+        self.flex.reset()
 
     def base_delay_s(self, input_key: str | None = None, attempt: int = 0) -> float:
         """Seconds to wait before answering an admitted request: ``latency_ms`` +- uniform jitter.

@@ -51,16 +51,6 @@ def _parses(text: str) -> bool:
     return True
 
 
-def reasoning_tokens_for(visible_tokens: int) -> int:
-    """Deterministic "thinking" cost of a reasoning model: a fixed base plus twice the visible answer."""
-    return 64 + 2 * visible_tokens
-
-
-def is_reasoning_model(model: str) -> bool:
-    """o-series and gpt-5 family models reason (and bill reasoning tokens inside output tokens)."""
-    return model.startswith(("o", "gpt-5"))
-
-
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Token usage of one response; ``output_tokens`` includes ``reasoning_tokens`` as in the real API."""

@@ -12,6 +12,9 @@ scripts below update atomically:
 | ``p``, ``pt`` | calls without an answer that may still be billed (client timeout, dropped connection) |
 | ``e``, ``i``, ``w``, ``f`` | the retry history (``worker.policy``): errors, internal errors, waits, first error ms |
 | ``v`` | a version bumped by every change (``cancel`` builds a record from one version) |
+| ``rq``, ``st``, ``ff`` | the last call's provider request id, the tier that served it, a flex fallback to auto |
+| ``fu`` | when a flex call of the line was first refused for capacity (ms; ``--flex-fallback-after``) |
+| ``bm``, ``bt`` | the budget reservations (micro-dollars, tokens) of its calls in flight (``store.budget``) |
 
 Every call is counted the moment it returns, so the line's result covers every billed call of every try.
 Recording the line deletes its field and adds what is left in ``o``/``p`` to the batch's *possibly billed* totals
@@ -29,13 +32,25 @@ from redis.asyncio import Redis
 
 from schemas.records import CallTotals
 from schemas.results import Usage
+from store.budget import BUDGET_LUA
 from store.fields import F
 from store.keys import BatchKeys
 from store.redis_typing import awaited
-from store.scripts import LuaScript, RoundTrip, Slot, single
+from store.scripts import Arg, LuaScript, RoundTrip, Slot, single
 from store.usage import USAGE_FIELDS, usage_args, usage_from
 
 _N = len(USAGE_FIELDS)
+
+
+@dataclass(frozen=True)
+class BudgetCharge:
+    """An amount against a batch's budget (``store.budget``): micro-dollars and tokens."""
+
+    micro_usd: int = 0
+    tokens: int = 0
+
+
+NO_CHARGE = BudgetCharge()
 
 _ACCOUNT_LUA = """
 local function load_account()
@@ -51,29 +66,48 @@ end
 """
 
 # KEYS: batch record, accounts[, the call's admission reservation]. ARGV: ordinal, input-token estimate of the call
-# about to be sent. With a reservation key, nothing happens unless it exists: the worker sends this in the same round
-# trip as the admission (``store.limits.ADMIT``), which creates it only if the call was admitted.
-# Returns the account's new version, 0 when not admitted, -1 when the batch is gone.
+# about to be sent, its worst-case cost in micro-dollars and in tokens (``store.budget``), now (ISO-8601). With a
+# reservation key, nothing happens unless it exists: the worker sends this in the same round trip as the admission
+# (``store.limits.ADMIT``), which creates it only if the call was admitted.
+# Returns the account's new version, 0 when not admitted, -1 when the batch is gone, -2 when the call would pass the
+# batch's budget (the batch is paused with the reason; nothing is counted), -3 when it would pass it only because of
+# the calls in flight (wait for them to settle; nothing is counted).
 BEGIN_CALL = LuaScript(
     "account_begin_call",
     _ACCOUNT_LUA
+    + BUDGET_LUA
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if #KEYS >= 3 and redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+local wm, wt = tonumber(ARGV[3] or '0'), tonumber(ARGV[4] or '0')
+local over = budget_over(wm, wt)
+if over == 'wait' then return -3 end
+if over then
+  if redis.call('HSETNX', KEYS[1], '$PAUSED', over) == 1 then redis.call('HSET', KEYS[1], '$PAUSED_AT', ARGV[5]) end
+  return -2
+end
+budget_reserve(wm, wt)
 local a = load_account()
 a.o = (a.o or 0) + 1
 a.oe = (a.oe or 0) + tonumber(ARGV[2])
+a.bm = (a.bm or 0) + wm
+a.bt = (a.bt or 0) + wt
 return save_account(a)
 """,
+    F.lua_names(),
 )
 
 # KEYS: batch record, accounts. ARGV: ordinal, latency ms, repair (1/0), response id ("" = none), possibly billed
-# (1/0: no answer, but the provider may have counted it), the call's input-token estimate, then the usage.
+# (1/0: no answer, but the provider may have counted it), the call's input-token estimate, the usage, then the
+# provider's request id ("" = none), the tier that served it ("" = unknown), the call's budget reservation
+# (micro-dollars, tokens), what it cost (micro-dollars, tokens), 1 if it was a flex line's fallback to auto, and the
+# call's uncalibrated input estimate (0 = none; with the reported input it calibrates ``producer estimate``).
 # Returns the account as saved (JSON: the job records its totals from it, without reading it again), or -1 when the
 # batch is gone.
 ADD_CALL = LuaScript(
     "account_add_call",
     _ACCOUNT_LUA
+    + BUDGET_LUA
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local a = load_account()
@@ -93,14 +127,27 @@ end
 local u = a.u or {}
 for i = 1, $N do u[i] = (u[i] or 0) + tonumber(ARGV[6 + i]) end
 a.u = u
+local at = 6 + $N
+if ARGV[at + 1] ~= '' then a.rq = ARGV[at + 1] end
+if ARGV[at + 2] ~= '' then a.st = ARGV[at + 2] end
+local wm, wt = math.min(tonumber(ARGV[at + 3]), a.bm or 0), math.min(tonumber(ARGV[at + 4]), a.bt or 0)
+budget_settle(wm, wt, tonumber(ARGV[at + 5]), tonumber(ARGV[at + 6]))
+a.bm, a.bt = (a.bm or 0) - wm, (a.bt or 0) - wt
+if ARGV[at + 7] == '1' then a.ff = 1 end
+local raw, input = tonumber(ARGV[at + 8] or '0'), tonumber(ARGV[7] or '0')
+if raw > 0 and input > 0 then
+  redis.call('HINCRBY', KEYS[1], '$CALIBRATION_RAW_INPUT', raw)
+  redis.call('HINCRBY', KEYS[1], '$CALIBRATION_INPUT', input)
+end
 local _, encoded = save_account(a)
 return encoded
 """,
-    {"N": _N},
+    {**F.lua_names(), "N": _N},
 )
 
-# KEYS: batch record, accounts. ARGV: ordinal, now ms, ending (worker.policy.Ending value). A try that ended in an
-# error (not a wait) also counts in the batch record: RATE_LIMITED for a 429, TRIES_FAILED for anything else.
+# KEYS: batch record, accounts. ARGV: ordinal, now ms, ending (worker.policy.Ending value), flex refused for capacity
+# (1/0: a 429 resource_unavailable). A try that ended in an error (not a wait) also counts in the batch record:
+# RATE_LIMITED for a 429, TRIES_FAILED for anything else.
 # Returns {errors, internal errors, waits, first error ms (0 = none)}; {-1, 0, 0, 0} when the batch is gone.
 NOTE_ENDING = LuaScript(
     "account_note_ending",
@@ -109,6 +156,7 @@ NOTE_ENDING = LuaScript(
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0, 0, 0} end
 local a = load_account()
 local ending = ARGV[3]
+if ARGV[4] == '1' then a.fu = a.fu or tonumber(ARGV[2]) end
 if ending == 'waiting' then
   a.w = (a.w or 0) + 1
 else
@@ -139,11 +187,13 @@ class Account:
     outstanding: int
     """Calls sent whose end nobody saw (an abandoned call)."""
     possibly_billed: int
+    flex_unavailable_since_ms: int | None = None
+    """When a flex call of the line was first refused for capacity."""
 
 
 def decode_account(raw: bytes | None) -> Account:
     if raw is None:
-        return Account(CallTotals(), 0, 0, 0, None, 0, 0, 0)
+        return Account(CallTotals(), 0, 0, 0, None, 0, 0, 0, None)
     data = orjson.loads(raw)
     usage = data.get("u") or []
     return Account(
@@ -153,6 +203,9 @@ def decode_account(raw: bytes | None) -> Account:
             repairs=int(data.get("r", 0)),
             latency_ms=int(data.get("l", 0)),
             last_response_id=data.get("id"),
+            last_request_id=data.get("rq"),
+            service_tier=data.get("st"),
+            flex_fallback=bool(data.get("ff")),
         ),
         errors=int(data.get("e", 0)),
         internal=int(data.get("i", 0)),
@@ -161,6 +214,7 @@ def decode_account(raw: bytes | None) -> Account:
         version=int(data.get("v", 0)),
         outstanding=int(data.get("o", 0)),
         possibly_billed=int(data.get("p", 0)),
+        flex_unavailable_since_ms=int(data["fu"]) if data.get("fu") is not None else None,
     )
 
 
@@ -186,15 +240,27 @@ class Accounts:
         self._note_ending = NOTE_ENDING.bind(redis)
 
     def queue_begin_call(
-        self, trip: RoundTrip, keys: BatchKeys, ordinal: int, *, estimate: int, if_reserved: str | None = None
+        self,
+        trip: RoundTrip,
+        keys: BatchKeys,
+        ordinal: int,
+        *,
+        estimate: int,
+        if_reserved: str | None = None,
+        worst: BudgetCharge = NO_CHARGE,
+        now_iso: str = "",
     ) -> Slot[int]:
-        """A call is about to be sent: until ``add_call`` it counts as outstanding (possibly billed if abandoned).
-        With ``if_reserved`` (a reservation key queued before it in ``trip``), only if that reservation was made."""
+        """A call is about to be sent: until ``add_call`` it counts as outstanding (possibly billed if abandoned), and
+        its ``worst`` case is reserved against the batch's budget (-2: refused, the batch paused). With
+        ``if_reserved`` (a reservation key queued before it in ``trip``), only if that reservation was made."""
         script_keys = [keys.record, keys.accounts] + ([if_reserved] if if_reserved is not None else [])
-        return trip.script(self._begin_call, script_keys, [ordinal, estimate], int)
+        args: list[Arg] = [ordinal, estimate, worst.micro_usd, worst.tokens, now_iso]
+        return trip.script(self._begin_call, script_keys, args, int)
 
-    async def begin_call(self, keys: BatchKeys, ordinal: int, *, estimate: int) -> int:
-        return await single(self._redis, lambda trip: self.queue_begin_call(trip, keys, ordinal, estimate=estimate))
+    async def begin_call(self, keys: BatchKeys, ordinal: int, *, estimate: int, worst: BudgetCharge = NO_CHARGE) -> int:
+        return await single(
+            self._redis, lambda trip: self.queue_begin_call(trip, keys, ordinal, estimate=estimate, worst=worst)
+        )
 
     def queue_add_call(
         self,
@@ -208,9 +274,15 @@ class Accounts:
         repair: bool,
         possibly_billed: bool = False,
         estimate: int = 0,
+        request_id: str | None = None,
+        service_tier: str | None = None,
+        reserved: BudgetCharge = NO_CHARGE,
+        cost: BudgetCharge = NO_CHARGE,
+        flex_fallback: bool = False,
+        raw_input: int = 0,
     ) -> Slot[Account | None]:
-        """Count one API call that returned (``usage`` None: no reply), as a step of ``trip``: the account after
-        it, or None when the batch is gone."""
+        """Count one API call that returned (``usage`` None: no reply), as a step of ``trip``, and replace its budget
+        reservation by its ``cost``: the account after it, or None when the batch is gone."""
         counts = usage_args(usage) if usage is not None else [0] * _N
         args = [
             ordinal,
@@ -220,13 +292,23 @@ class Accounts:
             "1" if possibly_billed else "0",
             estimate,
             *counts,
+            request_id or "",
+            service_tier or "",
+            reserved.micro_usd,
+            reserved.tokens,
+            cost.micro_usd,
+            cost.tokens,
+            "1" if flex_fallback else "0",
+            raw_input,
         ]
         return trip.script(self._add_call, [keys.record, keys.accounts], args, _account_or_gone)
 
-    async def note_ending(self, keys: BatchKeys, ordinal: int, now_ms: int, ending: str) -> EndingCounts | None:
+    async def note_ending(
+        self, keys: BatchKeys, ordinal: int, now_ms: int, ending: str, *, flex_unavailable: bool = False
+    ) -> EndingCounts | None:
         """Count a try's ending (a ``worker.policy.Ending`` value). None when the batch is gone."""
         errors, internal, waits, first = await self._note_ending(
-            [keys.record, keys.accounts], [ordinal, now_ms, ending]
+            [keys.record, keys.accounts], [ordinal, now_ms, ending, "1" if flex_unavailable else "0"]
         )
         if int(errors) < 0:
             return None

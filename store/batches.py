@@ -12,6 +12,7 @@ Its fields are :class:`store.fields.F` plus the token totals (``store.usage``). 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from redis.asyncio import Redis
 
 from schemas.jobs import BatchSpec
 from schemas.results import Usage
+from store.budget import MICRO, BudgetState
 from store.fields import F
 from store.keys import BatchKeys, Keys
 from store.queue import REMOVE_WAITING, batch_job_ids, job_key
@@ -51,7 +53,8 @@ local function reopen_batch()
 end
 """
 
-# KEYS: BatchKeys, then the batches index. ARGV: spec JSON, lines, ttl ms, input JSON, created_at, created ms, id.
+# KEYS: BatchKeys, then the batches index. ARGV: spec JSON, lines, ttl ms, input JSON, created_at, created ms, id,
+# budget micro-dollars and budget tokens ("" = none: ``store.budget``).
 # Returns 1 when this call created the batch, 0 when it existed (the caller compares the stored spec).
 CREATE = LuaScript(
     "create_batch",
@@ -60,6 +63,8 @@ if redis.call('HSETNX', KEYS[1], '$SPEC', ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], '$LINES', ARGV[2], '$INDEXED', 0, '$FED', 0, '$QUEUED', 0, '$DONE', 0,
   '$SUCCEEDED', 0, '$FAILED', 0, '$CANCELLED', 0, '$RETRIED', 0, '$REPLACED', 0, '$TTL_MS', ARGV[3],
   '$INPUT', ARGV[4], '$CREATED_AT', ARGV[5], '$CREATED_MS', ARGV[6])
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], '$BUDGET_MICRO_USD', ARGV[8]) end
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], '$BUDGET_TOKENS', ARGV[9]) end
 redis.call('ZADD', KEYS[$NEXT_KEY], ARGV[6], ARGV[7])
 return 1
 """,
@@ -106,6 +111,12 @@ class BatchRecord:
     paused: str | None = None
     """Why the batch is paused (``store.pause``), if it is: its lines wait for ``producer resume``."""
     paused_at: str | None = None
+    budget: BudgetState | None = None
+    """The budgets in force and what counts against them (``store.budget``); None for a batch without any."""
+    calibration_raw_input: int = 0
+    """The uncalibrated input estimates of its answered calls, summed; with ``calibration_input`` (what the provider
+    counted for them) it calibrates ``producer estimate``."""
+    calibration_input: int = 0
 
     @property
     def sealed(self) -> bool:
@@ -159,6 +170,7 @@ class BatchRecord:
                 "calls": self.possibly_billed_calls,
                 "input_tokens": self.possibly_billed_input_tokens,
             },
+            "budget": dataclasses.asdict(self.budget) if self.budget is not None else None,
         }
 
 
@@ -202,6 +214,27 @@ def parse_record(batch_id: str, raw: dict[bytes, bytes]) -> BatchRecord:
         rate_limited=count(F.RATE_LIMITED),
         paused=text(F.PAUSED),
         paused_at=text(F.PAUSED_AT),
+        budget=_budget(fields),
+        calibration_raw_input=count(F.CALIBRATION_RAW_INPUT),
+        calibration_input=count(F.CALIBRATION_INPUT),
+    )
+
+
+def _budget(fields: dict[str, bytes]) -> BudgetState | None:
+    usd, tokens = fields.get(F.BUDGET_MICRO_USD), fields.get(F.BUDGET_TOKENS)
+    if usd is None and tokens is None:
+        return None
+
+    def micro(name: str) -> float:
+        return int(fields.get(name, b"0")) / MICRO
+
+    return BudgetState(
+        budget_usd=int(usd) / MICRO if usd is not None else None,
+        spent_usd=micro(F.SPENT_MICRO_USD),
+        reserved_usd=micro(F.RESERVED_MICRO_USD),
+        budget_tokens=int(tokens) if tokens is not None else None,
+        spent_tokens=int(fields.get(F.SPENT_TOKENS, b"0")),
+        reserved_tokens=int(fields.get(F.RESERVED_TOKENS, b"0")),
     )
 
 
@@ -242,6 +275,8 @@ class BatchStore:
                 spec.created_at,
                 created_ms,
                 spec.batch_id,
+                "" if spec.budget_usd is None else round(spec.budget_usd * 1_000_000),
+                "" if spec.budget_tokens is None else spec.budget_tokens,
             ],
         )
         return bool(created)

@@ -72,6 +72,14 @@ def _decode(raw: bytes, codec: ResultCodec) -> CachedAnswer:
     return CachedAnswer(data["output"], data.get("response_id"), data["batch_id"], data["custom_id"])
 
 
+DEFAULT_ENDPOINT = "https://api.openai.com/v1"
+
+
+def provider_endpoint(base_url: str | None) -> str:
+    """The provider's base URL as every key derived from it spells it (``OPENAI_BASE_URL``, else OpenAI's)."""
+    return (base_url or DEFAULT_ENDPOINT).rstrip("/")
+
+
 def provider_id(endpoint: str) -> str:
     """Names a provider's endpoint in keys without spelling its URL."""
     return hashlib.sha256(endpoint.encode()).hexdigest()[:16]

@@ -55,6 +55,21 @@ class F:
     timeout, or a dropped connection): the provider may have billed them; their usage is in no result line."""
     POSSIBLY_BILLED_TOKENS: Final = "possibly_billed_input_tokens"
     """The input-token estimate of those calls (output tokens unknown: at most their max output tokens each)."""
+    BUDGET_MICRO_USD: Final = "budget_micro_usd"
+    """The batch's budget in millionths of a dollar (``store.budget``); absent = none."""
+    BUDGET_TOKENS: Final = "budget_tokens"
+    """The batch's budget in tokens billed (input + output); absent = none."""
+    SPENT_MICRO_USD: Final = "spent_micro_usd"
+    """What the batch's calls cost so far, as they returned (not as lines were recorded)."""
+    SPENT_TOKENS: Final = "spent_tokens"
+    RESERVED_MICRO_USD: Final = "reserved_micro_usd"
+    """The worst-case cost of the calls in flight (reserved before each went out, settled when it returned)."""
+    RESERVED_TOKENS: Final = "reserved_tokens"
+    CALIBRATION_RAW_INPUT: Final = "calibration_raw_input"
+    """The uncalibrated input estimates of the batch's answered calls, summed (``producer estimate`` learns from
+    them and ``CALIBRATION_INPUT``: the ratio of what the provider counted to what we estimated, per model)."""
+    CALIBRATION_INPUT: Final = "calibration_input"
+    """The input tokens the provider reported for those same calls."""
     # The token totals of every recorded line sit beside these, one field per usage kind: see store.usage.
 
     @classmethod

@@ -13,6 +13,7 @@ makes settling happen once).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Final
 
@@ -23,6 +24,11 @@ from store.scripts import Arg, LuaScript, RoundTrip, Slot, single
 
 RESERVATION_TTL_MS = 30 * 60 * 1000
 BUCKET_IDLE_TTL_MS = 60 * 60 * 1000
+
+
+def scope_id(api_key: str, model: str, endpoint: str = "") -> str:
+    """Names a provider limit (endpoint, key, model) without revealing the key: ``{p}rl:{scope}``."""
+    return hashlib.sha256(f"{endpoint}\n{api_key}".encode()).hexdigest()[:16] + ":" + model
 
 
 class BucketField:

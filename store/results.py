@@ -28,6 +28,7 @@ from schemas.pricing import ModelPrice
 from schemas.records import CallTotals, line_result
 from schemas.results import ResultRecord, Status
 from store.batches import COMPLETE_LUA, BatchRecord
+from store.budget import BUDGET_LUA
 from store.codec import ResultCodec
 from store.fields import F
 from store.keys import BatchKeys
@@ -48,7 +49,9 @@ _NAMES: dict[str, str | int] = {**F.lua_names(), **SLOT_NAMES, **ARQ_NAMES, "USA
 # BatchKeys then the queue. args: ordinal, slot status, stored result, the line's arq job id ("" = none: its job
 # does not hold a place in the window), cost ("" = none), then the usage counts from ARGV[usage_at] on. The job
 # leaves the queue here, with its text: arq's own clean-up after the job returns finds nothing left to do.
-RECORD_LUA = """
+RECORD_LUA = (
+    BUDGET_LUA
+    + """
 local STATUS_FIELD = {'$SUCCEEDED', '$FAILED', '$CANCELLED'}
 local USAGE = $USAGE
 local function record(ord, status, stored, job_id, cost, usage_at)
@@ -60,6 +63,8 @@ local function record(ord, status, stored, job_id, cost, usage_at)
   if account then
     local a = cjson.decode(account)
     unseen_calls, unseen_tokens = (a.o or 0) + (a.p or 0), (a.oe or 0) + (a.pt or 0)
+    -- a budget reservation nobody settled (a call never seen to return) may have been billed: it counts as spent
+    if (a.bm or 0) > 0 or (a.bt or 0) > 0 then budget_settle(a.bm or 0, a.bt or 0, a.bm or 0, a.bt or 0) end
     redis.call('HDEL', KEYS[5], ord)
   end
   local from_queue = 0
@@ -89,6 +94,7 @@ local function record(ord, status, stored, job_id, cost, usage_at)
   return 1
 end
 """
+)
 
 # KEYS: BatchKeys, queue. ARGV: ordinal, slot status, stored result, job id, cost, usage counts.
 # Returns 1 recorded, 0 already recorded, -1 batch gone.

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from schemas.settings import RateLimit, Settings
 from store.keys import Keys
+from store.limits import scope_id
 from tests.conftest import REPO
 from worker import admission
 from worker.admission import (
@@ -22,7 +23,6 @@ from worker.admission import (
     SLOW_FACTOR,
     AdmissionController,
     AdmissionDeferredError,
-    scope_id,
 )
 
 KEYS = Keys("adm:")

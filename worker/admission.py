@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import math
 import random
 import secrets
@@ -70,7 +69,7 @@ from redis.asyncio import Redis
 
 from schemas.settings import WorkerSettings
 from store.keys import Keys
-from store.limits import BucketParams, LimitStore, ProviderAccount, SettleArgs
+from store.limits import BucketParams, LimitStore, ProviderAccount, SettleArgs, scope_id
 from store.scripts import RoundTrip, Slot, single
 from worker.classify import Settle
 from worker.policy import WaitingError
@@ -130,11 +129,6 @@ class AdmissionDeferredError(WaitingError):
 
 WithAdmission = Callable[[RoundTrip, str], object]
 """Queues steps into an admission's round trip, given the reservation key (see ``try_acquire``)."""
-
-
-def scope_id(api_key: str, model: str, endpoint: str = "") -> str:
-    """Names a provider limit (endpoint, key, model) without revealing the key."""
-    return hashlib.sha256(f"{endpoint}\n{api_key}".encode()).hexdigest()[:16] + ":" + model
 
 
 def provider_account(headers: Mapping[str, str]) -> ProviderAccount:

@@ -88,7 +88,7 @@ class JobBoundary:
             fingerprint=indexed.fingerprint,
             status=Status.FAILED,
             totals=account.totals,
-            price=state.settings.price_for(batch.spec.model),
+            price=state.settings.price_for(batch.spec.model, account.totals.service_tier),
             error=ErrorInfo(type=ErrorType.INTERNAL_ERROR, message=message),
         )
         recorded = await state.results.record(batch_keys, state.keys.queue, ordinal, record, batch.codec, job_id=job_id)

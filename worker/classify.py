@@ -98,8 +98,9 @@ def _too_many_requests(error: ApiCallError, retry_after: float | None) -> CallVe
     if "request too large" in error.message.lower():  # above the per-minute limit: waiting cannot help
         return CallVerdict(Settle.UNAVAILABLE, final=Rejected(ErrorType.INPUT_TOO_LARGE, error.message, 429))
     wait = retry_after if retry_after is not None else wait_in_message(error.message)
-    ended = TryEnded(Ending.RATE_LIMITED, error.message, retry_after_s=wait, status_code=429)
-    if error.code == "resource_unavailable":  # the tier is out of capacity, for everyone: no reason to slow us
+    capacity = error.code == "resource_unavailable"
+    ended = TryEnded(Ending.RATE_LIMITED, error.message, retry_after_s=wait, status_code=429, capacity=capacity)
+    if capacity:  # the tier is out of capacity, for everyone: no reason to slow us
         return CallVerdict(Settle.UNAVAILABLE, ended=ended)
     return CallVerdict(Settle.LIMITED, cooldown_s=wait if wait is not None else DEFAULT_COOLDOWN_S, ended=ended)
 

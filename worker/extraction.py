@@ -66,14 +66,7 @@ async def extract_once(
         if reply.refusal is not None:
             return Rejected(ErrorType.REFUSAL, f"the model refused: {reply.refusal}", response_id=reply.response_id)
         if reply.truncated:
-            limit = request.max_output_tokens
-            hint = f" ({limit})" if limit is not None else ""
-            return Rejected(
-                ErrorType.TRUNCATED,
-                f"the output hit the max output tokens limit{hint} before the JSON was complete; "
-                "raise --max-output-tokens",
-                response_id=reply.response_id,
-            )
+            return Rejected(ErrorType.TRUNCATED, _truncated(request, reply), response_id=reply.response_id)
         errors = _validation_errors(reply.text, validator)
         if isinstance(errors, dict):
             return Extracted(errors, reply)
@@ -85,6 +78,18 @@ async def extract_once(
             )
         repairs += 1
         request = repair_request(request, reply.text or "", errors)
+
+
+def _truncated(request: ModelRequest, reply: ModelReply) -> str:
+    """Why the output stopped, and what to change: the cap, or the reasoning that used it up."""
+    limit = request.max_output_tokens
+    hint = f" ({limit})" if limit is not None else ""
+    if reply.reasoning_only:
+        return (
+            f"reasoning used the whole max output tokens limit{hint} ({reply.usage.reasoning_tokens} reasoning "
+            "tokens) before any answer; raise --max-output-tokens or lower --reasoning-effort"
+        )
+    return f"the output hit the max output tokens limit{hint} before the JSON was complete; raise --max-output-tokens"
 
 
 def _validation_errors(text: str | None, validator: OutputValidator) -> dict[str, Any] | list[str]:

@@ -61,6 +61,8 @@ class TryEnded:
     retry_after_s: float | None = None
     wait_s: float | None = None
     status_code: int | None = None
+    capacity: bool = False
+    """A 429 ``resource_unavailable``: the tier (flex) had no capacity, not our rate limit."""
 
 
 @dataclass(frozen=True)

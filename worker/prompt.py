@@ -56,6 +56,9 @@ class ModelRequest:
     prompt_cache_key: str
     store: bool
     image_detail: ImageDetail = "auto"
+    reasoning_effort: str | None = None
+    service_tier: str | None = None
+    """None: not sent (the API's default). A flex line past its fallback wait is sent with ``auto``."""
 
     @property
     def attachments(self) -> tuple[Attachment, ...]:
@@ -71,11 +74,18 @@ def prompt_cache_key(spec: BatchSpec) -> str:
 
 
 def first_request(
-    spec: BatchSpec, text: str, *, store: bool, cache_key: str | None = None, parts: tuple[Part, ...] = ()
+    spec: BatchSpec,
+    text: str,
+    *,
+    store: bool,
+    cache_key: str | None = None,
+    parts: tuple[Part, ...] = (),
+    service_tier: str | None = None,
 ) -> ModelRequest:
     """The first call for a line. ``cache_key`` is the batch's ``prompt_cache_key``, computed once per batch by the
     caller that holds it (hashing the schema per line would be work repeated for nothing). ``parts`` (the document's
-    images and PDFs) follow its text in the last message, so the shared prefix stays the same for every line."""
+    images and PDFs) follow its text in the last message, so the shared prefix stays the same for every line.
+    ``service_tier`` overrides the batch's (a flex line falling back to ``auto``)."""
     return ModelRequest(
         model=spec.model,
         schema_name=spec.schema_name,
@@ -86,6 +96,8 @@ def first_request(
         prompt_cache_key=cache_key if cache_key is not None else prompt_cache_key(spec),
         store=store,
         image_detail=spec.image_detail,
+        reasoning_effort=spec.params.reasoning_effort,
+        service_tier=service_tier if service_tier is not None else spec.service_tier,
     )
 
 
@@ -110,4 +122,6 @@ def repair_request(previous: ModelRequest, bad_output: str, errors: list[str]) -
         prompt_cache_key=previous.prompt_cache_key,
         store=previous.store,
         image_detail=previous.image_detail,
+        reasoning_effort=previous.reasoning_effort,
+        service_tier=previous.service_tier,
     )

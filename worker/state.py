@@ -12,7 +12,7 @@ from schemas.settings import WorkerSettings
 from store.accounts import Accounts
 from store.batches import BatchStore
 from store.blobs import BlobStore
-from store.cache import CacheStore
+from store.cache import CacheStore, provider_endpoint
 from store.keys import Keys
 from store.lines import LineIndex
 from store.pause import PauseStore
@@ -31,7 +31,15 @@ from worker.tokens import TokenEstimator
 if TYPE_CHECKING:
     from worker.app import Runtime
 
-DEFAULT_ENDPOINT = "https://api.openai.com/v1"
+FLEX_MARGIN_S = 10.0
+"""A flex call's timeout stays this far under the try's limit, so the try ends by the call's own timeout."""
+
+
+def flex_call_timeout_s(settings: WorkerSettings) -> float:
+    """A flex call may take ``flex_request_timeout_s`` (OpenAI advises 15 minutes), within the try's own limit
+    (``job_timeout_s``; arq's backstop and the recovery of a killed worker's jobs follow it): raise
+    ``EXTRACT_JOB_TIMEOUT_S`` to 910 s or more to give flex the whole 900 s."""
+    return max(min(settings.flex_request_timeout_s, settings.job_timeout_s - FLEX_MARGIN_S), settings.request_timeout_s)
 
 
 @dataclass
@@ -66,7 +74,7 @@ class WorkerState:
 
     @classmethod
     def build(cls, settings: WorkerSettings, redis: Redis, runtime: Runtime) -> WorkerState:
-        endpoint = (settings.openai_base_url or DEFAULT_ENDPOINT).rstrip("/")
+        endpoint = provider_endpoint(settings.openai_base_url)
         keys = Keys(settings.key_prefix)
         cache_store = CacheStore(redis, keys, endpoint)
         return cls(
@@ -105,7 +113,7 @@ class WorkerState:
 
     def adapter(self, api: ApiKind) -> ApiAdapter:
         if api not in self._adapters:
-            self._adapters[api] = adapter_for(api, self.http)
+            self._adapters[api] = adapter_for(api, self.http, flex_timeout_s=flex_call_timeout_s(self.settings))
         return self._adapters[api]
 
 

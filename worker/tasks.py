@@ -58,7 +58,7 @@ import arq
 from pydantic import ValidationError
 
 from schemas.attachments import attachment_tokens
-from schemas.jobs import ExtractionJob
+from schemas.jobs import BatchSpec, ExtractionJob
 from schemas.records import line_result, now_iso
 from schemas.results import ErrorInfo, ErrorType, Status
 from store.cache import Lookup
@@ -67,7 +67,7 @@ from worker.account import JobAccount
 from worker.adapters.base import ApiCallError, redact
 from worker.batches import BatchNotFoundError, LoadedBatch
 from worker.cache import CachedAnswer, Lease
-from worker.calls import JobCalls
+from worker.calls import BudgetReachedError, JobCalls
 from worker.classify import classify_call_error
 from worker.extraction import Extracted, Rejected, extract_once
 from worker.logs import RepeatSummary
@@ -155,23 +155,7 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
         elif isinstance(parts := _ready(batch, job, blobs, stored.value if stored else []), Rejected):
             outcome = parts  # too large for the API, or its bytes are gone: no call
         else:
-            try:
-                async with asyncio.timeout(state.settings.job_timeout_s):
-                    outcome = await _answer(state, job, batch, account, lookup.value if lookup else None, held, parts)
-            except Exception as exc:  # every ending of a try without a final outcome goes through the one policy
-                classified = classify(exc, job_timeout_s=state.settings.job_timeout_s, secrets=state.secrets)
-                if isinstance(classified, TryEnded) and classified.ending is Ending.INTERNAL:
-                    log.warning(
-                        "line %d (%r) of batch %s: %s",
-                        job.ordinal,
-                        job.custom_id,
-                        job.batch_id,
-                        classified.reason,
-                        exc_info=exc,
-                    )
-                outcome = (
-                    classified if isinstance(classified, Rejected) else await _decide(state, job, account, classified)
-                )
+            outcome = await _try(state, job, batch, account, lookup.value if lookup else None, held, parts)
         if isinstance(outcome, Rejected) and outcome.batch_wide and state.settings.pause_after_failures > 0:
             await _batch_wide_failure(state, job, outcome)  # the line waits: hands the job back, records nothing
         # One round trip: the answer into the cache, then the lease let go (so the jobs waiting on it find the
@@ -214,6 +198,36 @@ def _ready(
     return tuple(parts)
 
 
+async def _try(
+    state: WorkerState,
+    job: ExtractionJob,
+    batch: LoadedBatch,
+    account: JobAccount,
+    found: Lookup | None,
+    held: _Held,
+    parts: tuple[Part, ...],
+) -> Outcome:
+    """One try within the job's time limit; every ending without a final outcome goes through the one policy."""
+    limit_s = state.settings.job_timeout_s
+    try:
+        async with asyncio.timeout(limit_s):
+            return await _answer(state, job, batch, account, found, held, parts)
+    except BudgetReachedError:  # the batch is paused on its budget: the line waits, unrecorded
+        raise arq.Retry(defer=state.settings.pause_recheck_s) from None
+    except Exception as exc:
+        classified = classify(exc, job_timeout_s=state.settings.job_timeout_s, secrets=state.secrets)
+        if isinstance(classified, TryEnded) and classified.ending is Ending.INTERNAL:
+            log.warning(
+                "line %d (%r) of batch %s: %s",
+                job.ordinal,
+                job.custom_id,
+                job.batch_id,
+                classified.reason,
+                exc_info=exc,
+            )
+        return classified if isinstance(classified, Rejected) else await _decide(state, job, account, classified)
+
+
 @dataclass
 class _Held:
     """The coalescing lease this try holds, if any (taken by the first lookup or after waiting for another job)."""
@@ -239,7 +253,7 @@ def classify(exc: Exception, *, job_timeout_s: float, secrets: tuple[str, ...]) 
 async def _decide(state: WorkerState, job: ExtractionJob, account: JobAccount, ended: TryEnded) -> Rejected:
     """Count the ending and ask the policy: hand the job back for later (raises ``arq.Retry``), or give up."""
     now_ms = int(time.time() * 1000)
-    history = await account.note_ending(ended.ending, now_ms)
+    history = await account.note_ending(ended.ending, now_ms, capacity=ended.capacity)
     if history is None:  # the batch was deleted meanwhile: recording finds it gone and writes nothing
         return Rejected(ErrorType.INTERNAL_ERROR, "the batch was deleted", ended.status_code)
     decision = decide(state.limits, ended, history, now_ms=now_ms)
@@ -310,23 +324,42 @@ async def _attempt(
     state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount, parts: tuple[Part, ...]
 ) -> Extracted | Rejected:
     """One try at the API (calls, validation, repairs). Errors propagate to ``run_job``'s one handler."""
-    settings = state.settings
+    settings, spec = state.settings, batch.spec
+    fallback = _flex_fallback_due(spec, account)
     calls = JobCalls(
         state.admission,
         state.estimator,
         account,
         state.metrics,
         state.trip,
-        api=batch.spec.api,
+        api=spec.api,
         default_output_reserve=settings.default_output_reserve,
+        price_of=lambda tier: settings.price_for(spec.model, tier),
+        flex_fallback=fallback,
+    )
+    request = first_request(
+        spec,
+        job.text,
+        store=settings.store,
+        cache_key=batch.prompt_key,
+        parts=parts,
+        service_tier="auto" if fallback else None,
     )
     return await extract_once(
-        state.adapter(batch.spec.api),
-        first_request(batch.spec, job.text, store=settings.store, cache_key=batch.prompt_key, parts=parts),
+        state.adapter(spec.api),
+        request,
         batch.validator,
         max_repairs=settings.max_repairs,
         hooks=calls,
     )
+
+
+def _flex_fallback_due(spec: BatchSpec, account: JobAccount) -> bool:
+    """A flex line whose calls have been refused for capacity for ``--flex-fallback-after`` seconds goes as ``auto``."""
+    since = account.flex_unavailable_since_ms
+    if spec.service_tier != "flex" or spec.flex_fallback_after_s is None or since is None:
+        return False
+    return time.time() * 1000 - since >= spec.flex_fallback_after_s * 1000
 
 
 async def _record(
@@ -344,7 +377,7 @@ async def _record(
         "custom_id": job.custom_id,
         "fingerprint": job.fingerprint,
         "totals": totals,
-        "price": state.settings.price_for(batch.spec.model),
+        "price": state.settings.price_for(batch.spec.model, totals.service_tier),  # the tier that served it
     }
     if isinstance(outcome, Extracted):
         record = line_result(

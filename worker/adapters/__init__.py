@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 
-def adapter_for(api: ApiKind, sender: HttpSender) -> ApiAdapter:
+def adapter_for(api: ApiKind, sender: HttpSender, *, flex_timeout_s: float | None = None) -> ApiAdapter:
     if api == "responses":
-        return ResponsesAdapter(sender)
-    return ChatAdapter(sender)
+        return ResponsesAdapter(sender, flex_timeout_s=flex_timeout_s)
+    return ChatAdapter(sender, flex_timeout_s=flex_timeout_s)

@@ -35,6 +35,15 @@ class ModelReply:
     response_id: str | None
     latency_ms: int
     headers: Mapping[str, str] = field(default_factory=dict)
+    service_tier: str | None = None
+    """The tier that served the call, as the reply says (priced at it)."""
+    reasoning_only: bool = False
+    """The output was all reasoning: a truncated reply whose cap went to reasoning before any answer."""
+
+    @property
+    def request_id(self) -> str | None:
+        """The provider's ``x-request-id``: what its support asks for."""
+        return self.headers.get("x-request-id")
 
 
 class ApiCallError(Exception):
@@ -101,8 +110,9 @@ class HttpAdapter(ABC):
     api: ApiKind
     path: str
 
-    def __init__(self, sender: HttpSender) -> None:
+    def __init__(self, sender: HttpSender, *, flex_timeout_s: float | None = None) -> None:
         self._sender = sender
+        self._flex_timeout_s = flex_timeout_s
 
     @abstractmethod
     def build_body(self, request: ModelRequest) -> dict[str, Any]: ...
@@ -111,7 +121,10 @@ class HttpAdapter(ABC):
     def read_reply(self, data: dict[str, Any], *, latency_ms: int, headers: dict[str, str]) -> ModelReply: ...
 
     async def call(self, request: ModelRequest) -> ModelReply:
-        data, headers, latency_ms = await self._sender.post(self.path, orjson.dumps(self.build_body(request)))
+        timeout_s = self._flex_timeout_s if request.service_tier == "flex" else None  # flex is slower by design
+        data, headers, latency_ms = await self._sender.post(
+            self.path, orjson.dumps(self.build_body(request)), timeout_s=timeout_s
+        )
         return self.read_reply(data, latency_ms=latency_ms, headers=headers)
 
 

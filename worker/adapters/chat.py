@@ -28,6 +28,10 @@ class ChatAdapter(HttpAdapter):
             body["max_completion_tokens"] = request.max_output_tokens
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if request.reasoning_effort is not None:
+            body["reasoning_effort"] = request.reasoning_effort
+        if request.service_tier is not None:
+            body["service_tier"] = request.service_tier
         return body
 
     def read_reply(self, data: dict[str, Any], *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
@@ -77,6 +81,7 @@ def parse_completion(completion: dict[str, Any], *, latency_ms: int, headers: di
         total_tokens=as_int(u.get("total_tokens")),
     )
     response_id = completion.get("id")
+    served = completion.get("service_tier")
     return ModelReply(
         text=text if isinstance(text, str) else None,
         refusal=refusal if isinstance(refusal, str) else None,
@@ -85,4 +90,6 @@ def parse_completion(completion: dict[str, Any], *, latency_ms: int, headers: di
         response_id=response_id if isinstance(response_id, str) else None,
         latency_ms=latency_ms,
         headers=headers,
+        service_tier=served if isinstance(served, str) else None,
+        reasoning_only=not text and usage.reasoning_tokens > 0,
     )

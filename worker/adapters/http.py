@@ -57,12 +57,19 @@ class HttpSender:
             )
         return self._session
 
-    async def post(self, path: str, body: bytes) -> tuple[dict[str, Any], dict[str, str], int]:
-        """(the reply's JSON object, its headers in lower case, latency in ms). Raises ``ApiCallError``."""
+    async def post(
+        self, path: str, body: bytes, *, timeout_s: float | None = None
+    ) -> tuple[dict[str, Any], dict[str, str], int]:
+        """(the reply's JSON object, its headers in lower case, latency in ms). Raises ``ApiCallError``.
+        ``timeout_s`` replaces the client's read timeout for this call (a flex call is allowed longer)."""
         session = self._ensure_session()
         started = time.perf_counter()
+        # Only when given: aiohttp reads timeout=None as "no timeout at all", not as the session's.
+        options: dict[str, Any] = {}
+        if timeout_s:
+            options["timeout"] = aiohttp.ClientTimeout(total=timeout_s, sock_connect=self._timeout.sock_connect)
         try:
-            async with session.post(self._base_url + path, data=body) as response:
+            async with session.post(self._base_url + path, data=body, **options) as response:
                 raw = await response.read()
                 status = response.status
                 headers = {name.lower(): value for name, value in response.headers.items()}

@@ -38,6 +38,10 @@ class ResponsesAdapter(HttpAdapter):
             body["max_output_tokens"] = request.max_output_tokens
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if request.reasoning_effort is not None:
+            body["reasoning"] = {"effort": request.reasoning_effort}
+        if request.service_tier is not None:
+            body["service_tier"] = request.service_tier
         return body
 
     def read_reply(self, data: dict[str, Any], *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
@@ -94,6 +98,7 @@ def parse_response(response: dict[str, Any], *, latency_ms: int, headers: dict[s
         total_tokens=as_int(u.get("total_tokens")),
     )
     response_id = response.get("id")
+    served = response.get("service_tier")
     return ModelReply(
         text="".join(text_parts) if text_parts else None,
         refusal=refusal,
@@ -102,4 +107,6 @@ def parse_response(response: dict[str, Any], *, latency_ms: int, headers: dict[s
         response_id=response_id if isinstance(response_id, str) else None,
         latency_ms=latency_ms,
         headers=headers,
+        service_tier=served if isinstance(served, str) else None,
+        reasoning_only=not text_parts and refusal is None and usage.reasoning_tokens > 0,
     )

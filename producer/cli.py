@@ -22,6 +22,7 @@ from producer.attachments import Uploader, UploadError
 from producer.collect import OutputFormat, collect, follow
 from producer.control import BatchCancelledError, Deleted, cancel, delete, resume, retry_failed
 from producer.documents import AttachmentError
+from producer.estimate import Estimate, estimate
 from producer.feeder import FeedResult
 from producer.indexer import BatchExistsError, InputChangedError, OpenedBatch
 from producer.progress import WaitTimeoutError, wait_for_batch
@@ -37,9 +38,11 @@ from producer.status import (
 )
 from producer.submit import SubmitOptions, SubmitResult, build_spec, document_check, preflight_warnings, submit
 from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
+from schemas.models import EFFORTS, REQUEST_TIERS, request_problems
 from schemas.registry import resolve_schema
 from schemas.settings import InvalidSettingsError, ProducerSettings
 from store.batches import BatchNotFoundError, BatchRecord, BatchStore, Footprint
+from store.budget import BudgetStore
 from store.connect import REDIS_ERRORS, describe_redis_error, open_redis
 from store.feed import FeedState
 from store.keys import InvalidIdError, Keys, check_batch_id
@@ -173,7 +176,29 @@ _SUBMIT_OPTIONS = [
     click.option(
         "--budget-tokens",
         type=click.IntRange(min=1),
-        help="Recorded with the batch; not enforced yet [env EXTRACT_BUDGET_TOKENS].",
+        help="The most tokens (input + output) the batch may be billed; it pauses there [env EXTRACT_BUDGET_TOKENS].",
+    ),
+    click.option(
+        "--budget-usd",
+        type=click.FloatRange(min=0, min_open=True),
+        help="The most the batch may cost; it pauses there (producer budget raises it) [env EXTRACT_BUDGET_USD].",
+    ),
+    click.option(
+        "--reasoning-effort",
+        type=click.Choice(EFFORTS),
+        help="Reasoning models: the effort sent [env EXTRACT_REASONING_EFFORT; the model's default].",
+    ),
+    click.option(
+        "--service-tier",
+        type=click.Choice(REQUEST_TIERS),
+        help="The service tier asked for; flex bills at half price, slower [env EXTRACT_SERVICE_TIER; not sent].",
+    ),
+    click.option(
+        "--flex-fallback-after",
+        "flex_fallback_after_s",
+        type=click.FloatRange(min=0, min_open=True),
+        help="Seconds a flex line may be refused for capacity before it is sent with auto "
+        "[env EXTRACT_FLEX_FALLBACK_AFTER_S; never].",
     ),
     click.option(
         "--no-cache",
@@ -273,23 +298,51 @@ def _prepare_submit(
             model=settings.model,
             schema=schema,
             instructions=instructions,
-            params=GenerationParams(max_output_tokens=settings.max_output_tokens, temperature=settings.temperature),
+            params=GenerationParams(
+                max_output_tokens=settings.max_output_tokens,
+                temperature=settings.temperature,
+                reasoning_effort=settings.reasoning_effort,
+            ),
             budget_tokens=settings.budget_tokens,
+            budget_usd=settings.budget_usd,
+            service_tier=settings.service_tier,
+            flex_fallback_after_s=settings.flex_fallback_after_s,
             use_cache=not settings.no_cache,
             image_detail=settings.image_detail,
             attach=settings.attach,
         )
     )
+    _check_parameters(settings, settings.model)
+    source = _open_source(path, spec, settings)
+    if source.scan.error_count:
+        _report_invalid(path, source, settings.skip_invalid)
+    return spec, source
+
+
+def _check_parameters(settings: ProducerSettings, model: str) -> None:
+    """What the model or the API would refuse for every line, or what cannot work: refused here, before any cost."""
+    problems = request_problems(
+        model,
+        temperature=settings.temperature,
+        reasoning_effort=settings.reasoning_effort,
+        service_tier=settings.service_tier,
+    )
+    if problems:
+        for problem in problems:
+            err.print(f"error: {problem}", markup=False)
+        sys.exit(EXIT_INVALID_INPUT)
+    if settings.budget_usd is not None and settings.price_for(model) is None:
+        raise click.UsageError(
+            f"--budget-usd needs a price for {model}: add it to EXTRACT_PRICES (or use --budget-tokens)"
+        )
+    if settings.flex_fallback_after_s is not None and settings.service_tier != "flex":
+        raise click.UsageError("--flex-fallback-after is for --service-tier flex")
     if settings.api == "chat" and settings.image_detail == "original":
         raise click.UsageError(
             "--image-detail original is a Responses API setting; Chat Completions takes auto, low or high"
         )
     if settings.attach == "upload" and not _api_key(settings):
         raise click.UsageError("--attach upload uploads to the provider's Files API: set OPENAI_API_KEY")
-    source = _open_source(path, spec, settings)
-    if source.scan.error_count:
-        _report_invalid(path, source, settings.skip_invalid)
-    return spec, source
 
 
 def _open_source(path: Path, spec: BatchSpec, settings: ProducerSettings) -> FileSource | FolderSource:
@@ -420,7 +473,8 @@ async def _feed_while_waiting(
 
 @main.command("submit")
 @_submit_options
-def submit_command(input_path: Path, batch_id: str | None, **flags: Any) -> None:
+@click.option("--dry-run", is_flag=True, help="Check INPUT and print the estimate; write nothing (= estimate).")
+def submit_command(input_path: Path, batch_id: str | None, dry_run: bool, **flags: Any) -> None:
     """Validate INPUT, record the batch and feed its lines into the queue until all are enqueued.
 
     Prints the batch id on stdout first. A batch larger than the window keeps this command running while workers
@@ -428,7 +482,51 @@ def submit_command(input_path: Path, batch_id: str | None, **flags: Any) -> None
     """
     settings = _settings(**flags)
     spec, source = _prepare_submit(settings, input_path, batch_id)
+    if dry_run:
+        _print_estimate(_with_redis(settings, lambda redis, keys: estimate(redis, keys, spec, source, settings)), spec)
+        return
     _with_redis(settings, lambda redis, keys: _submit_and_feed(redis, keys, settings, spec, source, wait=False))
+
+
+@main.command("estimate")
+@_submit_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def estimate_command(input_path: Path, batch_id: str | None, as_json: bool, **flags: Any) -> None:
+    """What INPUT would cost and take, per service tier, without writing anything (Redis is only read: the result
+    cache, and what earlier batches of the model were billed)."""
+    settings = _settings(**flags)
+    spec, source = _prepare_submit(settings, input_path, batch_id)
+    result = _with_redis(settings, lambda redis, keys: estimate(redis, keys, spec, source, settings))
+    if as_json:
+        click.echo(orjson.dumps(result.to_json_dict()).decode())
+    else:
+        _print_estimate(result, spec)
+
+
+def _print_estimate(result: Estimate, spec: BatchSpec) -> None:
+    table = Table(title=f"estimate: {spec.model} on the {spec.api} API", show_header=False)
+    history = result.history
+    rows = [
+        ("lines", f"{result.lines:,} ({result.cached_lines:,} answered by the cache or duplicates)"),
+        ("input tokens", f"{result.input_tokens:,} ({result.cached_input_tokens:,} expected from the prompt cache)"),
+        ("output tokens", f"{result.output_tokens:,} ({result.output_basis})"),
+        (
+            "calibration",
+            f"input x {history.input_ratio:.3f} from {history.batches} earlier batch(es)"
+            if history.input_ratio is not None
+            else "none yet (no earlier batch of this model here): the raw estimate",
+        ),
+    ]
+    for tier, usd in result.cost_usd.items():
+        rows.append((f"cost, {tier} tier", "no price known" if usd is None else f"${usd:,.4f}"))
+    if result.minutes is not None and result.limits is not None:
+        limits = ", ".join(f"{v:,} {k.upper()}" for k, v in result.limits.items() if v)
+        rows.append(("time at the limits", f"{result.minutes:,.1f} min ({limits}, {result.limits_source})"))
+    else:
+        rows.append(("time at the limits", "unknown: no limit configured or learned for this model"))
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)
 
 
 # --------------------------------------------------------------------------------------------------- status
@@ -461,6 +559,19 @@ def _status_table(record: BatchRecord, footprint: Footprint | None = None, *, fe
         rows.insert(2, ("submit", incomplete_message(record)))
     if record.paused is not None:
         rows.insert(2, ("paused", f"since {record.paused_at}: {record.paused} (fix it, then producer resume)"))
+    if record.budget is not None:
+        b = record.budget
+        limits = [
+            f"${b.budget_usd:,.4f}" if b.budget_usd is not None else "",
+            f"{b.budget_tokens:,} tokens" if b.budget_tokens else "",
+        ]
+        rows.append(
+            (
+                "budget",
+                f"{' and '.join(x for x in limits if x)}: spent ${b.spent_usd:,.4f} / {b.spent_tokens:,} tokens, "
+                f"in flight ${b.reserved_usd:,.4f} / {b.reserved_tokens:,} tokens",
+            )
+        )
     if footprint is not None:
         parts = ", ".join(f"{name} {_mb(size)}" for name, size in footprint.by_key.items() if size)
         rows.append(("Redis", f"{_mb(footprint.total)} ({parts}, queued jobs {_mb(footprint.queued_jobs)})"))
@@ -701,6 +812,30 @@ def resume_command(batch_id: str) -> None:
         err.print(
             f"resumed {batch_id} (it was paused: {resumed.reason}); {resumed.rescheduled} waiting line(s) made due now"
         )
+
+
+@main.command("budget")
+@click.argument("batch_id", metavar="BATCH")
+@click.option("--usd", type=click.FloatRange(min=0), help="The batch's budget in dollars (0 removes it).")
+@click.option("--tokens", type=click.IntRange(min=0), help="The batch's budget in tokens (0 removes it).")
+def budget_command(batch_id: str, usd: float | None, tokens: int | None) -> None:
+    """Set (raise) a batch's budget; a batch paused by its budget goes on at once."""
+    if usd is None and tokens is None:
+        raise click.UsageError("give --usd and/or --tokens")
+
+    async def body(redis: Redis, keys: Keys) -> tuple[str | None, int]:
+        await read_status(redis, keys, batch_id)
+        lifted = await BudgetStore(redis).set(keys.batch(batch_id), usd=usd, tokens=tokens)
+        if not isinstance(lifted, str):
+            return None, 0
+        return lifted, (await resume(redis, keys, batch_id)).rescheduled
+
+    lifted, rescheduled = _with_redis(_settings(), body)
+    parts = [f"${usd:,.4f}" if usd else None, f"{tokens:,} tokens" if tokens else None]
+    said = " and ".join(p for p in parts if p) or "none"
+    err.print(f"batch {batch_id}: budget {said}")
+    if lifted is not None:
+        err.print(f"resumed {batch_id} (it was paused: {lifted}); {rescheduled} waiting line(s) made due now")
 
 
 @main.command("delete")

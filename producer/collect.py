@@ -102,7 +102,13 @@ def to_openai_batch(result: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": line_id,
         "custom_id": custom_id,
-        "response": {"status_code": 200, "request_id": result.get("response_id"), "body": body},
+        # The Batch API's request_id is the provider's x-request-id (what its support asks for); lines recorded before
+        # it was kept fall back to the response id.
+        "response": {
+            "status_code": 200,
+            "request_id": result.get("request_id") or result.get("response_id"),
+            "body": body,
+        },
         "error": None,
     }
 

@@ -26,6 +26,7 @@ from producer.resubmit import apply_plan, matches_by_position, plan_resubmit, re
 from schemas.attachments import AttachMode, ImageDetail, attachment_tokens
 from schemas.input_limits import context_window, document_limits
 from schemas.jobs import ApiKind, BatchSpec, GenerationParams
+from schemas.models import RequestTier
 from schemas.registry import ExtractionSchema
 from schemas.settings import ProducerSettings
 from store.batches import BatchStore
@@ -44,6 +45,9 @@ class SubmitOptions:
     use_cache: bool = True
     image_detail: ImageDetail = "auto"
     attach: AttachMode = "inline"
+    budget_usd: float | None = None
+    service_tier: RequestTier | None = None
+    flex_fallback_after_s: float | None = None
 
 
 def preflight_warnings(settings: ProducerSettings, model: str) -> list[str]:
@@ -88,6 +92,9 @@ def build_spec(options: SubmitOptions) -> BatchSpec:
         use_cache=options.use_cache,
         image_detail=options.image_detail,
         attach=options.attach,
+        budget_usd=options.budget_usd,
+        service_tier=options.service_tier,
+        flex_fallback_after_s=options.flex_fallback_after_s,
         created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
 

@@ -13,6 +13,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.attachments import Attachment, AttachMode, ImageDetail, fingerprint_part
+from schemas.models import Effort, RequestTier
 from schemas.strict import local_constraints
 
 ApiKind = Literal["responses", "chat"]
@@ -29,7 +30,10 @@ class GenerationParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_output_tokens: int | None = Field(default=None, ge=1)
+    """The output cap; on a reasoning model its reasoning tokens count against it too."""
     temperature: float | None = Field(default=None, ge=0, le=2)
+    reasoning_effort: Effort | None = None
+    """Sent as ``reasoning.effort`` (Responses) or ``reasoning_effort`` (Chat Completions); None = the model's."""
 
 
 class BatchSpec(BaseModel):
@@ -57,6 +61,12 @@ class BatchSpec(BaseModel):
     """The ``detail`` sent with every image (``--image-detail``); part of a fingerprint only with attachments."""
     attach: AttachMode = "inline"
     """How attachments travel (``--attach``): bytes in Redis once per content, or uploaded once to the Files API."""
+    service_tier: RequestTier | None = None
+    """Sent as ``service_tier`` (``--service-tier``); None = not sent (the API's default, ``auto``)."""
+    flex_fallback_after_s: float | None = Field(default=None, gt=0)
+    """A flex line refused for capacity (429 ``resource_unavailable``) for this long is sent with ``auto``."""
+    budget_usd: float | None = Field(default=None, gt=0)
+    """The most the batch may spend (``--budget-usd``), enforced across the fleet (``store.budget``)."""
     created_at: str
 
     def same_work_as(self, other: BatchSpec) -> bool:
@@ -116,7 +126,10 @@ class Fingerprinter:
             "model": spec.model,
             "schema": spec.json_schema,
             "instructions": spec.instructions,
-            "params": spec.params.model_dump(),
+            # A field added later is left out while unset, so the fingerprints of earlier batches stay what they were.
+            "params": spec.params.model_dump(
+                exclude={"reasoning_effort"} if spec.params.reasoning_effort is None else None
+            ),
         }
         local = local_constraints(spec.source_schema)
         if local:  # only then: fingerprints of every other schema stay what they were

@@ -20,6 +20,10 @@ class CallTotals:
     repairs: int = 0
     latency_ms: int = 0
     last_response_id: str | None = None
+    last_request_id: str | None = None
+    service_tier: str | None = None
+    """The tier that served the last billed call."""
+    flex_fallback: bool = False
 
 
 def now_iso() -> str:
@@ -61,5 +65,8 @@ def line_result(
         repairs=totals.repairs,
         latency_ms=totals.latency_ms,
         response_id=response_id if response_id is not None else totals.last_response_id,
+        request_id=totals.last_request_id,
+        service_tier=totals.service_tier,
+        service_tier_fallback=totals.flex_fallback,
         finished_at=now_iso(),
     )

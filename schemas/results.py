@@ -84,6 +84,12 @@ class ResultRecord(BaseModel):
     latency_ms: int | None = None
     """Time spent in API calls for this line, summed."""
     response_id: str | None = None
+    request_id: str | None = None
+    """The provider's ``x-request-id`` of the line's last call: what its support asks for."""
+    service_tier: str | None = None
+    """The tier the provider says served the line's last call (``default``, ``flex``, ``priority``): priced at it."""
+    service_tier_fallback: bool = False
+    """A flex line that was refused for capacity long enough (``--flex-fallback-after``) and was sent with ``auto``."""
     finished_at: str
 
     model_config = ConfigDict(populate_by_name=True)

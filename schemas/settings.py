@@ -32,7 +32,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from schemas.pricing import DEFAULT_PRICES, ModelPrice
+from schemas.models import Effort, RequestTier
+from schemas.pricing import ModelPrice, PriceOverride, price_for
 
 T = TypeVar("T")
 
@@ -93,9 +94,18 @@ class CommonSettings(BaseSettings):
     """Context windows in tokens merged over ``schemas.input_limits.DEFAULT_CONTEXT_WINDOWS``, e.g.
     EXTRACT_CONTEXT_WINDOWS='{"my-finetune": 128000}' (family prefixes match snapshots); 0 = no check for it."""
 
+    # --- the provider's limits (the worker admits calls by them; ``producer estimate`` times a batch by them) -----
+    rpm: int | None = Field(default=None, ge=0)
+    """A ceiling on requests per minute for every model without an entry in ``rate_limits``; None or 0 = none: the
+    provider's own limit is learned from its ``x-ratelimit-limit-*`` headers (``worker.admission``)."""
+    tpm: int | None = Field(default=None, ge=0)
+    """A ceiling on tokens per minute, as ``rpm``; None or 0 = learned from the provider."""
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+    """Per-model limits, e.g. EXTRACT_RATE_LIMITS='{"gpt-4o-mini": {"rpm": 5000, "tpm": 4000000}}'."""
+
     # --- pricing ---------------------------------------------------------------------------------------------
-    prices: dict[str, ModelPrice] = Field(default_factory=dict)
-    """Overrides merged over DEFAULT_PRICES (see ``price_for``)."""
+    prices: dict[str, PriceOverride] = Field(default_factory=dict)
+    """Overrides merged over the built-in table: a price (the default tier) or prices per tier (see ``price_for``)."""
 
     @classmethod
     def settings_customise_sources(
@@ -131,12 +141,16 @@ class CommonSettings(BaseSettings):
         except (ValidationError, SettingsError) as exc:
             raise InvalidSettingsError(describe_settings_error(exc, flags=given)) from exc
 
-    def price_for(self, model: str) -> ModelPrice | None:
-        """The price of ``model``: exact override, exact default, then the longest known prefix.
+    def limits_for(self, model: str) -> RateLimit:
+        """Per-model limits (exact name, then the longest ``name-`` prefix), else the ``rpm``/``tpm`` defaults."""
+        match = _lookup(self.rate_limits, model)
+        return match if match is not None else RateLimit(rpm=self.rpm or 0, tpm=self.tpm or 0)
 
-        Prefix matching lets dated snapshots (``gpt-4o-mini-2024-07-18``) price like their family.
-        """
-        return _lookup({**DEFAULT_PRICES, **self.prices}, model)
+    def price_for(self, model: str, tier: str | None = "default") -> ModelPrice | None:
+        """The price of ``model`` at the service ``tier`` that served it (None or ``auto``: the default tier):
+        ``EXTRACT_PRICES`` first, then the built-in table (``schemas.pricing``; dated snapshots price like their
+        family)."""
+        return price_for(model, tier, self.prices)
 
 
 class WorkerSettings(CommonSettings):
@@ -147,6 +161,9 @@ class WorkerSettings(CommonSettings):
     """Jobs one worker process runs at once (arq ``max_jobs``)."""
     request_timeout_s: float = Field(default=120.0, gt=0)
     """Client timeout of one API call. Kept below ``job_timeout_s`` so a hung call ends as a retry."""
+    flex_request_timeout_s: float = Field(default=900.0, gt=0)
+    """Client timeout of a call on the flex tier, which is slower (OpenAI advises at least 15 minutes); a flex
+    batch's try may take this long, so its job limit is at least this plus a margin."""
     connect_timeout_s: float = Field(default=10.0, gt=0)
     job_timeout_s: float = Field(default=300.0, gt=0)
     """Upper bound on one job run (all calls and repairs of one try)."""
@@ -199,13 +216,6 @@ class WorkerSettings(CommonSettings):
     Keep it below the pod's terminationGracePeriodSeconds."""
 
     # --- admission control (shared token buckets per API key and model) ----------------------------------------
-    rpm: int | None = Field(default=None, ge=0)
-    """A ceiling on requests per minute for every model without an entry in ``rate_limits``; None or 0 = none: the
-    provider's own limit is learned from its ``x-ratelimit-limit-*`` headers (``worker.admission``)."""
-    tpm: int | None = Field(default=None, ge=0)
-    """A ceiling on tokens per minute, as ``rpm``; None or 0 = learned from the provider."""
-    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
-    """Per-model limits, e.g. EXTRACT_RATE_LIMITS='{"gpt-4o-mini": {"rpm": 5000, "tpm": 4000000}}'."""
     limit_window_s: float = Field(default=1.0, gt=0, le=60)
     """Bucket capacity in seconds of the limit. Providers enforce limits over sub-minute slices, so a bucket
     holding a whole minute would let a burst through that the provider rejects."""
@@ -237,11 +247,6 @@ class WorkerSettings(CommonSettings):
                 raise ValueError(f"not a log level: use one of {', '.join(LOG_LEVELS)}")
             return value.strip().upper()
         return value
-
-    def limits_for(self, model: str) -> RateLimit:
-        """Per-model limits (exact name, then the longest ``name-`` prefix), else the ``rpm``/``tpm`` defaults."""
-        match = _lookup(self.rate_limits, model)
-        return match if match is not None else RateLimit(rpm=self.rpm or 0, tpm=self.tpm or 0)
 
 
 class ProducerSettings(CommonSettings):
@@ -279,6 +284,13 @@ class ProducerSettings(CommonSettings):
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     budget_tokens: int | None = Field(default=None, ge=1)
+    """The most tokens (input + output) the batch may be billed, enforced across the fleet (``store.budget``)."""
+    budget_usd: float | None = Field(default=None, gt=0)
+    """The most the batch may cost, at the prices of ``schemas.pricing`` (``store.budget``)."""
+    reasoning_effort: Effort | None = None
+    service_tier: RequestTier | None = None
+    flex_fallback_after_s: float | None = Field(default=None, gt=0)
+    """A flex line refused for capacity this long is sent with ``auto`` (``--flex-fallback-after``); None = never."""
     skip_invalid: bool = False
     replace_changed: bool = False
     """A resubmit runs lines whose document changed again (their new result supersedes the old one)."""

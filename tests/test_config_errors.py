@@ -243,15 +243,15 @@ def test_malformed_json_is_one_line_naming_the_variable_in_both_clis(monkeypatch
 def test_each_process_validates_only_the_settings_it_reads(flushed_redis: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker-only variable gone wrong leaves the producer's commands working, and a producer-only one the worker."""
     monkeypatch.setenv("REDIS_URL", flushed_redis)
-    for variable, value in (("EXTRACT_CONCURRENCY", "lots"), ("EXTRACT_RATE_LIMITS", "not json")):
+    for variable, value in (("EXTRACT_CONCURRENCY", "lots"), ("EXTRACT_MAX_REPAIRS", "-1")):
         monkeypatch.setenv(variable, value)
     result = CliRunner().invoke(producer, ["list", "--json"])
     assert result.exit_code == 0, result.output
-    with pytest.raises(InvalidSettingsError, match="EXTRACT_RATE_LIMITS"):  # decoded before validated
+    with pytest.raises(InvalidSettingsError, match=r"EXTRACT_CONCURRENCY.*EXTRACT_MAX_REPAIRS"):
         WorkerSettings.from_flags()
 
     monkeypatch.delenv("EXTRACT_CONCURRENCY")
-    monkeypatch.delenv("EXTRACT_RATE_LIMITS")
+    monkeypatch.delenv("EXTRACT_MAX_REPAIRS")
     monkeypatch.setenv("EXTRACT_QUEUE_WINDOW", "0")
     monkeypatch.setenv("EXTRACT_TEMPERATURE", "hot")
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)

@@ -1,0 +1,216 @@
+"""What a batch will cost and take, before it runs: ``producer estimate`` (and ``submit --dry-run``). Reads only.
+
+For every line of the input (read as submit reads it, the same checks): the input tokens the worker's estimator
+counts (``schemas.input_limits.estimate_input_tokens`` and the attachments' formulas, exactly its raw estimate),
+and whether the result cache already holds its answer (one ``EXISTS`` per line, in pipelines; such a line costs
+nothing). Then, per model, what this Redis has learned from earlier batches (their records keep the uncalibrated
+estimates of their answered calls and what the provider counted for them, ``store.fields``; and what their lines
+were billed for output): the input ratio that corrects the raw estimate, and the output tokens a line took
+(repairs included). Without history the raw estimate is used as it is, and a line's output is its
+``--max-output-tokens`` (the most it can be billed) or, without one, the worker's default output reserve; the
+report says which.
+
+The prompt cache's share of earlier batches' input (their cached input tokens) is priced at the cached rate. Cost
+per service tier (``schemas.pricing``: default, flex, priority where the model has them) of the lines not in
+the cache, and the time the limits allow: the learned limits of the provider's account for the model
+(``x-ratelimit-limit-*``, as the admission stored them, found with the API key and base URL when set) or the
+configured ``EXTRACT_RPM``/``EXTRACT_TPM``/``EXTRACT_RATE_LIMITS``; unknown limits mean no time is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from producer.readers import InputLine, LineSource
+from schemas.attachments import attachment_token_parts
+from schemas.input_limits import estimate_input_tokens
+from schemas.jobs import BatchSpec, Fingerprinter
+from schemas.pricing import ModelPrice, cost_usd
+from schemas.results import Usage
+from schemas.settings import ProducerSettings
+from store.batches import BatchStore
+from store.cache import provider_endpoint, provider_id
+from store.keys import Keys
+from store.limits import BucketField, scope_id
+from store.redis_typing import awaited
+
+CHUNK = 1000
+TIERS = ("default", "flex", "priority")
+HISTORY_BATCHES = 200
+"""Finished batches read for the model's history (newest first)."""
+
+
+@dataclass
+class History:
+    """What earlier batches of the model in this Redis say."""
+
+    batches: int = 0
+    input_ratio: float | None = None
+    """Provider-counted input tokens per raw estimated token, over their answered calls."""
+    output_per_line: float | None = None
+    """Output tokens billed per finished line (repairs included)."""
+    cached_share: float | None = None
+    """The share of input tokens the provider's prompt cache served (billed at the cached rate)."""
+
+
+@dataclass
+class Estimate:
+    lines: int
+    cached_lines: int
+    raw_input_tokens: int
+    """The uncalibrated estimate of every line (cached ones too)."""
+    input_tokens: int
+    """Of the lines to be called, calibrated by the history when there is one."""
+    cached_input_tokens: int
+    output_tokens: int
+    output_basis: str
+    """Where the output figure comes from: history, --max-output-tokens, or the default reserve."""
+    history: History
+    cost_usd: dict[str, float | None] = field(default_factory=dict)
+    """Per service tier (None: no price known for it)."""
+    limits: dict[str, int] | None = None
+    """rpm / tpm the time is figured from, and where they come from."""
+    limits_source: str | None = None
+    minutes: float | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def line_input_tokens(spec: BatchSpec, line: InputLine) -> int:
+    """The worker's raw estimate for this line's first call (schema, instructions, document, attachments)."""
+    text = estimate_input_tokens(line.text, instructions=spec.instructions, json_schema=spec.json_schema)
+    for attachment in line.described:
+        more_text, images = attachment_token_parts(spec.model, attachment, spec.image_detail)
+        text += more_text + images
+    return text
+
+
+async def model_history(redis: Redis, keys: Keys, model: str) -> History:
+    """The input ratio and output per line that this Redis's earlier batches of ``model`` show."""
+    store = BatchStore(redis, keys)
+    ids = [raw.decode() for raw in await awaited(redis.zrevrange(keys.batches, 0, HISTORY_BATCHES - 1))]
+    raw_input = counted_input = output = lines = batches = billed_input = cached_input = 0
+    for batch_id in ids:
+        record = await _record_or_none(store, batch_id)
+        if record is None or record.spec.model != model or record.done == 0:
+            continue
+        batches += 1
+        raw_input += record.calibration_raw_input
+        counted_input += record.calibration_input
+        billed_input += record.usage.input_tokens
+        cached_input += record.usage.cached_input_tokens
+        finished = record.succeeded + record.failed
+        if finished:
+            output += record.usage.output_tokens
+            lines += finished
+    return History(
+        batches=batches,
+        input_ratio=counted_input / raw_input if raw_input else None,
+        output_per_line=output / lines if lines else None,
+        cached_share=cached_input / billed_input if billed_input else None,
+    )
+
+
+async def _record_or_none(store: BatchStore, batch_id: str) -> Any:
+    try:
+        return await store.get(batch_id)
+    except LookupError:
+        return None
+
+
+async def cached_count(redis: Redis, keys: Keys, endpoint: str, fingerprints: Iterable[str]) -> int:
+    """How many of these fingerprints the result cache answers (read-only)."""
+    provider = provider_id(endpoint)
+    found, pending = 0, []
+    pipe = redis.pipeline(transaction=False)
+    for fingerprint in fingerprints:
+        pipe.exists(keys.cache(provider, fingerprint))
+        pending.append(fingerprint)
+        if len(pending) >= CHUNK:
+            found += sum(int(x) for x in await pipe.execute())
+            pipe, pending = redis.pipeline(transaction=False), []
+    if pending:
+        found += sum(int(x) for x in await pipe.execute())
+    return found
+
+
+async def learned_limits(redis: Redis, keys: Keys, settings: ProducerSettings, model: str) -> dict[str, int]:
+    """The provider's per-minute limits for the model as the admission learned them (needs the API key)."""
+    if settings.openai_api_key is None:
+        return {}
+    scope = scope_id(settings.openai_api_key.get_secret_value(), model, provider_endpoint(settings.openai_base_url))
+    raw = await awaited(redis.hmget(keys.rate_limit(scope), [BucketField.LEARNED_RPM, BucketField.LEARNED_TPM]))
+    found = {name: int(float(value)) for name, value in zip(("rpm", "tpm"), raw, strict=True) if value}
+    return {name: value for name, value in found.items() if value > 0}
+
+
+async def estimate(
+    redis: Redis,
+    keys: Keys,
+    spec: BatchSpec,
+    source: LineSource,
+    settings: ProducerSettings,
+    *,
+    default_output_reserve: int = 1024,
+) -> Estimate:
+    """What running ``source`` as ``spec`` would cost and take (see the module note). Writes nothing."""
+    fingerprint = Fingerprinter(spec)
+    raw_by_fingerprint: dict[str, int] = {}
+    raw_total = lines = 0
+    for line in source.lines():
+        raw = line_input_tokens(spec, line)
+        raw_total += raw
+        lines += 1
+        raw_by_fingerprint[fingerprint(line.text, line.described)] = raw
+    endpoint = provider_endpoint(settings.openai_base_url)
+    cached = await cached_count(redis, keys, endpoint, raw_by_fingerprint) if spec.use_cache else 0
+    # Duplicate documents are called once (coalescing), so the lines to call are the distinct uncached ones.
+    to_call = len(raw_by_fingerprint) - cached
+    raw_to_call = sum(raw_by_fingerprint.values()) * to_call / len(raw_by_fingerprint) if raw_by_fingerprint else 0
+    history = await model_history(redis, keys, spec.model)
+    ratio = history.input_ratio or 1.0
+    input_tokens = round(raw_to_call * ratio)
+    if history.output_per_line is not None:
+        per_line, basis = history.output_per_line, f"history ({history.batches} batch(es) of {spec.model})"
+        if spec.params.max_output_tokens is not None:
+            per_line = min(per_line, spec.params.max_output_tokens)
+    elif spec.params.max_output_tokens is not None:
+        per_line, basis = spec.params.max_output_tokens, "--max-output-tokens (the most a line can be billed)"
+    else:
+        per_line, basis = default_output_reserve, "the default output reserve (no history, no --max-output-tokens)"
+    output_tokens = round(per_line * to_call)
+    cached_input = round(input_tokens * (history.cached_share or 0.0))
+    usage = Usage(input_tokens=input_tokens, cached_input_tokens=cached_input, output_tokens=output_tokens)
+    costs: dict[str, float | None] = {}
+    for tier in TIERS:
+        price: ModelPrice | None = settings.price_for(spec.model, tier)
+        costs[tier] = cost_usd(usage, price)
+    result = Estimate(
+        lines=lines,
+        cached_lines=lines - to_call,
+        raw_input_tokens=raw_total,
+        input_tokens=input_tokens,
+        cached_input_tokens=cached_input,
+        output_tokens=output_tokens,
+        output_basis=basis,
+        history=history,
+        cost_usd=costs,
+    )
+    learned = await learned_limits(redis, keys, settings, spec.model)
+    configured = settings.limits_for(spec.model)
+    rpm, tpm = learned.get("rpm") or configured.rpm, learned.get("tpm") or configured.tpm
+    if rpm or tpm:
+        result.limits = {"rpm": rpm, "tpm": tpm}
+        result.limits_source = "learned from the provider's headers" if learned else "configured"
+        per_minute = []
+        if rpm:
+            per_minute.append(to_call / rpm)
+        if tpm:
+            per_minute.append((input_tokens + output_tokens) / tpm)
+        result.minutes = max(per_minute)
+    return result

@@ -123,6 +123,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(drawn from --fault-seed and the request's document, so a retry draws afresh; default 0)",
     )
     parser.add_argument(
+        "--perturb",
+        metavar="ENDPOINT:PATH",
+        action="append",
+        default=[],
+        help="answers on ENDPOINT (responses or chat.completions) differ at the output field PATH, e.g. "
+        "chat.completions:total (repeatable; for comparing runs)",
+    )
+    parser.add_argument(
         "--context-window",
         dest="context_windows",
         metavar="MODEL=TOKENS",
@@ -204,6 +212,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         slow_response_ms=args.slow_response_ms,
         context_windows=dict(args.context_windows),
         flex_unavailable_rate=args.flex_unavailable_rate,
+        perturb=tuple(args.perturb),
     )
 
 

@@ -249,7 +249,11 @@ async def _answer(
         raise error
 
     completion = complete(
-        parsed, seed=state.config.seed, cache=state.prompt_cache, fault=fault if fault in OUTPUT_FAULTS else None
+        parsed,
+        seed=state.config.seed,
+        cache=state.prompt_cache,
+        fault=fault if fault in OUTPUT_FAULTS else None,
+        perturbed=state.config.perturbed(parsed.endpoint),
     )
     state.ledger.bill(parsed.fingerprint(), completion.usage, parsed.service_tier)
     state.ledger.ok(input_key)

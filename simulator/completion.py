@@ -15,6 +15,7 @@ from simulator.corrupt import violate
 from simulator.faults import FaultKind
 from simulator.generate import document_words, generate_instance
 from simulator.model_families import reasoning_tokens
+from simulator.perturb import perturb
 from simulator.prompt_cache import PromptCache
 from simulator.ratelimit import ChargeOutput
 from simulator.request import ExtractionRequest, Message
@@ -47,7 +48,14 @@ def output_seed(request: ExtractionRequest, seed: int) -> int:
     return int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big")
 
 
-def complete(request: ExtractionRequest, *, seed: int, cache: PromptCache, fault: FaultKind | None) -> Completion:
+def complete(
+    request: ExtractionRequest,
+    *,
+    seed: int,
+    cache: PromptCache,
+    fault: FaultKind | None,
+    perturbed: tuple[str, ...] = (),
+) -> Completion:
     """Answer ``request``; ``fault`` may be an output fault (refusal, truncation, invalid output).
 
     A reasoning model spends :func:`simulator.model_families.reasoning_tokens` at the request's effort, inside
@@ -65,6 +73,8 @@ def complete(request: ExtractionRequest, *, seed: int, cache: PromptCache, fault
         instance = generate_instance(
             request.schema, output_seed(request, seed), document_words(request.document_text())
         )
+        if perturbed:  # fields this endpoint answers differently (simulator.perturb)
+            instance = perturb(instance, request.schema, perturbed)
         if fault is FaultKind.INVALID_OUTPUT:
             instance = violate(request.schema, instance)
         text = orjson.dumps(instance).decode()

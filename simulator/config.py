@@ -85,6 +85,12 @@ class SimulatorConfig:
     download_timeout_s: float = 10.0
     pdf_page_dpi: float = 72.0
     flex_unavailable_rate: float = 0.0
+    perturb: tuple[str, ...] = ()
+    """``ENDPOINT:PATH`` rules (``simulator.perturb``): answers on that endpoint differ at that field."""
+
+    def perturbed(self, endpoint: str) -> tuple[str, ...]:
+        """The field paths answers on ``endpoint`` change (``responses`` or ``chat.completions``)."""
+        return tuple(path for rule in self.perturb for where, _, path in [rule.partition(":")] if where == endpoint)
 
     def document_limits(self) -> DocumentLimits:
         return DocumentLimits(
@@ -96,6 +102,7 @@ class SimulatorConfig:
         )
 
     def __post_init__(self) -> None:
+        _check_perturb_rules(self.perturb)
         if self.latency_ms < 0 or self.latency_jitter_ms < 0 or self.ms_per_output_token < 0:
             raise ValueError("latencies must be >= 0")
         if self.request_log_size < 0:
@@ -120,3 +127,10 @@ class SimulatorConfig:
             raise ValueError("download_timeout_s and pdf_page_dpi must be > 0")
         self.fault_rates = check_rates(self.fault_rates)
         self.flex_unavailable_rate = check_rate(self.flex_unavailable_rate)
+
+
+def _check_perturb_rules(rules: tuple[str, ...]) -> None:
+    for rule in rules:
+        where, sep, path = rule.partition(":")
+        if not sep or where not in ("responses", "chat.completions") or not path:
+            raise ValueError(f"perturb rule {rule!r}: write ENDPOINT:PATH, ENDPOINT responses or chat.completions")

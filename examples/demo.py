@@ -44,12 +44,14 @@ class Job:
 
 JOBS = (
     # Long shared instructions: from the second call on, the provider serves that prefix from its prompt cache.
+    # Half of the invoices also run through Chat Completions as a linked shadow batch, then `producer compare` shows
+    # how the two APIs agree field by field (the simulator answers `tax` differently on chat, on purpose).
     Job(
         "invoices",
         "examples/invoices.jsonl",
         "invoice",
         "responses",
-        ("--instructions-file", "examples/instructions/invoice.md"),
+        ("--instructions-file", "examples/instructions/invoice.md", "--shadow-api", "chat", "--shadow-sample", "0.5"),
     ),
     Job(
         "tickets",
@@ -184,6 +186,8 @@ def start_simulator(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[by
             "60",
             "--require-api-key",
             DEMO_API_KEY,
+            "--perturb",
+            "chat.completions:tax",
             *faults,
         ],
         stdout=log.open("wb"),
@@ -276,6 +280,13 @@ def run_batches(env: dict[str, str], stamp: str) -> Table:
     return table
 
 
+def compare_shadow(env: dict[str, str], batch_id: str) -> str:
+    """Wait for the invoices' shadow batch, compare it with the main one, and write the main one's report."""
+    producer(env, "wait", f"{batch_id}-shadow", "--timeout", "120")
+    producer(env, "report", batch_id, "--html", str(RESULTS / "invoices-report.html"))
+    return producer({**env, "COLUMNS": "140"}, "compare", batch_id, "--shadow")
+
+
 def clear_demo_keys(redis_url: str) -> None:
     """Start every demo from scratch: drop the keys of earlier demos (only our own ``demo:`` prefix)."""
     client = Redis.from_url(redis_url)
@@ -306,7 +317,9 @@ def main() -> int:
         workers = start_workers(env, logs)
         console.print(f"simulator: {sim_url}   workers: 2 x 16 slots   logs: {logs.relative_to(ROOT)}/")
         try:
-            table = run_batches(env, time.strftime("%Y%m%d-%H%M%S"))
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            table = run_batches(env, stamp)
+            comparison = compare_shadow(env, f"demo-invoices-{stamp}")
         finally:
             for proc in workers:
                 stop(proc)
@@ -314,6 +327,8 @@ def main() -> int:
     # Wide enough for the whole table when stdout is not a terminal (make output, CI logs).
     Console(width=None if sys.stdout.isatty() else 140).print(table)
     show_failures()
+    sys.stdout.write(comparison + "\n")  # the compare table, as `producer compare` printed it
+    console.print(f"report: {(RESULTS / 'invoices-report.html').relative_to(ROOT)} (producer report)")
     console.print(f"demo finished in {time.monotonic() - started:.1f}s; results in {RESULTS.relative_to(ROOT)}/")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import sys
 import time
@@ -19,7 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from producer.attachments import Uploader, UploadError
-from producer.collect import OutputFormat, collect, follow
+from producer.collect import OutputFormat, collect, final_results, follow
+from producer.compare import CompareOptions, compare_runs, comparison_html, comparison_json, comparison_table
 from producer.control import BatchCancelledError, Deleted, cancel, delete, resume, retry_failed
 from producer.documents import AttachmentError
 from producer.estimate import Estimate, estimate
@@ -27,7 +29,9 @@ from producer.feeder import FeedResult
 from producer.indexer import BatchExistsError, InputChangedError, OpenedBatch
 from producer.progress import WaitTimeoutError, wait_for_batch
 from producer.readers import FileSource, FolderSource, LineShape, LineSource, batch_body_check
+from producer.report import batch_report_html
 from producer.resubmit import ResubmitRefusedError
+from producer.shadow import SampledSource, shadow_id, shadow_spec
 from producer.status import (
     BatchPausedError,
     IncompleteSubmitError,
@@ -194,6 +198,18 @@ _SUBMIT_OPTIONS = [
         help="The service tier asked for; flex bills at half price, slower [env EXTRACT_SERVICE_TIER; not sent].",
     ),
     click.option(
+        "--shadow-api",
+        type=click.Choice(["responses", "chat"]),
+        help="Also run a sample of the lines through this API, as the linked batch BATCH-shadow "
+        "(producer compare BATCH --shadow) [env EXTRACT_SHADOW_API].",
+    ),
+    click.option("--shadow-model", help="... or with this model (or both) [env EXTRACT_SHADOW_MODEL]."),
+    click.option(
+        "--shadow-sample",
+        type=click.FloatRange(min=0, max=1, min_open=True),
+        help="The share of lines the shadow batch runs, chosen by fingerprint [env EXTRACT_SHADOW_SAMPLE; 0.1].",
+    ),
+    click.option(
         "--flex-fallback-after",
         "flex_fallback_after_s",
         type=click.FloatRange(min=0, min_open=True),
@@ -313,6 +329,12 @@ def _prepare_submit(
         )
     )
     _check_parameters(settings, settings.model)
+    if settings.shadow_api or settings.shadow_model:
+        shadow_model = settings.shadow_model or settings.model
+        if (settings.shadow_api or settings.api) == settings.api and shadow_model == settings.model:
+            raise click.UsageError("a shadow batch needs another API (--shadow-api) or model (--shadow-model)")
+        _check_parameters(settings, shadow_model)
+        spec = spec.model_copy(update={"shadow": shadow_id(spec.batch_id)})
     source = _open_source(path, spec, settings)
     if source.scan.error_count:
         _report_invalid(path, source, settings.skip_invalid)
@@ -414,20 +436,28 @@ async def _submit_and_feed(
 
     reporter = FeedReporter(spec.batch_id, settings.queue_window)
     uploader = _uploader(settings) if spec.attach == "upload" else None
-    feeding = submit(
-        redis,
-        keys,
-        spec,
-        source,
-        window=settings.queue_window,
-        ttl_s=settings.batch_ttl_s,
-        chunk=settings.submit_chunk_size,
-        replace_changed=settings.replace_changed,
-        append=settings.append,
-        on_opened=opened,
-        on_progress=reporter,
-        uploader=uploader,
-    )
+
+    async def feed_all() -> SubmitResult:
+        """The batch, then (once every line of it is enqueued) its shadow batch, behind it in the queue."""
+        main = await submit(
+            redis,
+            keys,
+            spec,
+            source,
+            window=settings.queue_window,
+            ttl_s=settings.batch_ttl_s,
+            chunk=settings.submit_chunk_size,
+            replace_changed=settings.replace_changed,
+            append=settings.append,
+            on_opened=opened,
+            on_progress=reporter,
+            uploader=uploader,
+        )
+        if spec.shadow is not None and not main.cancelled:
+            await _submit_shadow(redis, keys, settings, spec, source, uploader)
+        return main
+
+    feeding = feed_all()
     try:
         result = await (_feed_while_waiting(redis, keys, spec.batch_id, feeding, recorded) if wait else feeding)
     finally:
@@ -447,6 +477,40 @@ async def _submit_and_feed(
     elif not result.created:
         err.print(f"batch {spec.batch_id}: nothing new to enqueue")
     return result
+
+
+async def _submit_shadow(
+    redis: Redis,
+    keys: Keys,
+    settings: ProducerSettings,
+    spec: BatchSpec,
+    source: LineSource,
+    uploader: Uploader | None,
+) -> None:
+    shadow = shadow_spec(spec, api=settings.shadow_api, model=settings.shadow_model)
+    sampled = SampledSource(source, spec, settings.shadow_sample)
+    if sampled.count == 0:
+        err.print(f"shadow batch {shadow.batch_id}: the {settings.shadow_sample:.0%} sample holds no line; none made")
+        return
+
+    def opened(batch: OpenedBatch) -> None:
+        state = "submitted" if batch.created else "known"
+        err.print(
+            f"{state} shadow batch [bold]{shadow.batch_id}[/bold]: {batch.record.lines} line(s) "
+            f"({settings.shadow_sample:.0%} sample) on {shadow.api} / {shadow.model}"
+        )
+
+    await submit(
+        redis,
+        keys,
+        shadow,
+        sampled,
+        window=settings.queue_window,
+        ttl_s=settings.batch_ttl_s,
+        chunk=settings.submit_chunk_size,
+        on_opened=opened,
+        uploader=uploader,
+    )
 
 
 async def _feed_while_waiting(
@@ -738,7 +802,11 @@ def retry_command(batch_id: str, input_path: Path | None) -> None:
 
     async def body(redis: Redis, keys: Keys) -> FeedResult:
         record = await read_status(redis, keys, batch_id)
-        source = _retry_source(record, input_path, settings)
+        source: LineSource = _retry_source(record, input_path, settings)
+        sample = (record.input or {}).get("sample")
+        if record.spec.shadow_of is not None and sample:  # a shadow batch: its sample of the main batch's input
+            main = await read_status(redis, keys, record.spec.shadow_of)
+            source = SampledSource(source, main.spec, float(sample))
         uploader = _uploader(settings) if record.spec.attach == "upload" else None
         if record.spec.attach == "upload" and uploader is None:
             raise click.UsageError("batch uses --attach upload: set OPENAI_API_KEY to retry it")
@@ -775,7 +843,7 @@ def _retry_source(
     else:
         shape = LineShape.recorded(recorded, base_dir=None, api=record.spec.api)
         source = FileSource.open(path, shape=shape, check=check, batch_check=batch_body_check(record.spec))
-    if source.scan.count != record.lines:
+    if record.spec.shadow_of is None and source.scan.count != record.lines:  # a shadow batch holds a sample
         raise click.UsageError(
             f"{path} has {source.scan.count} valid line(s) and batch {record.batch_id} has {record.lines}: "
             "not the batch's input"
@@ -836,6 +904,91 @@ def budget_command(batch_id: str, usd: float | None, tokens: int | None) -> None
     err.print(f"batch {batch_id}: budget {said}")
     if lifted is not None:
         err.print(f"resumed {batch_id} (it was paused: {lifted}); {rescheduled} waiting line(s) made due now")
+
+
+@main.command("compare")
+@click.argument("batch_a", metavar="A")
+@click.argument("batch_b", metavar="B", required=False)
+@click.option("--shadow", is_flag=True, help="Compare A with its shadow batch (submit --shadow-api/--shadow-model).")
+@click.option(
+    "--by",
+    type=click.Choice(["custom_id", "document"]),
+    default="custom_id",
+    show_default=True,
+    help="Match lines by custom_id, or by their document's fingerprint.",
+)
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.01, show_default=True, help="Relative, numbers.")
+@click.option(
+    "--list-key",
+    "list_keys",
+    multiple=True,
+    metavar="PATH=FIELD",
+    help="Match the items of a list by a field instead of by position, e.g. line_items=description.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write an HTML page.")
+def compare_command(
+    batch_a: str,
+    batch_b: str | None,
+    shadow: bool,
+    by: str,
+    tolerance: float,
+    list_keys: tuple[str, ...],
+    as_json: bool,
+    html_out: Path | None,
+) -> None:
+    """Compare two batches over the same documents, field by field: agreement, status, tokens, cost, latency."""
+    if shadow == (batch_b is not None):
+        raise click.UsageError("give two batches (A B), or one with --shadow")
+    keys_by_path = {}
+    for item in list_keys:
+        path, sep, key = item.partition("=")
+        if not sep or not path or not key:
+            raise click.UsageError(f"--list-key {item!r}: write PATH=FIELD, e.g. line_items=description")
+        keys_by_path[path] = key
+
+    async def body(redis: Redis, keys: Keys) -> tuple[BatchRecord, BatchRecord, list[Any], list[Any]]:
+        first = await read_status(redis, keys, batch_a)
+        other_id = batch_b if batch_b is not None else first.spec.shadow
+        if other_id is None:
+            raise click.UsageError(f"batch {batch_a} has no shadow batch (submit it with --shadow-api/--shadow-model)")
+        second = await read_status(redis, keys, other_id)
+        return first, second, await final_results(redis, keys, batch_a), await final_results(redis, keys, other_id)
+
+    first, second, results_a, results_b = _with_redis(_settings(), body)
+    options = CompareOptions(by="document" if by == "document" else "custom_id", number_tolerance=tolerance)
+    options = dataclasses.replace(options, list_keys=keys_by_path)
+    comparison = compare_runs(
+        results_a,
+        results_b,
+        json_schema=first.spec.json_schema,
+        names=(first.batch_id, second.batch_id),
+        options=options,
+    )
+    if html_out is not None:
+        html_out.write_text(comparison_html(comparison), encoding="utf-8")
+        err.print(f"wrote {html_out}", highlight=False)
+    if as_json:
+        click.echo(orjson.dumps(comparison_json(comparison)).decode())
+    else:
+        Console(width=max(Console().width, 120)).print(comparison_table(comparison))
+
+
+@main.command("report")
+@click.argument("batch_id", metavar="BATCH")
+@click.option("--html", "html_out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def report_command(batch_id: str, html_out: Path) -> None:
+    """Write one self-contained HTML page about a batch: throughput, latency, tokens and cost, errors, fields."""
+    settings = _settings()
+
+    async def body(redis: Redis, keys: Keys) -> tuple[BatchRecord, list[Any]]:
+        return await read_status(redis, keys, batch_id), await final_results(redis, keys, batch_id)
+
+    record, results = _with_redis(settings, body)
+    price = settings.price_for(record.spec.model)
+    html = batch_report_html(record.to_json_dict(), results, price=price.model_dump() if price is not None else None)
+    html_out.write_text(html, encoding="utf-8")
+    err.print(f"wrote {html_out} ({len(html) / 1e6:.1f} MB, {len(results):,} line(s))", highlight=False)
 
 
 @main.command("delete")

@@ -113,6 +113,15 @@ def to_openai_batch(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def final_results(redis: Redis, keys: Keys, batch_id: str) -> list[dict[str, Any]]:
+    """Every line's latest final result as a dict, in input order (pending lines left out): ``compare``/``report``."""
+    batch = await BatchStore(redis, keys).get(batch_id)
+    found: list[dict[str, Any]] = []
+    async for chunk in ResultStore(redis).final_lines(batch, keys.batch(batch_id), price=None, chunk=READ_CHUNK):
+        found += [orjson.loads(final.json) for final in chunk if final.json is not None]
+    return found
+
+
 async def collect(
     redis: Redis,
     keys: Keys,

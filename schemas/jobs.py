@@ -67,6 +67,10 @@ class BatchSpec(BaseModel):
     """A flex line refused for capacity (429 ``resource_unavailable``) for this long is sent with ``auto``."""
     budget_usd: float | None = Field(default=None, gt=0)
     """The most the batch may spend (``--budget-usd``), enforced across the fleet (``store.budget``)."""
+    shadow: str | None = None
+    """The id of this batch's shadow batch (``producer.shadow``), if it has one."""
+    shadow_of: str | None = None
+    """The main batch this one shadows (a sample of its lines, with another API or model)."""
     created_at: str
 
     def same_work_as(self, other: BatchSpec) -> bool:
@@ -143,3 +147,11 @@ class Fingerprinter:
         digest.update(text.encode("utf-8"))
         digest.update(fingerprint_part(attachments, self._detail))
         return "sha256:" + digest.hexdigest()
+
+
+def document_fingerprint(text: str, attachments: tuple[Attachment, ...] = ()) -> str:
+    """``sha256:`` over the document alone (its text and its attachments' contents): equal across APIs, models and
+    prompts, which is how ``producer compare --by document`` matches the lines of two different runs."""
+    digest = hashlib.sha256(text.encode("utf-8"))
+    digest.update(fingerprint_part(attachments, "auto"))
+    return "sha256:" + digest.hexdigest()

@@ -24,6 +24,14 @@ class CallTotals:
     service_tier: str | None = None
     """The tier that served the last billed call."""
     flex_fallback: bool = False
+    retries: int = 0
+    """Tries that ended in an error (not a 429) and ran again."""
+    rate_limited: int = 0
+    """Tries that ended in a 429 and ran again."""
+
+
+MAX_INVALID_FIELDS = 20
+"""Field paths a result line keeps of its failed validations (the report counts failures per field from them)."""
 
 
 def now_iso() -> str:
@@ -42,6 +50,8 @@ def line_result(
     error: ErrorInfo | None = None,
     response_id: str | None = None,
     cache_hit: bool = False,
+    invalid_fields: tuple[str, ...] = (),
+    document: str | None = None,
 ) -> ResultRecord:
     """The one way a result line is built, by the worker and by ``producer cancel`` alike.
 
@@ -68,5 +78,9 @@ def line_result(
         request_id=totals.last_request_id,
         service_tier=totals.service_tier,
         service_tier_fallback=totals.flex_fallback,
+        retries=totals.retries,
+        rate_limited=totals.rate_limited,
+        invalid_fields=list(invalid_fields[:MAX_INVALID_FIELDS]),
+        document_fingerprint=document,
         finished_at=now_iso(),
     )

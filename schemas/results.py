@@ -90,6 +90,15 @@ class ResultRecord(BaseModel):
     """The tier the provider says served the line's last call (``default``, ``flex``, ``priority``): priced at it."""
     service_tier_fallback: bool = False
     """A flex line that was refused for capacity long enough (``--flex-fallback-after``) and was sent with ``auto``."""
+    retries: int = 0
+    """Tries of the line that ended in an error (5xx, timeout, dropped connection ...) and ran again."""
+    rate_limited: int = 0
+    """Tries of the line that ended in a 429 and ran again."""
+    document_fingerprint: str | None = None
+    """A hash of the document alone (``schemas.jobs.document_fingerprint``): the same in every batch, whatever the API,
+    model or prompt (``fingerprint`` is per batch parameters); None on lines recorded without their document."""
+    invalid_fields: list[str] = Field(default_factory=list)
+    """The output fields that failed schema validation on any call of the line, repairs included (at most 20)."""
     finished_at: str
 
     model_config = ConfigDict(populate_by_name=True)

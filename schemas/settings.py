@@ -291,6 +291,12 @@ class ProducerSettings(CommonSettings):
     service_tier: RequestTier | None = None
     flex_fallback_after_s: float | None = Field(default=None, gt=0)
     """A flex line refused for capacity this long is sent with ``auto`` (``--flex-fallback-after``); None = never."""
+    shadow_api: Literal["responses", "chat"] | None = None
+    """Run a sample of the lines again through this API as a linked shadow batch (``producer.shadow``)."""
+    shadow_model: str | None = None
+    """... or with this model (or both)."""
+    shadow_sample: float = Field(default=0.1, gt=0, le=1)
+    """The share of lines the shadow batch runs (chosen by fingerprint: a rerun picks the same ones)."""
     skip_invalid: bool = False
     replace_changed: bool = False
     """A resubmit runs lines whose document changed again (their new result supersedes the old one)."""

@@ -14,6 +14,7 @@ scripts below update atomically:
 | ``v`` | a version bumped by every change (``cancel`` builds a record from one version) |
 | ``rq``, ``st``, ``ff`` | the last call's provider request id, the tier that served it, a flex fallback to auto |
 | ``fu`` | when a flex call of the line was first refused for capacity (ms; ``--flex-fallback-after``) |
+| ``rl`` | tries of the line that ended in a 429 (``e`` counts the other errors) |
 | ``bm``, ``bt`` | the budget reservations (micro-dollars, tokens) of its calls in flight (``store.budget``) |
 
 Every call is counted the moment it returns, so the line's result covers every billed call of every try.
@@ -165,6 +166,8 @@ else
     a.i = (a.i or 0) + 1
   elseif ending ~= 'rate_limited' then
     a.e = (a.e or 0) + 1
+  else
+    a.rl = (a.rl or 0) + 1
   end
   -- the batch's own running counts, for `wait` ("retries and 429s in the last minute")
   redis.call('HINCRBY', KEYS[1], ending == 'rate_limited' and '$RATE_LIMITED' or '$TRIES_FAILED', 1)
@@ -206,6 +209,8 @@ def decode_account(raw: bytes | None) -> Account:
             last_request_id=data.get("rq"),
             service_tier=data.get("st"),
             flex_fallback=bool(data.get("ff")),
+            retries=int(data.get("e", 0)) + int(data.get("i", 0)),
+            rate_limited=int(data.get("rl", 0)),
         ),
         errors=int(data.get("e", 0)),
         internal=int(data.get("i", 0)),

@@ -245,7 +245,10 @@ async def test_accounts_add_calls_and_errors_and_vanish_with_their_line(redis) -
     assert await accounts.note_ending(BK, 0, 3000, "waiting") == EndingCounts(1, 0, 1, 1000)
     assert await accounts.note_ending(BK, 0, 4000, "internal") == EndingCounts(1, 1, 1, 1000)
     account = await accounts.get(BK, 0)
-    assert account.totals == CallTotals(usage=usage, attempts=2, repairs=1, latency_ms=42, last_response_id="resp_1")
+    # One transient error and one internal error are retries; the 429 is counted apart.
+    assert account.totals == CallTotals(
+        usage=usage, attempts=2, repairs=1, latency_ms=42, last_response_id="resp_1", retries=2, rate_limited=1
+    )
     assert (account.version, account.outstanding, account.possibly_billed) == (9, 1, 1)
     await _feed(redis, 0, 1)
     await ResultStore(redis).record(BK, KEYS.queue, 0, _result(0), CODEC, job_id=KEYS.job_id(BATCH, 0))

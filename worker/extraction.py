@@ -30,6 +30,8 @@ class CallHooks(Protocol):
 class Extracted:
     output: dict[str, Any]
     reply: ModelReply
+    invalid_fields: tuple[str, ...] = ()
+    """Fields that failed validation on an earlier call of this try (repaired since)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class Rejected:
     response_id: str | None = None
     batch_wide: bool = False
     """Every line of the batch would fail the same way (a bad key, an unknown model ...): ``worker.classify``."""
+    invalid_fields: tuple[str, ...] = ()
+    """Fields that failed validation on the calls of this try."""
 
 
 async def extract_once(
@@ -54,6 +58,7 @@ async def extract_once(
 ) -> Extracted | Rejected:
     """Run one try. Transient API errors (``TransientApiError``) and admission deferrals propagate to the caller."""
     repairs = 0
+    invalid: list[str] = []
     while True:
         await hooks.before_call(request, first=repairs == 0)
         try:
@@ -69,15 +74,24 @@ async def extract_once(
             return Rejected(ErrorType.TRUNCATED, _truncated(request, reply), response_id=reply.response_id)
         errors = _validation_errors(reply.text, validator)
         if isinstance(errors, dict):
-            return Extracted(errors, reply)
+            return Extracted(errors, reply, tuple(dict.fromkeys(invalid)))
+        invalid += [field_path(error) for error in errors]
         if repairs >= max_repairs:
             return Rejected(
                 ErrorType.SCHEMA_VALIDATION,
                 f"output failed validation after {repairs} repair(s): " + "; ".join(errors[:10]),
                 response_id=reply.response_id,
+                invalid_fields=tuple(dict.fromkeys(invalid)),
             )
         repairs += 1
         request = repair_request(request, reply.text or "", errors)
+
+
+def field_path(error: str) -> str:
+    """The field a validation message is about (``"line_items[0].quantity: ..."`` -> ``line_items[0].quantity``);
+    ``(output)`` for a message about the whole answer (not JSON, empty)."""
+    path, sep, _ = error.partition(": ")
+    return path if sep and path and " " not in path else "(output)"
 
 
 def _truncated(request: ModelRequest, reply: ModelReply) -> str:

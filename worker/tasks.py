@@ -58,7 +58,7 @@ import arq
 from pydantic import ValidationError
 
 from schemas.attachments import attachment_tokens
-from schemas.jobs import BatchSpec, ExtractionJob
+from schemas.jobs import BatchSpec, ExtractionJob, document_fingerprint
 from schemas.records import line_result, now_iso
 from schemas.results import ErrorInfo, ErrorType, Status
 from store.cache import Lookup
@@ -378,10 +378,16 @@ async def _record(
         "fingerprint": job.fingerprint,
         "totals": totals,
         "price": state.settings.price_for(batch.spec.model, totals.service_tier),  # the tier that served it
+        "document": document_fingerprint(job.text, job.attachments),
     }
     if isinstance(outcome, Extracted):
         record = line_result(
-            batch.spec, status=Status.SUCCEEDED, output=outcome.output, response_id=outcome.reply.response_id, **common
+            batch.spec,
+            status=Status.SUCCEEDED,
+            output=outcome.output,
+            response_id=outcome.reply.response_id,
+            invalid_fields=outcome.invalid_fields,
+            **common,
         )
     elif isinstance(outcome, CachedAnswer):
         record = line_result(
@@ -400,6 +406,7 @@ async def _record(
             status=Status.FAILED,
             error=ErrorInfo(type=outcome.error_type, message=outcome.message, status_code=outcome.status_code),
             response_id=outcome.response_id,
+            invalid_fields=outcome.invalid_fields,
             **common,
         )
         if outcome.error_type is ErrorType.INTERNAL_ERROR:

@@ -198,6 +198,12 @@ _SUBMIT_OPTIONS = [
         help="The service tier asked for; flex bills at half price, slower [env EXTRACT_SERVICE_TIER; not sent].",
     ),
     click.option(
+        "--count-tokens",
+        type=click.Choice(["estimate", "exact"]),
+        help="Size each call for the rate limit and the budget by our estimate, or by the provider's input-token "
+        "counter (one more request per call) [env EXTRACT_COUNT_TOKENS; estimate].",
+    ),
+    click.option(
         "--shadow-api",
         type=click.Choice(["responses", "chat"]),
         help="Also run a sample of the lines through this API, as the linked batch BATCH-shadow "
@@ -323,6 +329,7 @@ def _prepare_submit(
             budget_usd=settings.budget_usd,
             service_tier=settings.service_tier,
             flex_fallback_after_s=settings.flex_fallback_after_s,
+            count_tokens=settings.count_tokens,
             use_cache=not settings.no_cache,
             image_detail=settings.image_detail,
             attach=settings.attach,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from redis.asyncio import Redis
 
@@ -48,6 +49,7 @@ class SubmitOptions:
     budget_usd: float | None = None
     service_tier: RequestTier | None = None
     flex_fallback_after_s: float | None = None
+    count_tokens: Literal["estimate", "exact"] = "estimate"
 
 
 def preflight_warnings(settings: ProducerSettings, model: str) -> list[str]:
@@ -95,6 +97,7 @@ def build_spec(options: SubmitOptions) -> BatchSpec:
         budget_usd=options.budget_usd,
         service_tier=options.service_tier,
         flex_fallback_after_s=options.flex_fallback_after_s,
+        count_tokens=options.count_tokens,
         created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
 

@@ -67,6 +67,9 @@ class BatchSpec(BaseModel):
     """A flex line refused for capacity (429 ``resource_unavailable``) for this long is sent with ``auto``."""
     budget_usd: float | None = Field(default=None, gt=0)
     """The most the batch may spend (``--budget-usd``), enforced across the fleet (``store.budget``)."""
+    count_tokens: Literal["estimate", "exact"] = "estimate"
+    """How a call's input is sized for admission and the budget: our offline estimate, or the provider's counter
+    (``POST /v1/responses/input_tokens``, one more request per call; ``--count-tokens exact``)."""
     shadow: str | None = None
     """The id of this batch's shadow batch (``producer.shadow``), if it has one."""
     shadow_of: str | None = None

@@ -291,6 +291,8 @@ class ProducerSettings(CommonSettings):
     service_tier: RequestTier | None = None
     flex_fallback_after_s: float | None = Field(default=None, gt=0)
     """A flex line refused for capacity this long is sent with ``auto`` (``--flex-fallback-after``); None = never."""
+    count_tokens: Literal["estimate", "exact"] = "estimate"
+    """``exact``: size each call by the provider's input-token counter instead of our estimate."""
     shadow_api: Literal["responses", "chat"] | None = None
     """Run a sample of the lines again through this API as a linked shadow batch (``producer.shadow``)."""
     shadow_model: str | None = None

@@ -36,6 +36,20 @@ def invoice_spec(batch_id: str, max_output_tokens: int | None = None) -> BatchSp
     )
 
 
+def worker_env(redis_url: str, sim_url: str, api_key: str, prefix: str, **extra: str) -> dict[str, str]:
+    """What a ``worker run`` process of a test needs: the test's Redis, prefix and simulator, quick health beats, a
+    free metrics port; ``extra`` variables on top."""
+    return {
+        "REDIS_URL": redis_url,
+        "OPENAI_BASE_URL": sim_url + "/v1",
+        "OPENAI_API_KEY": api_key,
+        "EXTRACT_KEY_PREFIX": prefix,
+        "EXTRACT_HEALTH_CHECK_INTERVAL_S": "1",
+        "EXTRACT_METRICS_PORT": "0",
+        **extra,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -24,7 +24,7 @@ from store.batches import BatchStore
 from store.budget import BudgetStore
 from store.keys import Keys
 from tests.conftest import API_KEY, INVOICE_TEXTS
-from tests.processes import invoice_spec, simulator_process, start_worker, stop, wait_until
+from tests.processes import invoice_spec, simulator_process, start_worker, stop, wait_until, worker_env
 from worker.calls import worst_case
 
 KEYS = Keys("test:")
@@ -108,19 +108,13 @@ def test_the_worst_case_is_the_input_estimate_and_the_output_cap_at_the_tier_pri
 
 # ------------------------------------------------------------------------------------------- the fleet, end to end
 def _env(redis_url: str, sim_url: str, **extra: str) -> dict[str, str]:
-    return {
-        "REDIS_URL": redis_url,
-        "OPENAI_BASE_URL": sim_url + "/v1",
-        "OPENAI_API_KEY": API_KEY,
-        "EXTRACT_KEY_PREFIX": KEYS.prefix,
+    own = {
         "EXTRACT_CONCURRENCY": "8",
         "EXTRACT_BACKOFF_BASE_S": "0.05",
         "EXTRACT_BACKOFF_CAP_S": "0.5",
         "EXTRACT_PAUSE_RECHECK_S": "1",
-        "EXTRACT_HEALTH_CHECK_INTERVAL_S": "1",
-        "EXTRACT_METRICS_PORT": "0",
-        **extra,
     }
+    return worker_env(redis_url, sim_url, API_KEY, KEYS.prefix, **{**own, **extra})
 
 
 def _sim_bill(sim_url: str) -> float:

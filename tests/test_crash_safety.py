@@ -22,7 +22,7 @@ from producer.submit import submit
 from schemas.results import ResultRecord, Status
 from store.keys import Keys
 from tests.conftest import API_KEY, INVOICE_TEXTS
-from tests.processes import RedisServer, invoice_spec, simulator_process, start_worker, stop, wait_until
+from tests.processes import RedisServer, invoice_spec, simulator_process, start_worker, stop, wait_until, worker_env
 
 KEYS = Keys("test:")
 BATCH = "crash"
@@ -75,20 +75,14 @@ def _ledger(sim_url: str) -> dict:  # type: ignore[type-arg]
 
 
 def _env(redis_url: str, sim_url: str, **extra: str) -> dict[str, str]:
-    return {
-        "REDIS_URL": redis_url,
-        "OPENAI_BASE_URL": sim_url + "/v1",
-        "OPENAI_API_KEY": API_KEY,
-        "EXTRACT_KEY_PREFIX": KEYS.prefix,
+    own = {
         "EXTRACT_CONCURRENCY": "4",
         "EXTRACT_REQUEST_TIMEOUT_S": "2",
         "EXTRACT_JOB_TIMEOUT_S": "3",
         "EXTRACT_BACKOFF_BASE_S": "0.1",
         "EXTRACT_BACKOFF_CAP_S": "1",
-        "EXTRACT_HEALTH_CHECK_INTERVAL_S": "1",
-        "EXTRACT_METRICS_PORT": "0",
-        **extra,
     }
+    return worker_env(redis_url, sim_url, API_KEY, KEYS.prefix, **{**own, **extra})
 
 
 def _assert_one_result_per_line(records: list[ResultRecord], count: int) -> None:

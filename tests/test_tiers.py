@@ -15,6 +15,7 @@ from producer.cli import main as producer
 from schemas.pricing import cost_usd
 from schemas.settings import Settings
 from simulator import SimulatorConfig
+from store.batches import BatchStore
 from store.keys import Keys
 from tests.conftest import API_KEY, REPO, Submit
 from tests.helpers import results_by_id, sim_get
@@ -185,3 +186,25 @@ async def test_the_estimate_is_within_ten_percent_of_what_the_simulator_bills(
     predicted = estimate["cost_usd"]["default"]
     print(f"\nestimate ${predicted:.6f} vs billed ${billed:.6f} ({predicted / billed - 1:+.1%})")
     assert predicted == pytest.approx(billed, rel=0.10)
+
+
+# ------------------------------------------------------------------------------------------------- exact counting
+@pytest.mark.parametrize("api", ["responses", "chat"])
+async def test_count_tokens_exact_sizes_each_call_by_the_providers_counter(
+    api: str, redis: Redis, keys: Keys, submit_batch: Submit, run_worker: Any, sim: Any
+) -> None:
+    spec = await submit_batch(dict(list(TEXTS.items())[:4]), api=api, batch_id=f"exact-{api}", use_cache=False)
+    exact = spec.model_copy(update={"count_tokens": "exact"})
+    await redis.hset(keys.batch(spec.batch_id).record, "spec", exact.model_dump_json())  # type: ignore[misc]
+    await run_worker()
+    results = await results_by_id(redis, keys, spec.batch_id)
+    assert {r.status.value for r in results.values()} == {"succeeded"}
+    requests = await sim_get(sim, "/_sim/requests")
+    counted = [r for r in requests if r["endpoint"] == "responses.input_tokens"]
+    generated = [r for r in requests if r["endpoint"] != "responses.input_tokens" and r["status"] == 200]
+    assert len(counted) == len(generated) >= 4  # one count before every call, repairs included
+    record = await BatchStore(redis, keys).get(spec.batch_id)
+    if api == "responses":  # the counter answers for exactly the body the call sends: reserved = charged
+        assert record.calibration_raw_input == record.calibration_input
+    else:  # a chat batch is counted as its Responses twin: close, not equal (another message framing)
+        assert record.calibration_raw_input == pytest.approx(record.calibration_input, rel=0.1)

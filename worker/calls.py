@@ -3,8 +3,9 @@ settlements after (one round trip each: ``store.scripts.RoundTrip``)."""
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from schemas.pricing import ModelPrice, cost_usd
 from schemas.records import now_iso
@@ -19,6 +20,8 @@ from worker.policy import WaitingError
 from worker.prompt import ModelRequest
 from worker.tokens import RawEstimate, TokenEstimator
 
+log = logging.getLogger("worker.calls")
+
 PriceOf = Callable[[str | None], ModelPrice | None]
 """The batch model's price at a service tier (None or ``auto``: the default tier)."""
 
@@ -27,6 +30,10 @@ BUDGET_REACHED, BUDGET_IN_FLIGHT = -2, -3
 """What ``store.accounts.BEGIN_CALL`` answers when a call would pass the budget: always, or with the calls in flight."""
 BUDGET_WAIT_S = 1.0
 """How soon a line held back by the budget's calls in flight looks again (they settle within a call's latency)."""
+
+
+Counter = Callable[[ModelRequest], Awaitable[int]]
+"""The provider's count of a request's input tokens (``worker.adapters.responses.count_input_tokens``)."""
 
 
 class BudgetReachedError(Exception):
@@ -55,6 +62,7 @@ class JobCalls:
         default_output_reserve: int,
         price_of: PriceOf = lambda _tier: None,
         flex_fallback: bool = False,
+        counter: Counter | None = None,
     ) -> None:
         self._admission = admission
         self._estimator = estimator
@@ -65,10 +73,24 @@ class JobCalls:
         self._default_output_reserve = default_output_reserve
         self._price_of = price_of
         self._flex_fallback = flex_fallback
+        self._counter = counter
         self._open: tuple[Reservation, ModelRequest, RawEstimate, BudgetCharge] | None = None
 
+    async def _sized(self, request: ModelRequest) -> tuple[int, RawEstimate]:
+        """(input tokens to reserve, the raw estimate to calibrate with): the provider's count with
+        ``--count-tokens exact`` (nothing to calibrate then), else our calibrated estimate. A counter that fails
+        falls back to the estimate: sizing a call never fails it."""
+        if self._counter is not None:
+            try:
+                counted = await self._counter(request)
+            except ApiCallError as exc:
+                log.debug("the input-token counter failed (%s); using the estimate", exc.message)
+            else:
+                return counted, RawEstimate(0, counted)
+        return self._estimator.estimate(request)
+
     async def before_call(self, request: ModelRequest, *, first: bool) -> None:
-        estimate, raw = self._estimator.estimate(request)
+        estimate, raw = await self._sized(request)
         output = request.max_output_tokens or self._default_output_reserve
         worst = worst_case(self._price_of(request.service_tier), estimate, output)
         begun: list[Slot[int]] = []

@@ -65,6 +65,7 @@ from store.cache import Lookup
 from store.scripts import RoundTrip
 from worker.account import JobAccount
 from worker.adapters.base import ApiCallError, redact
+from worker.adapters.responses import count_input_tokens
 from worker.batches import BatchNotFoundError, LoadedBatch
 from worker.cache import CachedAnswer, Lease
 from worker.calls import BudgetReachedError, JobCalls
@@ -336,6 +337,7 @@ async def _attempt(
         default_output_reserve=settings.default_output_reserve,
         price_of=lambda tier: settings.price_for(spec.model, tier),
         flex_fallback=fallback,
+        counter=(lambda request: count_input_tokens(state.http, request)) if spec.count_tokens == "exact" else None,
     )
     request = first_request(
         spec,

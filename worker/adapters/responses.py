@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from schemas.jobs import ApiKind
 from schemas.results import Usage
-from worker.adapters.base import HttpAdapter, ModelReply, as_dict, as_int
+from worker.adapters.base import ApiCallError, HttpAdapter, ModelReply, as_dict, as_int
+from worker.adapters.http import HttpSender
 from worker.prompt import Message, ModelRequest, Part
 
 
@@ -46,6 +49,22 @@ class ResponsesAdapter(HttpAdapter):
 
     def read_reply(self, data: dict[str, Any], *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
         return parse_response(data, latency_ms=latency_ms, headers=headers)
+
+
+COUNTED_FIELDS = ("model", "input", "text", "reasoning", "instructions")
+"""What the input-token counter (``TokenCountsBody``) takes of a request's body."""
+
+
+async def count_input_tokens(sender: HttpSender, request: ModelRequest) -> int:
+    """The provider's count of the request's input tokens (``POST /v1/responses/input_tokens``), with the body the
+    Responses API would get (for a Chat Completions batch too: the same messages, schema and parts)."""
+    body = ResponsesAdapter(sender).build_body(request)
+    counted = {name: body[name] for name in COUNTED_FIELDS if name in body}
+    data, _headers, _latency = await sender.post("/responses/input_tokens", orjson.dumps(counted))
+    tokens = data.get("input_tokens")
+    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+        raise ApiCallError(f"the input-token counter answered without a count ({str(data)[:200]})")
+    return tokens
 
 
 def _content(message: Message, detail: str) -> str | list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from producer.readers import InputLine, LineSource
 from schemas.attachments import attachment_token_parts
 from schemas.input_limits import estimate_input_tokens
 from schemas.jobs import BatchSpec, Fingerprinter
+from schemas.models import family_for
 from schemas.pricing import ModelPrice, cost_usd
 from schemas.results import Usage
 from schemas.settings import ProducerSettings
@@ -71,7 +72,7 @@ class Estimate:
     """Where the output figure comes from: history, --max-output-tokens, or the default reserve."""
     history: History
     cost_usd: dict[str, float | None] = field(default_factory=dict)
-    """Per service tier (None: no price known for it)."""
+    """Per service tier the model is offered in (None: no price known for it)."""
     limits: dict[str, int] | None = None
     """rpm / tpm the time is figured from, and where they come from."""
     limits_source: str | None = None
@@ -187,7 +188,10 @@ async def estimate(
     cached_input = round(input_tokens * (history.cached_share or 0.0))
     usage = Usage(input_tokens=input_tokens, cached_input_tokens=cached_input, output_tokens=output_tokens)
     costs: dict[str, float | None] = {}
+    family = family_for(spec.model)
     for tier in TIERS:
+        if tier != "default" and family is not None and tier not in family.tiers:
+            continue  # the model is not offered in that tier (left out rather than priced at default)
         price: ModelPrice | None = settings.price_for(spec.model, tier)
         costs[tier] = cost_usd(usage, price)
     result = Estimate(

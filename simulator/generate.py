@@ -13,7 +13,7 @@ time), ``allOf`` (merged), ``$ref`` into the same document (``#/$defs/...``,
 bounds and ``multipleOf``, item-count bounds, ``prefixItems``, ``uniqueItems``.
 Recursion is bounded: past :data:`SOFT_DEPTH` the generator prefers ``null``,
 minimal arrays and required properties only. ``pattern`` is only honoured when
-some document word happens to match it. :func:`generate_instance` validates
+some document word (or one of a few common values) happens to match it. :func:`generate_instance` validates
 what it built and retries with other draws, so only schemas beyond this
 generator (unmatched patterns, contradictory constraints) yield a non-conforming value.
 """
@@ -39,6 +39,8 @@ NULL_PROBABILITY = 0.15
 """How often a nullable value is null when recursion does not force it."""
 ATTEMPTS = 4
 PATTERN_SEARCH_WORDS = 500
+PATTERN_FALLBACKS = ("USD", "EUR", "ABC", "XYZ", "123", "0000", "A1", "2026-01-01", "info@example.com")
+"""Values tried for a ``pattern`` no document word matches (currency codes, digits, a date, an address)."""
 
 _FALLBACK_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
 _WORD_RE = re.compile(r"[^\W_](?:[\w'.-]*[^\W_])?")
@@ -300,7 +302,8 @@ class _Generator:
         return " ".join(words)
 
     def _matching_word(self, pattern: str) -> str | None:
-        """Best effort for ``pattern``: a document word (as is, upper- or lower-cased) that matches it."""
+        """Best effort for ``pattern``: a document word (as is, upper- or lower-cased) that matches it, else one of
+        :data:`PATTERN_FALLBACKS`."""
         try:
             compiled = re.compile(pattern)
         except re.error:
@@ -311,7 +314,8 @@ class _Generator:
             for candidate in (word, word.upper(), word.lower()):
                 if compiled.search(candidate):
                     return candidate
-        return None
+        # A document without a fitting word (an image, whose text the simulator cannot read): a common value.
+        return next((word for word in PATTERN_FALLBACKS if compiled.search(word)), None)
 
     def slug(self) -> str:
         """A lowercase ASCII word from the document, for emails, hostnames and URLs."""

@@ -261,16 +261,22 @@ def _responses_file(part: Mapping[str, Any], path: str) -> PartSource:
     return PartSource("file", False, path, value_param, source, text, filename, detail)
 
 
-def _chat_image(part: Mapping[str, Any], path: str) -> PartSource:
-    image_url = part.get("image_url")
-    if image_url is None:
-        raise missing_parameter(f"{path}.image_url")
-    if not isinstance(image_url, dict):
+def _required_object(part: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
+    """``part[key]``, which a Chat Completions part must have as an object (the API's 400s when it does not)."""
+    value = part.get(key)
+    if value is None:
+        raise missing_parameter(f"{path}.{key}")
+    if not isinstance(value, dict):
         raise invalid_request(
-            f"Invalid type for '{path}.image_url': expected an object, but got {type(image_url).__name__} instead.",
-            param=f"{path}.image_url",
+            f"Invalid type for '{path}.{key}': expected an object, but got {type(value).__name__} instead.",
+            param=f"{path}.{key}",
             code="invalid_type",
         )
+    return value
+
+
+def _chat_image(part: Mapping[str, Any], path: str) -> PartSource:
+    image_url = _required_object(part, "image_url", path)
     detail = _detail(image_url, f"{path}.image_url", CHAT_IMAGE_DETAILS)
     url = image_url.get("url")
     value_param = f"{path}.image_url.url"
@@ -281,15 +287,7 @@ def _chat_image(part: Mapping[str, Any], path: str) -> PartSource:
 
 
 def _chat_file(part: Mapping[str, Any], path: str) -> PartSource:
-    file = part.get("file")
-    if file is None:
-        raise missing_parameter(f"{path}.file")
-    if not isinstance(file, dict):
-        raise invalid_request(
-            f"Invalid type for '{path}.file': expected an object, but got {type(file).__name__} instead.",
-            param=f"{path}.file",
-            code="invalid_type",
-        )
+    file = _required_object(part, "file", path)
     for key in file:
         if key not in _CHAT_FILE_KEYS:  # file_url among them: Chat Completions has none
             raise invalid_request(

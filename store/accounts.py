@@ -81,7 +81,8 @@ BEGIN_CALL = LuaScript(
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if #KEYS >= 3 and redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
 local wm, wt = tonumber(ARGV[3] or '0'), tonumber(ARGV[4] or '0')
-local over = budget_over(wm, wt)
+local over, budgeted = budget_over(wm, wt)
+if not budgeted then wm, wt = 0, 0 end  -- nothing to hold back: no reservation to keep
 if over == 'wait' then return -3 end
 if over then
   if redis.call('HSETNX', KEYS[1], '$PAUSED', over) == 1 then redis.call('HSET', KEYS[1], '$PAUSED_AT', ARGV[5]) end

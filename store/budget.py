@@ -17,7 +17,9 @@ pass its reservation, so the excess is at most the input under-estimate of those
 see ``worker.tokens``); without it, also what their output passed the admission's output reserve. A call whose
 provider price is unknown reserves and costs 0 dollars (submit refuses ``--budget-usd`` for such a model).
 
-Amounts are integers: micro-dollars (a price in USD per million tokens times tokens is micro-dollars) and tokens.
+A batch without a budget reserves nothing (its calls' worst cases are not kept), but what it spends is counted from
+its first call, so a budget set later by ``producer budget`` counts what was spent before it. Amounts are integers:
+micro-dollars (a price in USD per million tokens times tokens is micro-dollars) and tokens.
 ``producer budget BATCH --usd X --tokens N`` sets the budgets and, when the batch was paused by its budget, resumes it.
 """
 
@@ -37,29 +39,30 @@ MICRO = 1_000_000
 BUDGET_LUA = """
 local function budget_over(wm, wt)
   -- false: the call fits; 'wait': it fits once the calls in flight have settled; else the pause reason (it cannot
-  -- fit even with nothing in flight).
+  -- fit even with nothing in flight). Second value: whether the batch has a budget at all.
   local b = redis.call('HMGET', KEYS[1], '$BUDGET_MICRO_USD', '$SPENT_MICRO_USD', '$RESERVED_MICRO_USD',
     '$BUDGET_TOKENS', '$SPENT_TOKENS', '$RESERVED_TOKENS')
+  if not b[1] and not b[4] then return false, false end
   local su, ru, st, rt = tonumber(b[2] or '0'), tonumber(b[3] or '0'), tonumber(b[5] or '0'), tonumber(b[6] or '0')
   if b[1] and su + wm > tonumber(b[1]) then
     return string.format('budget reached: $$%.4f spent, and the next call may cost $$%.4f, over the budget of '
-      .. '$$%.4f (raise it: producer budget BATCH --usd X)', su / 1e6, wm / 1e6, tonumber(b[1]) / 1e6)
+      .. '$$%.4f (raise it: producer budget BATCH --usd X)', su / 1e6, wm / 1e6, tonumber(b[1]) / 1e6), true
   end
   if b[4] and st + wt > tonumber(b[4]) then
     return string.format('token budget reached: %d tokens billed, and the next call may take %d, over the budget '
-      .. 'of %d (raise it: producer budget BATCH --tokens N)', st, wt, tonumber(b[4]))
+      .. 'of %d (raise it: producer budget BATCH --tokens N)', st, wt, tonumber(b[4])), true
   end
-  if (b[1] and su + ru + wm > tonumber(b[1])) or (b[4] and st + rt + wt > tonumber(b[4])) then return 'wait' end
-  return false
+  if (b[1] and su + ru + wm > tonumber(b[1])) or (b[4] and st + rt + wt > tonumber(b[4])) then return 'wait', true end
+  return false, true
 end
 local function budget_reserve(wm, wt)
   if wm > 0 then redis.call('HINCRBY', KEYS[1], '$RESERVED_MICRO_USD', wm) end
   if wt > 0 then redis.call('HINCRBY', KEYS[1], '$RESERVED_TOKENS', wt) end
 end
 local function budget_settle(wm, wt, am, at)
-  local rm = tonumber(redis.call('HGET', KEYS[1], '$RESERVED_MICRO_USD') or '0')
-  local rt = tonumber(redis.call('HGET', KEYS[1], '$RESERVED_TOKENS') or '0')
-  redis.call('HSET', KEYS[1], '$RESERVED_MICRO_USD', math.max(rm - wm, 0), '$RESERVED_TOKENS', math.max(rt - wt, 0))
+  -- the reservation (made by this same call, so never more than what is reserved) becomes what the call cost
+  if wm > 0 then redis.call('HINCRBY', KEYS[1], '$RESERVED_MICRO_USD', -wm) end
+  if wt > 0 then redis.call('HINCRBY', KEYS[1], '$RESERVED_TOKENS', -wt) end
   if am > 0 then redis.call('HINCRBY', KEYS[1], '$SPENT_MICRO_USD', am) end
   if at > 0 then redis.call('HINCRBY', KEYS[1], '$SPENT_TOKENS', at) end
 end

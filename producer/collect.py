@@ -232,8 +232,9 @@ async def follow(
                     on_line(written)
             elif not entries:
                 await redis.xread({batch_keys.results: last}, count=1, block=block_ms)
-                batch = await store.get(batch_id)  # a cancel may have closed the feed meanwhile
-                await ensure_fed(store, batch)  # nothing more will come if nobody feeds the batch
+                snapshot = await store.snapshot(batch_id)  # a cancel may have closed the feed meanwhile
+                batch = snapshot.record
+                ensure_fed(snapshot)  # nothing more will come if nobody feeds the batch
     finally:
         await asyncio.to_thread(handle.close)
     return written

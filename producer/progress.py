@@ -6,18 +6,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Iterable
 
 from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Column
+from rich.text import Text
 
-from producer.status import BatchPausedError, ensure_fed, read_status
-from store.batches import BatchRecord, BatchStore
+from producer.status import BatchPausedError, ensure_fed, read_snapshot
+from store.batches import BatchRecord, BatchSnapshot
 from store.keys import Keys
-from store.queue import live_workers
 
 
 class WaitTimeoutError(TimeoutError):
@@ -53,31 +55,22 @@ async def wait_for_batch(
     """
     console = console or Console(stderr=True)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    store = BatchStore(redis, keys)
-    record, _workers = await _read_riding_out_blips(redis, keys, batch_id, console)
+    snapshot = await _read_riding_out_blips(redis, keys, batch_id, console)
+    record = snapshot.record
     started, done_at_start = time.monotonic(), record.done
     recent = RecentTries()
     last_report, workers_seen = started, started
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>8} lines/s"),
-        TextColumn("{task.fields[summary]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
+    with LiveProgress(console) as progress:
         task = progress.add_task(batch_id, total=record.lines, completed=record.done, rate="-", summary="")
         while not record.complete:
             if record.paused is not None:
                 raise BatchPausedError(record)
-            await ensure_fed(store, record)
+            ensure_fed(snapshot)
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeoutError(record)
             await asyncio.sleep(poll_s)
-            record, workers = await _read_riding_out_blips(redis, keys, batch_id, console)
+            snapshot = await _read_riding_out_blips(redis, keys, batch_id, console)
+            record, workers = snapshot.record, snapshot.live_workers
             now = time.monotonic()
             if workers:
                 workers_seen = now
@@ -100,14 +93,14 @@ async def wait_for_batch(
     return record
 
 
-async def _read_riding_out_blips(redis: Redis, keys: Keys, batch_id: str, console: Console) -> tuple[BatchRecord, int]:
-    """The batch record and the live workers; through a Redis that went away it keeps trying (saying so) for
-    ``RECONNECT_FOR_S``. A wrong password or a gone batch is not a blip and is raised at once."""
+async def _read_riding_out_blips(redis: Redis, keys: Keys, batch_id: str, console: Console) -> BatchSnapshot:
+    """The batch record, its feeder and the live workers, read at one instant (one script, no scan); through a Redis
+    that went away it keeps trying (saying so) for ``RECONNECT_FOR_S``. A wrong password or a gone batch is not a
+    blip and is raised at once."""
     lost_at: float | None = None
     while True:
         try:
-            record = await read_status(redis, keys, batch_id)
-            workers = await live_workers(redis, keys)
+            snapshot = await read_snapshot(redis, keys, batch_id)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             if isinstance(exc, AuthenticationError):
                 raise
@@ -121,7 +114,35 @@ async def _read_riding_out_blips(redis: Redis, keys: Keys, batch_id: str, consol
             continue
         if lost_at is not None:
             console.print(f"Redis is back after {time.monotonic() - lost_at:.0f}s")
-        return record, workers
+        return snapshot
+
+
+class LiveProgress(Progress):
+    """The live display on a terminal, in two parts so that nothing that matters is cut on a narrow one: a bar that
+    takes the width left, done/total, the rate, elapsed time and ETA; then the batch id with the outcomes, tokens,
+    cost, retries and workers, folded onto as many lines as the terminal needs."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(
+            BarColumn(bar_width=None, table_column=Column(ratio=1)),
+            MofNCompleteColumn(table_column=Column(no_wrap=True, min_width=9)),
+            TextColumn("{task.fields[rate]} lines/s", table_column=Column(no_wrap=True, min_width=12)),
+            TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7)),
+            TextColumn("ETA", table_column=Column(no_wrap=True, min_width=3)),
+            TimeRemainingColumn(table_column=Column(no_wrap=True, min_width=7)),
+            console=console,
+            transient=False,
+            disable=not console.is_terminal,
+        )
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        for task in self.tasks:
+            summary = str(task.fields.get("summary", ""))
+            line = Text(task.description, style="bold", overflow="fold")
+            if summary:
+                line.append(": " + summary, style="")
+            yield line
 
 
 class RecentTries:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from store.batches import BatchNotFoundError, BatchRecord, BatchStore, Footprint
+from store.batches import BatchNotFoundError, BatchRecord, BatchSnapshot, BatchStore, Footprint
 from store.keys import Keys
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "batch_state",
     "ensure_fed",
     "list_batches",
+    "read_snapshot",
     "read_status",
 ]
 
@@ -52,15 +53,22 @@ def incomplete_message(record: BatchRecord) -> str:
     )
 
 
-async def ensure_fed(store: BatchStore, record: BatchRecord) -> None:
-    """Raise ``IncompleteSubmitError`` when the batch can only complete after its submit is run again."""
-    if not record.submitted and not await store.feeder_alive(record.batch_id):
-        raise IncompleteSubmitError(record)
+def ensure_fed(snapshot: BatchSnapshot) -> None:
+    """Raise ``IncompleteSubmitError`` when the batch can only complete after its submit is run again. Decided on
+    one :class:`BatchSnapshot` (record and feeder read at one instant), never on a record and a later look at the
+    feeder: a feed that finished between the two would look abandoned."""
+    if snapshot.interrupted:
+        raise IncompleteSubmitError(snapshot.record)
 
 
 async def read_status(redis: Redis, keys: Keys, batch_id: str) -> BatchRecord:
     """The batch's record; raises ``BatchNotFoundError`` for an unknown (or expired) batch."""
     return await BatchStore(redis, keys).get(batch_id)
+
+
+async def read_snapshot(redis: Redis, keys: Keys, batch_id: str) -> BatchSnapshot:
+    """The batch's record, its feeder and the live workers at one instant; raises ``BatchNotFoundError``."""
+    return await BatchStore(redis, keys).snapshot(batch_id)
 
 
 def batch_state(record: BatchRecord, *, feeder_alive: bool) -> str:
@@ -88,12 +96,12 @@ async def list_batches(redis: Redis, keys: Keys, *, limit: int = 100) -> list[Ba
     """The newest batches first, with their state, age and Redis footprint."""
     store = BatchStore(redis, keys)
     overviews = []
-    for record in await store.list(limit=limit):
-        alive = await store.feeder_alive(record.batch_id)
+    for snapshot in await store.list(limit=limit):
+        record = snapshot.record
         overviews.append(
             BatchOverview(
                 record=record,
-                state=batch_state(record, feeder_alive=alive),
+                state=batch_state(record, feeder_alive=snapshot.feeder_alive),
                 age_s=max(time.time() - record.created_ms / 1000, 0.0),
                 footprint=await store.footprint(record.batch_id),
             )

@@ -82,6 +82,26 @@ while a wrong pass costs one 400.
   Tier contracts, ``fast``, priority's other name, and on Responses ``ultrafast``, access-controlled): ``fast`` is
   checked as ``priority``, ``scale`` and ``ultrafast`` are not checked (they depend on the account).
 * ``max`` is in :data:`Effort` because the spec's enum has it and gpt-5.6 takes it.
+* Output caps (:data:`MAX_OUTPUT_TOKENS`, :func:`max_output_tokens`): the most a model writes in one answer when the
+  request sets no ``max_output_tokens`` / ``max_completion_tokens``, reasoning tokens included ("Reasoning tokens
+  count against the cap", /work/shared/OPENAI-FACTS.md §8). The worker uses it to tell an answer that reached the cap
+  from one cut off well below it (``worker.extraction``). OpenAI's own Codex client
+  (https://github.com/openai/codex ``codex-rs/core/src/openai_model_info.rs``, citing the model pages, *primary
+  figures in a secondary place*): gpt-4o 16,384 (its 2024-05-13 snapshot 4,096), gpt-4.1 32,768, o3 and o4-mini
+  100,000, every gpt-5* 128,000. The model pages themselves (stored copies, *primary*): gpt-5-codex 128,000
+  (https://developers.openai.com/api/docs/models/gpt-5-codex); gpt-5-pro 272,000 (as quoted by
+  https://api.koog.ai, *secondary copy*). *Secondary*: gpt-4o-mini and both search previews 16,384 (LiteLLM's
+  ``model_prices_and_context_window.json``); gpt-4.1-mini and -nano 32,768 (contextwindows.dev); the 5.x
+  ``-chat-latest`` models 16,384 (docs.oxen.ai for 5.2; FastGPT's table, labring/fastgpt-plugin#297, says 16,000
+  for 5-chat and 5.1; model.box says 32,768 for 5-chat: the lowest stated figure above 16,000 kept, see below);
+  gpt-5.2 and 5.2-pro 128,000 (withceleste/celeste-python#67); gpt-5.4 128,000 (modelcostwatch.com), 5.4-mini and
+  -nano 128,000 (docs.anyfast.ai, airouter.megatech.cc), 5.4-pro, 5.5, 5.5-pro 128,000 (Vercel AI Gateway,
+  docs.oxen.ai), gpt-5.6 128,000 (runware.ai for Sol); o1 100,000 (models.wingman.actor), o1-mini 65,536 and
+  o1-preview 32,768 (openai-hk docs, Replicate's ``max_completion_tokens`` maximum), o3-mini 100,000
+  (modelpedia.dev). Ours, by family: the codex models after 5-codex 128,000, o1-pro and o3-pro 100,000. Not found:
+  gpt-5-search-api (no cap: the worker then cannot call a cut-off "well below" it). Where figures disagree the lower
+  one is kept: a cap set too low only makes a cut-off near it count as reaching it (it fails at once, as before);
+  one set too high would make a real cap hit look like a transient cut-off and pay for retries that cannot succeed.
 """
 
 from __future__ import annotations
@@ -92,11 +112,13 @@ from typing import Literal
 __all__ = [
     "EFFORTS",
     "FAMILIES",
+    "MAX_OUTPUT_TOKENS",
     "REQUEST_TIERS",
     "Effort",
     "ModelFamily",
     "RequestTier",
     "family_for",
+    "max_output_tokens",
     "request_problems",
 ]
 
@@ -197,6 +219,62 @@ FAMILIES: dict[str, ModelFamily] = {
     )
 }
 """Family name -> what it accepts (the module docstring says where each line comes from)."""
+
+MAX_OUTPUT_TOKENS: dict[str, int] = {
+    "gpt-4o": 16_384,
+    "gpt-4o-2024-05-13": 4_096,
+    "gpt-4o-mini": 16_384,
+    "gpt-4o-search-preview": 16_384,
+    "gpt-4o-mini-search-preview": 16_384,
+    "gpt-4.1": 32_768,
+    "gpt-4.1-mini": 32_768,
+    "gpt-4.1-nano": 32_768,
+    "gpt-5": 128_000,
+    "gpt-5-mini": 128_000,
+    "gpt-5-nano": 128_000,
+    "gpt-5-chat-latest": 16_384,
+    "gpt-5-pro": 272_000,
+    "gpt-5-codex": 128_000,
+    "gpt-5.1": 128_000,
+    "gpt-5.1-chat-latest": 16_384,
+    "gpt-5.1-codex": 128_000,
+    "gpt-5.1-codex-mini": 128_000,
+    "gpt-5.1-codex-max": 128_000,
+    "gpt-5.2": 128_000,
+    "gpt-5.2-chat-latest": 16_384,
+    "gpt-5.2-codex": 128_000,
+    "gpt-5.2-pro": 128_000,
+    "gpt-5.3-chat-latest": 16_384,
+    "gpt-5.3-codex": 128_000,
+    "gpt-5.4": 128_000,
+    "gpt-5.4-mini": 128_000,
+    "gpt-5.4-nano": 128_000,
+    "gpt-5.4-pro": 128_000,
+    "gpt-5.5": 128_000,
+    "gpt-5.5-pro": 128_000,
+    "gpt-5.6": 128_000,
+    "o1": 100_000,
+    "o1-mini": 65_536,
+    "o1-preview": 32_768,
+    "o1-pro": 100_000,
+    "o3": 100_000,
+    "o3-mini": 100_000,
+    "o3-pro": 100_000,
+    "o4-mini": 100_000,
+}
+"""A model's own output cap in tokens, reasoning included, by family name or exact snapshot (the module docstring
+says where each figure comes from)."""
+
+
+def max_output_tokens(model: str) -> int | None:
+    """The most ``model`` writes in one answer when the request sets no cap: its exact name (a snapshot whose cap
+    differs from its family's), else its family's figure (:func:`family_for`); None when unknown."""
+    name = model.lower()
+    if name in MAX_OUTPUT_TOKENS:
+        return MAX_OUTPUT_TOKENS[name]
+    family = family_for(name)
+    return MAX_OUTPUT_TOKENS.get(family.name) if family is not None else None
+
 
 _TIER_EXAMPLES = ("gpt-5", "gpt-5-mini", "o3", "gpt-4.1", "o4-mini")
 """Families named, in this order, as ones that offer a tier the requested model lacks."""

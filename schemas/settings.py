@@ -167,6 +167,10 @@ class WorkerSettings(CommonSettings):
     connect_timeout_s: float = Field(default=10.0, gt=0)
     job_timeout_s: float = Field(default=300.0, gt=0)
     """Upper bound on one job run (all calls and repairs of one try)."""
+    job_lease_s: float = Field(default=10.0, ge=1, le=300)
+    """A worker holds each job it runs for this long and renews the hold every third of it (``store.workers``): the
+    jobs of a worker that dies (SIGKILL, a lost node) are taken up by the others within this time, not after the job
+    timeout. Raise it only if Redis often stalls for more than two thirds of it."""
     max_tries: int = Field(default=100, ge=1)
     """Failed tries per line for transient errors (5xx, 408, 409, timeouts, connection errors): a guard against a
     line that fails fast forever. With the default backoff, ``retry_horizon_s`` ends retrying long before this.

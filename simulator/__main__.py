@@ -142,6 +142,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(gpt-4o 128000, gpt-4.1 1047576, o3 200000, gpt-5 400000 ...); models in no known family are unlimited",
     )
     parser.add_argument(
+        "--fetch-urls",
+        action="store_true",
+        help="download images and files that requests give by http(s) URL (off by default: such a part gets the "
+        "API's 400 'Error while downloading'). Whoever can reach the simulator picks the URL, so loopback and "
+        "private addresses are still refused, and link-local (cloud metadata), unspecified, multicast and reserved "
+        "ones always are",
+    )
+    parser.add_argument(
+        "--fetch-private",
+        action="store_true",
+        help="with --fetch-urls, also fetch from loopback and private addresses (127.0.0.1, 10/8, 192.168/16, "
+        "fc00::/7 ...), e.g. a test's local file server; never link-local",
+    )
+    parser.add_argument(
         "--fault",
         dest="faults",
         metavar="KIND:MATCH:TIMES",
@@ -213,6 +227,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         context_windows=dict(args.context_windows),
         flex_unavailable_rate=args.flex_unavailable_rate,
         perturb=tuple(args.perturb),
+        fetch_urls=args.fetch_urls,
+        fetch_private=args.fetch_private,
     )
 
 

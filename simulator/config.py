@@ -58,6 +58,13 @@ class SimulatorConfig:
     default), ``download_timeout_s`` for an image or file given by URL, and
     ``pdf_page_dpi``, the resolution PDF pages are charged at as images (72 =
     one pixel per PDF point: an assumption, OpenAI does not publish it).
+
+    URLs (:mod:`simulator.fetch`): an image or file given by http(s) URL is
+    downloaded only with ``fetch_urls`` (off: the API's "Error while
+    downloading" 400, nothing fetched), since whoever sends a request picks
+    the URL. Even then loopback and private addresses need ``fetch_private``
+    too (tests serving files on 127.0.0.1), and link-local (cloud metadata),
+    unspecified, multicast and reserved addresses are never fetched.
     """
 
     latency_ms: float = 0.0
@@ -85,6 +92,10 @@ class SimulatorConfig:
     download_timeout_s: float = 10.0
     pdf_page_dpi: float = 72.0
     flex_unavailable_rate: float = 0.0
+    fetch_urls: bool = False
+    """Download images and files given by http(s) URL (``--fetch-urls``); off, such a part gets a 400."""
+    fetch_private: bool = False
+    """Also from loopback and private addresses (``--fetch-private``); needs ``fetch_urls``."""
     perturb: tuple[str, ...] = ()
     """``ENDPOINT:PATH`` rules (``simulator.perturb``): answers on that endpoint differ at that field."""
 
@@ -99,6 +110,8 @@ class SimulatorConfig:
             max_request_image_bytes=self.max_request_image_bytes,
             download_timeout_s=self.download_timeout_s,
             pdf_page_dpi=self.pdf_page_dpi,
+            fetch_urls=self.fetch_urls,
+            fetch_private=self.fetch_private,
         )
 
     def __post_init__(self) -> None:
@@ -125,6 +138,10 @@ class SimulatorConfig:
             raise ValueError("document size limits must be >= 1 byte")
         if self.download_timeout_s <= 0 or self.pdf_page_dpi <= 0:
             raise ValueError("download_timeout_s and pdf_page_dpi must be > 0")
+        if self.fetch_private and not self.fetch_urls:
+            raise ValueError(
+                "fetch_private (--fetch-private) needs fetch_urls (--fetch-urls): nothing is fetched without it"
+            )
         self.fault_rates = check_rates(self.fault_rates)
         self.flex_unavailable_rate = check_rate(self.flex_unavailable_rate)
 

@@ -1,7 +1,8 @@
 """Read, check and charge the images and files a request names: from :class:`PartSource` to :class:`Attachment`.
 
-For every part, in order: get the bytes (decode a data URL, look up a ``file_id`` in the Files store, or download
-an http(s) URL with a 10 s timeout), enforce the size limits, then identify the content and charge it
+For every part, in order: get the bytes (decode a data URL, look up a ``file_id`` in the Files store, or, only when
+the simulator was started with ``--fetch-urls``, download an http(s) URL under :mod:`simulator.fetch`'s address
+policy with a 10 s timeout), enforce the size limits, then identify the content and charge it
 (:mod:`simulator.vision` for images and PDF page images, :mod:`simulator.tokens` for text):
 
 * images: PNG, JPEG, WEBP or non-animated GIF (Pillow reads the header only);
@@ -19,7 +20,9 @@ tool, issue threads and tests quoting the API); the others are ours:
   the following formats: ['png', 'jpeg', 'gif', 'webp']." (sic, ``invalid_image_format``);
 * chat file not a PDF: "Invalid file data: '<param>'. Expected a base64-encoded data URL with an application/pdf
   MIME type (e.g. …), but got unsupported MIME type 'text/plain'.";
-* a URL that cannot be fetched: "Error while downloading <url>." (``param`` null, ``invalid_image_url``);
+* a URL that cannot be fetched: "Error while downloading <url>." (``param`` null, ``invalid_image_url``, or
+  ``invalid_file_url`` for a file); a URL the simulator will not fetch (fetching off, or an address
+  :mod:`simulator.fetch` refuses) gets the same 400 with one more sentence saying why;
 * an unknown ``file_id``: "No such File object: <id>" (the Files API's 404 wording, here inside a 400 naming the
   part: the wording of the real 400 was not found).
 """
@@ -36,11 +39,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-import aiohttp
 import pypdf
 from PIL import Image
 
-from simulator import vision
+from simulator import fetch, vision
 from simulator.content import Attachment, PartSource, PdfPage, invalid_image_data
 from simulator.errors import ApiError, invalid_request
 from simulator.files import FileStore
@@ -61,13 +63,16 @@ _DATA_URL = re.compile(r"^data:(?P<media>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<pay
 
 @dataclass(frozen=True, slots=True)
 class DocumentLimits:
-    """Size limits, the download timeout and the PDF page resolution (see ``SimulatorConfig``)."""
+    """Size limits, whether and from where URLs are fetched, the download timeout and the PDF page resolution (see
+    ``SimulatorConfig``)."""
 
     max_file_bytes: int = 50 * MIB
     max_request_file_bytes: int = 50 * MIB
     max_request_image_bytes: int = 512 * MIB
     download_timeout_s: float = 10.0
     pdf_page_dpi: float = vision.PDF_POINTS_PER_INCH
+    fetch_urls: bool = False
+    fetch_private: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,30 +171,26 @@ def _bad_data(part: PartSource, got: str) -> ApiError:
 
 
 async def _download(part: PartSource, limits: DocumentLimits) -> tuple[bytes, str]:
-    """GET the URL (10 s for the whole exchange); "Error while downloading" unless it answers 2xx in time."""
+    """GET the URL if fetching is on and the policy allows its address; "Error while downloading" otherwise."""
+    if not limits.fetch_urls:
+        raise _download_error(part, "The simulator fetches URLs only when started with --fetch-urls.")
     cap = limits.max_file_bytes if part.kind == "file" else limits.max_request_image_bytes
-    timeout = aiohttp.ClientTimeout(total=limits.download_timeout_s)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(part.value) as response:
-            if not 200 <= response.status < 300:
-                raise _download_error(part)
-            data = bytearray()
-            async for chunk in response.content.iter_chunked(1 << 16):
-                data += chunk
-                if len(data) > cap:
-                    raise (
-                        _too_large_file(part, len(data), cap)
-                        if part.kind == "file"
-                        else _too_large_images(part, len(data), cap)
-                    )
-            return bytes(data), response.content_type.lower()
-    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return await fetch.fetch(
+            part.value, allow_private=limits.fetch_private, timeout_s=limits.download_timeout_s, max_bytes=cap
+        )
+    except fetch.FetchRefused as exc:
+        raise _download_error(part, f"The simulator refused it: {exc}.") from None
+    except fetch.FetchTooLarge as exc:
+        raise (_too_large_file if part.kind == "file" else _too_large_images)(part, exc.size, cap) from None
+    except fetch.FetchFailed:
         raise _download_error(part) from None
 
 
-def _download_error(part: PartSource) -> ApiError:
+def _download_error(part: PartSource, why: str = "") -> ApiError:
+    """The API's wording for a URL it could not fetch; ``why``, the simulator's own reason, follows it."""
     return invalid_request(
-        f"Error while downloading {part.value}.",
+        f"Error while downloading {part.value}." + (f" {why}" if why else ""),
         code="invalid_image_url" if part.kind == "image" else "invalid_file_url",
     )
 

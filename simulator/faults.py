@@ -20,6 +20,12 @@ Faults come in three families:
   generated, so they are not billed.
 * *Output faults* (:data:`OUTPUT_FAULTS`) return a 200 with a broken output
   (schema violation, refusal, truncation), billed like the real API bills them.
+  ``truncation`` is a *transient* cut-off: the answer stops about halfway
+  through its JSON and only what was written is billed (tens of tokens, well
+  below any cap), yet it comes back marked exactly like a cap hit
+  (``status: incomplete`` with ``max_output_tokens``, ``finish_reason:
+  length``). A real cap hit needs no fault: the simulator stops any answer,
+  reasoning first, at the request's max output tokens.
 * *Connection faults* (:data:`CONNECTION_FAULTS`), handled by the route:
   ``dropped_connection`` closes the connection without any response (unbilled);
   ``slow_response`` answers normally, but only after ``slow_response_ms``
@@ -46,6 +52,7 @@ class FaultKind(StrEnum):
     INVALID_OUTPUT = "invalid_output"
     REFUSAL = "refusal"
     TRUNCATION = "truncation"
+    """Cut off mid-answer, well below the cap, but marked like a cap hit (see the module docstring)."""
     HTTP_400 = "http_400"
     HTTP_429 = "http_429"
     HTTP_500 = "http_500"

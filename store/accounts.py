@@ -15,9 +15,12 @@ scripts below update atomically:
 | ``rq``, ``st``, ``ff`` | the last call's provider request id, the tier that served it, a flex fallback to auto |
 | ``fu`` | when a flex call of the line was first refused for capacity (ms; ``--flex-fallback-after``) |
 | ``rl`` | tries of the line that ended in a 429 (``e`` counts the other errors) |
+| ``tr`` | tries of the line cut off well below the cap (``truncated``; also counted in ``e``) |
 | ``bm``, ``bt`` | the budget reservations (micro-dollars, tokens) of its calls in flight (``store.budget``) |
 
-Every call is counted the moment it returns, so the line's result covers every billed call of every try.
+Every call is counted the moment it returns, so the line's result covers every billed call of every try. A call
+that never returns (its worker was killed) is settled when the line's next try begins (``BEGIN_TRY``): it becomes
+possibly billed and its budget reservation is released as spent.
 Recording the line deletes its field and adds what is left in ``o``/``p`` to the batch's *possibly billed* totals
 (``store.results``), so the hash holds only lines in flight and vanishes when none is. Nothing is written for a
 batch that no longer exists.
@@ -150,16 +153,17 @@ return encoded
 # KEYS: batch record, accounts. ARGV: ordinal, now ms, ending (worker.policy.Ending value), flex refused for capacity
 # (1/0: a 429 resource_unavailable). A try that ended in an error (not a wait) also counts in the batch record:
 # RATE_LIMITED for a 429, TRIES_FAILED for anything else.
-# Returns {errors, internal errors, waits, first error ms (0 = none)}; {-1, 0, 0, 0} when the batch is gone.
+# Returns {errors, internal errors, waits, first error ms (0 = none), cut-offs}; {-1, 0, 0, 0, 0} when the batch is
+# gone.
 NOTE_ENDING = LuaScript(
     "account_note_ending",
     _ACCOUNT_LUA
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0, 0, 0} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0, 0, 0, 0} end
 local a = load_account()
 local ending = ARGV[3]
 if ARGV[4] == '1' then a.fu = a.fu or tonumber(ARGV[2]) end
-if ending == 'waiting' then
+if ending == 'waiting' or ending == 'held' then
   a.w = (a.w or 0) + 1
 else
   a.f = a.f or tonumber(ARGV[2])
@@ -167,6 +171,7 @@ else
     a.i = (a.i or 0) + 1
   elseif ending ~= 'rate_limited' then
     a.e = (a.e or 0) + 1
+    if ending == 'truncated' then a.tr = (a.tr or 0) + 1 end
   else
     a.rl = (a.rl or 0) + 1
   end
@@ -174,7 +179,36 @@ else
   redis.call('HINCRBY', KEYS[1], ending == 'rate_limited' and '$RATE_LIMITED' or '$TRIES_FAILED', 1)
 end
 save_account(a)
-return {a.e or 0, a.i or 0, a.w or 0, a.f or 0}
+return {a.e or 0, a.i or 0, a.w or 0, a.f or 0, a.tr or 0}
+""",
+    F.lua_names(),
+)
+
+
+# KEYS: batch record, accounts. ARGV: ordinal. A try of the line begins: no call of an earlier try can still answer
+# (only one try of a line runs at a time, under its lease: ``store.workers``), so calls still counted as outstanding
+# were abandoned -- their worker was killed, or the try was cancelled mid-call. Each becomes *possibly billed*, and
+# its budget reservation is settled as spent (it may have been billed) and released from what is in flight: the
+# batch's other lines stop waiting for it, and if it passed the budget the next call pauses the batch with the reason.
+# Returns the account as it is now (saved only when something was settled), or nothing when there is none.
+BEGIN_TRY = LuaScript(
+    "account_begin_try",
+    _ACCOUNT_LUA
+    + BUDGET_LUA
+    + """
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw then return false end
+local a = cjson.decode(raw)
+local open, bm, bt = a.o or 0, a.bm or 0, a.bt or 0
+if open == 0 and bm == 0 and bt == 0 then return raw end
+if open > 0 then
+  a.p, a.pt = (a.p or 0) + open, (a.pt or 0) + (a.oe or 0)
+  a.o, a.oe = 0, 0
+end
+if (bm > 0 or bt > 0) and redis.call('EXISTS', KEYS[1]) == 1 then budget_settle(bm, bt, bm, bt) end
+a.bm, a.bt = 0, 0
+local _, encoded = save_account(a)
+return encoded
 """,
     F.lua_names(),
 )
@@ -234,6 +268,7 @@ class EndingCounts:
     internal: int
     waits: int
     first_error_ms: int | None
+    cut_offs: int = 0
 
 
 class Accounts:
@@ -244,6 +279,7 @@ class Accounts:
         self._begin_call = BEGIN_CALL.bind(redis)
         self._add_call = ADD_CALL.bind(redis)
         self._note_ending = NOTE_ENDING.bind(redis)
+        self._begin_try = BEGIN_TRY.bind(redis)
 
     def queue_begin_call(
         self,
@@ -313,12 +349,17 @@ class Accounts:
         self, keys: BatchKeys, ordinal: int, now_ms: int, ending: str, *, flex_unavailable: bool = False
     ) -> EndingCounts | None:
         """Count a try's ending (a ``worker.policy.Ending`` value). None when the batch is gone."""
-        errors, internal, waits, first = await self._note_ending(
+        errors, internal, waits, first, cut_offs = await self._note_ending(
             [keys.record, keys.accounts], [ordinal, now_ms, ending, "1" if flex_unavailable else "0"]
         )
         if int(errors) < 0:
             return None
-        return EndingCounts(int(errors), int(internal), int(waits), int(first) or None)
+        return EndingCounts(int(errors), int(internal), int(waits), int(first) or None, int(cut_offs))
+
+    def queue_begin_try(self, trip: RoundTrip, keys: BatchKeys, ordinal: int) -> Slot[Account]:
+        """A try of the line begins (:data:`BEGIN_TRY`): calls an earlier try left unanswered are settled as possibly
+        billed and their budget reservations released. The account after that."""
+        return trip.script(self._begin_try, [keys.record, keys.accounts], [ordinal], decode_account)
 
     def queue_get(self, trip: RoundTrip, keys: BatchKeys, ordinal: int) -> Slot[Account]:
         return trip.command("HGET", keys.accounts, str(ordinal), parse=decode_account)

@@ -28,6 +28,7 @@ from store.queue import REMOVE_WAITING, batch_job_ids, job_key
 from store.redis_typing import awaited
 from store.scripts import LuaScript
 from store.usage import USAGE_FIELDS, usage_from
+from store.workers import COUNT_LIVE_LUA, NOW_LUA
 
 # Shared by every script that takes BatchKeys as KEYS[1..$BATCH_KEYS] and can finish or reopen a batch. A complete
 # batch's attachment bytes (KEYS[7], ``store.blobs``) go at once: no line needs them until one is fed again, and the
@@ -72,8 +73,28 @@ return 1
 )
 
 
+# KEYS: batch record, feeder heartbeat, the workers registry. Returns {the record's fields (HGETALL), whether a feeder
+# is alive (1/0), live workers}. One script, so the three are seen at one instant: a feed that finishes (cursor at the
+# end, then its heartbeat released) is never seen half-way as "not fully fed and nobody feeding".
+SNAPSHOT = LuaScript(
+    "batch_snapshot",
+    NOW_LUA
+    + COUNT_LIVE_LUA
+    + """
+return {redis.call('HGETALL', KEYS[1]), redis.call('EXISTS', KEYS[2]), live_workers(KEYS[3])}
+""",
+)
+
+
 class BatchNotFoundError(LookupError):
     """No record for this batch id under this prefix (never submitted, deleted, or expired)."""
+
+
+def not_found_message(batch_id: str) -> str:
+    return (
+        f"no batch {batch_id!r} in Redis (check the batch id, REDIS_URL and EXTRACT_KEY_PREFIX; finished "
+        "batches expire after EXTRACT_BATCH_TTL_S)"
+    )
 
 
 @dataclass(frozen=True)
@@ -239,6 +260,21 @@ def _budget(fields: dict[str, bytes]) -> BudgetState | None:
 
 
 @dataclass(frozen=True)
+class BatchSnapshot:
+    """A batch's record, whether a submit is feeding it, and the live workers, all read in one step
+    (:data:`SNAPSHOT`)."""
+
+    record: BatchRecord
+    feeder_alive: bool
+    live_workers: int
+
+    @property
+    def interrupted(self) -> bool:
+        """Not every line is enqueued and no submit is feeding the batch: it completes only if a submit runs again."""
+        return not self.record.submitted and not self.feeder_alive
+
+
+@dataclass(frozen=True)
 class Footprint:
     """What a batch holds in Redis, in bytes (``MEMORY USAGE``; large keys are estimated by sampling)."""
 
@@ -257,6 +293,7 @@ class BatchStore:
         self._keys = keys
         self._create = CREATE.bind(redis)
         self._remove_waiting = REMOVE_WAITING.bind(redis)
+        self._snapshot = SNAPSHOT.bind(redis)
 
     def keys_of(self, batch_id: str) -> BatchKeys:
         return self._keys.batch(batch_id)
@@ -288,31 +325,35 @@ class BatchStore:
     async def get(self, batch_id: str) -> BatchRecord:
         raw = await awaited(self._redis.hgetall(self.keys_of(batch_id).record))
         if not raw or F.SPEC.encode() not in raw:
-            raise BatchNotFoundError(
-                f"no batch {batch_id!r} in Redis (check the batch id, REDIS_URL and EXTRACT_KEY_PREFIX; finished "
-                "batches expire after EXTRACT_BATCH_TTL_S)"
-            )
+            raise BatchNotFoundError(not_found_message(batch_id))
         return parse_record(batch_id, raw)
+
+    async def snapshot(self, batch_id: str) -> BatchSnapshot:
+        """The record, the feeder and the live workers at one instant; raises ``BatchNotFoundError``."""
+        batch_keys = self.keys_of(batch_id)
+        flat, feeder, workers = await self._snapshot([batch_keys.record, batch_keys.feeder, self._keys.workers], [])
+        raw = dict(zip(flat[::2], flat[1::2], strict=True))
+        if F.SPEC.encode() not in raw:
+            raise BatchNotFoundError(not_found_message(batch_id))
+        return BatchSnapshot(parse_record(batch_id, raw), bool(feeder), int(workers))
 
     async def spec(self, batch_id: str) -> BatchSpec | None:
         raw = await awaited(self._redis.hget(self.keys_of(batch_id).record, F.SPEC))
         return BatchSpec.model_validate_json(raw) if raw is not None else None
 
-    async def list(self, *, limit: int = 100) -> list[BatchRecord]:
-        """The newest batches first; ids whose record has expired or been deleted are dropped from the index."""
+    async def list(self, *, limit: int = 100) -> list[BatchSnapshot]:
+        """The newest batches first, each as one :meth:`snapshot`; ids whose record has expired or been deleted are
+        dropped from the index."""
         ids = [member.decode() for member in await self._redis.zrevrange(self._keys.batches, 0, limit - 1)]
-        pipe = self._redis.pipeline(transaction=False)
+        snapshots, gone = [], []
         for batch_id in ids:
-            pipe.hgetall(self.keys_of(batch_id).record)
-        records, gone = [], []
-        for batch_id, raw in zip(ids, await pipe.execute(), strict=True):
-            if raw and F.SPEC.encode() in raw:
-                records.append(parse_record(batch_id, raw))
-            else:
+            try:
+                snapshots.append(await self.snapshot(batch_id))
+            except BatchNotFoundError:
                 gone.append(batch_id)
         if gone:
             await self._redis.zrem(self._keys.batches, *gone)
-        return records
+        return snapshots
 
     async def prune_index(self, *, scan: int = 200) -> int:
         """Drop index entries of the oldest batches whose records are gone (expired). Returns how many."""
@@ -326,9 +367,6 @@ class BatchStore:
         if gone:
             await self._redis.zrem(self._keys.batches, *gone)
         return len(gone)
-
-    async def feeder_alive(self, batch_id: str) -> bool:
-        return bool(await awaited(self._redis.exists(self.keys_of(batch_id).feeder)))
 
     async def footprint(self, batch_id: str, *, sample: int = 20) -> Footprint:
         batch_keys = self.keys_of(batch_id)

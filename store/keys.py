@@ -18,6 +18,7 @@ fixed ``arq:`` prefix but are named after job ids that carry ours, so two prefix
 | ``{p}cache:{provider}:{fp}`` | string | result cache: a succeeded answer, shared across batches, with a TTL |
 | ``{p}inflight:{provider}:{fp}`` | string | coalescing lease: the job calling the API for this fingerprint |
 | ``{p}health:{worker}`` | string | per-worker arq health line |
+| ``{p}workers`` | zset | live workers: lease owner → when its registration lapses (``store.workers``) |
 | ``{p}rl:{scope}`` | hash | admission buckets of one limit scope (``store.limits``) |
 | ``{p}rl:{scope}:flight`` | zset | the scope's reservations not settled yet, by when they lapse |
 | ``{p}rl:resv:{id}`` | string | one admission reservation, deleted when settled |
@@ -120,6 +121,11 @@ class Keys:
 
     def health(self, worker_name: str) -> str:
         return f"{self.prefix}health:{worker_name}"
+
+    @property
+    def workers(self) -> str:
+        """The registry of live workers and their leases (``store.workers``)."""
+        return f"{self.prefix}workers"
 
     def rate_limit(self, scope: str) -> str:
         return f"{self.prefix}rl:{scope}"

@@ -1,11 +1,12 @@
 """The one place that knows arq's storage layout: how a job is put on the queue, taken off it, and found.
 
 arq keeps a job as ``arq:job:{id}`` (the serialized call, with a TTL) plus a member of the queue's sorted set scored
-by its due time in ms; a running job also has ``arq:in-progress:{id}`` (its claim) and ``arq:retry:{id}`` (its try
-counter). arq's ``enqueue_job`` writes one job per WATCH/MULTI round trip; the feed scripts (``store.feed``) write a
-chunk of them in one script with :data:`ENQUEUE_LUA`, exactly as arq would. The worker side is arq itself, set up
-with ``keep_result=0`` so that a finished job leaves nothing behind (its text included): our results stream is the
-record, and arq's copy of a result would hold the job's arguments for as long as it was kept.
+by its due time in ms; a running job also has ``arq:in-progress:{id}`` (its claim; ours is a renewed lease:
+``store.workers``) and ``arq:retry:{id}`` (its try counter). arq's ``enqueue_job`` writes one job per WATCH/MULTI
+round trip; the feed scripts (``store.feed``) write a chunk of them in one script with :data:`ENQUEUE_LUA`, exactly as
+arq would. The worker side is arq itself, set up with ``keep_result=0`` so that a finished job leaves nothing behind
+(its text included): our results stream is the record, and arq's copy of a result would hold the job's arguments for
+as long as it was kept.
 """
 
 from __future__ import annotations
@@ -71,9 +72,11 @@ return removed
 )
 
 
-# KEYS[1] = queue. ARGV: job id, now ms, claim TTL ms. Claims the job for this worker as arq's ``start_jobs`` does --
-# not if it is running elsewhere, gone from the queue, or not due yet -- but in one script instead of WATCH, EXISTS,
-# ZSCORE and MULTI/EXEC (four round trips). Returns the job's score (enqueue time, ms) or false.
+# KEYS[1] = queue. ARGV: job id, now ms, lease ms, owner. Claims the job for this worker as arq's ``start_jobs`` does
+# -- not if it is running elsewhere, gone from the queue, or not due yet -- but in one script instead of WATCH,
+# EXISTS, ZSCORE and MULTI/EXEC (four round trips), and for one lease held by ``owner`` (arq writes '1' for its
+# whole job timeout): the owner renews it while the job runs (``store.workers``). Returns the job's score (enqueue
+# time, ms) or false.
 CLAIM = LuaScript(
     "claim_job",
     """
@@ -81,7 +84,7 @@ local claim = '$IN_PROGRESS_PREFIX' .. ARGV[1]
 if redis.call('EXISTS', claim) == 1 then return false end
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
-redis.call('PSETEX', claim, ARGV[3], '1')
+redis.call('PSETEX', claim, ARGV[3], ARGV[4])
 return score
 """,
     ARQ_NAMES,
@@ -110,12 +113,14 @@ return moved
 class JobClaims:
     """Claims jobs for one worker (``worker.app.ExtractionWorker.start_jobs``), on arq's own connection pool."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, owner: str) -> None:
         self._claim = CLAIM.bind(redis)
+        self._owner = owner
 
-    async def claim(self, queue: str, job_id: str, *, claim_ms: int) -> int | None:
-        """The job's score if this worker now runs it; None if it runs elsewhere, is gone or is not due."""
-        score = await self._claim([queue], [job_id, now_ms(), claim_ms])
+    async def claim(self, queue: str, job_id: str, *, lease_ms: int) -> int | None:
+        """The job's score if this worker now runs it (for one lease, renewed by ``store.workers``); None if it runs
+        elsewhere, is gone or is not due."""
+        score = await self._claim([queue], [job_id, now_ms(), lease_ms, self._owner])
         return None if score is None else int(float(score))
 
 
@@ -140,11 +145,6 @@ async def batch_job_ids(redis: Redis, keys: Keys, batch_id: str, *, count: int =
             yield [member.decode() for member, _score in members]
         if cursor == 0:
             return
-
-
-async def live_workers(redis: Redis, keys: Keys) -> int:
-    """Workers whose health key (arq's, refreshed every health-check interval, expiring soon after) still exists."""
-    return sum([1 async for _key in redis.scan_iter(match=keys.health("*"), count=1000)])
 
 
 async def due_jobs(redis: Redis, keys: Keys) -> int:

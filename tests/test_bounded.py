@@ -206,7 +206,7 @@ async def test_collect_follow_and_retry_across_chunk_boundaries(
     monkeypatch.setattr(collect_module, "READ_CHUNK", 7)
     monkeypatch.setattr(feeder_module, "SLOT_SCAN", 11)
     await sim_post(
-        sim, "/_sim/faults", [{"match": f"Invoice {n} ", "fault": "truncation", "times": 1} for n in range(0, 50, 3)]
+        sim, "/_sim/faults", [{"match": f"Invoice {n} ", "fault": "refusal", "times": 1} for n in range(0, 50, 3)]
     )
     spec = invoice_spec("chunky").model_copy(update={"use_cache": False})
     source = _lines(50, marker=False)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import redis.exceptions
 from click.testing import CliRunner, Result
 from redis import Redis as SyncRedis
 
+from examples.redis_server import find_redis_server
 from producer.cli import main as producer
 from schemas.settings import InvalidSettingsError, Settings, WorkerSettings
 from store.connect import describe_redis_error
@@ -38,9 +38,7 @@ REFUSED = "redis://127.0.0.1:1/0"
 @pytest.fixture(scope="module")
 def password_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private ``redis-server --requirepass``; yields ``host:port`` (the URLs put their own credentials)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not on PATH")
+    binary = str(find_redis_server().path)  # the system's, never a venv copy shadowing it (issue 19, item 8)
     port = free_port()
     workdir = tmp_path_factory.mktemp("password-redis")
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", ""]

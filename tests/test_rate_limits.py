@@ -166,9 +166,8 @@ async def test_a_fault_mix_ends_with_exactly_one_final_result_per_line(
     fired = faults["rate_fired"]
     assert sum(fired.values()) > 0
     failed = [r for r in results.values() if r.status is Status.FAILED]
-    # Only truncation is final (raising max output tokens is the user's call); everything else recovered.
-    assert all(r.error is not None and r.error.type is ErrorType.TRUNCATED for r in failed)
-    assert len(failed) == fired.get("truncation", 0)
+    # Everything recovered: a truncation well below the cap is retried like a 5xx (tests/hostile/test_truncation.py).
+    assert failed == []
     assert sum(r.repairs for r in results.values()) == fired.get("invalid_output", 0)
     ledger = await sim_get(sim, "/_sim/ledger")
     assert total_usage(list(results.values())).model_dump() == ledger["billed"]

@@ -734,6 +734,11 @@ async def assets() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+FETCHING_LOCAL = SimulatorConfig(require_api_key=API_KEY, fetch_urls=True, fetch_private=True)
+"""The asset server is on 127.0.0.1: fetching is off by default and loopback needs ``fetch_private``."""
+
+
+@pytest.mark.parametrize("sim_config", [FETCHING_LOCAL], indirect=True)
 async def test_url_images_and_files_are_fetched(
     sim: RunningSimulator, http: aiohttp.ClientSession, assets: str
 ) -> None:
@@ -759,7 +764,9 @@ def closed_port() -> int:
 
 
 @pytest.mark.parametrize(
-    "sim_config", [SimulatorConfig(require_api_key=API_KEY, download_timeout_s=0.2)], indirect=True
+    "sim_config",
+    [SimulatorConfig(require_api_key=API_KEY, download_timeout_s=0.2, fetch_urls=True, fetch_private=True)],
+    indirect=True,
 )
 async def test_urls_that_cannot_be_fetched_are_400s(
     sim: RunningSimulator, http: aiohttp.ClientSession, assets: str

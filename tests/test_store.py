@@ -76,7 +76,7 @@ async def test_create_batch_writes_the_record_once(redis) -> None:
     assert not await store.create(SPEC, lines=9, ttl_ms=0, input_ref=None, created_ms=8)
     record = await store.get(BATCH)
     assert (record.lines, record.indexed, record.fed, record.ttl_ms, record.input) == (3, 0, 0, 5000, {"path": "/x"})
-    assert [r.batch_id for r in await store.list()] == [BATCH]
+    assert [s.record.batch_id for s in await store.list()] == [BATCH]
 
 
 async def test_index_chunk_appends_at_the_expected_position_only(redis) -> None:
@@ -418,16 +418,16 @@ async def test_a_round_trip_raises_what_a_step_answered(redis) -> None:
 async def test_claim_takes_a_due_waiting_job_once(redis) -> None:
     await _batch(redis, 3)
     await _feed(redis, 0, 2)
-    claims = JobClaims(redis)
+    claims = JobClaims(redis, "w1#test")
     first, second = KEYS.job_id(BATCH, 0), KEYS.job_id(BATCH, 1)
     score = await redis.zscore(KEYS.queue, first)
     assert score is not None
-    assert await claims.claim(KEYS.queue, first, claim_ms=60_000) == int(score)  # its due time, for arq
+    assert await claims.claim(KEYS.queue, first, lease_ms=60_000) == int(score)  # its due time, for arq
     assert 59_000 < await redis.pttl(in_progress_key_prefix + first) <= 60_000
-    assert await claims.claim(KEYS.queue, first, claim_ms=60_000) is None  # running here already
+    assert await claims.claim(KEYS.queue, first, lease_ms=60_000) is None  # running here already
     await redis.zadd(KEYS.queue, {second: 2**50})  # deferred far into the future
-    assert await claims.claim(KEYS.queue, second, claim_ms=60_000) is None
-    assert await claims.claim(KEYS.queue, KEYS.job_id(BATCH, 2), claim_ms=60_000) is None  # never queued
+    assert await claims.claim(KEYS.queue, second, lease_ms=60_000) is None
+    assert await claims.claim(KEYS.queue, KEYS.job_id(BATCH, 2), lease_ms=60_000) is None  # never queued
     assert not await redis.exists(in_progress_key_prefix + second)
 
 
@@ -435,7 +435,7 @@ async def test_recording_leaves_nothing_of_the_job_for_arq_to_clean_up(redis) ->
     await _batch(redis, 1)
     await _feed(redis, 0, 1)
     job_id = KEYS.job_id(BATCH, 0)
-    assert await JobClaims(redis).claim(KEYS.queue, job_id, claim_ms=60_000) is not None
+    assert await JobClaims(redis, "w1#test").claim(KEYS.queue, job_id, lease_ms=60_000) is not None
     await redis.set(retry_key_prefix + job_id, 1)
     await redis.zadd(abort_jobs_ss, {job_id: 1})
     assert await ResultStore(redis).record(BK, KEYS.queue, 0, _result(0), CODEC, job_id=job_id) == 1

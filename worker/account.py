@@ -24,8 +24,10 @@ class JobAccount:
         self._ordinal = ordinal
         self._known: Account | None = None
 
-    def queue_get(self, trip: RoundTrip) -> Slot[Account]:
-        return self._accounts.queue_get(trip, self._keys, self._ordinal)
+    def queue_begin_try(self, trip: RoundTrip) -> Slot[Account]:
+        """The try begins: what earlier tries left in flight is settled (``store.accounts.BEGIN_TRY``); the account
+        after that."""
+        return self._accounts.queue_begin_try(trip, self._keys, self._ordinal)
 
     def remember(self, account: Account | None) -> None:
         """The account as a step of a round trip just read or wrote it (None: unknown, read it when needed)."""
@@ -90,7 +92,7 @@ class JobAccount:
         )
         if counts is None:
             return None
-        return History(counts.errors, counts.internal, counts.waits, counts.first_error_ms)
+        return History(counts.errors, counts.internal, counts.waits, counts.first_error_ms, counts.cut_offs)
 
     async def totals(self) -> CallTotals:
         if self._known is not None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import socket
 import time
@@ -29,10 +30,12 @@ from schemas.settings import WorkerSettings
 from schemas.wire import TASK_NAME, deserialize, serialize
 from store.keys import Keys
 from store.queue import JobClaims
+from store.workers import WorkerRegistry
 from worker.adapters.client import build_client
 from worker.adapters.http import HttpSender
 from worker.boundary import JobBoundary, failure_reason
 from worker.health import HealthServer, Heartbeat
+from worker.leases import LeaseKeeper
 from worker.metrics import WorkerMetrics
 from worker.state import WorkerState
 from worker.tasks import ARQ_MAX_TRIES, extract
@@ -82,7 +85,13 @@ class Runtime:
                 host=settings.metrics_host,
                 port=settings.metrics_port,
             )
-            await runtime.health.start()
+            try:
+                # The default port falls back to a free one: several workers may share a machine. A port the user
+                # chose does not: Prometheus and the probes look there.
+                await runtime.health.start(fallback="metrics_port" not in settings.model_fields_set)
+            except BaseException:
+                await runtime.stop()
+                raise
         return runtime
 
     async def stop(self) -> None:
@@ -104,13 +113,18 @@ class ExtractionWorker(Worker):
 
     heartbeat: Heartbeat | None = None
     boundary: JobBoundary | None = None
+    lease_owner: str = ""
+    """Whose claims this worker's are (its name and a token of this process): ``store.workers``."""
+    lease_s: float = 10.0
+    leases: LeaseKeeper | None = None
     _claims: JobClaims | None = None
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """arq's ``start_jobs``, claiming each job with one script (``store.queue.CLAIM``)."""
+        """arq's ``start_jobs``, claiming each job with one script (``store.queue.CLAIM``) for one lease, which the
+        :class:`LeaseKeeper` renews while the job runs (arq would claim it for its whole time limit)."""
         if self._claims is None:
-            self._claims = JobClaims(self.pool)
-        claim_ms = int(self.in_progress_timeout_s * 1000)
+            self._claims = JobClaims(self.pool, self.lease_owner)
+        lease_ms = int(self.lease_s * 1000)
         for job_id_b in job_ids:
             await self.sem.acquire()
             if self.job_counter >= self.max_jobs:
@@ -118,7 +132,7 @@ class ExtractionWorker(Worker):
                 return
             self.job_counter += 1
             job_id = job_id_b.decode()
-            score = await self._claims.claim(self.queue_name, job_id, claim_ms=claim_ms)
+            score = await self._claims.claim(self.queue_name, job_id, lease_ms=lease_ms)
             if score is None:  # running elsewhere, finished, or deferred meanwhile
                 self.job_counter -= 1
                 self.sem.release()
@@ -160,13 +174,20 @@ class ExtractionWorker(Worker):
             await self.boundary.record_unfinished(job_id, f"arq: {failure_reason(result_data)}")
         await super().finish_failed_job(job_id, result_data)
 
+    def running_job_ids(self) -> list[str]:
+        return [job_id for job_id, task in self.tasks.items() if not task.done()]
+
     async def close(self) -> None:
-        """arq's close, but a Redis that is gone does not stop the rest of the shut-down."""
+        """arq's close, but a Redis that is gone does not stop the rest of the shut-down. The leases are kept until
+        the jobs have ended (a SIGTERM's drain may last longer than a lease)."""
         if not self._handle_signals:
             self.handle_sig(signal.SIGUSR1)
         if self._pool is None:
             return
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        if self.leases is not None:
+            await self.leases.stop()
+            self.leases = None
         with contextlib.suppress(Exception):
             await self.pool.delete(self.health_check_key)
         if self.on_shutdown:
@@ -206,6 +227,12 @@ def build_worker(
         await asyncio.to_thread(warm_up_tokenizer)  # loads the BPE file once, off the event loop
         worker.heartbeat = shared.heartbeat
         worker.boundary = state.boundary
+        worker.leases = LeaseKeeper(
+            WorkerRegistry(ctx["redis"], keys, worker.lease_owner),
+            lease_s=settings.job_lease_s,
+            running=worker.running_job_ids,
+        )
+        await worker.leases.start()
         if shared.health is not None:
             shared.health.accepting_jobs = lambda: worker.allow_pick_jobs
         log.info(
@@ -249,4 +276,6 @@ def build_worker(
         # Running jobs stay at the queue head; read far enough past them that idle slots find due work.
         queue_read_limit=settings.queue_read_limit or max(settings.concurrency * 4, 100),
     )
+    worker.lease_owner = f"{worker_name(settings)}#{secrets.token_hex(4)}"
+    worker.lease_s = settings.job_lease_s
     return worker

@@ -16,7 +16,6 @@ from worker.adapters.base import ApiCallError, ModelReply
 from worker.admission import AdmissionController, Reservation
 from worker.classify import Settle, classify_call_error
 from worker.metrics import WorkerMetrics
-from worker.policy import WaitingError
 from worker.prompt import ModelRequest
 from worker.tokens import RawEstimate, TokenEstimator
 
@@ -28,8 +27,6 @@ PriceOf = Callable[[str | None], ModelPrice | None]
 
 BUDGET_REACHED, BUDGET_IN_FLIGHT = -2, -3
 """What ``store.accounts.BEGIN_CALL`` answers when a call would pass the budget: always, or with the calls in flight."""
-BUDGET_WAIT_S = 1.0
-"""How soon a line held back by the budget's calls in flight looks again (they settle within a call's latency)."""
 
 
 Counter = Callable[[ModelRequest], Awaitable[int]]
@@ -38,6 +35,11 @@ Counter = Callable[[ModelRequest], Awaitable[int]]
 
 class BudgetReachedError(Exception):
     """The call would pass the batch's budget: the batch is paused (``store.budget``) and the line waits."""
+
+
+class BudgetHeldError(Exception):
+    """The call would pass the batch's budget only because of its calls in flight: the line waits for them to settle
+    (``worker.policy.Ending.HELD``)."""
 
 
 def worst_case(price: ModelPrice | None, input_tokens: int, output_tokens: int) -> BudgetCharge:
@@ -112,7 +114,7 @@ class JobCalls:
             await self._admission.settle(reservation, outcome=Settle.UNAVAILABLE)
             if answer == BUDGET_REACHED:
                 raise BudgetReachedError("the batch reached its budget")
-            raise WaitingError(BUDGET_WAIT_S, "the batch's budget is held by calls in flight; waiting for them")
+            raise BudgetHeldError("the batch's budget is held by its calls in flight; waiting for them to settle")
         self._open = (reservation, request, raw, worst)
 
     async def after_call(self, reply: ModelReply | None, error: ApiCallError | None, *, repair: bool) -> None:

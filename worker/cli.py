@@ -13,6 +13,7 @@ import redis.exceptions
 from schemas.settings import SECRETS_DIR_VARIABLE, InvalidSettingsError, WorkerSettings
 from store.connect import RedisUnavailableError, describe_redis_error, open_redis
 from worker.app import Runtime, build_worker
+from worker.health import MetricsPortTakenError
 from worker.logs import configure_logging
 
 log = logging.getLogger("worker")
@@ -63,7 +64,7 @@ def run(**flags: Any) -> None:
     configure_logging(settings.log_level)
     try:
         run_supervised(settings)
-    except RedisUnavailableError as exc:  # a configuration error: exit, so that it is seen (and the pod restarted)
+    except (RedisUnavailableError, MetricsPortTakenError) as exc:  # configuration: exit, seen (and the pod restarted)
         raise click.ClickException(str(exc)) from exc
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import time
 from collections.abc import Callable
@@ -54,6 +55,10 @@ class Heartbeat:
             self._task = None
 
 
+class MetricsPortTakenError(RuntimeError):
+    """The health and metrics server cannot listen where it was told to: one line for the user, exit 1."""
+
+
 class HealthServer:
     def __init__(
         self,
@@ -77,15 +82,39 @@ class HealthServer:
         self.address: str | None = None
         """The address it is bound to, once started."""
 
-    async def start(self) -> None:
+    async def start(self, *, fallback: bool = False) -> None:
+        """Listen on the port. A port that is taken raises :class:`MetricsPortTakenError`, unless ``fallback`` (the
+        port is only the default, not one the user chose): then any free port, with a warning naming it, so that a
+        second worker on one machine runs instead of dying."""
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_handler)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
-        await site.start()
+        try:
+            await web.TCPSite(self._runner, self._host, self._port, reuse_address=True).start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                await self.stop()
+                raise MetricsPortTakenError(
+                    f"cannot serve /healthz and /metrics on {self._host}:{self._port}: {exc.strerror or exc}"
+                ) from exc
+            if not fallback:
+                await self.stop()
+                raise MetricsPortTakenError(
+                    f"metrics port {self._port} is already in use on {self._host} (another worker on this machine?): "
+                    "set EXTRACT_METRICS_PORT (--metrics-port) to a free port, or 0 for any free one"
+                ) from exc
+            await web.TCPSite(self._runner, self._host, 0, reuse_address=True).start()
+            self.address, self.port = self._runner.addresses[0][0], self._runner.addresses[0][1]
+            log.warning(
+                "the default metrics port %d is in use (another worker on this machine?): serving /healthz, /readyz "
+                "and /metrics on port %d instead; set EXTRACT_METRICS_PORT to choose one",
+                self._port,
+                self.port,
+            )
+            return
         self.address, self.port = self._runner.addresses[0][0], self._runner.addresses[0][1]
         log.info("health and metrics on port %d", self.port)
 

@@ -10,8 +10,15 @@ error type). Nothing here does I/O or reads a clock: the caller passes ``now_ms`
   ``max_tries`` errors or once errors have lasted ``retry_horizon_s``; waits the backoff (``retry-after`` wins).
 - ``RATE_LIMITED`` (a 429 for the rate limit) counts nothing; stops only at the horizon; waits the backoff.
 - ``TIMEOUT`` (the try ran past ``job_timeout_s``) is an error like TRANSIENT, and fails as ``timeout``.
+- ``TRUNCATED`` (an answer cut off well below the cap in force: ``worker.extraction.well_below_cap``) is an error
+  like TRANSIENT, and also counts a cut-off; stops after ``max_cut_offs`` cut-offs (or as TRANSIENT does), failing as
+  ``truncated``; waits the backoff. Unlike a 5xx the call was billed, so its own budget is small.
 - ``WAITING`` (admission, or an identical line in flight, further away than a job sleeps) counts a wait; stops after
   ``max_deferrals`` waits; waits exactly that long.
+- ``HELD`` (the batch's budget is held by its calls in flight: ``worker.calls``) counts a wait but never stops the
+  line: those calls end within a call's time, or within a lease when their worker died (``store.accounts.BEGIN_TRY``
+  settles them), and then the line goes or the batch pauses. It waits the backoff over its waits, from
+  ``HELD_BASE_S`` up to ``HELD_CAP_S`` with full jitter, so that a batch of waiting lines never spins.
 - ``INTERNAL`` (anything else: a bug, Redis failing past its retries) counts an internal error; stops after
   ``max_internal_errors`` or at the horizon, failing as ``internal_error``; waits the backoff.
 
@@ -29,6 +36,10 @@ from enum import StrEnum
 from schemas.results import ErrorType
 from worker.retry import backoff_delay
 
+HELD_BASE_S, HELD_CAP_S = 1.0, 15.0
+"""A line held back by its batch's budget looks again after a jittered delay growing from 1 s to at most 15 s: calls
+in flight settle within a call's latency, and a dead worker's within a lease (10 s by default)."""
+
 
 class WaitingError(Exception):
     """The line must wait longer than a job should sleep (admission, an identical line in flight): come back later."""
@@ -43,13 +54,15 @@ class Ending(StrEnum):
     TRANSIENT = "transient"
     RATE_LIMITED = "rate_limited"
     TIMEOUT = "timeout"
+    TRUNCATED = "truncated"
     WAITING = "waiting"
+    HELD = "held"
     INTERNAL = "internal"
 
     @property
     def counts_as_error(self) -> bool:
         """Starts (or continues) the retry horizon's clock."""
-        return self is not Ending.WAITING
+        return self not in (Ending.WAITING, Ending.HELD)
 
 
 @dataclass(frozen=True)
@@ -70,10 +83,12 @@ class History:
     """A line's endings so far, the newest one included."""
 
     errors: int = 0
-    """TRANSIENT and TIMEOUT endings (the error budget)."""
+    """TRANSIENT, TIMEOUT and TRUNCATED endings (the error budget)."""
     internal: int = 0
     waits: int = 0
     first_error_ms: int | None = None
+    cut_offs: int = 0
+    """TRUNCATED endings (also counted in ``errors``)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,9 @@ class Limits:
     max_internal_errors: int
     backoff_base_s: float
     backoff_cap_s: float
+    max_cut_offs: int = 3
+    """Tries of a line cut off well below the cap before it fails as ``truncated``. Each one was billed, and a cut
+    that comes back that often is likely a cap we do not know of (a proxy's, a deployment's), so it is small."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +128,8 @@ def decide(
         return stop
     if ending is Ending.WAITING:
         return RetryIn(max(ended.wait_s or 0.0, 0.0))
+    if ending is Ending.HELD:
+        return RetryIn(backoff_delay(max(history.waits, 1), base_s=HELD_BASE_S, cap_s=HELD_CAP_S, rng=rng))
     attempt = history.internal if ending is Ending.INTERNAL else history.errors
     return RetryIn(
         backoff_delay(
@@ -123,6 +143,8 @@ def decide(
 
 
 def _stop(limits: Limits, ending: Ending, history: History, *, now_ms: int, reason: str) -> GiveUp | None:
+    if ending is Ending.HELD:
+        return None
     if ending is Ending.WAITING:
         if history.waits > limits.max_deferrals:
             return GiveUp(ErrorType.RETRIES_EXHAUSTED, f"gave up after waiting {history.waits} times: {reason}")
@@ -132,6 +154,19 @@ def _stop(limits: Limits, ending: Ending, history: History, *, now_ms: int, reas
     if ending is Ending.INTERNAL:
         if history.internal >= limits.max_internal_errors or lasted_s >= limits.retry_horizon_s:
             return GiveUp(ErrorType.INTERNAL_ERROR, f"gave up after {summary}; last error: {reason}")
+        return None
+    if ending is Ending.TRUNCATED:
+        if (
+            history.cut_offs >= limits.max_cut_offs
+            or history.errors >= limits.max_tries
+            or lasted_s >= limits.retry_horizon_s
+        ):
+            return GiveUp(
+                ErrorType.TRUNCATED,
+                f"the output was cut off {history.cut_offs} times below the max output tokens in force "
+                f"({summary}); last: {reason}. A limit we were not told of (a proxy's, a deployment's) "
+                "cuts it short like this: set --max-output-tokens to it",
+            )
         return None
     if lasted_s >= limits.retry_horizon_s or (ending is not Ending.RATE_LIMITED and history.errors >= limits.max_tries):
         error_type = ErrorType.TIMEOUT if ending is Ending.TIMEOUT else ErrorType.RETRIES_EXHAUSTED

@@ -33,7 +33,8 @@ def backoff_delay(
     draw = (rng or _RNG).uniform
     if retry_after_s is not None and retry_after_s >= 0:
         return min(retry_after_s + draw(0, 0.1 * retry_after_s + 0.05), cap_s)
-    ceiling = min(cap_s, base_s * (2 ** max(attempt - 1, 0)))
+    exponent = min(max(attempt - 1, 0), 64)  # capped: after thousands of waits 2**n would not fit a float
+    ceiling = min(cap_s, base_s * (2**exponent))
     return draw(0, ceiling)
 
 

@@ -58,6 +58,7 @@ import arq
 from pydantic import ValidationError
 
 from schemas.attachments import attachment_tokens
+from schemas.input_limits import context_window
 from schemas.jobs import BatchSpec, ExtractionJob, document_fingerprint
 from schemas.records import line_result, now_iso
 from schemas.results import ErrorInfo, ErrorType, Status
@@ -68,9 +69,9 @@ from worker.adapters.base import ApiCallError, redact
 from worker.adapters.responses import count_input_tokens
 from worker.batches import BatchNotFoundError, LoadedBatch
 from worker.cache import CachedAnswer, Lease
-from worker.calls import BudgetReachedError, JobCalls
+from worker.calls import BudgetHeldError, BudgetReachedError, JobCalls
 from worker.classify import classify_call_error
-from worker.extraction import Extracted, Rejected, extract_once
+from worker.extraction import CutOffError, Extracted, Rejected, extract_once
 from worker.logs import RepeatSummary
 from worker.policy import Ending, GiveUp, TryEnded, WaitingError, decide
 from worker.prompt import Part, first_request
@@ -131,12 +132,13 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
         return "batch-missing"
     account = JobAccount(state.accounts, batch.keys, job.ordinal)
     # One round trip: the line's state, its cached answer or its lease, and its account (the totals a line answered
-    # without a call records).
+    # without a call records), after settling what an earlier try of the line left in flight (a killed worker's call:
+    # possibly billed, its budget reservation released).
     trip = state.trip()
     line = state.results.queue_line_state(trip, batch.keys, job.ordinal)
     caching = batch.spec.use_cache and state.cache.enabled
     lookup = state.coalescer.queue_lookup(trip, job.fingerprint, batch.codec) if caching else None
-    known = account.queue_get(trip)
+    known = account.queue_begin_try(trip)
     blobs = [a.ref for a in job.attachments if a.source == "blob"]
     stored = state.blobs.queue_get(trip, batch.keys, blobs) if blobs else None
     await trip.run()
@@ -246,6 +248,10 @@ def classify(exc: Exception, *, job_timeout_s: float, secrets: tuple[str, ...]) 
         return outcome
     if isinstance(exc, WaitingError):
         return TryEnded(Ending.WAITING, exc.reason, wait_s=exc.wait_s)
+    if isinstance(exc, BudgetHeldError):
+        return TryEnded(Ending.HELD, str(exc))
+    if isinstance(exc, CutOffError):  # cut off well below the cap: billed, and another try may finish it
+        return TryEnded(Ending.TRUNCATED, exc.reason)
     if isinstance(exc, TimeoutError):
         return TryEnded(Ending.TIMEOUT, f"the try ran past its {job_timeout_s:g}s limit")
     return TryEnded(Ending.INTERNAL, redact(f"{type(exc).__name__}: {exc}", secrets)[:500])
@@ -260,7 +266,7 @@ async def _decide(state: WorkerState, job: ExtractionJob, account: JobAccount, e
     decision = decide(state.limits, ended, history, now_ms=now_ms)
     if isinstance(decision, GiveUp):
         return Rejected(decision.error_type, decision.message, ended.status_code)
-    if ended.ending is not Ending.WAITING:
+    if ended.ending not in (Ending.WAITING, Ending.HELD):
         REPEATS.warning(
             (job.batch_id, ended.ending, ended.status_code),
             time.monotonic(),
@@ -353,6 +359,7 @@ async def _attempt(
         batch.validator,
         max_repairs=settings.max_repairs,
         hooks=calls,
+        context_window=context_window(spec.model, settings),
     )
 
 

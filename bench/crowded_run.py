@@ -86,6 +86,8 @@ def _runs(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> tuple[Cou
         times.append(time.monotonic() - started)
         complete = ran.returncode == 0 and out.exists() and len(out.read_bytes().splitlines()) == args.lines
         codes[ran.returncode if complete or ran.returncode else -1] += 1
+        if not complete:
+            print(f"run {run}: exit {ran.returncode}: {ran.stderr.decode(errors='replace')[-600:]}", file=sys.stderr)
     return codes, sorted(times)[len(times) // 2]
 
 

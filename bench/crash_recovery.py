@@ -53,22 +53,26 @@ def main(args: argparse.Namespace) -> None:
             EXTRACT_JOB_LEASE_S=str(args.lease),
         )
         workers = [start_worker(env, f"w{n}", log=Path(tmp) / f"w{n}.log") for n in range(args.workers)]
-        started = time.monotonic()
-        wait_until(lambda: done() >= args.lines // 3, 120, "a third of the batch was not done")
-        victim_jobs = _claimed_by(sync, "w0#")
-        in_flight = sum(1 for _ in sync.scan_iter(match="arq:in-progress:*"))
-        killed_at = time.monotonic()
-        stop(workers[0], signal.SIGKILL)
-        done_at_kill = done()
-        wait_until(lambda: not _claimed_by(sync, "w0#"), 400, "the killed worker's claims stayed")
-        lapsed_s = time.monotonic() - killed_at
-        wait_until(lambda: not any(sync.zscore(KEYS.queue, job) for job in victim_jobs), 400, "killed jobs stayed")
-        resumed_s = time.monotonic() - killed_at
-        wait_until(lambda: done() >= args.lines, 300, "the batch did not complete after the kill")
-        recovery_s = time.monotonic() - killed_at
-        total_s = time.monotonic() - started
-        for proc in workers[1:]:
-            stop(proc)
+        try:
+            started = time.monotonic()
+            wait_until(lambda: done() >= args.lines // 3, 120, "a third of the batch was not done")
+            # Kill it while it holds jobs (calls return in waves, so a worker is sometimes between two of them).
+            wait_until(lambda: len(_claimed_by(sync, "w0#")) >= args.concurrency // 2, 60, "the victim held no jobs")
+            victim_jobs = _claimed_by(sync, "w0#")
+            in_flight = sum(1 for _ in sync.scan_iter(match="arq:in-progress:*"))
+            killed_at = time.monotonic()
+            stop(workers[0], signal.SIGKILL)
+            done_at_kill = done()
+            wait_until(lambda: not _claimed_by(sync, "w0#"), 400, "the killed worker's claims stayed")
+            lapsed_s = time.monotonic() - killed_at
+            wait_until(lambda: not any(sync.zscore(KEYS.queue, job) for job in victim_jobs), 400, "killed jobs stayed")
+            resumed_s = time.monotonic() - killed_at
+            wait_until(lambda: done() >= args.lines, 300, "the batch did not complete after the kill")
+            recovery_s = time.monotonic() - killed_at
+            total_s = time.monotonic() - started
+        finally:  # a failed run must not leave workers behind, taking the next run's jobs
+            for proc in workers:
+                stop(proc)
         ledger = _ledger(sim_url)
         records = _collect(args.redis, Path(tmp) / "out.jsonl")
     sync.flushdb()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import re
 import sys
 import time
@@ -18,12 +19,40 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from producer.attachments import Uploader, UploadError
-from producer.collect import OutputFormat, collect, final_results, follow
-from producer.compare import CompareOptions, compare_runs, comparison_html, comparison_json, comparison_table
-from producer.control import BatchCancelledError, Deleted, cancel, delete, resume, retry_failed
-from producer.documents import AttachmentError
+from producer.collect import (
+    OutputFormat,
+    OutputPathError,
+    check_output_path,
+    collect,
+    final_results,
+    follow,
+    write_output,
+)
+from producer.compare import (
+    CompareOptions,
+    Comparison,
+    compare_runs,
+    comparison_html,
+    comparison_json,
+    comparison_table,
+    printable,
+)
+from producer.control import (
+    BatchCancelledError,
+    BudgetSet,
+    CancelResult,
+    Deleted,
+    ShadowBudgetError,
+    cancel,
+    delete,
+    resume,
+    retry_failed,
+    set_budget,
+)
+from producer.documents import AttachmentError, GlobError
 from producer.estimate import Estimate, estimate
 from producer.feeder import FeedResult
 from producer.indexer import BatchExistsError, InputChangedError, OpenedBatch
@@ -31,8 +60,9 @@ from producer.progress import WaitTimeoutError, wait_for_batch
 from producer.readers import FileSource, FolderSource, LineShape, LineSource, batch_body_check
 from producer.report import batch_report_html
 from producer.resubmit import ResubmitRefusedError
-from producer.shadow import SampledSource, shadow_id, shadow_spec
+from producer.shadow import SampledSource, ShadowOutcome, shadow_id, shadow_spec, share_budget, submit_shadow
 from producer.status import (
+    BatchOverview,
     BatchPausedError,
     IncompleteSubmitError,
     batch_state,
@@ -40,13 +70,21 @@ from producer.status import (
     list_batches,
     read_status,
 )
-from producer.submit import SubmitOptions, SubmitResult, build_spec, document_check, preflight_warnings, submit
+from producer.submit import (
+    SubmitOptions,
+    SubmitResult,
+    build_spec,
+    document_check,
+    preflight_error,
+    preflight_warnings,
+    submit,
+)
 from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
 from schemas.models import EFFORTS, REQUEST_TIERS, request_problems
 from schemas.registry import resolve_schema
 from schemas.settings import InvalidSettingsError, ProducerSettings
+from schemas.strict import canonical_schema_json
 from store.batches import BatchNotFoundError, BatchRecord, BatchSnapshot, BatchStore, Footprint
-from store.budget import BudgetStore
 from store.connect import REDIS_ERRORS, describe_redis_error, open_redis
 from store.feed import FeedState
 from store.keys import InvalidIdError, Keys, check_batch_id
@@ -73,6 +111,40 @@ class SettingsUsageError(click.ClickException):
     """An invalid setting (flag, variable or secret file): one line naming it, exit 2 like a usage error."""
 
     exit_code = EXIT_INVALID_INPUT
+
+
+class InvalidInputError(click.ClickException):
+    """What the user asked for cannot be done as asked (an output in a missing folder, two batches with nothing to
+    compare, a schema the API would refuse): one line saying what to change, exit 2."""
+
+    exit_code = EXIT_INVALID_INPUT
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` without ``inf`` and ``nan`` (which pass its comparisons, then break the arithmetic)."""
+
+    name = "finite float range"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        converted = super().convert(value, param, ctx)
+        if not math.isfinite(converted):
+            self.fail(f"{converted} is not a finite number.", param, ctx)
+        return converted
+
+
+OUTPUT_FILE = click.Path(dir_okay=False, path_type=Path)
+OUT_HELP = "The JSONL file to write (owner-only, mode 0600); its folder must exist."
+FORMAT_HELP = "native: our result lines; openai-batch: the OpenAI Batch API output lines."
+
+
+def _output_file(_ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    """An output option, checked as it is parsed (before any work): its folder must exist (``check_output_path``)."""
+    if value is not None:
+        try:
+            check_output_path(value)
+        except OutputPathError as exc:
+            raise InvalidInputError(str(exc)) from exc
+    return value
 
 
 def _settings(**flags: Any) -> ProducerSettings:
@@ -117,6 +189,8 @@ def _with_redis(settings: ProducerSettings, body: Callable[[Redis, Keys], Awaita
         UploadError,
     ) as exc:
         raise click.ClickException(str(exc)) from exc
+    except OutputPathError as exc:  # the folder went away while the command ran
+        raise InvalidInputError(str(exc)) from exc
     except REDIS_ERRORS as exc:
         raise click.ClickException(str(describe_redis_error(exc, settings.redis_url))) from exc
     except ResubmitRefusedError as exc:
@@ -140,11 +214,14 @@ def main() -> None:
 # --------------------------------------------------------------------------------------------------- submit
 # Every option defaults to None so that its environment twin (EXTRACT_<NAME>) applies when it is not given.
 _SUBMIT_OPTIONS = [
-    click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path)),
+    click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, allow_dash=True, path_type=Path)),
+    # Required, but not click-required: the environment twin (or a secret file, or .env) may give them instead.
     click.option(
-        "--schema", "schema_spec", help="Built-in name, JSON Schema file or package.module:Class [env EXTRACT_SCHEMA]."
+        "--schema",
+        "schema_spec",
+        help="Built-in name, JSON Schema file or package.module:Class [required; or env EXTRACT_SCHEMA].",
     ),
-    click.option("--model", help="Model name, e.g. gpt-4o-mini [env EXTRACT_MODEL]."),
+    click.option("--model", help="Model name, e.g. gpt-4o-mini [required; or env EXTRACT_MODEL]."),
     click.option("--api", type=click.Choice(["responses", "chat"]), help="Which API [env EXTRACT_API; responses]."),
     click.option(
         "--batch-id", help="Batch id: letters, digits, '.', '_', '-' (default: the input's name and the time)."
@@ -175,8 +252,17 @@ _SUBMIT_OPTIONS = [
         help="Attachments: bytes in Redis once per content (inline), or uploaded once to the Files API "
         "(upload; needs OPENAI_API_KEY) [env EXTRACT_ATTACH; inline].",
     ),
-    click.option("--max-output-tokens", type=click.IntRange(min=1), help="[env EXTRACT_MAX_OUTPUT_TOKENS]"),
-    click.option("--temperature", type=click.FloatRange(0, 2), help="[env EXTRACT_TEMPERATURE]"),
+    click.option(
+        "--max-output-tokens",
+        type=click.IntRange(min=1),
+        help="The most tokens the model may write per call (reasoning included), sent as max_output_tokens "
+        "[env EXTRACT_MAX_OUTPUT_TOKENS; not sent: the model's own limit].",
+    ),
+    click.option(
+        "--temperature",
+        type=FiniteFloatRange(0, 2),
+        help="Sampling temperature sent with every call [env EXTRACT_TEMPERATURE; not sent].",
+    ),
     click.option(
         "--budget-tokens",
         type=click.IntRange(min=1),
@@ -184,7 +270,7 @@ _SUBMIT_OPTIONS = [
     ),
     click.option(
         "--budget-usd",
-        type=click.FloatRange(min=0, min_open=True),
+        type=FiniteFloatRange(min=0, min_open=True),
         help="The most the batch may cost; it pauses there (producer budget raises it) [env EXTRACT_BUDGET_USD].",
     ),
     click.option(
@@ -212,13 +298,13 @@ _SUBMIT_OPTIONS = [
     click.option("--shadow-model", help="... or with this model (or both) [env EXTRACT_SHADOW_MODEL]."),
     click.option(
         "--shadow-sample",
-        type=click.FloatRange(min=0, max=1, min_open=True),
+        type=FiniteFloatRange(min=0, max=1, min_open=True),
         help="The share of lines the shadow batch runs, chosen by fingerprint [env EXTRACT_SHADOW_SAMPLE; 0.1].",
     ),
     click.option(
         "--flex-fallback-after",
         "flex_fallback_after_s",
-        type=click.FloatRange(min=0, min_open=True),
+        type=FiniteFloatRange(min=0, min_open=True),
         help="Seconds a flex line may be refused for capacity before it is sent with auto "
         "[env EXTRACT_FLEX_FALLBACK_AFTER_S; never].",
     ),
@@ -268,7 +354,8 @@ def _report_invalid(path: Path, source: FileSource | FolderSource, skip_invalid:
         if error.where:
             where = error.where if error.where == str(path) else f"{path / error.where}"
         else:
-            where = f"{path}:{error.line}" if error.line else str(path)
+            name = "<stdin>" if str(path) == "-" else str(path)
+            where = f"{name}:{error.line}" if error.line else name
         err.print(f"[red]error[/red] {where}: {error.reason}", highlight=False, markup=True)
     if scan.error_count > shown:
         err.print(f"... and {scan.error_count - shown} more invalid line(s)")
@@ -336,16 +423,25 @@ def _prepare_submit(
         )
     )
     _check_parameters(settings, settings.model)
+    _check_prompt(spec, settings)
     if settings.shadow_api or settings.shadow_model:
         shadow_model = settings.shadow_model or settings.model
         if (settings.shadow_api or settings.api) == settings.api and shadow_model == settings.model:
             raise click.UsageError("a shadow batch needs another API (--shadow-api) or model (--shadow-model)")
         _check_parameters(settings, shadow_model)
+        _check_prompt(spec.model_copy(update={"model": shadow_model}), settings)
         spec = spec.model_copy(update={"shadow": shadow_id(spec.batch_id)})
     source = _open_source(path, spec, settings)
     if source.scan.error_count:
         _report_invalid(path, source, settings.skip_invalid)
     return spec, source
+
+
+def _check_prompt(spec: BatchSpec, settings: ProducerSettings) -> None:
+    """A schema (with the instructions) too large for the model: refused once, before a line is read."""
+    problem = preflight_error(spec, settings)
+    if problem is not None:
+        raise InvalidInputError(problem)
 
 
 def _check_parameters(settings: ProducerSettings, model: str) -> None:
@@ -375,9 +471,18 @@ def _check_parameters(settings: ProducerSettings, model: str) -> None:
 
 
 def _open_source(path: Path, spec: BatchSpec, settings: ProducerSettings) -> FileSource | FolderSource:
-    """A folder (each file a document) or a JSONL file, checked line by line against the batch."""
+    """A folder (each file a document) or a JSONL file (``-``: standard input), checked line by line."""
     if path.is_dir():
-        return FolderSource.open(path, glob=settings.glob, api=spec.api, check=document_check(spec, settings))
+        try:
+            return FolderSource.open(
+                path,
+                glob=settings.glob,
+                api=spec.api,
+                check=document_check(spec, settings),
+                max_text_bytes=settings.max_document_bytes or None,
+            )
+        except GlobError as exc:
+            raise SettingsUsageError(str(exc)) from exc
     shape = LineShape(
         id_field=settings.id_field,
         text_field=settings.text_field,
@@ -386,6 +491,10 @@ def _open_source(path: Path, spec: BatchSpec, settings: ProducerSettings) -> Fil
         file_ids_field=settings.file_ids_field,
         api=spec.api,
     )
+    if str(path) == "-":
+        return FileSource.from_stream(
+            sys.stdin.buffer, shape=shape, check=document_check(spec, settings), batch_check=batch_body_check(spec)
+        )
     return FileSource.open(path, shape=shape, check=document_check(spec, settings), batch_check=batch_body_check(spec))
 
 
@@ -444,6 +553,20 @@ async def _submit_and_feed(
     reporter = FeedReporter(spec.batch_id, settings.queue_window)
     uploader = _uploader(settings) if spec.attach == "upload" else None
 
+    shadows: list[ShadowOutcome] = []
+
+    async def share(_opened: OpenedBatch) -> None:
+        await share_budget(
+            redis,
+            keys,
+            settings,
+            spec,
+            source,
+            api=settings.shadow_api,
+            model=settings.shadow_model,
+            sample=settings.shadow_sample,
+        )
+
     async def feed_all() -> SubmitResult:
         """The batch, then (once every line of it is enqueued) its shadow batch, behind it in the queue."""
         main = await submit(
@@ -459,9 +582,10 @@ async def _submit_and_feed(
             on_opened=opened,
             on_progress=reporter,
             uploader=uploader,
+            before_feed=share if spec.shadow is not None else None,
         )
-        if spec.shadow is not None and not main.cancelled:
-            await _submit_shadow(redis, keys, settings, spec, source, uploader)
+        if spec.shadow is not None:  # also after a cancel: the shadow's creation refuses, and the outcome says so
+            shadows.append(await _submit_shadow(redis, keys, settings, spec, source, uploader))
         return main
 
     feeding = feed_all()
@@ -483,6 +607,8 @@ async def _submit_and_feed(
         err.print(f"batch {spec.batch_id}: all {result.lines:,} lines enqueued ({result.enqueued:,} by this run)")
     elif not result.created:
         err.print(f"batch {spec.batch_id}: nothing new to enqueue")
+    for outcome in shadows:
+        _report_shadow(outcome, spec.batch_id, settings.shadow_sample)
     return result
 
 
@@ -493,31 +619,40 @@ async def _submit_shadow(
     spec: BatchSpec,
     source: LineSource,
     uploader: Uploader | None,
-) -> None:
-    shadow = shadow_spec(spec, api=settings.shadow_api, model=settings.shadow_model)
-    sampled = SampledSource(source, spec, settings.shadow_sample)
-    if sampled.count == 0:
-        err.print(f"shadow batch {shadow.batch_id}: the {settings.shadow_sample:.0%} sample holds no line; none made")
-        return
-
+) -> ShadowOutcome:
     def opened(batch: OpenedBatch) -> None:
         state = "submitted" if batch.created else "known"
+        shadow = batch.record.spec
         err.print(
             f"{state} shadow batch [bold]{shadow.batch_id}[/bold]: {batch.record.lines} line(s) "
             f"({settings.shadow_sample:.0%} sample) on {shadow.api} / {shadow.model}"
         )
 
-    await submit(
+    return await submit_shadow(
         redis,
         keys,
-        shadow,
-        sampled,
+        spec,
+        source,
+        api=settings.shadow_api,
+        model=settings.shadow_model,
+        sample=settings.shadow_sample,
         window=settings.queue_window,
         ttl_s=settings.batch_ttl_s,
         chunk=settings.submit_chunk_size,
         on_opened=opened,
         uploader=uploader,
     )
+
+
+def _report_shadow(outcome: ShadowOutcome, batch_id: str, sample: float) -> None:
+    """What became of the shadow batch, when it is not simply fed."""
+    if outcome.main_cancelled:
+        err.print(f"shadow batch {outcome.batch_id} was not made: batch {batch_id} was cancelled")
+    elif not outcome.lines:
+        err.print(f"shadow batch {outcome.batch_id}: the {sample:.0%} sample holds no line; none made")
+    elif outcome.result is not None and outcome.result.cancelled:
+        never = outcome.result.lines - outcome.result.fed
+        err.print(f"shadow batch {outcome.batch_id} was cancelled: {never} line(s) were never enqueued")
 
 
 async def _feed_while_waiting(
@@ -554,7 +689,7 @@ def submit_command(input_path: Path, batch_id: str | None, dry_run: bool, **flag
     settings = _settings(**flags)
     spec, source = _prepare_submit(settings, input_path, batch_id)
     if dry_run:
-        _print_estimate(_with_redis(settings, lambda redis, keys: estimate(redis, keys, spec, source, settings)), spec)
+        _print_estimate(_estimate(settings, spec, source), spec)
         return
     _with_redis(settings, lambda redis, keys: _submit_and_feed(redis, keys, settings, spec, source, wait=False))
 
@@ -567,11 +702,20 @@ def estimate_command(input_path: Path, batch_id: str | None, as_json: bool, **fl
     cache, and what earlier batches of the model were billed)."""
     settings = _settings(**flags)
     spec, source = _prepare_submit(settings, input_path, batch_id)
-    result = _with_redis(settings, lambda redis, keys: estimate(redis, keys, spec, source, settings))
+    result = _estimate(settings, spec, source)
     if as_json:
         click.echo(orjson.dumps(result.to_json_dict()).decode())
     else:
         _print_estimate(result, spec)
+
+
+def _estimate(settings: ProducerSettings, spec: BatchSpec, source: LineSource) -> Estimate:
+    """The batch's estimate, and its shadow's over the sampled lines when it has one."""
+    shadow = None
+    if spec.shadow is not None:
+        shadow_batch = shadow_spec(spec, api=settings.shadow_api, model=settings.shadow_model)
+        shadow = (shadow_batch, SampledSource(source, spec, settings.shadow_sample))
+    return _with_redis(settings, lambda redis, keys: estimate(redis, keys, spec, source, settings, shadow=shadow))
 
 
 def _print_estimate(result: Estimate, spec: BatchSpec) -> None:
@@ -595,9 +739,37 @@ def _print_estimate(result: Estimate, spec: BatchSpec) -> None:
         rows.append(("time at the limits", f"{result.minutes:,.1f} min ({limits}, {result.limits_source})"))
     else:
         rows.append(("time at the limits", "unknown: no limit configured or learned for this model"))
+    rows += _shadow_estimate_rows(result)
     for name, value in rows:
         table.add_row(name, value)
     Console().print(table)
+
+
+def _shadow_estimate_rows(result: Estimate) -> list[tuple[str, str]]:
+    """The shadow batch's own row (and its cost per tier), then the two together."""
+    shadow, total = result.shadow, result.total
+    if shadow is None or total is None:
+        return []
+    rows = [
+        (
+            "shadow batch",
+            f"{shadow.lines:,} line(s) on {shadow.api} / {shadow.model}: {shadow.input_tokens:,} input and "
+            f"{shadow.output_tokens:,} output tokens ({shadow.output_basis})",
+        )
+    ]
+    rows += [
+        (f"shadow cost, {t} tier", "no price known" if u is None else f"${u:,.4f}") for t, u in shadow.cost_usd.items()
+    ]
+    rows.append(
+        (
+            "total, with the shadow",
+            f"{total.lines:,} line(s): {total.input_tokens:,} input and {total.output_tokens:,} output tokens",
+        )
+    )
+    rows += [
+        (f"total cost, {t} tier", "no price known" if u is None else f"${u:,.4f}") for t, u in total.cost_usd.items()
+    ]
+    return rows
 
 
 # --------------------------------------------------------------------------------------------------- status
@@ -605,7 +777,13 @@ def _mb(size: int) -> str:
     return f"{size / 1_000_000:,.1f} MB"
 
 
-def _status_table(record: BatchRecord, footprint: Footprint | None = None, *, feeder_alive: bool = False) -> Table:
+def _status_table(
+    record: BatchRecord,
+    footprint: Footprint | None = None,
+    *,
+    feeder_alive: bool = False,
+    shadow: BatchRecord | None = None,
+) -> Table:
     table = Table(title=f"batch {record.batch_id}", show_header=False)
     usage = record.usage
     rows = [
@@ -643,11 +821,13 @@ def _status_table(record: BatchRecord, footprint: Footprint | None = None, *, fe
                 f"in flight ${b.reserved_usd:,.4f} / {b.reserved_tokens:,} tokens",
             )
         )
+    rows += _split_rows(record, shadow)
     if footprint is not None:
         parts = ", ".join(f"{name} {_mb(size)}" for name, size in footprint.by_key.items() if size)
         rows.append(("Redis", f"{_mb(footprint.total)} ({parts}, queued jobs {_mb(footprint.queued_jobs)})"))
     for name, value in rows:
-        table.add_row(name, value)
+        # Values carry text from outside (a provider's error in the pause reason, a model name): never markup.
+        table.add_row(name, Text(printable(value)))
     return table
 
 
@@ -657,12 +837,14 @@ def _status_table(record: BatchRecord, footprint: Footprint | None = None, *, fe
 def status_command(batch_id: str, as_json: bool) -> None:
     """Show a batch's progress, usage, cost and Redis footprint."""
 
-    async def body(redis: Redis, keys: Keys) -> tuple[BatchSnapshot, Footprint]:
+    async def body(redis: Redis, keys: Keys) -> tuple[BatchSnapshot, Footprint, BatchRecord | None]:
         store = BatchStore(redis, keys)
         snapshot = await store.snapshot(batch_id)
-        return snapshot, await store.footprint(batch_id)
+        shadow_id = snapshot.record.spec.shadow  # its budget is a part of this batch's: shown with it
+        shadow = await store.get(shadow_id) if shadow_id is not None and await store.spec(shadow_id) else None
+        return snapshot, await store.footprint(batch_id), shadow
 
-    snapshot, footprint = _with_redis(_settings(), body)
+    snapshot, footprint, shadow = _with_redis(_settings(), body)
     record, alive = snapshot.record, snapshot.feeder_alive
     if as_json:
         data = {
@@ -672,16 +854,23 @@ def status_command(batch_id: str, as_json: bool) -> None:
         }
         if not record.submitted and not alive:
             data["note"] = incomplete_message(record)
+        if record.spec.shadow is not None:
+            data["shadow_budget"] = dataclasses.asdict(shadow.budget) if shadow and shadow.budget else None
         click.echo(orjson.dumps(data).decode())
     else:
-        Console().print(_status_table(record, footprint, feeder_alive=alive))
+        Console().print(_status_table(record, footprint, feeder_alive=alive, shadow=shadow))
 
 
 @main.command("list")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Show at most this many batches."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per batch.")
 def list_command(limit: int, as_json: bool) -> None:
-    """List batches, newest first: state, size, age and Redis memory."""
+    """List batches, newest first: state, size, age and Redis memory.
+
+    On a terminal, a table; piped, one tab-separated line per batch under a header line, every value whole.
+    """
     overviews = _with_redis(_settings(), lambda redis, keys: list_batches(redis, keys, limit=limit))
     if as_json:
         for o in overviews:
@@ -693,15 +882,23 @@ def list_command(limit: int, as_json: bool) -> None:
             }
             click.echo(orjson.dumps(row).decode())
         return
+    columns = ("batch", "state", "lines", "done", "failed", "age", "Redis")
+    rows = [_list_row(o) for o in overviews]
+    if not sys.stdout.isatty():  # `producer list | grep`: a table would be cut to a width nobody sees
+        for values in (columns, *rows):
+            click.echo("\t".join(values))
+        return
     table = Table(title="batches")
-    for column in ("batch", "state", "lines", "done", "failed", "age", "Redis"):
-        table.add_column(column, justify="left" if column in {"batch", "state"} else "right")
-    for o in overviews:
-        r = o.record
-        table.add_row(
-            r.batch_id, o.state, str(r.lines), str(r.done), str(r.failed), _age(o.age_s), _mb(o.footprint.total)
-        )
+    for column in columns:  # a narrow terminal folds an id onto more lines; it never cuts one short
+        table.add_column(column, justify="left" if column in {"batch", "state"} else "right", overflow="fold")
+    for values in rows:
+        table.add_row(*values)
     Console().print(table)
+
+
+def _list_row(o: BatchOverview) -> tuple[str, ...]:
+    r = o.record
+    return (r.batch_id, o.state, str(r.lines), str(r.done), str(r.failed), _age(o.age_s), _mb(o.footprint.total))
 
 
 def _age(seconds: float) -> str:
@@ -724,7 +921,7 @@ def _do_wait(settings: ProducerSettings, batch_id: str, timeout: float | None) -
 
 
 def _exit_paused(exc: BatchPausedError) -> NoReturn:
-    err.print(f"[red]paused[/red]: {exc}", markup=True)
+    err.print(f"[red]paused[/red]: {escape(printable(str(exc)))}", markup=True)  # the reason is a provider's text
     sys.exit(EXIT_PAUSED)
 
 
@@ -740,7 +937,7 @@ def _exit_for(record: BatchRecord) -> None:
 
 @main.command("wait", epilog=EXIT_CODES_HELP)
 @click.argument("batch_id", metavar="BATCH")
-@click.option("--timeout", type=float, help="Give up after this many seconds (exit code 3).")
+@click.option("--timeout", type=FiniteFloatRange(min=0), help="Give up after this many seconds (exit code 3).")
 def wait_command(batch_id: str, timeout: float | None) -> None:
     """Show live progress until every line has a final result: exit 0 if all succeeded, 4 if some failed."""
     _exit_for(_do_wait(_settings(), batch_id, timeout))
@@ -775,10 +972,15 @@ def _report_collected(out: Path, written: int, missing: int) -> None:
 
 @main.command("collect", epilog=EXIT_CODES_HELP)
 @click.argument("batch_id", metavar="BATCH")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=OUTPUT_FILE, callback=_output_file, help=OUT_HELP)
 @click.option("--follow", "follow_", is_flag=True, help="Stream lines as they finish, until the batch completes.")
 @click.option(
-    "--format", "output_format", type=click.Choice(["native", "openai-batch"]), default="native", show_default=True
+    "--format",
+    "output_format",
+    type=click.Choice(["native", "openai-batch"]),
+    default="native",
+    show_default=True,
+    help=FORMAT_HELP,
 )
 def collect_command(batch_id: str, out: Path, follow_: bool, output_format: OutputFormat) -> None:
     """Write the batch's results as JSONL (input order, atomic replace; or as they finish with --follow)."""
@@ -848,7 +1050,13 @@ def _retry_source(
     check = document_check(record.spec, settings)  # the lines submit refused are not the batch's
     source: FileSource | FolderSource
     if path.is_dir():
-        source = FolderSource.open(path, glob=str(recorded.get("glob", "**/*")), api=record.spec.api, check=check)
+        source = FolderSource.open(
+            path,
+            glob=str(recorded.get("glob", "**/*")),
+            api=record.spec.api,
+            check=check,
+            max_text_bytes=settings.max_document_bytes or None,
+        )
     else:
         shape = LineShape.recorded(recorded, base_dir=None, api=record.spec.api)
         source = FileSource.open(path, shape=shape, check=check, batch_check=batch_body_check(record.spec))
@@ -866,16 +1074,24 @@ def cancel_command(batch_id: str) -> None:
     """Stop the batch: lines not started end as cancelled; lines already running finish."""
     settings = _settings()
 
-    async def body(redis: Redis, keys: Keys) -> tuple[int, int]:
+    async def body(redis: Redis, keys: Keys) -> CancelResult:
         record = await read_status(redis, keys, batch_id)
-        result = await cancel(redis, keys, batch_id, price=settings.price_for(record.spec.model))
-        return result.never_enqueued, result.waiting
+        price = settings.price_for(record.spec.model)
+        return await cancel(redis, keys, batch_id, price=price, price_of=settings.price_for)
 
-    never, waiting = _with_redis(settings, body)
+    result = _with_redis(settings, body)
     err.print(
-        f"cancelled {batch_id}: {waiting} waiting line(s) and {never} never-enqueued line(s) recorded as cancelled; "
-        "running ones will finish"
+        f"cancelled {batch_id}: {result.waiting} waiting line(s) and {result.never_enqueued} never-enqueued line(s) "
+        "recorded as cancelled; running ones will finish"
     )
+    if result.shadow is not None and result.shadow.result is None:
+        err.print(f"its shadow batch {result.shadow.batch_id} was not recorded yet: it will not be made")
+    elif result.shadow is not None and result.shadow.result is not None:
+        shadow = result.shadow.result
+        err.print(
+            f"cancelled its shadow batch {result.shadow.batch_id} too: {shadow.waiting} waiting line(s) and "
+            f"{shadow.never_enqueued} never-enqueued line(s) recorded as cancelled"
+        )
 
 
 @main.command("resume")
@@ -893,26 +1109,78 @@ def resume_command(batch_id: str) -> None:
 
 @main.command("budget")
 @click.argument("batch_id", metavar="BATCH")
-@click.option("--usd", type=click.FloatRange(min=0), help="The batch's budget in dollars (0 removes it).")
+@click.option("--usd", type=FiniteFloatRange(min=0), help="The batch's budget in dollars (0 removes it).")
 @click.option("--tokens", type=click.IntRange(min=0), help="The batch's budget in tokens (0 removes it).")
 def budget_command(batch_id: str, usd: float | None, tokens: int | None) -> None:
     """Set (raise) a batch's budget; a batch paused by its budget goes on at once."""
     if usd is None and tokens is None:
         raise click.UsageError("give --usd and/or --tokens")
 
-    async def body(redis: Redis, keys: Keys) -> tuple[str | None, int]:
-        await read_status(redis, keys, batch_id)
-        lifted = await BudgetStore(redis).set(keys.batch(batch_id), usd=usd, tokens=tokens)
-        if not isinstance(lifted, str):
-            return None, 0
-        return lifted, (await resume(redis, keys, batch_id)).rescheduled
+    async def body(redis: Redis, keys: Keys) -> BudgetSet:
+        try:
+            return await set_budget(redis, keys, batch_id, usd=usd, tokens=tokens)
+        except ShadowBudgetError as exc:
+            raise click.UsageError(str(exc)) from exc
 
-    lifted, rescheduled = _with_redis(_settings(), body)
+    done = _with_redis(_settings(), body)
     parts = [f"${usd:,.4f}" if usd else None, f"{tokens:,} tokens" if tokens else None]
     said = " and ".join(p for p in parts if p) or "none"
-    err.print(f"batch {batch_id}: budget {said}")
-    if lifted is not None:
-        err.print(f"resumed {batch_id} (it was paused: {lifted}); {rescheduled} waiting line(s) made due now")
+    if done.shadow_id is None:
+        err.print(f"batch {batch_id}: budget {said}")
+    else:
+        shadow = (
+            f"{done.shadow_id} {_budget_part(done.shadow.record)}"
+            if done.shadow is not None
+            else (f"{done.shadow_id} (not recorded yet) takes its part when it is")
+        )
+        err.print(
+            f"batch {batch_id}: budget {said} for it and its shadow batch together, split by their estimates: "
+            f"{batch_id} {_budget_part(done.main.record)}, {shadow}"
+        )
+    for change in (done.main, done.shadow):
+        if change is not None and change.lifted is not None:
+            err.print(
+                f"resumed {change.record.batch_id} (it was paused: {change.lifted}); {change.rescheduled} waiting "
+                "line(s) made due now"
+            )
+
+
+def _split_rows(record: BatchRecord, shadow: BatchRecord | None) -> list[tuple[str, str]]:
+    """A batch with a shadow and a budget: the whole given to the two, and the shadow's part."""
+    split, shadow_id = record.budget_split, record.spec.shadow
+    if split is None or shadow_id is None or (split.group_usd is None and split.group_tokens is None):
+        return []
+    whole = [
+        f"${split.group_usd:,.4f}" if split.group_usd is not None else "",
+        f"{split.group_tokens:,} tokens" if split.group_tokens else "",
+    ]
+    rows = [
+        ("budget, with the shadow", f"{' and '.join(x for x in whole if x)} for this batch and {shadow_id} together")
+    ]
+    if shadow is None:
+        rows.append(("shadow's part", f"{shadow_id} is not recorded yet: it takes its part when it is"))
+    elif shadow.budget is not None:
+        b = shadow.budget
+        rows.append(
+            (
+                "shadow's part",
+                f"{shadow_id} {_budget_part(shadow)}: spent ${b.spent_usd:,.4f} / {b.spent_tokens:,} tokens, "
+                f"in flight ${b.reserved_usd:,.4f} / {b.reserved_tokens:,} tokens",
+            )
+        )
+    return rows
+
+
+def _budget_part(record: BatchRecord) -> str:
+    """A batch's own budgets, as ``producer budget`` and ``status`` show them."""
+    b = record.budget
+    if b is None:
+        return "none"
+    parts = [
+        f"${b.budget_usd:,.4f}" if b.budget_usd is not None else "",
+        f"{b.budget_tokens:,} tokens" if b.budget_tokens else "",
+    ]
+    return " and ".join(x for x in parts if x) or "none"
 
 
 @main.command("compare")
@@ -926,7 +1194,13 @@ def budget_command(batch_id: str, usd: float | None, tokens: int | None) -> None
     show_default=True,
     help="Match lines by custom_id, or by their document's fingerprint.",
 )
-@click.option("--tolerance", type=click.FloatRange(min=0), default=0.01, show_default=True, help="Relative, numbers.")
+@click.option(
+    "--tolerance",
+    type=FiniteFloatRange(min=0),
+    default=0.01,
+    show_default=True,
+    help="How far two numbers may differ and still agree, relative to the larger (0.01: 1 %).",
+)
 @click.option(
     "--list-key",
     "list_keys",
@@ -935,7 +1209,13 @@ def budget_command(batch_id: str, usd: float | None, tokens: int | None) -> None
     help="Match the items of a list by a field instead of by position, e.g. line_items=description.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
-@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write an HTML page.")
+@click.option(
+    "--html",
+    "html_out",
+    type=OUTPUT_FILE,
+    callback=_output_file,
+    help="Also write the comparison as an HTML page to this file (mode 0600; its folder must exist).",
+)
 def compare_command(
     batch_a: str,
     batch_b: str | None,
@@ -946,9 +1226,14 @@ def compare_command(
     as_json: bool,
     html_out: Path | None,
 ) -> None:
-    """Compare two batches over the same documents, field by field: agreement, status, tokens, cost, latency."""
+    """Compare two batches over the same documents, field by field: agreement, status, tokens, cost, latency.
+
+    Exit 2 when there is nothing to compare: a batch with itself, or two batches with no line in common.
+    """
     if shadow == (batch_b is not None):
         raise click.UsageError("give two batches (A B), or one with --shadow")
+    if batch_a == batch_b:
+        raise InvalidInputError(f"A and B are the same batch ({batch_a}): nothing to compare")
     keys_by_path = {}
     for item in list_keys:
         path, sep, key = item.partition("=")
@@ -965,39 +1250,77 @@ def compare_command(
         return first, second, await final_results(redis, keys, batch_a), await final_results(redis, keys, other_id)
 
     first, second, results_a, results_b = _with_redis(_settings(), body)
+    if first.batch_id == second.batch_id:  # possible only through a hand-made record
+        raise InvalidInputError(f"A and B are the same batch ({first.batch_id}): nothing to compare")
     options = CompareOptions(by="document" if by == "document" else "custom_id", number_tolerance=tolerance)
     options = dataclasses.replace(options, list_keys=keys_by_path)
-    comparison = compare_runs(
-        results_a,
-        results_b,
-        json_schema=first.spec.json_schema,
-        names=(first.batch_id, second.batch_id),
-        options=options,
-    )
+    try:
+        comparison = compare_runs(
+            results_a,
+            results_b,
+            json_schema=first.spec.json_schema,
+            names=(first.batch_id, second.batch_id),
+            options=options,
+        )
+    except ValueError as exc:  # a --list-key that names no list of the schema
+        raise InvalidInputError(f"--list-key: {exc}") from exc
+    if not comparison.matched:
+        raise InvalidInputError(_nothing_matched(comparison, by))
+    if canonical_schema_json(first.spec.json_schema) != canonical_schema_json(second.spec.json_schema):
+        refs = (first.spec.schema_ref, second.spec.schema_ref)
+        which = f"{refs[0]} and {refs[1]}" if refs[0] != refs[1] else f"both {refs[0]}, changed in between"
+        err.print(
+            f"warning: {first.batch_id} and {second.batch_id} have different schemas ({printable(which)}): "
+            f"{second.batch_id}'s fields are compared by name with {first.batch_id}'s schema",
+            markup=False,
+        )
     if html_out is not None:
-        html_out.write_text(comparison_html(comparison), encoding="utf-8")
-        err.print(f"wrote {html_out}", highlight=False)
+        write_output(html_out, comparison_html(comparison).encode())
+        err.print(f"wrote {html_out}", highlight=False, markup=False)
     if as_json:
         click.echo(orjson.dumps(comparison_json(comparison)).decode())
     else:
         Console(width=max(Console().width, 120)).print(comparison_table(comparison))
 
 
+def _nothing_matched(comparison: Comparison, by: str) -> str:
+    a, b = comparison.a, comparison.b
+    if not a.lines or not b.lines:
+        hint = "a batch without results yet: producer wait, then compare"
+    elif by == "custom_id":
+        hint = "are they runs over the same input? --by document matches lines by their document"
+    else:
+        hint = "are they runs over the same documents?"
+    return (
+        f"nothing to compare: no line of {a.name} ({a.lines:,} result line(s)) matches one of {b.name} "
+        f"({b.lines:,}) by {by} - {hint}"
+    )
+
+
 @main.command("report")
 @click.argument("batch_id", metavar="BATCH")
-@click.option("--html", "html_out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--html",
+    "html_out",
+    required=True,
+    type=OUTPUT_FILE,
+    callback=_output_file,
+    help="The HTML file to write (mode 0600; its folder must exist).",
+)
 def report_command(batch_id: str, html_out: Path) -> None:
     """Write one self-contained HTML page about a batch: throughput, latency, tokens and cost, errors, fields."""
     settings = _settings()
 
-    async def body(redis: Redis, keys: Keys) -> tuple[BatchRecord, list[Any]]:
-        return await read_status(redis, keys, batch_id), await final_results(redis, keys, batch_id)
+    async def body(redis: Redis, keys: Keys) -> tuple[BatchSnapshot, list[Any]]:
+        return await BatchStore(redis, keys).snapshot(batch_id), await final_results(redis, keys, batch_id)
 
-    record, results = _with_redis(settings, body)
+    snapshot, results = _with_redis(settings, body)
+    record = snapshot.record
     price = settings.price_for(record.spec.model)
-    html = batch_report_html(record.to_json_dict(), results, price=price.model_dump() if price is not None else None)
-    html_out.write_text(html, encoding="utf-8")
-    err.print(f"wrote {html_out} ({len(html) / 1e6:.1f} MB, {len(results):,} line(s))", highlight=False)
+    batch = {**record.to_json_dict(), "state": batch_state(record, feeder_alive=snapshot.feeder_alive)}
+    html = batch_report_html(batch, results, price=price.model_dump() if price is not None else None)
+    write_output(html_out, html.encode())
+    err.print(f"wrote {html_out} ({len(html) / 1e6:.1f} MB, {len(results):,} line(s))", highlight=False, markup=False)
 
 
 @main.command("delete")
@@ -1020,7 +1343,7 @@ def delete_command(batch_id: str) -> None:
     if deleted.files_left:
         err.print(
             f"[yellow]warning[/yellow]: {len(deleted.files_left)} uploaded file(s) were not deleted "
-            "(set OPENAI_API_KEY to delete them; otherwise they expire 30 days after upload): "
+            "(a running worker's uploads sweep deletes them; they expire 30 days after upload in any case): "
             + ", ".join(deleted.files_left[:10]),
             markup=True,
         )
@@ -1029,9 +1352,16 @@ def delete_command(batch_id: str) -> None:
 # ------------------------------------------------------------------------------------------------------ run
 @main.command("run", epilog=EXIT_CODES_HELP)
 @_submit_options
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--timeout", type=float, help="Give up waiting after this many seconds (exit code 3).")
-@click.option("--format", "output_format", type=click.Choice(["native", "openai-batch"]), default="native")
+@click.option("--out", required=True, type=OUTPUT_FILE, callback=_output_file, help=OUT_HELP)
+@click.option("--timeout", type=FiniteFloatRange(min=0), help="Give up waiting after this many seconds (exit code 3).")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["native", "openai-batch"]),
+    default="native",
+    show_default=True,
+    help=FORMAT_HELP,
+)
 def run_command(
     input_path: Path,
     batch_id: str | None,

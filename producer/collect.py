@@ -3,6 +3,11 @@
 Both read through the store (``store.results``): one line per input line, its latest final result -- a ``retry``'s
 new result replaces the failed one -- and a synthesized ``cancelled`` line for lines a ``cancel`` stopped before they
 were ever enqueued. Memory holds one chunk of lines at a time, whatever the batch's size.
+
+**Output files.** Every file the CLI writes -- ``collect`` (atomic replace), ``collect --follow`` (appended as lines
+finish), ``report --html``, ``compare --html`` -- goes through :func:`open_output` or :func:`write_output`, with one
+rule: mode 0600 (:data:`OUTPUT_MODE`), whatever the umask, a replaced file included, and a missing folder is an error
+(:class:`OutputPathError`), never created: ``--out reslts/b.jsonl`` is more likely a typo than a wish.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ from store.lines import LineIndex
 from store.results import ResultStore, final_json
 
 OutputFormat = Literal["native", "openai-batch"]
+
+OUTPUT_MODE = 0o600
+"""Owner read and write only, for every output file. Results and reports carry what was extracted from people's
+documents (names, addresses, amounts, free text): under the usual umask 022 they would be readable by every account
+on the machine. The umask is not consulted, so the rule is the same on every machine; ``chmod`` shares a file."""
 
 READ_CHUNK = 1000
 
@@ -148,13 +158,49 @@ async def collect(
     return written, missing + max(batch.lines - batch.indexed, 0)
 
 
+class OutputPathError(ValueError):
+    """An output file that cannot be written where it is asked for: its folder is missing (not created: more likely
+    a typo), or the path is a folder. The message names the path and the folder."""
+
+
+def check_output_path(out: Path) -> None:
+    """Raise :class:`OutputPathError` unless ``out`` can be created in an existing folder (call it before the work)."""
+    folder = out.parent
+    if out.is_dir():
+        raise OutputPathError(f"cannot write {out}: it is a folder; name a file in it")
+    if not folder.is_dir():
+        state = "is not a folder" if folder.exists() else "does not exist"
+        raise OutputPathError(f"cannot write {out}: folder {folder} {state} (create it first)")
+
+
+def open_output(out: Path) -> IO[bytes]:
+    """Create or truncate ``out`` for writing, mode :data:`OUTPUT_MODE` (an existing file's mode is reset too)."""
+    check_output_path(out)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, OUTPUT_MODE)
+    try:
+        os.fchmod(fd, OUTPUT_MODE)  # O_CREAT's mode applies to a new file only, and through the umask
+        return os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def write_output(out: Path, data: bytes) -> None:
+    """Replace ``out`` with ``data`` atomically, mode :data:`OUTPUT_MODE` (``report``, ``compare --html``)."""
+    with AtomicWriter(out) as writer:
+        writer.write_bytes(data)
+        writer.commit()
+
+
 class AtomicWriter:
-    """A temp file in the target's directory, fsync, rename: readers see the old file or the whole new one."""
+    """A temp file in the target's directory, fsync, rename: readers see the old file or the whole new one. The file
+    gets :data:`OUTPUT_MODE`; the folder must exist (:func:`check_output_path`)."""
 
     def __init__(self, out: Path) -> None:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        check_output_path(out)
         self._out = out
         fd, self._tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        os.fchmod(fd, OUTPUT_MODE)  # mkstemp's 0600 today; stated here so the rule does not hang on it
         self._handle = os.fdopen(fd, "wb")
         self._committed = False
 
@@ -162,6 +208,9 @@ class AtomicWriter:
         for line in lines:
             self._handle.write(line)
             self._handle.write(b"\n")
+
+    def write_bytes(self, data: bytes) -> None:
+        self._handle.write(data)
 
     def commit(self) -> None:
         self._handle.flush()
@@ -200,8 +249,7 @@ async def follow(
     codec = ResultCodec(batch.spec.json_schema)
     seen = bytearray((batch.lines + 7) // 8)  # one bit per line: written already
     written, last, synthesized = 0, "0-0", False
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle: IO[bytes] = await asyncio.to_thread(open, out, "wb")
+    handle = await asyncio.to_thread(open_output, out)
 
     def take(ordinal: int, line: bytes) -> bytes | None:
         nonlocal written

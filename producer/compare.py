@@ -67,6 +67,7 @@ __all__ = [
     "comparison_table",
     "normalise_string",
     "percentile",
+    "printable",
 ]
 
 FieldKind = Literal["enum", "boolean", "integer", "number", "string", "object", "array", "any"]
@@ -310,6 +311,29 @@ class Comparison:
 
 
 # --- values --------------------------------------------------------------------------------------------------------
+
+
+_INVISIBLE_FORMATS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Bidirectional controls: they reorder what a terminal shows after them ("Trojan source")."""
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: control characters (C0, DEL, C1: ESC starts a terminal command, BEL
+    ends one), line and paragraph separators and bidirectional controls become visible escapes (``\\x1b``,
+    ``\\u202e``); everything else is kept. Rich markup is not this function's concern: print the result as a
+    ``Text``, never as a markup string."""
+    if text.isprintable() and not _INVISIBLE_FORMATS.intersection(text):
+        return text
+    out: list[str] = []
+    for char in text:
+        code = ord(char)
+        if code < 0x20 or 0x7F <= code < 0xA0:
+            out.append(f"\\x{code:02x}")
+        elif char in _INVISIBLE_FORMATS or unicodedata.category(char) in ("Zl", "Zp"):
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def normalise_string(value: str) -> str:
@@ -1044,27 +1068,33 @@ def _first_disagreement(s: FieldStats) -> str:
     return f"{_side_value(d, 'A')} → {_side_value(d, 'B')} ({d.kind}, {d.count:,}×)"
 
 
+def _cell(value: str, style: str = "") -> Text:
+    """A table cell or title: printed as it is (never as markup), control characters escaped (:func:`printable`)."""
+    return Text(printable(value), style=style)
+
+
 def comparison_table(c: Comparison) -> RenderableType:
-    """Rich tables: the summary, the usage, the fields (lowest agreement first), the top disagreements."""
-    summary = Table(title=Text(_title(c)), show_header=False)
+    """Rich tables: the summary, the usage, the fields (lowest agreement first), the top disagreements. Every text is
+    a :func:`_cell`: what comes from the runs (custom_ids, values, batch and model names) cannot drive the terminal."""
+    summary = Table(title=_cell(_title(c)), show_header=False)
     summary.add_column("")
     summary.add_column("")
     for label, value in _summary_rows(c):
-        summary.add_row(Text(label), Text(value))
+        summary.add_row(_cell(label), _cell(value))
 
-    usage = Table(title=Text(f"usage over the {c.matched:,} matched lines"))
+    usage = Table(title=_cell(f"usage over the {c.matched:,} matched lines"))
     for header in ("", c.a.name, c.b.name, f"{c.b.name} − {c.a.name}", f"{c.b.name} / {c.a.name}"):
-        usage.add_column(Text(header), justify="right" if header else "left")
+        usage.add_column(_cell(header), justify="right" if header else "left")
     for d in c.usage.deltas:
         usage.add_row(
-            d.metric,
-            _metric_value(d.metric, d.a),
-            _metric_value(d.metric, d.b),
-            _metric_value(d.metric, d.diff, signed=True),
-            _ratio(d.ratio),
+            _cell(d.metric),
+            _cell(_metric_value(d.metric, d.a)),
+            _cell(_metric_value(d.metric, d.b)),
+            _cell(_metric_value(d.metric, d.diff, signed=True)),
+            _cell(_ratio(d.ratio)),
         )
 
-    fields = Table(title="fields (lowest agreement first)")
+    fields = Table(title=_cell("fields (lowest agreement first)"))
     columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("field", "left"),
         ("kind", "left"),
@@ -1077,35 +1107,35 @@ def comparison_table(c: Comparison) -> RenderableType:
         ("most frequent disagreement", "left"),
     )
     for header, justify in columns:
-        fields.add_column(Text(header), justify=justify)
+        fields.add_column(_cell(header), justify=justify)
     for s in c.fields_by_agreement():
         rate = s.rate
         style = "" if rate is None or rate >= 1 else "red" if rate < 0.9 else "yellow"
         fields.add_row(
-            Text(s.path, style=style),
-            s.kind,
-            Text(s.rule),
-            f"{s.compared:,}",
-            Text(_pct(rate), style=style),
-            _pct(s.exact_rate),
-            _nulls(s),
-            f"{s.only_a:,} / {s.only_b:,}" if "[]" in s.path else "",
-            Text(_first_disagreement(s)),
+            _cell(s.path, style),
+            _cell(s.kind),
+            _cell(s.rule),
+            _cell(f"{s.compared:,}"),
+            _cell(_pct(rate), style),
+            _cell(_pct(s.exact_rate)),
+            _cell(_nulls(s)),
+            _cell(f"{s.only_a:,} / {s.only_b:,}" if "[]" in s.path else ""),
+            _cell(_first_disagreement(s)),
         )
 
     renderables: list[RenderableType] = [summary, usage, fields]
     if c.top_disagreements:
-        top = Table(title="top disagreements")
+        top = Table(title=_cell("top disagreements"))
         for header in ("field", "kind", c.a.name, c.b.name, "count", "examples"):
-            top.add_column(Text(header), justify="right" if header == "count" else "left")
+            top.add_column(_cell(header), justify="right" if header == "count" else "left")
         for t in c.top_disagreements:
             top.add_row(
-                Text(t.path),
-                t.disagreement.kind,
-                Text(_side_value(t.disagreement, "A")),
-                Text(_side_value(t.disagreement, "B")),
-                f"{t.disagreement.count:,}",
-                Text(_examples(t.disagreement)),
+                _cell(t.path),
+                _cell(t.disagreement.kind),
+                _cell(_side_value(t.disagreement, "A")),
+                _cell(_side_value(t.disagreement, "B")),
+                _cell(f"{t.disagreement.count:,}"),
+                _cell(_examples(t.disagreement)),
             )
         renderables.append(top)
     return Group(*renderables)

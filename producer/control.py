@@ -1,5 +1,8 @@
-"""``retry`` (re-run the failed lines), ``cancel`` (stop the rest), ``resume`` (go on after a pause) and ``delete``
-(forget the batch) for a batch.
+"""``retry`` (re-run the failed lines), ``cancel`` (stop the rest), ``resume`` (go on after a pause), ``budget`` (set
+it) and ``delete`` (forget the batch) for a batch.
+
+A batch's shadow (``producer.shadow``) is part of it for ``cancel`` and ``budget``: cancelling the batch cancels the
+shadow (or, not recorded yet, keeps it from being made), and a budget set on the batch is split with the shadow.
 
 ``retry`` needs the failed lines' text, which Redis no longer holds once a line is finished: it reads the input again
 (the file recorded at submit, or another copy of it) and checks each line against the batch's index, so only the
@@ -8,7 +11,8 @@ documents the batch was submitted with are run again.
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -20,14 +24,15 @@ from schemas.pricing import ModelPrice
 from schemas.records import line_result, now_iso
 from schemas.results import Status
 from store.accounts import Accounts
-from store.batches import BatchStore
-from store.blobs import BlobStore
+from store.batches import BatchNotFoundError, BatchRecord, BatchStore
+from store.budget import BudgetStore, Shares
 from store.codec import ResultCodec
 from store.feed import CancelItem, FeedStore
 from store.keys import Keys
 from store.lines import LineIndex
 from store.pause import PauseStore, Resumed
 from store.queue import batch_job_ids
+from store.uploads import BatchFiles, Intent, Swept, UploadStore, delete_files
 
 CANCEL_ATTEMPTS = 5
 """A waiting line whose account changes while it is being cancelled (its job ran meanwhile) is tried again."""
@@ -35,6 +40,10 @@ CANCEL_ATTEMPTS = 5
 
 class BatchCancelledError(RuntimeError):
     pass
+
+
+class ShadowBudgetError(ValueError):
+    """A shadow batch's budget is a part of its main batch's: it is set there."""
 
 
 async def resume(redis: Redis, keys: Keys, batch_id: str) -> Resumed:
@@ -72,18 +81,55 @@ class CancelResult:
     """Lines still waiting for the feeder: they end cancelled without ever being enqueued."""
     waiting: int
     """Lines taken off the queue and recorded cancelled."""
+    shadow: ShadowCancelled | None = None
+    """The batch's shadow batch, cancelled with it (None: the batch has no shadow)."""
 
 
-async def cancel(redis: Redis, keys: Keys, batch_id: str, *, price: ModelPrice | None) -> CancelResult:
+@dataclass(frozen=True)
+class ShadowCancelled:
+    batch_id: str
+    result: CancelResult | None
+    """None: the shadow was not recorded yet, and now never will be (its creation checks the main batch)."""
+
+
+async def cancel(
+    redis: Redis,
+    keys: Keys,
+    batch_id: str,
+    *,
+    price: ModelPrice | None,
+    price_of: Callable[[str], ModelPrice | None] | None = None,
+) -> CancelResult:
     """Stop a batch: no more lines are fed, waiting ones are taken off the queue and recorded ``cancelled`` (with the
-    usage their earlier tries were billed), and jobs picked up later see the flag. Running lines finish normally."""
-    record = await BatchStore(redis, keys).get(batch_id)
-    batch_keys = keys.batch(batch_id)
+    usage their earlier tries were billed), and jobs picked up later see the flag. Running lines finish normally.
+
+    Its shadow batch is cancelled too (its lines priced by ``price_of`` its model). The batch's feed is closed first
+    and the shadow looked up after: a shadow recorded later is refused by ``store.batches.CREATE``."""
+    store, feeds = BatchStore(redis, keys), FeedStore(redis, keys)
+    record = await store.get(batch_id)
+    _newly, _cancel_from, never_enqueued = await feeds.begin_cancel(keys.batch(batch_id), now_iso())
+    shadow_id = record.spec.shadow
+    shadow = await _record_or_none(store, shadow_id) if shadow_id is not None else None
+    shadow_unfed = 0
+    if shadow is not None:  # closed before either queue is walked: no shadow line starts meanwhile
+        _newly, _cancel_from, shadow_unfed = await feeds.begin_cancel(keys.batch(shadow.batch_id), now_iso())
+    result = CancelResult(never_enqueued, await _cancel_waiting(redis, keys, record, price))
+    if shadow_id is None:
+        return result
+    if shadow is None:
+        return dataclasses.replace(result, shadow=ShadowCancelled(shadow_id, None))
+    shadow_price = price_of(shadow.spec.model) if price_of is not None else None
+    cancelled = CancelResult(shadow_unfed, await _cancel_waiting(redis, keys, shadow, shadow_price))
+    return dataclasses.replace(result, shadow=ShadowCancelled(shadow_id, cancelled))
+
+
+async def _cancel_waiting(redis: Redis, keys: Keys, record: BatchRecord, price: ModelPrice | None) -> int:
+    """Take the batch's waiting jobs off the queue and record their lines cancelled (its feed is closed already)."""
+    batch_keys = keys.batch(record.batch_id)
     feeds, accounts, index = FeedStore(redis, keys), Accounts(redis), LineIndex(redis)
-    _newly, _cancel_from, never_enqueued = await feeds.begin_cancel(batch_keys, now_iso())
     codec = ResultCodec(record.spec.json_schema)
     waiting = 0
-    async for job_ids in batch_job_ids(redis, keys, batch_id):
+    async for job_ids in batch_job_ids(redis, keys, record.batch_id):
         by_ordinal = {Keys.job_ordinal(job_id): job_id for job_id in job_ids}
         for _ in range(CANCEL_ATTEMPTS):
             if not by_ordinal:
@@ -110,7 +156,75 @@ async def cancel(redis: Redis, keys: Keys, batch_id: str, *, price: ModelPrice |
             cancelled, stale = await feeds.cancel_waiting(batch_keys, items)
             waiting += cancelled
             by_ordinal = {ordinal: by_ordinal[ordinal] for ordinal in stale}
-    return CancelResult(never_enqueued=never_enqueued, waiting=waiting)
+    return waiting
+
+
+@dataclass(frozen=True)
+class BudgetChange:
+    """What ``set_budget`` did to one batch."""
+
+    record: BatchRecord
+    """As it is now (its ``budget`` is its part)."""
+    lifted: str | None
+    """The budget pause it lifted (None: it was not paused by its budget)."""
+    rescheduled: int
+    """Waiting lines made due now (a lifted pause)."""
+
+
+@dataclass(frozen=True)
+class BudgetSet:
+    main: BudgetChange
+    shadow_id: str | None
+    """The batch's shadow batch, if it has one."""
+    shadow: BudgetChange | None
+    """None: no shadow, or not recorded yet (it takes its part when it is)."""
+
+
+async def set_budget(redis: Redis, keys: Keys, batch_id: str, *, usd: float | None, tokens: int | None) -> BudgetSet:
+    """Set a batch's budgets (0 removes one; None leaves it) and resume it if its budget had paused it.
+
+    A batch with a shadow: the budgets are for the two together, split by the shares recorded at submit
+    (``store.budget``), and both are resumed. A shadow batch's own budget is refused (``ShadowBudgetError``)."""
+    store, budgets = BatchStore(redis, keys), BudgetStore(redis)
+    record = await store.get(batch_id)
+    if record.spec.shadow_of is not None:
+        main = record.spec.shadow_of
+        raise ShadowBudgetError(
+            f"{batch_id} is the shadow of {main}: its budget is a part of {main}'s (set it with producer budget {main})"
+        )
+    shadow_id = record.spec.shadow
+    shadow = await _record_or_none(store, shadow_id) if shadow_id is not None else None
+    if shadow_id is None or (record.budget_split is None and shadow is None):
+        lifted = await budgets.set(keys.batch(batch_id), usd=usd, tokens=tokens)
+        if lifted == -1:
+            raise BatchNotFoundError(f"batch {batch_id!r} is gone")
+        changed = await _budget_change(redis, keys, batch_id, lifted if isinstance(lifted, str) else None)
+        return BudgetSet(changed, shadow_id, None)
+    split = record.budget_split
+    if split is not None:
+        shares = Shares(split.shadow_share_usd, split.shadow_share_tokens)
+    else:  # a batch submitted before budgets covered its shadow: split by lines, as well as the records tell
+        share = shadow.lines / (shadow.lines + record.lines) if shadow is not None else 0.0
+        shares = Shares(share, share)
+    done = await budgets.split(keys.batch(batch_id), keys.batch(shadow_id), usd=usd, tokens=tokens, shares=shares)
+    if done is None:
+        raise BatchNotFoundError(f"batch {batch_id!r} is gone")
+    changed = await _budget_change(redis, keys, batch_id, done.main)
+    if shadow is None:
+        return BudgetSet(changed, shadow_id, None)
+    return BudgetSet(changed, shadow_id, await _budget_change(redis, keys, shadow_id, done.shadow))
+
+
+async def _record_or_none(store: BatchStore, batch_id: str) -> BatchRecord | None:
+    try:
+        return await store.get(batch_id)
+    except BatchNotFoundError:
+        return None
+
+
+async def _budget_change(redis: Redis, keys: Keys, batch_id: str, lifted: str | None) -> BudgetChange:
+    rescheduled = (await resume(redis, keys, batch_id)).rescheduled if lifted is not None else 0
+    return BudgetChange(await BatchStore(redis, keys).get(batch_id), lifted, rescheduled)
 
 
 @dataclass(frozen=True)
@@ -118,19 +232,47 @@ class Deleted:
     waiting: int
     """Jobs taken off the queue."""
     files_deleted: int = 0
-    """Files uploaded for the batch (``--attach upload``) deleted at the provider."""
+    """Files uploaded for the batch (``--attach upload``) deleted at the provider, those of interrupted uploads too."""
     files_left: tuple[str, ...] = ()
-    """Uploaded files not deleted (no uploader given, or the provider refused): they expire on their own."""
+    """Uploaded files not deleted (no uploader given, or the provider refused): a worker's uploads sweep deletes them
+    (``worker.uploads_sweep``); they expire 30 days after upload in any case."""
+    uploads_unsettled: int = 0
+    """Interrupted uploads that may still land (or whose lookup fell short): the uploads sweep looks again."""
+
+
+DELETE_PASS = 1000
+"""Files (and interrupted uploads) handled per pass over the batch's files set."""
 
 
 async def delete(redis: Redis, keys: Keys, batch_id: str, *, uploader: Uploader | None = None) -> Deleted:
-    """Remove every key of the batch and its waiting jobs, and the files uploaded for it (with ``uploader``)."""
+    """Remove every key of the batch and its waiting jobs, and the files uploaded for it (with ``uploader``).
+
+    Every upload is in the batch's files set (``store.uploads``) before the keys go, so what is not deleted here -- no
+    ``uploader``, a provider error, an interrupted upload that may still land -- is left to the worker's uploads sweep.
+    """
     store = BatchStore(redis, keys)
-    await store.get(batch_id)  # raises BatchNotFoundError for an unknown batch
-    file_ids = sorted(set((await BlobStore(redis).all_uploaded(keys.batch(batch_id))).values()))
-    deleted, left = 0, list(file_ids)
-    if uploader is not None and file_ids:
-        outcomes = await asyncio.gather(*(uploader.delete(f) for f in file_ids), return_exceptions=True)
-        left = [f for f, ok in zip(file_ids, outcomes, strict=True) if isinstance(ok, BaseException)]
-        deleted = len(file_ids) - len(left)
-    return Deleted(await store.delete(batch_id), deleted, tuple(left))
+    record = await store.get(batch_id)  # raises BatchNotFoundError for an unknown batch
+    uploads = UploadStore(redis, keys)
+    files = BatchFiles(batch_id, record.created_ms)
+    await uploads.track_hash(files)
+    waiting = await store.delete(batch_id)
+    await uploads.defer(files, 0)  # gone now: whatever is not deleted below is the sweep's at once
+    if uploader is None:
+        return Deleted(waiting, files_left=tuple(await _file_ids(uploads, files)))
+    swept, cursor = Swept(), 0
+    while True:
+        part = await delete_files(uploads, files, uploader, cursor=cursor, max_members=DELETE_PASS)
+        swept.add(part)
+        cursor = part.cursor
+        if cursor == 0:
+            break
+    return Deleted(waiting, swept.deleted + swept.gone, tuple(swept.failed), swept.open_intents)
+
+
+async def _file_ids(uploads: UploadStore, files: BatchFiles) -> list[str]:
+    found: set[str] = set()
+    cursor = -1
+    while cursor != 0:
+        cursor, members = await uploads.members(files, cursor=max(cursor, 0))
+        found.update(m for m in members if Intent.parse(m) is None)
+    return sorted(found)

@@ -8,6 +8,22 @@ does not take, a file over its size limits, an animated GIF, a PDF by URL on Cha
 
 Inspecting a PDF means extracting its text; the results are kept per content hash (:data:`INSPECTED_CACHE` entries)
 so the later passes over an input (index, feed) reuse them and only hash the bytes again.
+
+**Opening what an input names.** A line (or a folder) can name anything the producer may open, so a file is opened
+only if it is a regular file: ``stat`` first (a named pipe, a device or a socket is refused without being opened),
+then opened with ``O_NONBLOCK`` and checked again on the descriptor (``fstat``), so a file swapped for a pipe in
+between cannot block the producer. It is read to at most its limit + 1 byte (a PDF :data:`MAX_FILE_BYTES`, an image
+:data:`MAX_IMAGE_BYTES`, a folder's text file the document byte limit), whatever its size claims.
+
+**Pixels.** The producer never decodes an image: it reads its header. The provider does decode it, and so do Pillow
+and the tools around it, so an image whose header declares more than :data:`MAX_IMAGE_PIXELS` (89,478,485 pixels,
+about 9,459 x 9,459) is refused -- a 109 KB PNG can declare 30,000 x 30,000 blank pixels, 900 MB once decoded.
+Why that figure: it is where Pillow itself starts to warn of a decompression bomb (and twice it, where it refuses to
+open one), so nothing we accept trips Pillow in our simulator or in a user's tooling at its defaults; and it is far
+above what a model looks at: every model scales an image to at most 6,000 px a side (36 MP) except gpt-5.6 in
+``original``/``auto``, where an image at the ceiling is already about 105,000 input tokens (1.2 per 32 x 32 patch).
+A 48 MP phone photo or an A3 page scanned at 600 dpi (70 MP) passes; a larger scan must be scaled down first. The
+API itself documents no pixel limit (``OPENAI-FACTS.md`` section 2).
 """
 
 from __future__ import annotations
@@ -17,15 +33,20 @@ import binascii
 import hashlib
 import io
 import logging
+import os
 import re
+import stat
+import struct
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from PIL import Image, UnidentifiedImageError
+from PIL import GifImagePlugin, Image, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 
@@ -46,6 +67,10 @@ from schemas.jobs import ApiKind
 logging.getLogger("pypdf").setLevel(logging.ERROR)  # a malformed PDF is our error message, not pypdf's warnings
 
 INSPECTED_CACHE = 65_536
+MAX_IMAGE_PIXELS = 89_478_485
+"""The most pixels an image's header may declare (see the module docstring for why this figure)."""
+_HEADER_ERRORS = (OSError, ValueError, EOFError, SyntaxError, struct.error, IndexError, TypeError)
+"""What Pillow raises on bytes that are not (a whole) image of a format it read the header of."""
 _PIL_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)(?P<params>(?:;[^;,]*)*?);base64,(?P<data>.*)$", re.DOTALL)
 _FILE_ID = re.compile(r"^file-[A-Za-z0-9_-]{1,128}$")
@@ -53,6 +78,71 @@ _FILE_ID = re.compile(r"^file-[A-Za-z0-9_-]{1,128}$")
 
 class AttachmentError(ValueError):
     """An attachment the API would refuse, or we cannot read; ``str()`` is the reason for the user."""
+
+
+class GlobError(ValueError):
+    """A ``--glob`` that cannot select files below a folder; ``str()`` says why, for the user."""
+
+
+# --------------------------------------------------------------------------------------------------- opening files
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _require_regular(mode: int, shown: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise AttachmentError(f"{shown}: a directory, not a file")
+    kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+    raise AttachmentError(f"{shown}: not a regular file ({kind})")
+
+
+def _unreadable(exc: OSError, shown: str) -> AttachmentError:
+    if isinstance(exc, FileNotFoundError):
+        return AttachmentError(f"{shown}: no such file")
+    return AttachmentError(f"{shown}: cannot read it ({exc.strerror or exc})")
+
+
+@contextmanager
+def open_regular(path: Path, shown: str) -> Iterator[tuple[int, int]]:
+    """``(descriptor, size)`` of a regular file, closed on exit; AttachmentError (naming it as ``shown``) for anything
+    else. Nothing but a regular file is opened, and nothing that is opened can block (see the module docstring)."""
+    if "\x00" in str(path):
+        raise AttachmentError(f"{shown}: a file name cannot contain a NUL character")
+    try:
+        _require_regular(os.stat(path).st_mode, shown)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _unreadable(exc, shown) from exc
+    try:
+        info = os.fstat(fd)
+        _require_regular(info.st_mode, shown)  # swapped for something else between the stat and the open
+        yield fd, info.st_size
+    finally:
+        os.close(fd)
+
+
+def read_at_most(fd: int, limit: int, size: int, shown: str) -> bytes:
+    """The bytes of an open regular file from its start, at most ``limit + 1`` of them (more than ``limit`` means
+    too large); ``size`` is what ``fstat`` said, so a file that claims less than it holds is still bounded."""
+    try:
+        with open(fd, "rb", closefd=False) as handle:
+            handle.seek(0)
+            data = handle.read(min(size, limit) + 1)
+            if len(data) <= size or len(data) > limit:
+                return data
+            parts, total = [data], len(data)  # it holds more than it said (a file still growing, /proc)
+            while total <= limit and (part := handle.read(min(1 << 20, limit + 1 - total))):
+                parts.append(part)
+                total += len(part)
+            return b"".join(parts)
+    except OSError as exc:
+        raise _unreadable(exc, shown) from exc
 
 
 @dataclass(frozen=True)
@@ -71,11 +161,10 @@ class LocalAttachment:
             return self.data
         if self.path is None:
             return None
-        try:
-            data = self.path.read_bytes()
-        except OSError as exc:
-            raise AttachmentError(f"{self.path}: cannot read it ({exc.strerror or exc})") from exc
-        if "sha256:" + hashlib.sha256(data).hexdigest() != self.attachment.content:
+        expected = self.attachment.size or 0
+        with open_regular(self.path, str(self.path)) as (fd, size):
+            data = read_at_most(fd, expected, size, str(self.path)) if size == expected else b""
+        if len(data) != expected or "sha256:" + hashlib.sha256(data).hexdigest() != self.attachment.content:
             raise AttachmentError(f"{self.path} changed since it was submitted")
         return data
 
@@ -111,22 +200,51 @@ def _inspect(data: bytes, name: str) -> _Facts:
             raise AttachmentError(f"{name}: {len(data):,} bytes, over the API's 50 MB limit for a file")
         return _pdf_facts(data, name)
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            media_type = _PIL_FORMATS.get(image.format or "")
-            if media_type is None:
-                raise AttachmentError(
-                    f"{name}: a {image.format} image; the API takes PNG, JPEG, WEBP and non-animated GIF"
-                )
-            if media_type == "image/gif" and getattr(image, "is_animated", False):
-                raise AttachmentError(f"{name}: an animated GIF; the API takes only non-animated GIFs")
-            width, height = image.size
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        with warnings.catch_warnings():
+            # Pillow warns (then refuses) above its own threshold; ours is no higher, so its warning is our refusal.
+            # (catch_warnings is process-wide: fine here, the producer reads its input on one thread.)
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise AttachmentError(_too_many_pixels(name, f"a {width:,} x {height:,} image", width * height))
+                media_type = _PIL_FORMATS.get(image.format or "")
+                if media_type is None:
+                    raise AttachmentError(
+                        f"{name}: a {image.format} image; the API takes PNG, JPEG, WEBP and non-animated GIF"
+                    )
+                if media_type == "image/gif" and getattr(image, "is_animated", False):
+                    raise AttachmentError(f"{name}: an animated GIF; the API takes only non-animated GIFs")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise AttachmentError(_too_many_pixels(name, *_declared_size(data, exc))) from exc
+    except (UnidentifiedImageError, *_HEADER_ERRORS) as exc:
         if isinstance(exc, AttachmentError):
             raise
         raise AttachmentError(f"{name}: neither a PDF nor an image the API takes (PNG, JPEG, WEBP, GIF)") from exc
     if len(data) > MAX_IMAGE_BYTES:
         raise AttachmentError(f"{name}: {len(data):,} bytes, over the API's 512 MB limit for images")
     return _Facts("image", media_type, width=width, height=height)
+
+
+def _declared_size(data: bytes, refusal: Exception) -> tuple[str, int]:
+    """What an image Pillow refused to open as a bomb declares, for the message: its size from the header of a PNG,
+    JPEG or GIF (read by Pillow's plugin for it, which checks no size), else the pixels Pillow's refusal names."""
+    for plugin in (PngImagePlugin.PngImageFile, JpegImagePlugin.JpegImageFile, GifImagePlugin.GifImageFile):
+        try:
+            with plugin(io.BytesIO(data)) as image:
+                width, height = image.size
+        except _HEADER_ERRORS:
+            continue
+        return f"a {width:,} x {height:,} image", width * height
+    declared = re.search(r"\((\d+) pixels\)", str(refusal))
+    return "an image", int(declared[1]) if declared else MAX_IMAGE_PIXELS + 1
+
+
+def _too_many_pixels(name: str, what: str, pixels: int) -> str:
+    return (
+        f"{name}: {what} ({pixels:,} pixels), over the ceiling of {MAX_IMAGE_PIXELS:,} pixels for an image "
+        "(a decompression bomb, or an image to scale down before sending)"
+    )
 
 
 def _pdf_facts(data: bytes, name: str) -> _Facts:
@@ -163,17 +281,18 @@ def _described(facts: _Facts, content: str, name: str, size: int) -> Attachment:
 
 def from_file(path: Path, *, shown: str) -> LocalAttachment:
     """A file as an attachment (``shown``: how messages name it, e.g. its path as written in the input)."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_IMAGE_BYTES:
-            raise AttachmentError(f"{shown}: {size:,} bytes, over the API's limits")
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise AttachmentError(f"{shown}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise AttachmentError(f"{shown}: a directory, not a file") from exc
-    except OSError as exc:
-        raise AttachmentError(f"{shown}: cannot read it ({exc.strerror or exc})") from exc
+    with open_regular(path, shown) as (fd, size):
+        try:
+            pdf = os.pread(fd, 5, 0) == b"%PDF-"
+        except OSError as exc:
+            raise _unreadable(exc, shown) from exc
+        limit, what = (
+            (MAX_FILE_BYTES, "50 MB limit for a file") if pdf else (MAX_IMAGE_BYTES, "512 MB limit for images")
+        )
+        data = read_at_most(fd, limit, size, shown) if size <= limit else b""
+        if size > limit or len(data) > limit:
+            size_shown = f"{size:,} bytes" if size > limit else f"more than {limit:,} bytes"
+            raise AttachmentError(f"{shown}: {size_shown}, over the API's {what}")
     content, facts = inspect_bytes(data, shown)
     return LocalAttachment(_described(facts, content, path.name, len(data)), path=path)
 
@@ -267,6 +386,25 @@ def check_together(attachments: tuple[LocalAttachment, ...], api: ApiKind) -> No
                 )
 
 
+@dataclass
+class Together:
+    """The running sums :func:`check_together` checks, so that a line naming many files is read only until one of
+    them takes the request over a limit (then ``check_together`` says which)."""
+
+    pdf_bytes: int = 0
+    images: int = 0
+    image_bytes: int = 0
+
+    def over(self, attachment: Attachment) -> bool:
+        """Count one more attachment; True once the request is over a limit."""
+        if attachment.kind == "pdf":
+            self.pdf_bytes += attachment.size or 0
+        else:
+            self.images += 1
+            self.image_bytes += attachment.size or 0
+        return self.pdf_bytes > MAX_FILE_BYTES or self.images > MAX_IMAGES or self.image_bytes > MAX_IMAGE_BYTES
+
+
 # ------------------------------------------------------------------------------------------------------- folders
 @dataclass(frozen=True)
 class FolderEntry:
@@ -277,21 +415,52 @@ class FolderEntry:
     """False for a symlink that leads out of the folder: refused, like a line's file outside its input's folder."""
 
 
+def shown_path(text: str) -> str:
+    """A path as messages show it: bytes that are not UTF-8 (kept by Python as surrogates) as ``\\xff`` escapes."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def check_glob(glob: str) -> None:
+    """Raise GlobError for a pattern that cannot select files below a folder (``Path.glob`` would raise, or leave)."""
+    if not glob.strip():
+        raise GlobError(f"--glob {glob!r} is empty: give a pattern below the folder, e.g. '**/*.pdf'")
+    if glob.startswith("/"):
+        raise GlobError(f"--glob {glob!r} is an absolute path: give a pattern below the folder, e.g. '**/*.pdf'")
+    if ".." in PurePosixPath(glob).parts:
+        raise GlobError(f"--glob {glob!r} leads out of the folder ('..'): give a pattern below it, e.g. '**/*.pdf'")
+    if "\x00" in glob:
+        raise GlobError(f"--glob {glob!r} contains a NUL character")
+
+
 def folder_entries(root: Path, glob: str) -> Iterator[FolderEntry]:
-    """The files under ``root`` matching ``glob``, in a stable order (by relative path); hidden ones left out."""
+    """The entries under ``root`` matching ``glob`` that are not folders, in a stable order (by relative path);
+    hidden ones left out. Special files (pipes, devices) are listed, so that reading them is refused by name.
+    Raises GlobError for a bad pattern and AttachmentError for a folder that cannot be listed."""
+    check_glob(glob)
     found = []
-    resolved_root = root.resolve()
-    for path in root.glob(glob):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
-            continue
-        found.append(FolderEntry(path, relative.as_posix(), inside=path.resolve().is_relative_to(resolved_root)))
+    resolved_root = Path(os.path.realpath(root))
+    try:
+        for path in root.glob(glob):
+            relative = path.relative_to(root)
+            if any(part.startswith(".") for part in relative.parts) or path.is_dir():
+                continue
+            inside = Path(os.path.realpath(path)).is_relative_to(resolved_root)  # realpath: no error on a loop
+            found.append(FolderEntry(path, relative.as_posix(), inside=inside))
+    except OSError as exc:
+        where = shown_path(str(exc.filename)) if exc.filename else shown_path(str(root))
+        raise AttachmentError(f"cannot list {where} ({exc.strerror or exc})") from exc
     found.sort(key=lambda entry: entry.relative)
     return iter(found)
 
 
-def read_folder_file(entry: FolderEntry) -> tuple[str, tuple[LocalAttachment, ...]]:
-    """(text, attachments) of one file of a folder: a text file is the text; a PDF or image is the attachment."""
+def read_folder_file(
+    entry: FolderEntry, *, max_text_bytes: int | None = None
+) -> tuple[str, tuple[LocalAttachment, ...]]:
+    """(text, attachments) of one file of a folder: a text file is the text; a PDF or image is the attachment.
+
+    A text file is read up to ``max_text_bytes`` (the document byte limit, ``EXTRACT_MAX_DOCUMENT_BYTES``) or, with
+    none, up to the API's :data:`MAX_FILE_BYTES` for a file: a file over it is refused by its size in bytes on disk.
+    """
     if not entry.inside:
         raise AttachmentError("a symlink to a file outside the folder")
     suffix = entry.path.suffix.lower()
@@ -299,13 +468,24 @@ def read_folder_file(entry: FolderEntry) -> tuple[str, tuple[LocalAttachment, ..
         supported = ", ".join(sorted({s.lstrip(".") for s in DOCUMENT_SUFFIXES}))
         raise AttachmentError(f"unsupported file type {suffix or '(none)'!r} (supported: {supported})")
     if suffix in TEXT_SUFFIXES:
-        try:
-            text = entry.path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise AttachmentError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-        except OSError as exc:
-            raise AttachmentError(f"cannot read it ({exc.strerror or exc})") from exc
-        if not text.strip():
-            raise AttachmentError("the file is empty")
-        return text, ()
+        return _text_file(entry.path, max_text_bytes), ()
     return "", (from_file(entry.path, shown="the file"),)
+
+
+def _text_file(path: Path, max_text_bytes: int | None) -> str:
+    shown = "the file"
+    limit = max_text_bytes or MAX_FILE_BYTES
+    with open_regular(path, shown) as (fd, size):
+        data = read_at_most(fd, limit, size, shown) if size <= limit else b""
+    if size > limit or len(data) > limit:
+        size_shown = f"{size:,} bytes" if size > limit else f"more than {limit:,} bytes"
+        where = "(EXTRACT_MAX_DOCUMENT_BYTES)" if max_text_bytes else "(the API's 50 MB for a file)"
+        raise AttachmentError(f"{shown}: {size_shown}, over the limit of {limit:,} bytes {where}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AttachmentError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as reading it as text does
+    if not text.strip():
+        raise AttachmentError("the file is empty")
+    return text

@@ -15,6 +15,11 @@ per service tier (``schemas.pricing``: default, flex, priority where the model h
 the cache, and the time the limits allow: the learned limits of the provider's account for the model
 (``x-ratelimit-limit-*``, as the admission stored them, found with the API key and base URL when set) or the
 configured ``EXTRACT_RPM``/``EXTRACT_TPM``/``EXTRACT_RATE_LIMITS``; unknown limits mean no time is given.
+
+A submit with a shadow batch (``producer.shadow``) is estimated as two: the batch, and its shadow over the sampled
+lines with the shadow's API and model (its own row, ``shadow``), and the two together (``total``: lines, tokens and
+the cost per tier both are offered in). Their time is not added up: the shadow runs behind the batch, often under
+another model's limits.
 """
 
 from __future__ import annotations
@@ -58,6 +63,19 @@ class History:
     """The share of input tokens the provider's prompt cache served (billed at the cached rate)."""
 
 
+@dataclass(frozen=True)
+class EstimateTotal:
+    """A batch and its shadow together."""
+
+    lines: int
+    cached_lines: int
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    cost_usd: dict[str, float | None]
+    """Per service tier both are offered in (None: a price is unknown)."""
+
+
 @dataclass
 class Estimate:
     lines: int
@@ -77,9 +95,37 @@ class Estimate:
     """rpm / tpm the time is figured from, and where they come from."""
     limits_source: str | None = None
     minutes: float | None = None
+    api: str = ""
+    model: str = ""
+    shadow: Estimate | None = None
+    """The shadow batch's estimate, over its sampled lines (``--shadow-api``/``--shadow-model``)."""
+
+    @property
+    def total(self) -> EstimateTotal | None:
+        """This batch and its shadow together (None without a shadow)."""
+        other = self.shadow
+        if other is None:
+            return None
+        costs: dict[str, float | None] = {}
+        for tier, usd in self.cost_usd.items():
+            if tier in other.cost_usd:
+                theirs = other.cost_usd[tier]
+                costs[tier] = None if usd is None or theirs is None else usd + theirs
+        return EstimateTotal(
+            lines=self.lines + other.lines,
+            cached_lines=self.cached_lines + other.cached_lines,
+            input_tokens=self.input_tokens + other.input_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cost_usd=costs,
+        )
 
     def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        total = self.total
+        if total is not None:
+            data["total"] = asdict(total)
+        return data
 
 
 def line_input_tokens(spec: BatchSpec, line: InputLine) -> int:
@@ -158,8 +204,10 @@ async def estimate(
     settings: ProducerSettings,
     *,
     default_output_reserve: int = 1024,
+    shadow: tuple[BatchSpec, LineSource] | None = None,
 ) -> Estimate:
-    """What running ``source`` as ``spec`` would cost and take (see the module note). Writes nothing."""
+    """What running ``source`` as ``spec`` would cost and take (see the module note), and with ``shadow`` (its spec
+    and sampled lines) what its shadow batch would. Writes nothing."""
     fingerprint = Fingerprinter(spec)
     raw_by_fingerprint: dict[str, int] = {}
     raw_total = lines = 0
@@ -204,7 +252,13 @@ async def estimate(
         output_basis=basis,
         history=history,
         cost_usd=costs,
+        api=spec.api,
+        model=spec.model,
     )
+    if shadow is not None:
+        result.shadow = await estimate(
+            redis, keys, shadow[0], shadow[1], settings, default_output_reserve=default_output_reserve
+        )
     learned = await learned_limits(redis, keys, settings, spec.model)
     configured = settings.limits_for(spec.model)
     rpm, tpm = learned.get("rpm") or configured.rpm, learned.get("tpm") or configured.tpm

@@ -17,14 +17,29 @@ refuse a document, as submit's preflight does for one over the size limits of ``
 *ordinal* is its position among the valid lines, so every pass numbers the lines alike (a pass that reopens the file
 must give it the same ``check``). Duplicate ids are found with a set of 64-bit hashes (about 64 bytes per line)
 and confirmed by comparing the ids themselves, so a hash collision is never reported as a duplicate.
+
+An input that can be read only once -- standard input (``-``) or a named pipe (``<(zcat in.jsonl.gz)``) -- is copied
+first, in 1 MiB chunks, into a private temporary file that has no name (``tempfile.TemporaryFile``: it goes when the
+process does, killed or not), and every pass reads that copy, each at its own position. Its ``files`` are relative to
+the current directory, and since nothing can read it again, ``retry`` needs ``--input``.
+
+Every read is bounded: a line is read to at most :data:`MAX_LINE_BYTES` + 1 bytes (a longer one is a bad line and the
+rest of it is skipped, never held), and what a line or a folder names is opened as ``producer.documents`` says: only
+regular files, to at most their limit + 1 byte. A path the batch would record (the input's, a folder's file as its
+custom_id) must be valid UTF-8; one that is not is a bad line before anything is written.
 """
 
 from __future__ import annotations
 
+import io
+import os
+import stat
+import tempfile
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
 import orjson
 
@@ -32,13 +47,17 @@ from producer.documents import (
     AttachmentError,
     FolderEntry,
     LocalAttachment,
+    Together,
+    check_glob,
     check_together,
     folder_entries,
     from_data_url,
     from_file,
     from_file_id,
     from_url,
+    open_regular,
     read_folder_file,
+    shown_path,
 )
 from schemas.attachments import Attachment
 from schemas.jobs import ApiKind, BatchSpec
@@ -49,6 +68,13 @@ _BATCH_KEYS = frozenset({"custom_id", "method", "url", "body"})
 MAX_ID_LENGTH = 256
 MAX_KEPT_ERRORS = 1000
 """Errors kept with their text; beyond this only counted (a file of garbage must not fill the memory)."""
+MAX_LINE_BYTES = 512 * 1024 * 1024
+"""The longest line read: a line is one request, and the API takes at most 512 MB of payload per request (images
+included, ``OPENAI-FACTS.md`` section 1), so a longer line could never be sent; it is a bad line, never held whole."""
+SPOOL_CHUNK = 1 << 20
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 
 @dataclass(frozen=True)
@@ -232,11 +258,13 @@ def valid_lines(
 
 @dataclass(frozen=True)
 class FileSource:
-    """The valid lines of a JSONL file, read from disk each time they are needed."""
+    """The valid lines of a JSONL file, read from disk each time they are needed (or from its spooled copy)."""
 
     path: Path
     scan: InputScan
     shape: LineShape = LineShape()
+    spool: Spool | None = None
+    """The input's bytes when it could be read only once (standard input, a pipe)."""
 
     @classmethod
     def open(
@@ -248,11 +276,52 @@ class FileSource:
         batch_check: LineCheck | None = None,
     ) -> FileSource:
         """Scan ``path`` once (check every line, and each with ``check``/``batch_check`` if given); see
-        ``scan.errors``. Relative ``files`` are found beside ``path`` unless ``shape`` says otherwise."""
+        ``scan.errors``. Relative ``files`` are found beside ``path`` unless ``shape`` says otherwise. A named pipe
+        is spooled (see the module docstring); anything else but a regular file is refused as the scan's error."""
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            return cls(path, _refused(path, f"cannot read it ({exc.strerror or exc})"), shape)
+        if stat.S_ISFIFO(mode):
+            try:
+                stream = path.open("rb")  # blocks until the pipe has a writer, as reading a named pipe does
+            except OSError as exc:
+                return cls(path, _refused(path, f"cannot read it ({exc.strerror or exc})"), shape)
+            with stream:
+                return cls.from_stream(stream, path=path, shape=shape, check=check, batch_check=batch_check)
+        if not stat.S_ISREG(mode):
+            return cls(path, _refused(path, "not a regular file or a pipe"), shape)
+        problem = _unrecordable(path, "rename it, or give the input on standard input (-)")
+        if problem is not None:
+            return cls(path, _refused(path, problem), shape)
         if shape.base_dir is None:
             shape = replace(shape, base_dir=path.resolve().parent)
-        scan = scan_input(lambda: _read_lines(path), shape=shape, check=check, batch_check=batch_check)
+        try:
+            scan = scan_input(lambda: _read_lines(path), shape=shape, check=check, batch_check=batch_check)
+        except AttachmentError as exc:  # the input itself cannot be opened (permissions, swapped for a pipe)
+            return cls(path, _refused(path, str(exc).removeprefix(f"{path}: ")), shape)
         return cls(path, scan, shape)
+
+    @classmethod
+    def from_stream(
+        cls,
+        stream: BinaryIO,
+        *,
+        path: Path = Path("-"),
+        shape: LineShape = LineShape(),
+        check: DocumentCheck | None = None,
+        batch_check: LineCheck | None = None,
+    ) -> FileSource:
+        """Spool ``stream`` (standard input, a pipe) and scan the copy; relative ``files`` are found in the current
+        directory unless ``shape`` says otherwise."""
+        if shape.base_dir is None:
+            shape = replace(shape, base_dir=Path.cwd().resolve())
+        try:
+            spool = Spool(stream)
+        except OSError as exc:  # a read error, or no room for the copy
+            return cls(path, _refused(path, f"cannot keep a copy of it to read ({exc.strerror or exc})"), shape)
+        scan = scan_input(spool.lines, shape=shape, check=check, batch_check=batch_check)
+        return cls(path, scan, shape, spool)
 
     @property
     def count(self) -> int:
@@ -261,10 +330,66 @@ class FileSource:
     first_ordinal = 0
 
     def lines(self) -> Iterator[InputLine]:
-        return valid_lines(_read_lines(self.path), fmt=self.scan.format, shape=self.shape, skip=self.scan.invalid_lines)
+        raw = self.spool.lines() if self.spool is not None else _read_lines(self.path)
+        return valid_lines(raw, fmt=self.scan.format, shape=self.shape, skip=self.scan.invalid_lines)
 
     def describe(self) -> dict[str, Any]:
+        if self.spool is not None:  # nothing to read again: retry needs --input
+            return {"stream": True, **self.shape.describe()}
         return {"path": str(self.path.resolve()), **self.shape.describe()}
+
+
+class Spool:
+    """A stream's bytes in a private temporary file without a name (see the module docstring)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._file = tempfile.TemporaryFile(prefix="producer-input-")  # noqa: SIM115 - open while the spool lives
+        weakref.finalize(self, self._file.close)
+        while chunk := stream.read(SPOOL_CHUNK):
+            self._file.write(chunk)
+        self._file.flush()
+
+    def lines(self) -> Iterator[bytes]:
+        """The raw lines from the start (each call its own position, so passes may overlap)."""
+        return _bounded_lines(io.BufferedReader(_Positional(self), SPOOL_CHUNK))
+
+    def pread(self, size: int, offset: int) -> bytes:
+        return os.pread(self._file.fileno(), size, offset)
+
+
+class _Positional(io.RawIOBase):
+    """Reads a spool from the start at a position of its own (``pread``), whoever else reads it."""
+
+    def __init__(self, spool: Spool) -> None:
+        super().__init__()
+        self._spool = spool  # and keeps it open while this reads
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._spool.pread(len(view), self._offset)
+        view[: len(data)] = data
+        self._offset += len(data)
+        return len(data)
+
+
+def _unrecordable(path: Path, fix: str) -> str | None:
+    """Why the batch cannot record ``path`` (retry reads its input from there), or None."""
+    try:
+        os.path.realpath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return f"its path is not valid UTF-8, and a batch records where its input is: {fix}"
+    return None
+
+
+def _refused(path: Path, reason: str) -> InputScan:
+    """The scan of an input that cannot be read at all: one error, named by the input's path."""
+    scan = InputScan()
+    scan.add_error(LineError(0, reason, where=str(path)))
+    return scan
 
 
 @dataclass(frozen=True)
@@ -279,14 +404,34 @@ class FolderSource:
     glob: str
     scan: InputScan
     api: ApiKind = "responses"
+    max_text_bytes: int | None = None
+    """A text file over this many bytes is refused unread (the document byte limit; None: the API's 50 MB)."""
 
     @classmethod
     def open(
-        cls, root: Path, *, glob: str = "**/*", api: ApiKind = "responses", check: DocumentCheck | None = None
+        cls,
+        root: Path,
+        *,
+        glob: str = "**/*",
+        api: ApiKind = "responses",
+        check: DocumentCheck | None = None,
+        max_text_bytes: int | None = None,
     ) -> FolderSource:
+        """Scan the folder's files. Raises GlobError for a ``glob`` that cannot select files below ``root``."""
+        check_glob(glob)
         scan = InputScan(format="folder")
-        for number, entry in enumerate(folder_entries(root, glob), start=1):
-            result = _folder_line(number, entry, api)
+        source = cls(root, glob, scan, api, max_text_bytes)
+        problem = _unrecordable(root, "rename it")
+        if problem is not None:
+            scan.add_error(LineError(0, problem, where=str(root)))
+            return source
+        try:
+            entries = folder_entries(root, glob)
+        except AttachmentError as exc:
+            scan.add_error(LineError(0, str(exc), where=str(root)))
+            return source
+        for number, entry in enumerate(entries, start=1):
+            result = _folder_line(number, entry, api, max_text_bytes)
             if isinstance(result, InputLine) and check is not None and (reason := check(result)) is not None:
                 result = LineError(number, reason, where=entry.relative)
             if isinstance(result, LineError):
@@ -294,8 +439,8 @@ class FolderSource:
             else:
                 scan.count += 1
         if scan.count == 0 and scan.error_count == 0:
-            scan.add_error(LineError(0, f"no files under {root} match {glob!r}", where=str(root)))
-        return cls(root, glob, scan, api)
+            scan.add_error(LineError(0, f"no files under {shown_path(str(root))} match {glob!r}", where=str(root)))
+        return source
 
     @property
     def count(self) -> int:
@@ -307,7 +452,7 @@ class FolderSource:
         for number, entry in enumerate(folder_entries(self.root, self.glob), start=1):
             if number in self.scan.invalid_lines:
                 continue
-            result = _folder_line(number, entry, self.api)
+            result = _folder_line(number, entry, self.api, self.max_text_bytes)
             if isinstance(result, InputLine):
                 yield result
 
@@ -315,10 +460,15 @@ class FolderSource:
         return {"path": str(self.root.resolve()), "folder": True, "glob": self.glob}
 
 
-def _folder_line(number: int, entry: FolderEntry, api: ApiKind) -> InputLine | LineError:
+def _folder_line(number: int, entry: FolderEntry, api: ApiKind, max_text_bytes: int | None) -> InputLine | LineError:
     relative = entry.relative
     try:
-        text, attachments = read_folder_file(entry)
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        reason = "its name is not valid UTF-8 (its path below the folder is the line's custom_id): rename it"
+        return LineError(number, reason, where=shown_path(relative))
+    try:
+        text, attachments = read_folder_file(entry, max_text_bytes=max_text_bytes)
         check_together(attachments, api)
     except AttachmentError as exc:
         return LineError(number, str(exc), where=relative)
@@ -347,13 +497,35 @@ class MemorySource:
 
 
 def _read_lines(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        yield from handle
+    """The raw lines of a regular file (AttachmentError if it is not one, or no longer)."""
+    with open_regular(path, str(path)) as (fd, _size), open(fd, "rb", closefd=False) as handle:
+        yield from _bounded_lines(handle)
+
+
+def _bounded_lines(handle: BinaryIO) -> Iterator[bytes]:
+    """The lines of ``handle``; one longer than :data:`MAX_LINE_BYTES` is cut to its first ``MAX_LINE_BYTES + 1``
+    bytes (so it is known too long) and the rest of it skipped unread into memory."""
+    limit = MAX_LINE_BYTES
+    while line := handle.readline(limit + 1):
+        if len(line) > limit and not line.endswith(b"\n"):
+            while (rest := handle.readline(SPOOL_CHUNK)) and not rest.endswith(b"\n"):
+                pass
+        yield line
 
 
 def _objects(raw_lines: Iterable[bytes], scan: InputScan | None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) of every non-blank line that is a JSON object; the others are errors in ``scan``."""
     for number, raw in enumerate(raw_lines, start=1):
+        if len(raw) - raw.endswith(b"\n") > MAX_LINE_BYTES:
+            if scan is not None:
+                scan.add_error(
+                    LineError(
+                        number,
+                        f"longer than {MAX_LINE_BYTES:,} bytes "
+                        "(a line is one request: the API takes at most 512 MB per request)",
+                    )
+                )
+            continue
         if not raw.strip():
             continue
         try:
@@ -435,6 +607,7 @@ def _listed(value: Any, name: str) -> list[Any] | str:
 def _native_attachments(obj: dict[str, Any], shape: LineShape) -> tuple[LocalAttachment, ...] | str:
     """The line's attachments in field order (files, urls, file ids), or the reason one is refused."""
     found: list[LocalAttachment] = []
+    together = Together()
     try:
         for name, read in (
             (shape.files_field, _file_entry),
@@ -448,6 +621,8 @@ def _native_attachments(obj: dict[str, Any], shape: LineShape) -> tuple[LocalAtt
                 return entries
             for i, entry in enumerate(entries):
                 found.append(read(entry, f"{name}[{i}]", shape))
+                if together.over(found[-1].attachment):  # stop at the first one past a request's limits
+                    check_together(tuple(found), shape.api)
         check_together(tuple(found), shape.api)
     except AttachmentError as exc:
         return str(exc)
@@ -459,9 +634,11 @@ def _file_entry(entry: Any, shown: str, shape: LineShape) -> LocalAttachment:
     else cannot have us read, and send to the provider, any file this process can read."""
     if not isinstance(entry, str) or not entry.strip():
         raise AttachmentError(f"{shown}: a file is a path (a non-empty string)")
-    base = (shape.base_dir or Path.cwd()).resolve()
+    if "\x00" in entry:
+        raise AttachmentError(f"{shown} {entry!r}: a file name cannot contain a NUL character")
+    base = Path(os.path.realpath(shape.base_dir or Path.cwd()))
     path = base / entry
-    if not path.resolve().is_relative_to(base):
+    if not Path(os.path.realpath(path)).is_relative_to(base):  # realpath: a symlink loop is the open's error
         raise AttachmentError(
             f"{shown} {entry!r}: outside the input file's folder {base} (files are read from there, and below it)"
         )

@@ -5,14 +5,15 @@ and run again goes on where the last one stopped and enqueues nothing twice. A s
 another input is ``producer.resubmit``'s: compared line by line, refused unless ``--replace-changed`` or
 ``--append`` allows what differs.
 
-Before any of that, the preflight (``preflight_warnings``, ``document_check``): what a submit can tell about the
-batch without Redis or the API, so a mistake costs nothing: an unpriced model is warned about, and a line whose
-document is over the size limits (``schemas.input_limits``) is reported with its number like any other bad line.
+Before any of that, the preflight (``preflight_warnings``, ``preflight_error``, ``document_check``): what a submit
+can tell about the batch without Redis or the API, so a mistake costs nothing: an unpriced model is warned about, a
+schema and instructions that fill the context window on their own are refused once, and a line whose document is
+over the size limits (``schemas.input_limits``) is reported with its number like any other bad line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -25,7 +26,7 @@ from producer.indexer import OpenedBatch, adopt_input, index_lines, open_batch
 from producer.readers import DocumentCheck, InputLine, LineSource
 from producer.resubmit import apply_plan, matches_by_position, plan_resubmit, refusals
 from schemas.attachments import AttachMode, ImageDetail, attachment_tokens
-from schemas.input_limits import context_window, document_limits
+from schemas.input_limits import context_window, document_limits, prompt_too_large
 from schemas.jobs import ApiKind, BatchSpec, GenerationParams
 from schemas.models import RequestTier
 from schemas.registry import ExtractionSchema
@@ -65,6 +66,12 @@ def preflight_warnings(settings: ProducerSettings, model: str) -> list[str]:
             "EXTRACT_MAX_DOCUMENT_BYTES only (add it to EXTRACT_CONTEXT_WINDOWS)"
         )
     return warnings
+
+
+def preflight_error(spec: BatchSpec, settings: ProducerSettings) -> str | None:
+    """What makes every line of the batch fail, found before its lines are read: a schema and instructions that
+    fill the model's context window on their own (``schemas.input_limits.prompt_too_large``)."""
+    return prompt_too_large(spec, settings)
 
 
 def document_check(spec: BatchSpec, settings: ProducerSettings) -> DocumentCheck:
@@ -133,8 +140,10 @@ async def submit(
     on_opened: Callable[[OpenedBatch], None] | None = None,
     on_progress: ProgressHook | None = None,
     uploader: Uploader | None = None,
+    before_feed: Callable[[OpenedBatch], Awaitable[object]] | None = None,
 ) -> SubmitResult:
-    """Record the batch (or check it matches the known one), index its lines and feed them all.
+    """Record the batch (or check it matches the known one), index its lines and feed them all. ``before_feed`` is
+    awaited once the batch is recorded, before any line is indexed or fed (``producer.shadow.share_budget``).
 
     Raises ``ResubmitRefusedError`` (nothing written) when a known batch id comes with lines it cannot take.
     """
@@ -143,6 +152,8 @@ async def submit(
         opened = await open_batch(redis, keys, spec, lines=source.count, ttl_s=ttl_s, input_ref=source.describe())
         if on_opened is not None:
             on_opened(opened)
+        if before_feed is not None:
+            await before_feed(opened)
         if opened.created or await matches_by_position(redis, keys, opened.record, source):
             if not opened.created:
                 await adopt_input(redis, keys, opened.record, source.describe())

@@ -55,6 +55,7 @@ __all__ = [
     "document_limits",
     "estimate_input_tokens",
     "input_too_large",
+    "prompt_too_large",
 ]
 
 DEFAULT_CONTEXT_WINDOWS: dict[str, int] = {
@@ -126,6 +127,30 @@ def input_too_large(spec_or_model: BatchSpec | str, text: str, settings: CommonS
         A reason for the user, naming the limit and the setting that sets it; None if the document fits.
     """
     return document_limits(spec_or_model, settings)(text)
+
+
+def prompt_too_large(spec: BatchSpec, settings: CommonSettings) -> str | None:
+    """Why no document of the batch can be sent at all: its schema and instructions, with the message overhead,
+    already fill the model's context window. Checked once per batch before any line is read, so the batch's own
+    fault is reported once, blaming the schema, not once per line blaming each document.
+
+    Returns:
+        The reason, with the schema's and the instructions' share; None when a document has room (or no window is
+        known for the model).
+    """
+    window = context_window(spec.model, settings) or None
+    schema_json = _schema_json(spec.json_schema)
+    if window is None or _stable_bytes(spec.instructions, schema_json) + _FIXED_OVERHEAD < window:
+        return None  # a token is at least a byte: a document of one token still has room
+    schema_tokens, instruction_tokens = count_tokens(schema_json), count_tokens(spec.instructions)
+    tokens = schema_tokens + instruction_tokens + _FIXED_OVERHEAD
+    if tokens < window:
+        return None
+    return (
+        f"the schema ({schema_tokens:,} tokens) and the instructions ({instruction_tokens:,}) take about {tokens:,} "
+        f"input tokens of the {window:,}-token context window of {spec.model}, leaving none for a document "
+        "(EXTRACT_CONTEXT_WINDOWS): shorten the schema or the instructions, or choose a model with a larger window"
+    )
 
 
 DocumentLimits = Callable[..., str | None]

@@ -43,8 +43,10 @@ from pydantic.errors import PydanticUserError
 
 from schemas.builtin import BUILTIN_SCHEMAS
 from schemas.strict import (
+    MAX_NESTING_LEVELS,
     SchemaError,
     canonical_schema_json,
+    check_json_depth,
     drop_nulls_for_optional,
     schema_name,
     to_local_validation_schema,
@@ -339,20 +341,31 @@ def _from_file(path: Path) -> ExtractionSchema:
         raise UnknownSchemaError(
             f"JSON Schema file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from None
+    except RecursionError:  # thousands of nested brackets: the parser's own recursion gives up
+        raise SchemaError(_too_deep(path)) from None
     if not isinstance(raw, dict):
         raise SchemaError(f"JSON Schema file {path}: the root must be a JSON object, found {_json_kind(raw)}")
     try:
+        check_json_depth(raw)  # before the validator, which recurses once per level
         Draft202012Validator.check_schema(raw)
+        strict = to_strict_json_schema(raw)
     except jsonschema.SchemaError as exc:
         location = _json_path(exc.absolute_path)
         raise SchemaError(f"JSON Schema file {path} is not a valid JSON Schema at {location}: {exc.message}") from None
-    try:
-        strict = to_strict_json_schema(raw)
     except SchemaError as exc:
         raise SchemaError(f"JSON Schema file {path}: {exc}") from exc
+    except RecursionError:  # a backstop: the depth guard above should keep every schema from getting here
+        raise SchemaError(_too_deep(path)) from None
     title = raw.get("title")
     name = schema_name(title if isinstance(title, str) and title.strip() else path.stem)
     return ExtractionSchema(ref=f"file:{name}", name=name, json_schema=strict, source_schema=raw, model=None)
+
+
+def _too_deep(path: Path) -> str:
+    return (
+        f"JSON Schema file {path} nests too deeply to read; strict mode accepts at most {MAX_NESTING_LEVELS} levels "
+        "of objects"
+    )
 
 
 @functools.cache

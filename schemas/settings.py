@@ -289,7 +289,7 @@ class ProducerSettings(CommonSettings):
     temperature: float | None = Field(default=None, ge=0, le=2)
     budget_tokens: int | None = Field(default=None, ge=1)
     """The most tokens (input + output) the batch may be billed, enforced across the fleet (``store.budget``)."""
-    budget_usd: float | None = Field(default=None, gt=0)
+    budget_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     """The most the batch may cost, at the prices of ``schemas.pricing`` (``store.budget``)."""
     reasoning_effort: Effort | None = None
     service_tier: RequestTier | None = None

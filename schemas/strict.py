@@ -37,6 +37,10 @@ Rules (each chosen so the result is accepted by the API and validates the same d
 * **Tuples.** Strict mode has no ``prefixItems``; a tuple becomes an array whose ``items`` is the ``anyOf`` of its
   element schemas (one schema when all elements agree), keeping ``minItems``/``maxItems``. Positions are then
   checked by the pydantic model when there is one.
+* **Nesting.** A schema whose objects nest more than :data:`MAX_NESTING_LEVELS` (10) levels deep, counted by
+  :func:`object_nesting` through ``$ref`` targets, raises :class:`SchemaError` naming the deepest path: the API would
+  refuse it on every call. A document nested deeper than :data:`MAX_JSON_DEPTH` as JSON is refused before anything
+  recursive reads it (:func:`check_json_depth`), so a generated or hostile file is one error, not a RecursionError.
 * **Unrepresentable schemas raise.** Free-form mappings (``dict[str, X]``: an object without ``properties``),
   schemas without a type (``typing.Any``), arrays without ``items``, non-local ``$ref`` and non-object roots raise
   :class:`SchemaError` rather than silently producing a schema that loses data.
@@ -73,11 +77,15 @@ import orjson
 
 __all__ = [
     "LOCAL_ONLY_KEYWORDS",
+    "MAX_JSON_DEPTH",
+    "MAX_NESTING_LEVELS",
     "SUPPORTED_FORMATS",
     "SchemaError",
     "canonical_schema_json",
+    "check_json_depth",
     "drop_nulls_for_optional",
     "local_constraints",
+    "object_nesting",
     "schema_name",
     "to_local_validation_schema",
     "to_strict_json_schema",
@@ -93,6 +101,18 @@ SUPPORTED_FORMATS = frozenset({"date-time", "time", "date", "duration", "email",
 
 LOCAL_ONLY_KEYWORDS = ("minLength", "maxLength", "uniqueItems")
 """Constraints the API refuses in a strict schema: left out of what is sent, kept in what our validator checks."""
+
+MAX_NESTING_LEVELS = 10
+"""Levels of objects a strict schema may nest: OpenAI's Structured Outputs guide ("Supported schemas", as quoted in
+``OPENAI-FACTS.md`` section 7) allows 10; its 2024 copy allowed 5, and the API's refusal then read "6 levels of
+nesting exceeds limit of 5" (tidyverse/ellmer#671). Counted in objects, as :func:`object_nesting` does: the guide does
+not say what a level is, and counting every subschema (``anyOf`` wrappers, arrays) would refuse ordinary nullable
+nested models the API accepts."""
+
+MAX_JSON_DEPTH = 64
+"""How deep a schema document may nest as JSON (objects and arrays) before anything recursive reads it. A schema
+within :data:`MAX_NESTING_LEVELS` stays far below it (about four JSON levels per object level, with nullable unions);
+a far deeper one -- generated or hostile -- would exhaust Python's recursion in the JSON Schema validator."""
 
 _JSON_TYPES = frozenset({"string", "number", "integer", "boolean", "object", "array", "null"})
 _NUMERIC_KEYWORDS = (
@@ -190,9 +210,74 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def check_json_depth(document: Any) -> None:
+    """Raise :class:`SchemaError` when ``document`` nests deeper than :data:`MAX_JSON_DEPTH` as JSON. Iterative: it
+    is the guard that runs before anything recursive (the validator, the conversion) sees the document."""
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise SchemaError(
+                f"the schema nests more than {MAX_JSON_DEPTH} levels deep as JSON; strict mode accepts at most "
+                f"{MAX_NESTING_LEVELS} levels of objects"
+            )
+        children = node.values() if isinstance(node, Mapping) else node if isinstance(node, list) else ()
+        pending.extend((child, depth + 1) for child in children if isinstance(child, Mapping | list))
+
+
+def object_nesting(schema: Mapping[str, Any]) -> tuple[int, str]:
+    """How many levels of objects a strict schema nests, and the path to the deepest: ``(3, "a.b[]")``.
+
+    The root object is level 1; an object in a property, in an array's ``items`` or in a union branch of an object is
+    one level deeper. A ``$ref`` counts as its target, except a recursive one (the API accepts recursion: it ends the
+    count there). The walk stops as soon as it passes :data:`MAX_NESTING_LEVELS`, and expands each definition at most
+    once per level, so a wide or hostile schema costs no more than a walk per level.
+    """
+    deepest, where = 0, "<root>"
+    expanded: dict[str, int] = {}
+    pending: list[tuple[Any, int, str, frozenset[str]]] = [(schema, 0, "", frozenset({"#"}))]
+    while pending:
+        node, level, path, refs = pending.pop()
+        if not isinstance(node, Mapping):
+            continue
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            target = _try_resolve(schema, ref)
+            if target is None or ref in refs or expanded.get(ref, -1) >= level:
+                continue
+            expanded[ref] = level
+            pending.append((target, level, path, refs | {ref}))
+            continue
+        declared = node.get("type")
+        if declared == "object" or (isinstance(declared, list) and "object" in declared) or "properties" in node:
+            level += 1
+            if level > deepest:
+                deepest, where = level, path or "<root>"
+                if deepest > MAX_NESTING_LEVELS:
+                    break
+        for name, sub in _mapping_or_empty(node.get("properties")).items():
+            pending.append((sub, level, f"{path}.{name}" if path else str(name), refs))
+        pending.append((node.get("items"), level, f"{path}[]", refs))
+        for keyword in ("anyOf", "oneOf"):
+            branches = node.get(keyword)
+            if isinstance(branches, list):
+                pending.extend((branch, level, path, refs) for branch in branches)
+    return deepest, where
+
+
+def _check_nesting(schema: Mapping[str, Any]) -> None:
+    levels, where = object_nesting(schema)
+    if levels > MAX_NESTING_LEVELS:
+        raise SchemaError(
+            f"{where}: the schema nests {levels} levels of objects here; strict mode accepts at most "
+            f"{MAX_NESTING_LEVELS} levels (OpenAI Structured Outputs limits): flatten it"
+        )
+
+
 def _convert_root(schema: Mapping[str, Any], *, keep_local: bool) -> dict[str, Any]:
     if not isinstance(schema, Mapping):
         raise SchemaError(f"a JSON Schema must be a JSON object, got {type(schema).__name__}")
+    check_json_depth(schema)
     converter = _Converter(schema, keep_local=keep_local)
     root = converter.deref_and_flatten(schema, "<root>")
     _check_root_is_object(root)
@@ -203,6 +288,7 @@ def _convert_root(schema: Mapping[str, Any], *, keep_local: bool) -> dict[str, A
     for key, converted in defs.items():
         if converted:
             body[key] = converted
+    _check_nesting(body)
     return body
 
 

@@ -6,11 +6,18 @@ the file expires (``expires_after``, or the 30 days the Files API gives ``purpos
 types it as a plain integer, so it is left out rather than sent as null. An expired file is gone, as if deleted.
 ``GET /_sim/files`` (:meth:`FileStore.snapshot`) shows what is stored and how many times each content (by sha256)
 was uploaded, so a test can tell a client that uploads a document once from one that uploads it per request.
+
+``GET /v1/files`` lists them as the API does (:meth:`FileStore.page`): newest first by default, ``purpose`` filter,
+``limit`` 1-10,000, ``after`` cursor. A test can **hold** uploads (:meth:`FileStore.set_hold`, ``POST
+/_sim/files/hold``): each upload is stored, then its answer waits until the hold is lifted -- the provider has the
+file and the client never learns its id, which is what a client killed mid-upload leaves behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
 import secrets
 import string
 import time
@@ -28,6 +35,8 @@ EXPIRES_AFTER_MAX_S = 2_592_000
 BATCH_DEFAULT_EXPIRY_S = 2_592_000
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 """The Files API's per-file limit ("Individual files can be up to 512 MB")."""
+LIST_LIMIT_MAX = 10_000
+"""``GET /v1/files``: "Limit can range between 1 and 10,000, and the default is 10,000"."""
 
 
 def new_file_id() -> str:
@@ -43,6 +52,8 @@ class StoredFile:
     sha256: str
     created_at: int
     expires_at: int | None
+    seq: int = 0
+    """Order of creation: files of one second keep it in listings."""
 
     def object(self) -> dict[str, Any]:
         """The ``OpenAIFile`` object the API answers with."""
@@ -66,11 +77,30 @@ class FileStore:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._files: dict[str, StoredFile] = {}
+        self._seq = itertools.count()
         self.uploads_per_sha256: Counter[str] = Counter()
+        self._released = asyncio.Event()
+        self._released.set()
 
     def clear(self) -> None:
         self._files.clear()
         self.uploads_per_sha256.clear()
+        self.set_hold(False)
+
+    @property
+    def held(self) -> bool:
+        return not self._released.is_set()
+
+    def set_hold(self, hold: bool) -> None:
+        """Hold the answers of uploads from now on (True), or answer every held one now and stop holding (False)."""
+        if hold:
+            self._released.clear()
+        else:
+            self._released.set()
+
+    async def released(self) -> None:
+        """Return once uploads are not held (at once, unless :meth:`set_hold` held them)."""
+        await self._released.wait()
 
     def add(self, filename: str, purpose: str, data: bytes, expires_after_s: int | None = None) -> StoredFile:
         created_at = int(self._clock())
@@ -85,6 +115,7 @@ class FileStore:
             sha256=digest,
             created_at=created_at,
             expires_at=None if expires_after_s is None else created_at + expires_after_s,
+            seq=next(self._seq),
         )
         self._files[stored.id] = stored
         self.uploads_per_sha256[digest] += 1
@@ -100,6 +131,22 @@ class FileStore:
 
     def delete(self, file_id: str) -> bool:
         return self.get(file_id) is not None and self._files.pop(file_id, None) is not None
+
+    def page(
+        self, *, purpose: str | None = None, limit: int = LIST_LIMIT_MAX, order: str = "desc", after: str | None = None
+    ) -> tuple[list[StoredFile], bool] | None:
+        """One page of ``GET /v1/files``: (files, has_more) by ``created_at`` in ``order``, those after the file
+        ``after`` names; None when ``after`` names no stored file."""
+        files = [f for f in list(self._files.values()) if self.get(f.id) is not None]
+        if purpose is not None:
+            files = [f for f in files if f.purpose == purpose]
+        files.sort(key=lambda f: (f.created_at, f.seq), reverse=order == "desc")
+        if after is not None:
+            at = next((i for i, f in enumerate(files) if f.id == after), None)
+            if at is None:
+                return None
+            files = files[at + 1 :]
+        return files[:limit], len(files) > limit
 
     def snapshot(self) -> dict[str, Any]:
         """What ``GET /_sim/files`` shows: the stored files (no content) and upload counts per sha256."""

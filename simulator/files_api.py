@@ -1,11 +1,16 @@
-"""The Files API routes: ``POST /v1/files``, ``GET``/``DELETE /v1/files/{file_id}``, ``GET …/content``, and
-``GET /_sim/files``.
+"""The Files API routes: ``POST``/``GET /v1/files``, ``GET``/``DELETE /v1/files/{file_id}``, ``GET …/content``, and
+``GET /_sim/files`` and ``POST /_sim/files/hold`` for tests.
 
 Uploads are ``multipart/form-data`` with ``file`` and ``purpose`` (one of :data:`~simulator.files.PURPOSES`) and,
 optionally, ``expires_after[anchor]=created_at`` with ``expires_after[seconds]`` between 3600 and 2592000. They
 count against no rate limit and bill nothing, but every Files call is in the request log (the upload's entry has
 ``purpose``, ``filename``, ``bytes`` and ``sha256`` as its body, not the bytes). An unknown id is the API's 404
 ``"No such File object: <id>"`` (``param: "id"``, as the openai-dotnet tests quote it).
+
+``GET /v1/files`` is the spec's ``listFiles``: ``purpose``, ``limit`` (1-10,000, default 10,000), ``order``
+(``asc``/``desc``, default ``desc``) and ``after`` (a file id: the page starts after it), answered as
+``ListFilesResponse``. ``POST /_sim/files/hold`` with ``{"hold": true}`` holds the answer of every upload after
+storing it, until ``{"hold": false}`` (or ``/_sim/reset``) answers them all (``simulator.files``).
 """
 
 from __future__ import annotations
@@ -15,17 +20,26 @@ import asyncio
 from aiohttp import web
 
 from simulator.errors import ApiError, invalid_request, missing_parameter
-from simulator.files import EXPIRES_AFTER_MAX_S, EXPIRES_AFTER_MIN_S, MAX_UPLOAD_BYTES, PURPOSES, StoredFile
+from simulator.files import (
+    EXPIRES_AFTER_MAX_S,
+    EXPIRES_AFTER_MIN_S,
+    LIST_LIMIT_MAX,
+    MAX_UPLOAD_BYTES,
+    PURPOSES,
+    StoredFile,
+)
 from simulator.replies import authorize, error_response, json_response, request_id
 from simulator.state import STATE_KEY, SimulatorState
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/files", _create)
+    app.router.add_get("/v1/files", _list)
     app.router.add_get("/v1/files/{file_id}", _retrieve)
     app.router.add_delete("/v1/files/{file_id}", _delete)
     app.router.add_get("/v1/files/{file_id}/content", _content)
     app.router.add_get("/_sim/files", _list_for_tests)
+    app.router.add_post("/_sim/files/hold", _hold)
 
 
 def not_found(file_id: str) -> ApiError:
@@ -46,6 +60,7 @@ async def _create(request: web.Request) -> web.StreamResponse:
         _log(state, request, "files.create", exc.status, logged)
         return error_response(exc)
     _log(state, request, "files.create", 200, logged)
+    await state.files.released()  # stored; a held upload's client learns its id only when the hold is lifted
     return json_response(stored.object())
 
 
@@ -99,6 +114,59 @@ def _expires_after(anchor: object, seconds: object) -> int | None:
     return value
 
 
+async def _list(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    query = request.query
+    logged = dict(query)
+    try:
+        authorize(request, state.config.require_api_key)
+        limit = _list_limit(query.get("limit"))
+        order = query.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise invalid_request(
+                f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.",
+                param="order",
+                code="invalid_value",
+            )
+        after = query.get("after")
+        page = state.files.page(purpose=query.get("purpose"), limit=limit, order=order, after=after)
+        if page is None:
+            raise ApiError(404, f"No such File object: {after}", param="after")
+    except ApiError as exc:
+        _log(state, request, "files.list", exc.status, logged)
+        return error_response(exc)
+    _log(state, request, "files.list", 200, logged)
+    files, has_more = page
+    return json_response(
+        {
+            "object": "list",
+            "data": [stored.object() for stored in files],
+            "first_id": files[0].id if files else None,
+            "last_id": files[-1].id if files else None,
+            "has_more": has_more,
+        }
+    )
+
+
+def _list_limit(raw: str | None) -> int:
+    if raw is None:
+        return LIST_LIMIT_MAX
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise invalid_request(
+            "Invalid type for 'limit': expected an integer.", param="limit", code="invalid_type"
+        ) from None
+    if not 1 <= limit <= LIST_LIMIT_MAX:
+        raise invalid_request(
+            f"Invalid 'limit': integer out of range. Expected a value between 1 and {LIST_LIMIT_MAX}, but got {limit} "
+            "instead.",
+            param="limit",
+            code="invalid_value",
+        )
+    return limit
+
+
 async def _lookup(request: web.Request, endpoint: str) -> tuple[SimulatorState, StoredFile | web.Response]:
     """The file the path names, or the error response to send (already logged)."""
     state = request.app[STATE_KEY]
@@ -138,3 +206,14 @@ async def _content(request: web.Request) -> web.StreamResponse:
 async def _list_for_tests(request: web.Request) -> web.StreamResponse:
     """What is stored (no content) and how many uploads each content (sha256) had since the last reset."""
     return json_response(request.app[STATE_KEY].files.snapshot())
+
+
+async def _hold(request: web.Request) -> web.StreamResponse:
+    """``{"hold": true}``: answer no upload until ``{"hold": false}`` (each is stored first). Answers the state."""
+    files = request.app[STATE_KEY].files
+    body = await request.json()
+    hold = body.get("hold") if isinstance(body, dict) else None
+    if not isinstance(hold, bool):
+        return error_response(invalid_request("'hold' must be true or false.", param="hold"))
+    files.set_hold(hold)
+    return json_response({"hold": files.held})

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from schemas.jobs import BatchSpec
 from schemas.results import Usage
-from store.budget import MICRO, BudgetState
+from store.budget import MICRO, SHADOW_PART_LUA, BudgetSplit, BudgetState, split_from
 from store.fields import F
 from store.keys import BatchKeys, Keys
 from store.queue import REMOVE_WAITING, batch_job_ids, job_key
@@ -54,18 +54,30 @@ local function reopen_batch()
 end
 """
 
-# KEYS: BatchKeys, then the batches index. ARGV: spec JSON, lines, ttl ms, input JSON, created_at, created ms, id,
-# budget micro-dollars and budget tokens ("" = none: ``store.budget``).
-# Returns 1 when this call created the batch, 0 when it existed (the caller compares the stored spec).
+# KEYS: BatchKeys, then the batches index, then (a shadow batch: ARGV[10] is "1") its main batch's record.
+# ARGV: spec JSON, lines, ttl ms, input JSON, created_at, created ms, id, budget micro-dollars and budget tokens
+# ("" = none: ``store.budget``), "1" for a shadow batch. A shadow batch is created only while its main batch is there
+# and not cancelled (checked in this step, so a ``cancel`` of the main batch either sees the shadow or keeps it from
+# being made), and takes its part of the main batch's budget (``store.budget.SHADOW_PART_LUA``).
+# Returns 1 when this call created the batch, 0 when it existed (the caller compares the stored spec), -2 when the
+# main batch of a new shadow is cancelled, -3 when it is gone.
 CREATE = LuaScript(
     "create_batch",
-    """
-if redis.call('HSETNX', KEYS[1], '$SPEC', ARGV[1]) == 0 then return 0 end
+    SHADOW_PART_LUA
+    + """
+if redis.call('HEXISTS', KEYS[1], '$SPEC') == 1 then return 0 end
+if ARGV[10] == '1' then
+  local main = redis.call('HMGET', KEYS[$NEXT_KEY + 1], '$SPEC', '$CANCELLED_AT')
+  if not main[1] then return -3 end
+  if main[2] then return -2 end
+end
+redis.call('HSET', KEYS[1], '$SPEC', ARGV[1])
 redis.call('HSET', KEYS[1], '$LINES', ARGV[2], '$INDEXED', 0, '$FED', 0, '$QUEUED', 0, '$DONE', 0,
   '$SUCCEEDED', 0, '$FAILED', 0, '$CANCELLED', 0, '$RETRIED', 0, '$REPLACED', 0, '$TTL_MS', ARGV[3],
   '$INPUT', ARGV[4], '$CREATED_AT', ARGV[5], '$CREATED_MS', ARGV[6])
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], '$BUDGET_MICRO_USD', ARGV[8]) end
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], '$BUDGET_TOKENS', ARGV[9]) end
+if ARGV[10] == '1' then shadow_budget(KEYS[1], KEYS[$NEXT_KEY + 1]) end
 redis.call('ZADD', KEYS[$NEXT_KEY], ARGV[6], ARGV[7])
 return 1
 """,
@@ -88,6 +100,10 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('EXISTS', KEYS[2]), live_work
 
 class BatchNotFoundError(LookupError):
     """No record for this batch id under this prefix (never submitted, deleted, or expired)."""
+
+
+class MainBatchCancelledError(RuntimeError):
+    """A shadow batch is not created: its main batch was cancelled (``CREATE``)."""
 
 
 def not_found_message(batch_id: str) -> str:
@@ -134,6 +150,8 @@ class BatchRecord:
     paused_at: str | None = None
     budget: BudgetState | None = None
     """The budgets in force and what counts against them (``store.budget``); None for a batch without any."""
+    budget_split: BudgetSplit | None = None
+    """A batch with a shadow: how the two share the budget given to it (``store.budget``)."""
     calibration_raw_input: int = 0
     """The uncalibrated input estimates of its answered calls, summed; with ``calibration_input`` (what the provider
     counted for them) it calibrates ``producer estimate``."""
@@ -192,6 +210,7 @@ class BatchRecord:
                 "input_tokens": self.possibly_billed_input_tokens,
             },
             "budget": dataclasses.asdict(self.budget) if self.budget is not None else None,
+            "budget_split": dataclasses.asdict(self.budget_split) if self.budget_split is not None else None,
         }
 
 
@@ -236,6 +255,7 @@ def parse_record(batch_id: str, raw: dict[bytes, bytes]) -> BatchRecord:
         paused=text(F.PAUSED),
         paused_at=text(F.PAUSED_AT),
         budget=_budget(fields),
+        budget_split=split_from(fields),
         calibration_raw_input=count(F.CALIBRATION_RAW_INPUT),
         calibration_input=count(F.CALIBRATION_INPUT),
     )
@@ -301,9 +321,12 @@ class BatchStore:
     async def create(
         self, spec: BatchSpec, *, lines: int, ttl_ms: int, input_ref: dict[str, Any] | None, created_ms: int
     ) -> bool:
-        """Record a new batch; False (nothing written) when the id already has a record."""
+        """Record a new batch; False (nothing written) when the id already has a record. A shadow batch whose main
+        batch is cancelled raises ``MainBatchCancelledError``, one whose main batch is gone ``BatchNotFoundError``."""
+        main = spec.shadow_of
+        keys = [*self.keys_of(spec.batch_id), self._keys.batches]
         created = await self._create(
-            [*self.keys_of(spec.batch_id), self._keys.batches],
+            keys if main is None else [*keys, self.keys_of(main).record],
             [
                 spec.model_dump_json(),
                 lines,
@@ -314,8 +337,13 @@ class BatchStore:
                 spec.batch_id,
                 "" if spec.budget_usd is None else round(spec.budget_usd * 1_000_000),
                 "" if spec.budget_tokens is None else spec.budget_tokens,
+                "0" if main is None else "1",
             ],
         )
+        if created == -2:
+            raise MainBatchCancelledError(f"batch {main!r} was cancelled: its shadow {spec.batch_id!r} is not made")
+        if created == -3:
+            raise BatchNotFoundError(f"{not_found_message(str(main))}: its shadow batch {spec.batch_id!r} is not made")
         return bool(created)
 
     async def set_input(self, batch_id: str, input_ref: dict[str, Any]) -> None:

@@ -9,8 +9,8 @@ Two hashes per batch (``BatchKeys.blobs``, ``BatchKeys.uploads``), both keyed by
   finished batch's none. A line fed again (``retry``) has its bytes stored again first. A line whose bytes are not
   there (a ``retry`` that raced the batch's completion) fails with a message saying to retry it.
 * **uploads** (``--attach upload``): the provider's ``file_id`` of each content the producer uploaded, so a
-  resubmit, a ``retry`` or another line with the same content never uploads it again, and ``producer delete``
-  knows what to delete at the provider. It lives and expires with the batch's other keys.
+  resubmit, a ``retry`` or another line with the same content never uploads it again. It is ``store.uploads``'s: the
+  intents written before each upload, and the files sets that outlive the batch so its files are deleted with it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from redis.asyncio import Redis
 
 from store.keys import BatchKeys
-from store.redis_typing import awaited
 from store.scripts import RoundTrip, Slot
 
 
@@ -40,18 +39,3 @@ class BlobStore:
     def queue_get(self, trip: RoundTrip, keys: BatchKeys, contents: Sequence[str]) -> Slot[list[bytes | None]]:
         """The bytes of each content, None where missing."""
         return trip.command("HMGET", keys.blobs, *contents, parse=lambda raw: list(raw))
-
-    async def uploaded(self, keys: BatchKeys, contents: Sequence[str]) -> dict[str, str]:
-        """The file ids already uploaded for these contents."""
-        if not contents:
-            return {}
-        found = await awaited(self._redis.hmget(keys.uploads, list(contents)))
-        return {c: v.decode() for c, v in zip(contents, found, strict=True) if v is not None}
-
-    async def note_uploaded(self, keys: BatchKeys, file_ids: Mapping[str, str]) -> None:
-        if file_ids:
-            await awaited(self._redis.hset(keys.uploads, mapping=dict(file_ids)))
-
-    async def all_uploaded(self, keys: BatchKeys) -> dict[str, str]:
-        raw = await awaited(self._redis.hgetall(keys.uploads))
-        return {k.decode(): v.decode() for k, v in raw.items()}

@@ -21,10 +21,22 @@ A batch without a budget reserves nothing (its calls' worst cases are not kept),
 its first call, so a budget set later by ``producer budget`` counts what was spent before it. Amounts are integers:
 micro-dollars (a price in USD per million tokens times tokens is micro-dollars) and tokens.
 ``producer budget BATCH --usd X --tokens N`` sets the budgets and, when the batch was paused by its budget, resumes it.
+
+**A batch and its shadow** (``producer.shadow``) share the budget given to the main batch, split between them once,
+at submit, in proportion to their estimates (``producer.estimate``: dollars by estimated cost, tokens by estimated
+tokens). The main record keeps the shadow's shares (``SHADOW_SHARE_*``) and the whole (``GROUP_BUDGET_*``); each
+record's own ``BUDGET_*`` is its part, enforced by the scripts above exactly as for any batch. ``SPLIT_BUDGET``
+records the shares and gives both their parts in one step (``producer budget MAIN`` splits a new whole by the same
+shares and lifts a budget pause on both); a shadow recorded later takes its part as it is created
+(``SHADOW_PART_LUA``, in ``store.batches.CREATE``). A part is never 0 ("none"): the shadow's is at least 1 and the
+main's the rest. Split rather than pooled because each batch's calls reserve and settle against their own record
+(``store.accounts``); the cost is that an estimate that is off pauses one batch while the other has budget left:
+``producer budget MAIN`` with a larger whole goes on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -68,22 +80,84 @@ local function budget_settle(wm, wt, am, at)
 end
 """
 
+# Lua functions: lifting a budget pause, and the parts of a budget given to a batch and its shadow.
+_LIFT_LUA = """
+local function lift_budget_pause(record)
+  -- the pause reason lifted ('' if the batch was not paused by its budget)
+  local reason = redis.call('HGET', record, '$PAUSED') or ''
+  if string.find(reason, 'budget reached', 1, true) then
+    redis.call('HDEL', record, '$PAUSED', '$PAUSED_AT')
+    return reason
+  end
+  return ''
+end
+"""
+
+SHADOW_PART_LUA = """
+local function budget_parts(whole, share)
+  -- {the main batch's part, the shadow's}: the shadow's share, at least 1, the main's the rest (never 0 = none)
+  if whole < 2 then return {whole, whole} end
+  local part = math.floor(whole * share + 0.5)
+  if part < 1 then part = 1 elseif part > whole - 1 then part = whole - 1 end
+  return {whole - part, part}
+end
+local function shadow_budget(record, main)
+  -- a shadow batch being recorded (record) takes its part of the budget given to its main batch (main)
+  local m = redis.call('HMGET', main, '$GROUP_BUDGET_MICRO_USD', '$GROUP_BUDGET_TOKENS', '$SHADOW_SHARE_USD',
+    '$SHADOW_SHARE_TOKENS')
+  for i, own in ipairs({'$BUDGET_MICRO_USD', '$BUDGET_TOKENS'}) do
+    if m[i] and m[i + 2] then
+      redis.call('HSET', record, own, string.format('%d', budget_parts(tonumber(m[i]), tonumber(m[i + 2]))[2]))
+    end
+  end
+end
+"""
+
 # KEYS: batch record. ARGV: budget micro-dollars ("" = leave, "0" = none), budget tokens (the same). Returns the
 # pause reason it lifted ("" if the batch was not paused by its budget); -1 when the batch is gone.
 SET_BUDGET = LuaScript(
     "budget_set",
-    """
+    _LIFT_LUA
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 for i, field in ipairs({'$BUDGET_MICRO_USD', '$BUDGET_TOKENS'}) do
   if ARGV[i] == '0' then redis.call('HDEL', KEYS[1], field)
   elseif ARGV[i] ~= '' then redis.call('HSET', KEYS[1], field, ARGV[i]) end
 end
-local reason = redis.call('HGET', KEYS[1], '$PAUSED') or ''
-if string.find(reason, 'budget reached', 1, true) then
-  redis.call('HDEL', KEYS[1], '$PAUSED', '$PAUSED_AT')
-  return reason
+return lift_budget_pause(KEYS[1])
+""",
+    F.lua_names(),
+)
+
+# KEYS: the main batch's record, its shadow's (which may not exist yet). ARGV: the whole budget in micro-dollars
+# ("" = leave, "0" = none), in tokens (the same); the shadow's shares of each, recorded unless the main batch has
+# shares already; "1" to do nothing at all when it had (a submit run again keeps a split made since). Gives each
+# record its part of each whole and lifts a budget pause on both. Returns {1, the main's pause lifted, the shadow's}
+# ("" = none); {0, "", ""} when it did nothing; {-1, "", ""} when the main batch is gone.
+SPLIT_BUDGET = LuaScript(
+    "budget_split",
+    _LIFT_LUA
+    + SHADOW_PART_LUA
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, '', ''} end
+local fresh = redis.call('HSETNX', KEYS[1], '$SHADOW_SHARE_USD', ARGV[3])
+redis.call('HSETNX', KEYS[1], '$SHADOW_SHARE_TOKENS', ARGV[4])
+if fresh == 0 and ARGV[5] == '1' then return {0, '', ''} end
+local shadow = redis.call('EXISTS', KEYS[2]) == 1
+local shares = redis.call('HMGET', KEYS[1], '$SHADOW_SHARE_USD', '$SHADOW_SHARE_TOKENS')
+local fields = {{'$GROUP_BUDGET_MICRO_USD', '$BUDGET_MICRO_USD'}, {'$GROUP_BUDGET_TOKENS', '$BUDGET_TOKENS'}}
+for i = 1, 2 do
+  local whole, own = fields[i][1], fields[i][2]
+  if ARGV[i] == '0' then
+    redis.call('HDEL', KEYS[1], whole, own)
+    if shadow then redis.call('HDEL', KEYS[2], own) end
+  elseif ARGV[i] ~= '' then
+    local parts = budget_parts(tonumber(ARGV[i]), tonumber(shares[i]))
+    redis.call('HSET', KEYS[1], whole, ARGV[i], own, string.format('%d', parts[1]))
+    if shadow then redis.call('HSET', KEYS[2], own, string.format('%d', parts[2])) end
+  end
 end
-return ''
+return {1, lift_budget_pause(KEYS[1]), shadow and lift_budget_pause(KEYS[2]) or ''}
 """,
     F.lua_names(),
 )
@@ -99,13 +173,94 @@ class BudgetState:
     reserved_tokens: int
 
 
+@dataclass(frozen=True)
+class BudgetSplit:
+    """How a batch with a shadow shares its budget with it (the main batch's record says)."""
+
+    shadow_share_usd: float
+    """The shadow's share of a dollar budget (its estimated cost over both batches')."""
+    shadow_share_tokens: float
+    group_usd: float | None
+    """The dollar budget given to the two together (None: none); each batch's own part is its ``BudgetState``."""
+    group_tokens: int | None
+
+
+def split_from(fields: Mapping[str, bytes]) -> BudgetSplit | None:
+    """The split a batch record holds (None: the batch shares no budget with a shadow)."""
+    usd, tokens = fields.get(F.SHADOW_SHARE_USD), fields.get(F.SHADOW_SHARE_TOKENS)
+    if usd is None or tokens is None:
+        return None
+    group_usd, group_tokens = fields.get(F.GROUP_BUDGET_MICRO_USD), fields.get(F.GROUP_BUDGET_TOKENS)
+    return BudgetSplit(
+        shadow_share_usd=float(usd),
+        shadow_share_tokens=float(tokens),
+        group_usd=int(group_usd) / MICRO if group_usd is not None else None,
+        group_tokens=int(group_tokens) if group_tokens is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class Shares:
+    """The shadow's shares of the budgets (0 < share < 1)."""
+
+    usd: float
+    tokens: float
+
+
+@dataclass(frozen=True)
+class Lifted:
+    """What ``split`` did: whether it split (False: shares were recorded before and ``only_if_new``), and the budget
+    pauses it lifted (None: not paused by the budget)."""
+
+    split: bool
+    main: str | None
+    shadow: str | None
+
+
 def micro_usd(usd: float) -> int:
     return round(usd * MICRO)
+
+
+def _budget_arg(value: float | int | None, *, usd: bool) -> str:
+    if value is None:
+        return ""
+    return str(micro_usd(value) if usd else int(value))
+
+
+def _text(raw: object) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 class BudgetStore:
     def __init__(self, redis: Redis) -> None:
         self._set = SET_BUDGET.bind(redis)
+        self._split = SPLIT_BUDGET.bind(redis)
+
+    async def split(
+        self,
+        main: BatchKeys,
+        shadow: BatchKeys,
+        *,
+        usd: float | None,
+        tokens: int | None,
+        shares: Shares,
+        only_if_new: bool = False,
+    ) -> Lifted | None:
+        """Give a batch and its shadow their parts of the budgets given to the two (0 removes one), by the shares the
+        main record holds (``shares`` are recorded when it holds none). None when the main batch is gone."""
+        code, lifted_main, lifted_shadow = await self._split(
+            [main.record, shadow.record],
+            [
+                _budget_arg(usd, usd=True),
+                _budget_arg(tokens, usd=False),
+                repr(shares.usd),
+                repr(shares.tokens),
+                "1" if only_if_new else "0",
+            ],
+        )
+        if int(code) < 0:
+            return None
+        return Lifted(int(code) == 1, _text(lifted_main) or None, _text(lifted_shadow) or None)
 
     async def set(self, keys: BatchKeys, *, usd: float | None, tokens: int | None) -> str | int | None:
         """Set the budgets given (0 removes one); returns the budget pause it lifted, None, or -1 (no batch)."""

@@ -65,6 +65,14 @@ class F:
     RESERVED_MICRO_USD: Final = "reserved_micro_usd"
     """The worst-case cost of the calls in flight (reserved before each went out, settled when it returned)."""
     RESERVED_TOKENS: Final = "reserved_tokens"
+    SHADOW_SHARE_USD: Final = "shadow_share_usd"
+    """A batch with a shadow: the shadow's share of a dollar budget given to the two, by their estimated costs
+    (recorded once, at submit: ``store.budget``)."""
+    SHADOW_SHARE_TOKENS: Final = "shadow_share_tokens"
+    """The same for a token budget, by their estimated tokens."""
+    GROUP_BUDGET_MICRO_USD: Final = "group_budget_micro_usd"
+    """A batch with a shadow: the budget given to it and its shadow together; ``BUDGET_MICRO_USD`` is its own part."""
+    GROUP_BUDGET_TOKENS: Final = "group_budget_tokens"
     CALIBRATION_RAW_INPUT: Final = "calibration_raw_input"
     """The uncalibrated input estimates of the batch's answered calls, summed (``producer estimate`` learns from
     them and ``CALIBRATION_INPUT``: the ratio of what the provider counted to what we estimated, per model)."""

@@ -14,7 +14,9 @@ fixed ``arq:`` prefix but are named after job ids that carry ours, so two prefix
 | ``{p}batch:{id}:accounts`` | hash | ordinal → calls and usage of a running line's tries (``store.accounts``) |
 | ``{p}batch:{id}:feeder`` | string | heartbeat of the process feeding the batch into the queue (``store.feed``) |
 | ``{p}batch:{id}:blobs`` | hash | ``sha256:`` → bytes of an attachment, while the batch runs (``store.blobs``) |
-| ``{p}batch:{id}:uploads`` | hash | ``sha256:`` → the provider's ``file_id`` of an upload (``store.blobs``) |
+| ``{p}batch:{id}:uploads`` | hash | ``sha256:`` → ``file_id`` of an upload, or its intent (``store.uploads``) |
+| ``{p}uploads`` | zset | ``{id}:{created ms}`` of each batch with files at the provider, by when to check it next |
+| ``{p}uploads:{id}:{created ms}`` | set | every file id (and upload intent) of that batch: outlives the batch's keys |
 | ``{p}cache:{provider}:{fp}`` | string | result cache: a succeeded answer, shared across batches, with a TTL |
 | ``{p}inflight:{provider}:{fp}`` | string | coalescing lease: the job calling the API for this fingerprint |
 | ``{p}health:{worker}`` | string | per-worker arq health line |
@@ -75,7 +77,17 @@ class BatchKeys(NamedTuple):
     blobs: str
     """Attachment bytes, one field per distinct content (``store.blobs``); removed when the batch completes."""
     uploads: str
-    """Content hash → the provider's ``file_id`` of attachments uploaded for the batch (``--attach upload``)."""
+    """Content hash → the provider's ``file_id`` of attachments uploaded for the batch (``--attach upload``), or the
+    intent of an upload under way (``store.uploads``)."""
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix these keys were built under (``{p}batch:{id}``; an id holds no ``:``)."""
+        return self.record.rsplit("batch:", 1)[0]
+
+    @property
+    def batch_id(self) -> str:
+        return self.record.rsplit(":", 1)[1]
 
 
 KEY_NAMES: dict[str, str | int] = {"BATCH_KEYS": len(BatchKeys._fields), "NEXT_KEY": len(BatchKeys._fields) + 1}
@@ -111,6 +123,16 @@ class Keys:
             f"{base}:blobs",
             f"{base}:uploads",
         )
+
+    @property
+    def uploads_index(self) -> str:
+        """Batches with files at the provider, by when the uploads sweep checks them next (``store.uploads``)."""
+        return f"{self.prefix}uploads"
+
+    def batch_files(self, batch_id: str, created_ms: int) -> str:
+        """Every file (and upload intent) of one batch -- one generation of its id -- until the files are deleted at
+        the provider: it outlives the batch's own keys on purpose (``store.uploads``)."""
+        return f"{self.prefix}uploads:{check_batch_id(batch_id)}:{created_ms}"
 
     def cache(self, provider: str, fingerprint: str) -> str:
         """A cached answer of ``provider`` (a hash of the endpoint: two providers never share answers)."""

@@ -8,11 +8,15 @@ at ERROR, once per batch). While ``PAUSED`` is set, workers start no call for th
 back to the queue for later (``worker.tasks``), so a batch with a wrong key costs a few calls, not one per line.
 
 ``resume`` (``RESUME``) clears the pause and the count, then makes the batch's waiting jobs due now
-(``store.queue.RESCHEDULE``), chunk by chunk, so the lines go on at once rather than at their next recheck.
+(``store.queue.RESCHEDULE``), chunk by chunk, so the lines go on at once rather than at their next recheck. A job
+that is handing itself back at that very moment (it read the batch paused, and arq puts it back deferred a moment
+after the wake) would be missed and wait for its next recheck (5 minutes by default), so the wake is done twice,
+:data:`RESUME_SETTLE_S` apart: a hand-back takes a round trip or two, never that long.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -50,6 +54,10 @@ return reason
 )
 
 
+RESUME_SETTLE_S = 2.0
+"""The second wake of ``resume`` comes this long after the first (see the module note)."""
+
+
 @dataclass(frozen=True)
 class Noted:
     failures: int
@@ -78,10 +86,17 @@ class PauseStore:
         failures, paused = await self._note([keys.record], [reason[:500], pause_after, now_iso])
         return Noted(int(failures), bool(paused))
 
-    async def resume(self, batch_id: str) -> Resumed:
+    async def resume(self, batch_id: str, *, settle_s: float = RESUME_SETTLE_S) -> Resumed:
         reason = await self._resume([self._keys.batch(batch_id).record], [])
         text = reason.decode() if isinstance(reason, bytes) else str(reason)
-        rescheduled = 0
-        async for job_ids in batch_job_ids(self._redis, self._keys, batch_id):
-            rescheduled += int(await self._reschedule([self._keys.queue], [now_ms(), *job_ids]))
+        rescheduled = await self._wake(batch_id)
+        if settle_s > 0:
+            await asyncio.sleep(settle_s)  # the lines that were handing themselves back as we woke the others
+            rescheduled += await self._wake(batch_id)
         return Resumed(text or None, rescheduled)
+
+    async def _wake(self, batch_id: str) -> int:
+        woken = 0
+        async for job_ids in batch_job_ids(self._redis, self._keys, batch_id):
+            woken += int(await self._reschedule([self._keys.queue], [now_ms(), *job_ids]))
+        return woken

@@ -40,6 +40,7 @@ from worker.metrics import WorkerMetrics
 from worker.state import WorkerState
 from worker.tasks import ARQ_MAX_TRIES, extract
 from worker.tokens import warm_up_tokenizer
+from worker.uploads_sweep import UploadsSweep
 
 log = logging.getLogger("worker")
 
@@ -227,6 +228,8 @@ def build_worker(
         await asyncio.to_thread(warm_up_tokenizer)  # loads the BPE file once, off the event loop
         worker.heartbeat = shared.heartbeat
         worker.boundary = state.boundary
+        ctx["uploads_sweep"] = sweep = UploadsSweep(ctx["redis"], keys, shared.client)  # files of gone batches
+        sweep.start()
         worker.leases = LeaseKeeper(
             WorkerRegistry(ctx["redis"], keys, worker.lease_owner),
             lease_s=settings.job_lease_s,
@@ -244,6 +247,8 @@ def build_worker(
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        if (sweep := ctx.pop("uploads_sweep", None)) is not None:
+            await sweep.stop()
         while owned:
             await owned.pop().stop()
 

@@ -25,8 +25,7 @@ from simulator import FaultKind, SimulatorConfig, running_simulator
 from tests.openapi_spec import validate_component
 from tests.processes import invoice_spec
 from worker.adapters import ApiCallError, ChatAdapter, ResponsesAdapter
-from worker.adapters.base import HttpAdapter
-from worker.adapters.http import HttpSender
+from worker.adapters.http import HttpAdapter, HttpSender
 from worker.prompt import ModelRequest, first_request, prompt_cache_key, repair_request
 
 API_KEY = "sk-bodies-test"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from schemas.results import ErrorType
-from worker.adapters.base import ApiCallError
+from worker.adapters.errors import ApiCallError
 from worker.classify import Settle, classify_call_error, wait_in_message
 from worker.policy import Ending
 from worker.retry import parse_duration_s

@@ -17,9 +17,10 @@ from store.keys import Keys
 from tests.conftest import API_KEY, INVOICE_TEXTS
 from tests.helpers import results_by_id, sim_post
 from tests.processes import free_port
-from worker.app import Runtime, build_worker
+from worker.app import build_worker
 from worker.health import HealthServer, Heartbeat
 from worker.metrics import WorkerMetrics
+from worker.runtime import Runtime
 
 
 async def _get(port: int, path: str) -> tuple[int, str]:

@@ -28,7 +28,7 @@ from store.pause import PauseStore
 from store.queue import RESCHEDULE, now_ms
 from tests.conftest import INVOICE_TEXTS
 from tests.helpers import results_by_id, running_worker, sim_get, sim_post, until
-from worker.adapters.base import ApiCallError
+from worker.adapters.errors import ApiCallError
 from worker.classify import classify_call_error
 
 DOCS = {f"d{n}": f"{text} (copy {n})" for n, text in enumerate(INVOICE_TEXTS * 4)}  # 20 distinct lines

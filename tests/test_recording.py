@@ -14,7 +14,7 @@ from schemas.results import ResultRecord, Status, Usage
 from store.codec import ResultCodec
 from store.results import ResultStore
 from tests.helpers import results_by_id, sim_get
-from worker.app import Runtime
+from worker.runtime import Runtime
 from worker.state import WorkerState
 from worker.tasks import run_job
 

@@ -1,7 +1,7 @@
 """Composition root: arq ``Worker`` settings from our ``WorkerSettings``, the job boundary, start-up and shut-down.
 
-A worker *process* keeps one :class:`Runtime` (the OpenAI client, metrics, the heartbeat and the one health server)
-for its whole life; the arq worker inside it is rebuilt whenever Redis goes away (``worker.cli``), so a Redis
+A worker *process* keeps one ``worker.runtime.Runtime`` (the OpenAI client, metrics, the heartbeat and the one health
+server) for its whole life; the arq worker inside it is rebuilt whenever Redis goes away (``worker.cli``), so a Redis
 restart never leaves a second health server behind or a port taken.
 """
 
@@ -15,14 +15,11 @@ import secrets
 import signal
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import openai
 import redis.exceptions
 from arq import Worker, func
 from arq.connections import RedisSettings
-from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -31,12 +28,10 @@ from schemas.wire import TASK_NAME, deserialize, serialize
 from store.keys import Keys
 from store.queue import JobClaims
 from store.workers import WorkerRegistry
-from worker.adapters.client import build_client
-from worker.adapters.http import HttpSender
 from worker.boundary import JobBoundary, failure_reason
-from worker.health import HealthServer, Heartbeat
+from worker.health import Heartbeat
 from worker.leases import LeaseKeeper
-from worker.metrics import WorkerMetrics
+from worker.runtime import Runtime
 from worker.state import WorkerState
 from worker.tasks import ARQ_MAX_TRIES, extract
 from worker.tokens import warm_up_tokenizer
@@ -50,58 +45,6 @@ RECORD_MARGIN_S = 5.0
 
 def worker_name(settings: WorkerSettings) -> str:
     return settings.worker_name or f"{socket.gethostname()}-{os.getpid()}"
-
-
-@dataclass
-class Runtime:
-    """What a worker process keeps across the arq workers it runs."""
-
-    client: openai.AsyncOpenAI
-    """Owns the provider's address, headers and timeouts; calls go through ``http`` (see ``worker.adapters.http``)."""
-    http: HttpSender
-    metrics: WorkerMetrics
-    heartbeat: Heartbeat
-    redis: Redis
-    """A connection of its own, for /readyz and the due-queue gauge (arq's pool goes with each arq worker)."""
-    health: HealthServer | None = None
-
-    @classmethod
-    async def start(cls, settings: WorkerSettings) -> Runtime:
-        client = build_client(settings)
-        runtime = cls(
-            client=client,
-            http=HttpSender(client, connections=settings.concurrency, secrets=_secrets(settings)),
-            metrics=WorkerMetrics(),
-            heartbeat=Heartbeat(),
-            redis=Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2),
-        )
-        runtime.heartbeat.start()
-        if settings.metrics_port is not None:
-            runtime.health = HealthServer(
-                redis=runtime.redis,
-                keys=Keys(settings.key_prefix),
-                metrics=runtime.metrics,
-                heartbeat=runtime.heartbeat,
-                worker_interval_s=settings.health_check_interval_s,
-                host=settings.metrics_host,
-                port=settings.metrics_port,
-            )
-            try:
-                # The default port falls back to a free one: several workers may share a machine. A port the user
-                # chose does not: Prometheus and the probes look there.
-                await runtime.health.start(fallback="metrics_port" not in settings.model_fields_set)
-            except BaseException:
-                await runtime.stop()
-                raise
-        return runtime
-
-    async def stop(self) -> None:
-        if self.health is not None:
-            await self.health.stop()
-        await self.heartbeat.stop()
-        await self.http.close()
-        await self.client.close()
-        await self.redis.aclose()
 
 
 class ExtractionWorker(Worker):
@@ -196,10 +139,6 @@ class ExtractionWorker(Worker):
         with contextlib.suppress(Exception):
             await self.pool.close(close_connection_pool=True)
         self._pool = None
-
-
-def _secrets(settings: WorkerSettings) -> tuple[str, ...]:
-    return (settings.openai_api_key.get_secret_value(),) if settings.openai_api_key else ()
 
 
 def redis_settings(settings: WorkerSettings) -> RedisSettings:

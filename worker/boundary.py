@@ -12,24 +12,30 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import orjson
 
-from schemas.records import line_result
 from schemas.results import ErrorInfo, ErrorType, Status
-from worker.adapters.base import redact
-from worker.batches import BatchNotFoundError
-
-if TYPE_CHECKING:
-    from worker.state import WorkerState
+from store.accounts import Accounts
+from store.keys import Keys
+from store.lines import LineIndex
+from store.results import ResultStore
+from worker.adapters.errors import redact
+from worker.batches import BatchCache, BatchNotFoundError
+from worker.recorder import LineRecorder
 
 log = logging.getLogger("worker.boundary")
 
 
 @dataclass
 class JobBoundary:
-    state: WorkerState
+    keys: Keys
+    batches: BatchCache
+    lines: LineIndex
+    accounts: Accounts
+    results: ResultStore
+    recorder: LineRecorder
+    secrets: tuple[str, ...]
     _ended: set[str] = field(default_factory=set)
     _exceptions: dict[str, str] = field(default_factory=dict)
     _cleaned_up: set[str] = field(default_factory=set)
@@ -65,33 +71,31 @@ class JobBoundary:
 
     async def record_unfinished(self, job_id: str, reason: str) -> bool:
         """Record the line of ``job_id`` as ``internal_error`` unless it has a result. True if it recorded."""
-        state = self.state
-        parsed = state.keys.parse_job_id(job_id)
+        parsed = self.keys.parse_job_id(job_id)
         if parsed is None:
             log.warning("job %r is not one of ours (%s); nothing to record", job_id, reason)
             return False
         batch_id, ordinal = parsed
-        batch_keys = state.keys.batch(batch_id)
-        line = await state.results.line_state(batch_keys, ordinal)
+        batch_keys = self.keys.batch(batch_id)
+        line = await self.results.line_state(batch_keys, ordinal)
         if not line.batch_exists or line.recorded:
             return False
         try:
-            batch = await state.batches.get(batch_id)
+            batch = await self.batches.get(batch_id)
         except BatchNotFoundError:
             return False
-        (indexed,) = await state.lines.read_at(batch_keys, [ordinal])
-        account = await state.accounts.get(batch_keys, ordinal)
-        message = redact(f"the job ended without a result: {reason}", state.secrets)[:500]
-        record = line_result(
-            batch.spec,
+        (indexed,) = await self.lines.read_at(batch_keys, [ordinal])
+        account = await self.accounts.get(batch_keys, ordinal)
+        message = redact(f"the job ended without a result: {reason}", self.secrets)[:500]
+        record = self.recorder.build(
+            batch,
             custom_id=indexed.custom_id,
             fingerprint=indexed.fingerprint,
             status=Status.FAILED,
             totals=account.totals,
-            price=state.settings.price_for(batch.spec.model, account.totals.service_tier),
             error=ErrorInfo(type=ErrorType.INTERNAL_ERROR, message=message),
         )
-        recorded = await state.results.record(batch_keys, state.keys.queue, ordinal, record, batch.codec, job_id=job_id)
+        recorded = await self.recorder.record(batch, ordinal, record, job_id=job_id)
         if recorded == 1:
             log.error(
                 "line %d (%r) of batch %s: %s; recorded as internal_error",
@@ -100,7 +104,6 @@ class JobBoundary:
                 batch_id,
                 message,
             )
-            state.metrics.jobs_finished.labels(Status.FAILED.value).inc()
         return recorded == 1
 
 

@@ -12,7 +12,8 @@ from schemas.records import now_iso
 from store.accounts import NO_CHARGE, BudgetCharge
 from store.scripts import RoundTrip, Slot
 from worker.account import JobAccount
-from worker.adapters.base import ApiCallError, ModelReply
+from worker.adapters.base import ModelReply
+from worker.adapters.errors import ApiCallError
 from worker.admission import AdmissionController, Reservation
 from worker.classify import Settle, classify_call_error
 from worker.metrics import WorkerMetrics

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from schemas.results import ErrorType
-from worker.adapters.base import ApiCallError
+from worker.adapters.errors import ApiCallError
 from worker.extraction import Rejected
 from worker.policy import Ending, TryEnded
 from worker.retry import is_retryable_status, parse_duration_s, parse_retry_after

@@ -12,9 +12,10 @@ import redis.exceptions
 
 from schemas.settings import SECRETS_DIR_VARIABLE, InvalidSettingsError, WorkerSettings
 from store.connect import RedisUnavailableError, describe_redis_error, open_redis
-from worker.app import Runtime, build_worker
+from worker.app import build_worker
 from worker.health import MetricsPortTakenError
 from worker.logs import configure_logging
+from worker.runtime import Runtime
 
 log = logging.getLogger("worker")
 

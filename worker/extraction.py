@@ -44,7 +44,8 @@ import orjson
 from schemas.models import max_output_tokens
 from schemas.registry import OutputValidationError, OutputValidator
 from schemas.results import ErrorType, Usage
-from worker.adapters.base import ApiAdapter, ApiCallError, ModelReply
+from worker.adapters.base import ApiAdapter, ModelReply
+from worker.adapters.errors import ApiCallError
 from worker.prompt import ModelRequest, repair_request
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
@@ -26,10 +25,9 @@ from worker.cache import Coalescer, ResultCache
 from worker.health import HealthServer, Heartbeat
 from worker.metrics import WorkerMetrics
 from worker.policy import Limits
+from worker.recorder import LineRecorder
+from worker.runtime import Runtime
 from worker.tokens import TokenEstimator
-
-if TYPE_CHECKING:
-    from worker.app import Runtime
 
 FLEX_MARGIN_S = 10.0
 """A flex call's timeout stays this far under the try's limit, so the try ends by the call's own timeout."""
@@ -66,11 +64,15 @@ class WorkerState:
     secrets: tuple[str, ...]
     """What must never appear in a message we write (the API key)."""
     health: HealthServer | None = None
+    recorder: LineRecorder = field(init=False)
     boundary: JobBoundary = field(init=False)
     _adapters: dict[ApiKind, ApiAdapter] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.boundary = JobBoundary(self)
+        self.recorder = LineRecorder(self.settings, self.keys, self.results, self.metrics)
+        self.boundary = JobBoundary(
+            self.keys, self.batches, self.lines, self.accounts, self.results, self.recorder, self.secrets
+        )
 
     @classmethod
     def build(cls, settings: WorkerSettings, redis: Redis, runtime: Runtime) -> WorkerState:

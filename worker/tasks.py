@@ -60,12 +60,12 @@ from pydantic import ValidationError
 from schemas.attachments import attachment_tokens
 from schemas.input_limits import context_window
 from schemas.jobs import BatchSpec, ExtractionJob, document_fingerprint
-from schemas.records import line_result, now_iso
+from schemas.records import now_iso
 from schemas.results import ErrorInfo, ErrorType, Status
 from store.cache import Lookup
 from store.scripts import RoundTrip
 from worker.account import JobAccount
-from worker.adapters.base import ApiCallError, redact
+from worker.adapters.errors import ApiCallError, redact
 from worker.adapters.responses import count_input_tokens
 from worker.batches import BatchNotFoundError, LoadedBatch
 from worker.cache import CachedAnswer, Lease
@@ -381,17 +381,16 @@ async def _record(
     trip: RoundTrip,
 ) -> None:
     """Record the line as the last step of ``trip`` (which may hold the cache write and the lease release)."""
-    totals = await account.totals()
+    recorder = state.recorder
     common: dict[str, Any] = {
         "custom_id": job.custom_id,
         "fingerprint": job.fingerprint,
-        "totals": totals,
-        "price": state.settings.price_for(batch.spec.model, totals.service_tier),  # the tier that served it
+        "totals": await account.totals(),
         "document": document_fingerprint(job.text, job.attachments),
     }
     if isinstance(outcome, Extracted):
-        record = line_result(
-            batch.spec,
+        record = recorder.build(
+            batch,
             status=Status.SUCCEEDED,
             output=outcome.output,
             response_id=outcome.reply.response_id,
@@ -399,8 +398,8 @@ async def _record(
             **common,
         )
     elif isinstance(outcome, CachedAnswer):
-        record = line_result(
-            batch.spec,
+        record = recorder.build(
+            batch,
             status=Status.SUCCEEDED,
             output=outcome.output,
             response_id=outcome.response_id,
@@ -408,10 +407,10 @@ async def _record(
             **common,
         )
     elif isinstance(outcome, Cancelled):
-        record = line_result(batch.spec, status=Status.CANCELLED, **common)
+        record = recorder.build(batch, status=Status.CANCELLED, **common)
     else:
-        record = line_result(
-            batch.spec,
+        record = recorder.build(
+            batch,
             status=Status.FAILED,
             error=ErrorInfo(type=outcome.error_type, message=outcome.message, status_code=outcome.status_code),
             response_id=outcome.response_id,
@@ -420,16 +419,12 @@ async def _record(
         )
         if outcome.error_type is ErrorType.INTERNAL_ERROR:
             log.error("line %d (%r) of batch %s failed: %s", job.ordinal, job.custom_id, job.batch_id, outcome.message)
-    done = state.results.queue_record(
-        trip, batch.keys, state.keys.queue, job.ordinal, record, batch.codec, job_id=job_id
-    )
+    done = recorder.queue(trip, batch, job.ordinal, record, job_id=job_id)
     # Shielded: a SIGTERM arriving now must not leave a paid answer unrecorded.
     await asyncio.shield(trip.run())
     recorded = done.value
+    recorder.count(recorded, record)
     if recorded == 1:
         state.boundary.cleaned_up(job_id)  # the job left the queue with all arq keeps for it
-        state.metrics.jobs_finished.labels(record.status.value).inc()
-        if record.cache_hit:
-            state.metrics.cache_hits.inc()
     elif recorded < 0:
         log.warning("line %d of batch %s finished after the batch was deleted", job.ordinal, job.batch_id)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from schemas.jobs import ApiKind
-from worker.adapters.base import ApiAdapter, ApiCallError, ModelReply
+from worker.adapters.base import ApiAdapter, ModelReply
 from worker.adapters.chat import ChatAdapter
+from worker.adapters.errors import ApiCallError
 from worker.adapters.http import HttpSender
 from worker.adapters.responses import ResponsesAdapter
 

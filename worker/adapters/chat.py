@@ -6,7 +6,8 @@ from typing import Any
 
 from schemas.jobs import ApiKind
 from schemas.results import Usage
-from worker.adapters.base import HttpAdapter, ModelReply, as_dict, as_int
+from worker.adapters.base import ModelReply, as_dict, as_int
+from worker.adapters.http import HttpAdapter
 from worker.prompt import Message, ModelRequest, Part
 
 

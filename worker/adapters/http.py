@@ -18,6 +18,7 @@ headers, or ``no_answer`` for a timeout or dropped connection); ``worker.classif
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +26,10 @@ import aiohttp
 import openai
 import orjson
 
-from worker.adapters.base import ApiCallError, redact
+from schemas.jobs import ApiKind
+from worker.adapters.base import ModelReply
+from worker.adapters.errors import ApiCallError, redact
+from worker.prompt import ModelRequest
 
 MIN_CONNECTIONS = 100
 
@@ -137,3 +141,30 @@ def _timeout_of(client: openai.AsyncOpenAI) -> aiohttp.ClientTimeout:
 
 def _ms_since(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
+
+
+class HttpAdapter(ABC):
+    """The shared call path: build the body, encode it once, POST it (``worker.adapters.http``), read the reply.
+
+    Subclasses say how to shape the body, which endpoint it goes to and how to read the reply's JSON.
+    """
+
+    api: ApiKind
+    path: str
+
+    def __init__(self, sender: HttpSender, *, flex_timeout_s: float | None = None) -> None:
+        self._sender = sender
+        self._flex_timeout_s = flex_timeout_s
+
+    @abstractmethod
+    def build_body(self, request: ModelRequest) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def read_reply(self, data: dict[str, Any], *, latency_ms: int, headers: dict[str, str]) -> ModelReply: ...
+
+    async def call(self, request: ModelRequest) -> ModelReply:
+        timeout_s = self._flex_timeout_s if request.service_tier == "flex" else None  # flex is slower by design
+        data, headers, latency_ms = await self._sender.post(
+            self.path, orjson.dumps(self.build_body(request)), timeout_s=timeout_s
+        )
+        return self.read_reply(data, latency_ms=latency_ms, headers=headers)

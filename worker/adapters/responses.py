@@ -8,8 +8,9 @@ import orjson
 
 from schemas.jobs import ApiKind
 from schemas.results import Usage
-from worker.adapters.base import ApiCallError, HttpAdapter, ModelReply, as_dict, as_int
-from worker.adapters.http import HttpSender
+from worker.adapters.base import ModelReply, as_dict, as_int
+from worker.adapters.errors import ApiCallError
+from worker.adapters.http import HttpAdapter, HttpSender
 from worker.prompt import Message, ModelRequest, Part
 
 

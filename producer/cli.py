@@ -466,7 +466,7 @@ def _check_parameters(settings: ProducerSettings, model: str) -> None:
         raise click.UsageError(
             "--image-detail original is a Responses API setting; Chat Completions takes auto, low or high"
         )
-    if settings.attach == "upload" and not _api_key(settings):
+    if settings.attach == "upload" and not settings.api_key():
         raise click.UsageError("--attach upload uploads to the provider's Files API: set OPENAI_API_KEY")
 
 
@@ -498,14 +498,9 @@ def _open_source(path: Path, spec: BatchSpec, settings: ProducerSettings) -> Fil
     return FileSource.open(path, shape=shape, check=document_check(spec, settings), batch_check=batch_body_check(spec))
 
 
-def _api_key(settings: ProducerSettings) -> str | None:
-    key = settings.openai_api_key
-    return key.get_secret_value() if key is not None and key.get_secret_value().strip() else None
-
-
 def _uploader(settings: ProducerSettings) -> Uploader | None:
     """The Files API client an upload batch needs (None without a key: ``delete`` then leaves files to expire)."""
-    key = _api_key(settings)
+    key = settings.api_key()
     return Uploader.connect(api_key=key, base_url=settings.openai_base_url) if key else None
 
 

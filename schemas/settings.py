@@ -141,6 +141,12 @@ class CommonSettings(BaseSettings):
         except (ValidationError, SettingsError) as exc:
             raise InvalidSettingsError(describe_settings_error(exc, flags=given)) from exc
 
+    def api_key(self) -> str | None:
+        """The API key in plain text, or None when none is set (an empty or blank value counts as none). The one
+        place that reads ``openai_api_key``: keep what it returns out of logs, messages and records."""
+        key = self.openai_api_key.get_secret_value() if self.openai_api_key is not None else ""
+        return key if key.strip() else None
+
     def limits_for(self, model: str) -> RateLimit:
         """Per-model limits (exact name, then the longest ``name-`` prefix), else the ``rpm``/``tpm`` defaults."""
         match = _lookup(self.rate_limits, model)

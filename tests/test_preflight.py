@@ -19,7 +19,6 @@ from producer.submit import SubmitOptions, build_spec, document_check
 from schemas.input_limits import (
     DEFAULT_CONTEXT_WINDOWS,
     context_window,
-    count_tokens,
     estimate_input_tokens,
     input_too_large,
 )
@@ -32,8 +31,6 @@ from simulator.context_window import context_window_for
 from store.keys import Keys
 from tests.conftest import API_KEY
 from tests.helpers import results_by_id, sim_get
-from worker.prompt import first_request
-from worker.tokens import raw_estimate
 
 KEYS = Keys("test:")
 SENTENCE = "Invoice 2026-17 from ACME Corp: 3 widgets at 10.00 EUR, due 2026-04-30. "
@@ -238,17 +235,6 @@ def test_context_windows_match_families_and_snapshots() -> None:
     }
     assert {model: context_window(model, settings) for model in expected} == expected
     assert context_window("gpt-5-mini", Settings()) == DEFAULT_CONTEXT_WINDOWS["gpt-5"] == 400_000
-
-
-def test_the_estimate_is_the_workers_raw_estimate() -> None:
-    """Producer and worker count a request alike (the worker then calibrates its own with real usage)."""
-    spec = _spec()
-    for text in ("Invoice 1", SENTENCE * 50, "special <|endoftext|> text"):
-        request = first_request(spec, text, store=False)
-        assert estimate_input_tokens(text, instructions=spec.instructions, json_schema=spec.json_schema) == (
-            raw_estimate(request)
-        )
-    assert count_tokens("") == 0
 
 
 # -- the simulator's context window ---------------------------------------------------------------------------------

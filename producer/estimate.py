@@ -39,10 +39,9 @@ from schemas.pricing import ModelPrice, cost_usd
 from schemas.results import Usage
 from schemas.settings import ProducerSettings
 from store.batches import BatchStore
-from store.cache import provider_endpoint, provider_id
+from store.cache import CacheStore, provider_endpoint
 from store.keys import Keys
-from store.limits import BucketField, scope_id
-from store.redis_typing import awaited
+from store.limits import LimitStore, scope_id
 
 CHUNK = 1000
 TIERS = ("default", "flex", "priority")
@@ -140,7 +139,7 @@ def line_input_tokens(spec: BatchSpec, line: InputLine) -> int:
 async def model_history(redis: Redis, keys: Keys, model: str) -> History:
     """The input ratio and output per line that this Redis's earlier batches of ``model`` show."""
     store = BatchStore(redis, keys)
-    ids = [raw.decode() for raw in await awaited(redis.zrevrange(keys.batches, 0, HISTORY_BATCHES - 1))]
+    ids = await store.recent_ids(HISTORY_BATCHES)
     raw_input = counted_input = output = lines = batches = billed_input = cached_input = 0
     for batch_id in ids:
         record = await _record_or_none(store, batch_id)
@@ -172,18 +171,7 @@ async def _record_or_none(store: BatchStore, batch_id: str) -> Any:
 
 async def cached_count(redis: Redis, keys: Keys, endpoint: str, fingerprints: Iterable[str]) -> int:
     """How many of these fingerprints the result cache answers (read-only)."""
-    provider = provider_id(endpoint)
-    found, pending = 0, []
-    pipe = redis.pipeline(transaction=False)
-    for fingerprint in fingerprints:
-        pipe.exists(keys.cache(provider, fingerprint))
-        pending.append(fingerprint)
-        if len(pending) >= CHUNK:
-            found += sum(int(x) for x in await pipe.execute())
-            pipe, pending = redis.pipeline(transaction=False), []
-    if pending:
-        found += sum(int(x) for x in await pipe.execute())
-    return found
+    return await CacheStore(redis, keys, endpoint).count_cached(fingerprints, chunk=CHUNK)
 
 
 async def learned_limits(redis: Redis, keys: Keys, settings: ProducerSettings, model: str) -> dict[str, int]:
@@ -192,9 +180,7 @@ async def learned_limits(redis: Redis, keys: Keys, settings: ProducerSettings, m
     if key is None:
         return {}
     scope = scope_id(key, model, provider_endpoint(settings.openai_base_url))
-    raw = await awaited(redis.hmget(keys.rate_limit(scope), [BucketField.LEARNED_RPM, BucketField.LEARNED_TPM]))
-    found = {name: int(float(value)) for name, value in zip(("rpm", "tpm"), raw, strict=True) if value}
-    return {name: value for name, value in found.items() if value > 0}
+    return await LimitStore(redis).learned(keys.rate_limit(scope))
 
 
 async def estimate(

@@ -383,6 +383,10 @@ class BatchStore:
             await self._redis.zrem(self._keys.batches, *gone)
         return snapshots
 
+    async def recent_ids(self, limit: int) -> tuple[str, ...]:
+        """The ids of the newest ``limit`` batches in the index (read only; some records may have expired)."""
+        return tuple(member.decode() for member in await self._redis.zrevrange(self._keys.batches, 0, limit - 1))
+
     async def prune_index(self, *, scan: int = 200) -> int:
         """Drop index entries of the oldest batches whose records are gone (expired). Returns how many."""
         ids = [member.decode() for member in await self._redis.zrange(self._keys.batches, 0, scan - 1)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +96,24 @@ class CacheStore:
 
     def cache_key(self, fingerprint: str) -> str:
         return self._keys.cache(self._provider, fingerprint)
+
+    async def count_cached(self, fingerprints: Iterable[str], *, chunk: int = 1000) -> int:
+        """How many of these fingerprints have a cached answer (read only; ``chunk`` EXISTS per round trip)."""
+        found, pending = 0, []
+        for fingerprint in fingerprints:
+            pending.append(self.cache_key(fingerprint))
+            if len(pending) >= chunk:
+                found += await self._count(pending)
+                pending = []
+        if pending:
+            found += await self._count(pending)
+        return found
+
+    async def _count(self, keys: list[str]) -> int:
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.exists(key)
+        return sum(int(x) for x in await pipe.execute())
 
     def lease_key(self, fingerprint: str) -> str:
         return self._keys.inflight(self._provider, fingerprint)

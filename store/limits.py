@@ -412,6 +412,12 @@ class LimitStore:
     async def settle(self, bucket: str, flight: str, reservation: str, params: BucketParams, how: SettleArgs) -> bool:
         return await single(self._redis, lambda trip: self.queue_settle(trip, bucket, flight, reservation, params, how))
 
+    async def learned(self, bucket: str) -> dict[str, int]:
+        """The provider's per-minute limits the admission learned for a scope (``rpm``/``tpm``, those it knows)."""
+        raw = await awaited(self._redis.hmget(bucket, [BucketField.LEARNED_RPM, BucketField.LEARNED_TPM]))
+        found = {name: int(float(value)) for name, value in zip(("rpm", "tpm"), raw, strict=True) if value}
+        return {name: value for name, value in found.items() if value > 0}
+
     async def levels(self, bucket: str) -> dict[str, float]:
         """A scope's stored state (tests, status); not refilled to now."""
         raw = await awaited(self._redis.hgetall(bucket))

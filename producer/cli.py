@@ -27,14 +27,15 @@ from producer.collect import (
     OutputPathError,
     check_output_path,
     collect,
-    final_results,
+    final_result_chunks,
     follow,
     write_output,
 )
 from producer.compare import (
     CompareOptions,
     Comparison,
-    compare_runs,
+    PendingLimitError,
+    compare_chunks,
     comparison_html,
     comparison_json,
     comparison_table,
@@ -58,7 +59,7 @@ from producer.feeder import FeedResult
 from producer.indexer import BatchExistsError, InputChangedError, OpenedBatch
 from producer.progress import WaitTimeoutError, wait_for_batch
 from producer.readers import FileSource, FolderSource, LineShape, LineSource, batch_body_check
-from producer.report import batch_report_html
+from producer.report import ReportSummary, summarise_chunks, summary_report_html
 from producer.resubmit import ResubmitRefusedError
 from producer.shadow import SampledSource, ShadowOutcome, shadow_id, shadow_spec, share_budget, submit_shadow
 from producer.status import (
@@ -1236,29 +1237,20 @@ def compare_command(
             raise click.UsageError(f"--list-key {item!r}: write PATH=FIELD, e.g. line_items=description")
         keys_by_path[path] = key
 
-    async def body(redis: Redis, keys: Keys) -> tuple[BatchRecord, BatchRecord, list[Any], list[Any]]:
+    options = CompareOptions(by="document" if by == "document" else "custom_id", number_tolerance=tolerance)
+    options = dataclasses.replace(options, list_keys=keys_by_path)
+
+    async def body(redis: Redis, keys: Keys) -> tuple[BatchRecord, BatchRecord, Comparison]:
         first = await read_status(redis, keys, batch_a)
         other_id = batch_b if batch_b is not None else first.spec.shadow
         if other_id is None:
             raise click.UsageError(f"batch {batch_a} has no shadow batch (submit it with --shadow-api/--shadow-model)")
         second = await read_status(redis, keys, other_id)
-        return first, second, await final_results(redis, keys, batch_a), await final_results(redis, keys, other_id)
+        if first.batch_id == second.batch_id:  # possible only through a hand-made record
+            raise InvalidInputError(f"A and B are the same batch ({first.batch_id}): nothing to compare")
+        return first, second, await _compare_batches(redis, keys, first, second, options)
 
-    first, second, results_a, results_b = _with_redis(_settings(), body)
-    if first.batch_id == second.batch_id:  # possible only through a hand-made record
-        raise InvalidInputError(f"A and B are the same batch ({first.batch_id}): nothing to compare")
-    options = CompareOptions(by="document" if by == "document" else "custom_id", number_tolerance=tolerance)
-    options = dataclasses.replace(options, list_keys=keys_by_path)
-    try:
-        comparison = compare_runs(
-            results_a,
-            results_b,
-            json_schema=first.spec.json_schema,
-            names=(first.batch_id, second.batch_id),
-            options=options,
-        )
-    except ValueError as exc:  # a --list-key that names no list of the schema
-        raise InvalidInputError(f"--list-key: {exc}") from exc
+    first, second, comparison = _with_redis(_settings(), body)
     if not comparison.matched:
         raise InvalidInputError(_nothing_matched(comparison, by))
     if canonical_schema_json(first.spec.json_schema) != canonical_schema_json(second.spec.json_schema):
@@ -1276,6 +1268,24 @@ def compare_command(
         click.echo(orjson.dumps(comparison_json(comparison)).decode())
     else:
         Console(width=max(Console().width, 120)).print(comparison_table(comparison))
+
+
+async def _compare_batches(
+    redis: Redis, keys: Keys, first: BatchRecord, second: BatchRecord, options: CompareOptions
+) -> Comparison:
+    """Both batches stream by in input order, chunk by chunk (``producer.compare``: bounded memory)."""
+    try:
+        return await compare_chunks(
+            final_result_chunks(redis, keys, first.batch_id),
+            final_result_chunks(redis, keys, second.batch_id),
+            json_schema=first.spec.json_schema,
+            names=(first.batch_id, second.batch_id),
+            options=options,
+        )
+    except ValueError as exc:  # a --list-key that names no list of the schema
+        raise InvalidInputError(f"--list-key: {exc}") from exc
+    except PendingLimitError as exc:  # runs in different orders: more lines waiting than compare holds
+        raise InvalidInputError(str(exc)) from exc
 
 
 def _nothing_matched(comparison: Comparison, by: str) -> str:
@@ -1306,16 +1316,17 @@ def report_command(batch_id: str, html_out: Path) -> None:
     """Write one self-contained HTML page about a batch: throughput, latency, tokens and cost, errors, fields."""
     settings = _settings()
 
-    async def body(redis: Redis, keys: Keys) -> tuple[BatchSnapshot, list[Any]]:
-        return await BatchStore(redis, keys).snapshot(batch_id), await final_results(redis, keys, batch_id)
+    async def body(redis: Redis, keys: Keys) -> tuple[BatchSnapshot, ReportSummary]:
+        snapshot = await BatchStore(redis, keys).snapshot(batch_id)
+        return snapshot, await summarise_chunks(final_result_chunks(redis, keys, batch_id))
 
-    snapshot, results = _with_redis(settings, body)
+    snapshot, summary = _with_redis(settings, body)
     record = snapshot.record
     price = settings.price_for(record.spec.model)
     batch = {**record.to_json_dict(), "state": batch_state(record, feeder_alive=snapshot.feeder_alive)}
-    html = batch_report_html(batch, results, price=price.model_dump() if price is not None else None)
+    html = summary_report_html(batch, summary, price=price.model_dump() if price is not None else None)
     write_output(html_out, html.encode())
-    err.print(f"wrote {html_out} ({len(html) / 1e6:.1f} MB, {len(results):,} line(s))", highlight=False, markup=False)
+    err.print(f"wrote {html_out} ({len(html) / 1e6:.1f} MB, {summary.lines:,} line(s))", highlight=False, markup=False)
 
 
 @main.command("delete")

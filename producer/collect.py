@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -123,13 +123,20 @@ def to_openai_batch(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def final_results(redis: Redis, keys: Keys, batch_id: str) -> list[dict[str, Any]]:
-    """Every line's latest final result as a dict, in input order (pending lines left out): ``compare``/``report``."""
+async def final_result_chunks(
+    redis: Redis, keys: Keys, batch_id: str, *, chunk: int = READ_CHUNK
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every line's latest final result as a dict, in input order (pending lines left out), ``chunk`` input lines at
+    a time: what ``report`` and ``compare`` fold, one chunk in memory at a time (a chunk may be short or empty)."""
     batch = await BatchStore(redis, keys).get(batch_id)
-    found: list[dict[str, Any]] = []
-    async for chunk in ResultStore(redis).final_lines(batch, keys.batch(batch_id), price=None, chunk=READ_CHUNK):
-        found += [orjson.loads(final.json) for final in chunk if final.json is not None]
-    return found
+    async for lines in ResultStore(redis).final_lines(batch, keys.batch(batch_id), price=None, chunk=chunk):
+        yield [orjson.loads(final.json) for final in lines if final.json is not None]
+
+
+async def final_results(redis: Redis, keys: Keys, batch_id: str) -> list[dict[str, Any]]:
+    """Every line's latest final result as a dict, in input order, all in one list: holds the whole batch, so only
+    for small batches (tests); ``report`` and ``compare`` read :func:`final_result_chunks`."""
+    return [line async for chunk in final_result_chunks(redis, keys, batch_id) for line in chunk]
 
 
 async def collect(
@@ -279,7 +286,7 @@ async def follow(
                 if on_line is not None:
                     on_line(written)
             elif not entries:
-                await redis.xread({batch_keys.results: last}, count=1, block=block_ms)
+                await results.wait_for_more(batch_keys, last, block_ms=block_ms)
                 snapshot = await store.snapshot(batch_id)  # a cancel may have closed the feed meanwhile
                 batch = snapshot.record
                 ensure_fed(snapshot)  # nothing more will come if nobody feeds the batch

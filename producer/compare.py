@@ -26,17 +26,33 @@ disagreement (``only in A`` / ``only in B``) of every field below it, so item fi
 list. The length entry's agreement is the lists' lengths being equal. A record agrees when all its entries do.
 
 **Usage.** Token totals, cost and latency p50/p95 (linear interpolation between the closest ranks, as numpy's
-default) over the matched lines, whatever their status, with B - A and B / A.
+default) over the matched lines, whatever their status, with B - A and B / A. The percentiles are exact up to
+:data:`LATENCY_SAMPLE` matched lines per run; past it they are taken over a uniform sample of that many (reservoir
+sampling, Algorithm R, seeded: the same runs give the same figures).
+
+**Streaming, in bounded memory.** Both runs are read as streams of chunks (:class:`CompareStream`,
+:func:`compare_chunks`; :func:`compare_runs` chunks two iterables), a chunk of A then a chunk of B, and folded as
+they come: the comparison keeps counters, a bounded number of disagreement patterns per field
+(:data:`MAX_PATTERNS`) with ``CompareOptions.examples`` custom_ids each, :data:`STATUS_EXAMPLES` examples per status
+difference, and the lines still waiting for their partner. The join is a merge: a line is matched the moment its
+partner from the other run has been read, so two runs in the same input order (a shadow batch, a re-run of the same
+input) hold about one chunk. Runs in different orders hold the lines read on one side and not yet on the other; at
+most ``CompareOptions.max_pending`` of them (:data:`MAX_PENDING`), past which :class:`PendingLimitError` is raised,
+saying so. The lines left waiting at the end are the lines only in one run. Within a pair of chunks, matched pairs
+are folded in A's order. A ``custom_id`` repeated within a run replaces its earlier line while that line is still
+waiting (counted in ``duplicates``); one repeated after its earlier line was matched is a line of its own.
 """
 
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
+import random
 import unicodedata
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal, TypeGuard, cast
@@ -48,12 +64,14 @@ from rich.text import Text
 __all__ = [
     "DEFAULT_OPTIONS",
     "CompareOptions",
+    "CompareStream",
     "Comparison",
     "Delta",
     "Disagreement",
     "Example",
     "FieldKind",
     "FieldStats",
+    "PendingLimitError",
     "RecordAgreement",
     "RunInfo",
     "RunUsage",
@@ -61,6 +79,7 @@ __all__ = [
     "StatusExample",
     "TopDisagreement",
     "UsageComparison",
+    "compare_chunks",
     "compare_runs",
     "comparison_html",
     "comparison_json",
@@ -73,8 +92,18 @@ __all__ = [
 FieldKind = Literal["enum", "boolean", "integer", "number", "string", "object", "array", "any"]
 DisagreementKind = Literal["value", "null vs value", "only in A", "only in B", "length"]
 
-MAX_PATTERNS = 50_000
-"""Distinct (A, B) disagreement pairs tracked per field; past it, new pairs are counted but not ranked."""
+MAX_PATTERNS = 1_000
+"""Distinct (A, B) disagreement pairs tracked per field; past it, new pairs are counted in the field's totals but not
+ranked (so a pair first seen after 1,000 others cannot be among the field's most frequent)."""
+MAX_PENDING = 100_000
+"""Default cap on lines held waiting for their partner from the other run (``CompareOptions.max_pending``)."""
+LATENCY_SAMPLE = 10_000
+"""Latencies kept per run for the percentiles: all of them up to this many, then a uniform sample of this size."""
+CHUNK = 1_000
+"""Lines read from each run per step by :func:`compare_runs`."""
+_MAX_NAMES = 100
+"""Distinct models, APIs, tiers, status pairs and error types counted apart per run; later new ones are not listed
+(models, APIs, tiers) or are counted under ``(other)`` (status pairs, error types)."""
 STATUS_EXAMPLES = 5
 """custom_ids kept per status difference and for lines only in one run."""
 _VALUE_CHARS = 120
@@ -93,6 +122,9 @@ class CompareOptions:
     """Most frequent disagreements kept per field, and custom_ids kept per disagreement."""
     top_disagreements: int = 10
     """Disagreements listed across all fields (most frequent first)."""
+    max_pending: int = MAX_PENDING
+    """Lines held waiting for their partner from the other run; past it :class:`PendingLimitError` (see the module
+    docstring). A chunk of A waits for the chunk of B read with it: keep it above the chunk size."""
 
     def __post_init__(self) -> None:
         if self.by not in ("custom_id", "document"):
@@ -101,6 +133,8 @@ class CompareOptions:
             raise ValueError(f"number_tolerance must be a finite number >= 0, not {self.number_tolerance!r}")
         if self.examples < 0 or self.top_disagreements < 0:
             raise ValueError("examples and top_disagreements must be >= 0")
+        if self.max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, not {self.max_pending!r}")
 
 
 DEFAULT_OPTIONS = CompareOptions()
@@ -745,7 +779,6 @@ class _Run:
     models: Counter[str] = field(default_factory=Counter)
     apis: Counter[str] = field(default_factory=Counter)
     tiers: Counter[str] = field(default_factory=Counter)
-    by_key: dict[tuple[str, int], Mapping[str, Any]] = field(default_factory=dict)
 
     def info(self) -> RunInfo:
         return RunInfo(
@@ -764,28 +797,12 @@ def _line_key(line: Mapping[str, Any], by: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _read_run(name: str, lines: Iterable[Mapping[str, Any]], by: str) -> _Run:
-    run = _Run(name)
-    occurrences: Counter[str] = Counter()
-    for line in lines:
-        run.lines += 1
-        for counter, attribute in ((run.models, "model"), (run.apis, "api"), (run.tiers, "service_tier")):
-            value = line.get(attribute)
-            if isinstance(value, str) and value:
-                counter[value] += 1
-        key = _line_key(line, by)
-        if key is None:
-            run.unkeyed += 1
-            continue
-        if by == "custom_id":
-            if (key, 0) in run.by_key:
-                run.duplicates += 1
-                del run.by_key[(key, 0)]  # the later line takes the earlier's place at the end of the order
-            run.by_key[(key, 0)] = line
-        else:
-            run.by_key[(key, occurrences[key])] = line
-            occurrences[key] += 1
-    return run
+def _note(run: _Run, line: Mapping[str, Any]) -> None:
+    run.lines += 1
+    for counter, attribute in ((run.models, "model"), (run.apis, "api"), (run.tiers, "service_tier")):
+        value = line.get(attribute)
+        if isinstance(value, str) and value and (value in counter or len(counter) < _MAX_NAMES):
+            counter[value] += 1
 
 
 def _succeeded(line: Mapping[str, Any]) -> bool:
@@ -803,6 +820,10 @@ def _label(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     return id_a if id_a == id_b else f"{id_a} | {id_b}"
 
 
+def _capped(counter: Counter[str], key: str) -> str:
+    return key if key in counter or len(counter) < _MAX_NAMES else "(other)"
+
+
 class _StatusCounter:
     def __init__(self) -> None:
         self.pairs: Counter[tuple[str, str]] = Counter()
@@ -813,16 +834,17 @@ class _StatusCounter:
 
     def add(self, a: Mapping[str, Any], b: Mapping[str, Any], ok_a: bool, ok_b: bool) -> None:
         status_a, status_b = str(a.get("status", "?")), str(b.get("status", "?"))
-        self.pairs[(status_a, status_b)] += 1
+        pair = (status_a, status_b)
+        self.pairs[pair if pair in self.pairs or len(self.pairs) < _MAX_NAMES else ("(other)", "(other)")] += 1
         group = "both" if ok_a and ok_b else "a" if ok_a else "b" if ok_b else "none"
         self.groups[group] += 1
         if group == "both":
             return
         error_a, error_b = (None if ok_a else _error_type(a)), (None if ok_b else _error_type(b))
         if group == "a":
-            self.errors_b[error_b or status_b] += 1
+            self.errors_b[_capped(self.errors_b, error_b or status_b)] += 1
         elif group == "b":
-            self.errors_a[error_a or status_a] += 1
+            self.errors_a[_capped(self.errors_a, error_a or status_a)] += 1
         if len(self.examples[group]) < STATUS_EXAMPLES:
             self.examples[group].append(StatusExample(_label(a, b), status_a, status_b, error_a, error_b))
 
@@ -841,37 +863,57 @@ class _StatusCounter:
         )
 
 
-def _usage(lines: Sequence[Mapping[str, Any]]) -> RunUsage:
-    totals = dict.fromkeys(
-        ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens"), 0
-    )
-    costs: list[float] = []
-    unpriced = 0
-    latencies: list[float] = []
-    for line in lines:
+_TOKENS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens")
+
+
+class _UsageFold:
+    """A run's usage over its matched lines, folded line by line: token sums, the exact cost (a ``Fraction``: the
+    same correctly rounded total as ``math.fsum``) and at most :data:`LATENCY_SAMPLE` latencies (reservoir)."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.totals = dict.fromkeys(_TOKENS, 0)
+        self.cost = Fraction(0)
+        self.priced = 0
+        self.unpriced = 0
+        self.latency_lines = 0
+        self.latencies: list[float] = []
+        self._random = random.Random(0)  # noqa: S311 - a reproducible sample, not a secret
+
+    def add(self, line: Mapping[str, Any]) -> None:
+        self.lines += 1
         usage = line.get("usage")
         if isinstance(usage, Mapping):
-            for name in totals:
+            for name in self.totals:
                 value = usage.get(name)
                 if _is_number(value):
-                    totals[name] += int(value)
+                    self.totals[name] += int(value)
         cost = line.get("cost_usd")
-        if _is_number(cost):
-            costs.append(float(cost))
+        if _is_number(cost) and math.isfinite(cost):
+            self.cost += Fraction(cost)
+            self.priced += 1
         else:
-            unpriced += 1
+            self.unpriced += 1
         latency = line.get("latency_ms")
         if _is_number(latency):
-            latencies.append(float(latency))
-    return RunUsage(
-        lines=len(lines),
-        **totals,
-        cost_usd=math.fsum(costs) if costs else None,
-        unpriced=unpriced,
-        latency_p50_ms=percentile(latencies, 0.50),
-        latency_p95_ms=percentile(latencies, 0.95),
-        latency_lines=len(latencies),
-    )
+            self.latency_lines += 1
+            if len(self.latencies) < LATENCY_SAMPLE:
+                self.latencies.append(float(latency))
+            else:
+                slot = self._random.randrange(self.latency_lines)
+                if slot < LATENCY_SAMPLE:
+                    self.latencies[slot] = float(latency)
+
+    def result(self) -> RunUsage:
+        return RunUsage(
+            lines=self.lines,
+            **self.totals,
+            cost_usd=float(self.cost) if self.priced else None,
+            unpriced=self.unpriced,
+            latency_p50_ms=percentile(self.latencies, 0.50),
+            latency_p95_ms=percentile(self.latencies, 0.95),
+            latency_lines=self.latency_lines,
+        )
 
 
 _USAGE_METRICS = (
@@ -899,6 +941,146 @@ def _deltas(a: RunUsage, b: RunUsage) -> tuple[Delta, ...]:
 # --- the comparison ------------------------------------------------------------------------------------------------
 
 
+class PendingLimitError(Exception):
+    """More lines wait for their partner than ``CompareOptions.max_pending``: the runs are not in the same order."""
+
+
+_Waiting = dict[str, deque[tuple[int, Mapping[str, Any]]]]
+"""Lines of one run waiting for their partner: key -> (arrival number, line), oldest first."""
+
+
+class CompareStream:
+    """Compare run B with run A as both stream by, chunk by chunk (see the module docstring): :meth:`add` a chunk of
+    each (either may be empty), then :meth:`result`. Raises ``ValueError`` (at construction) for a ``list_keys`` path
+    that is not a list of objects in the schema (or whose items lack the key), or a non-local ``$ref``; and
+    :class:`PendingLimitError` from :meth:`add` past ``options.max_pending`` lines waiting."""
+
+    def __init__(
+        self,
+        *,
+        json_schema: Mapping[str, Any],
+        names: tuple[str, str] = ("A", "B"),
+        options: CompareOptions = DEFAULT_OPTIONS,
+    ) -> None:
+        reader = _SchemaReader(json_schema, options)
+        self._root = reader.build(json_schema, "", frozenset())
+        unknown = sorted(set(options.list_keys) - reader.used_keys)
+        if unknown:
+            lists = ", ".join(e.path for e in reader.entries if e.kind == "array") or "none"
+            raise ValueError(f"list_keys: {', '.join(map(repr, unknown))} is not a list in the schema (lists: {lists})")
+        self._entries = reader.entries
+        self._options = options
+        self._runs = (_Run(names[0]), _Run(names[1]))
+        self._waiting: tuple[_Waiting, _Waiting] = ({}, {})
+        self._held = 0
+        self._arrivals = 0
+        self._walker = _Walker(options)
+        self._statuses = _StatusCounter()
+        self._usage = (_UsageFold(), _UsageFold())
+        self._matched = self._both_ok = self._records_agree = self._records_exact = 0
+
+    @property
+    def held(self) -> int:
+        """Lines waiting for their partner now."""
+        return self._held
+
+    def add(self, a: Iterable[Mapping[str, Any]], b: Iterable[Mapping[str, Any]]) -> None:
+        """Read the next chunk of each run; fold the pairs it completes, in A's order."""
+        pairs: list[tuple[int, Mapping[str, Any], Mapping[str, Any]]] = []
+        for side, lines in ((0, a), (1, b)):
+            for line in lines:
+                self._take(side, line, pairs)
+        pairs.sort(key=lambda pair: pair[0])
+        for _, line_a, line_b in pairs:
+            self._fold(line_a, line_b)
+
+    def _take(
+        self, side: int, line: Mapping[str, Any], pairs: list[tuple[int, Mapping[str, Any], Mapping[str, Any]]]
+    ) -> None:
+        run, mine, theirs = self._runs[side], self._waiting[side], self._waiting[1 - side]
+        _note(run, line)
+        key = _line_key(line, self._options.by)
+        if key is None:
+            run.unkeyed += 1
+            return
+        self._arrivals += 1
+        arrival = self._arrivals
+        if self._options.by == "custom_id" and key in mine:
+            run.duplicates += 1  # the later line takes the earlier's place, at the end of the order
+            del mine[key]
+            self._held -= 1
+        partners = theirs.get(key)
+        if partners:
+            other_arrival, other = partners.popleft()
+            if not partners:
+                del theirs[key]
+            self._held -= 1
+            pairs.append((arrival, line, other) if side == 0 else (other_arrival, other, line))
+            return
+        mine.setdefault(key, deque()).append((arrival, line))
+        self._held += 1
+        if self._held > self._options.max_pending:
+            a, b = self._runs
+            raise PendingLimitError(
+                f"more than {self._options.max_pending:,} lines wait for their partner (after {a.lines:,} lines of "
+                f"{a.name} and {b.lines:,} of {b.name}): the runs are not in the same input order, or most lines are "
+                f"in one run only; compare holds at most that many lines (CompareOptions.max_pending)"
+            )
+
+    def _fold(self, line_a: Mapping[str, Any], line_b: Mapping[str, Any]) -> None:
+        self._matched += 1
+        self._usage[0].add(line_a)
+        self._usage[1].add(line_b)
+        ok_a, ok_b = _succeeded(line_a), _succeeded(line_b)
+        self._statuses.add(line_a, line_b, ok_a, ok_b)
+        if not (ok_a and ok_b):
+            return
+        self._both_ok += 1
+        line = _Line(_label(line_a, line_b))
+        self._walker.pair(self._root, line_a["output"], line_b["output"], line, "")
+        self._records_agree += line.agree
+        self._records_exact += line.exact
+
+    def _only(self, side: int) -> tuple[int, tuple[str, ...]]:
+        waiting = self._waiting[side]
+        count = sum(len(lines) for lines in waiting.values())
+        firsts = sorted((arrival, key, line) for key, lines in waiting.items() for arrival, line in lines)
+        return count, tuple(str(line.get("custom_id", key)) for _, key, line in firsts[:STATUS_EXAMPLES])
+
+    def result(self) -> Comparison:
+        """The comparison of what was read; lines still waiting are the lines only in one run."""
+        options = self._options
+        only_a, only_a_examples = self._only(0)
+        only_b, only_b_examples = self._only(1)
+        fields = tuple(_field_stats(entry, options.examples) for entry in self._entries)
+        top = sorted(
+            ((s.path, d) for s in fields for d in s.disagreements),
+            key=lambda item: -item[1].count,
+        )[: options.top_disagreements]
+        usage_a, usage_b = self._usage[0].result(), self._usage[1].result()
+        return Comparison(
+            a=self._runs[0].info(),
+            b=self._runs[1].info(),
+            options=options,
+            matched=self._matched,
+            only_a=only_a,
+            only_b=only_b,
+            only_a_examples=only_a_examples,
+            only_b_examples=only_b_examples,
+            status=self._statuses.result(),
+            records=RecordAgreement(compared=self._both_ok, agree=self._records_agree, agree_exact=self._records_exact),
+            fields=fields,
+            top_disagreements=tuple(TopDisagreement(path, d) for path, d in top),
+            usage=UsageComparison(a=usage_a, b=usage_b, deltas=_deltas(usage_a, usage_b)),
+        )
+
+
+def _chunks(lines: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
+    it = iter(lines)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
 def compare_runs(
     a: Iterable[Mapping[str, Any]],
     b: Iterable[Mapping[str, Any]],
@@ -907,60 +1089,38 @@ def compare_runs(
     names: tuple[str, str] = ("A", "B"),
     options: CompareOptions = DEFAULT_OPTIONS,
 ) -> Comparison:
-    """Compare run ``b`` with run ``a`` (see the module docstring). Raises ``ValueError`` for a ``list_keys`` path
-    that is not a list of objects in the schema (or whose items lack the key), or a non-local ``$ref``."""
-    reader = _SchemaReader(json_schema, options)
-    root = reader.build(json_schema, "", frozenset())
-    unknown = sorted(set(options.list_keys) - reader.used_keys)
-    if unknown:
-        lists = ", ".join(e.path for e in reader.entries if e.kind == "array") or "none"
-        raise ValueError(f"list_keys: {', '.join(map(repr, unknown))} is not a list in the schema (lists: {lists})")
+    """Compare run ``b`` with run ``a`` (see the module docstring), reading :data:`CHUNK` lines of each at a time
+    (generators are fine). Raises as :class:`CompareStream` does."""
+    stream = CompareStream(json_schema=json_schema, names=names, options=options)
+    empty: list[Mapping[str, Any]] = []
+    for chunk_a, chunk_b in itertools.zip_longest(_chunks(a, CHUNK), _chunks(b, CHUNK), fillvalue=empty):
+        stream.add(chunk_a, chunk_b)
+    return stream.result()
 
-    run_a, run_b = _read_run(names[0], a, options.by), _read_run(names[1], b, options.by)
-    walker = _Walker(options)
-    statuses = _StatusCounter()
-    matched_a: list[Mapping[str, Any]] = []
-    matched_b: list[Mapping[str, Any]] = []
-    both_ok = records_agree = records_exact = 0
-    for key, line_a in run_a.by_key.items():
-        line_b = run_b.by_key.get(key)
-        if line_b is None:
-            continue
-        matched_a.append(line_a)
-        matched_b.append(line_b)
-        ok_a, ok_b = _succeeded(line_a), _succeeded(line_b)
-        statuses.add(line_a, line_b, ok_a, ok_b)
-        if not (ok_a and ok_b):
-            continue
-        both_ok += 1
-        line = _Line(_label(line_a, line_b))
-        walker.pair(root, line_a["output"], line_b["output"], line, "")
-        records_agree += line.agree
-        records_exact += line.exact
 
-    only_a = [k for k in run_a.by_key if k not in run_b.by_key]
-    only_b = [k for k in run_b.by_key if k not in run_a.by_key]
-    fields = tuple(_field_stats(entry, options.examples) for entry in reader.entries)
-    top = sorted(
-        ((s.path, d) for s in fields for d in s.disagreements),
-        key=lambda item: -item[1].count,
-    )[: options.top_disagreements]
-    usage_a, usage_b = _usage(matched_a), _usage(matched_b)
-    return Comparison(
-        a=run_a.info(),
-        b=run_b.info(),
-        options=options,
-        matched=len(matched_a),
-        only_a=len(only_a),
-        only_b=len(only_b),
-        only_a_examples=tuple(str(run_a.by_key[k].get("custom_id", k[0])) for k in only_a[:STATUS_EXAMPLES]),
-        only_b_examples=tuple(str(run_b.by_key[k].get("custom_id", k[0])) for k in only_b[:STATUS_EXAMPLES]),
-        status=statuses.result(),
-        records=RecordAgreement(compared=both_ok, agree=records_agree, agree_exact=records_exact),
-        fields=fields,
-        top_disagreements=tuple(TopDisagreement(path, d) for path, d in top),
-        usage=UsageComparison(a=usage_a, b=usage_b, deltas=_deltas(usage_a, usage_b)),
-    )
+async def compare_chunks(
+    a: AsyncIterable[Iterable[Mapping[str, Any]]],
+    b: AsyncIterable[Iterable[Mapping[str, Any]]],
+    *,
+    json_schema: Mapping[str, Any],
+    names: tuple[str, str] = ("A", "B"),
+    options: CompareOptions = DEFAULT_OPTIONS,
+) -> Comparison:
+    """:func:`compare_runs` over two async streams of chunks (``producer.collect.final_result_chunks``), read in
+    lockstep: one chunk of each in memory at a time, plus the lines waiting for their partner."""
+    stream = CompareStream(json_schema=json_schema, names=names, options=options)
+    streams: list[AsyncIterator[Iterable[Mapping[str, Any]]] | None] = [aiter(a), aiter(b)]
+    while any(s is not None for s in streams):
+        chunks: list[Iterable[Mapping[str, Any]]] = [(), ()]
+        for side, source in enumerate(streams):
+            if source is None:
+                continue
+            try:
+                chunks[side] = await anext(source)
+            except StopAsyncIteration:
+                streams[side] = None
+        stream.add(chunks[0], chunks[1])
+    return stream.result()
 
 
 def _field_stats(entry: _Entry, examples: int) -> FieldStats:

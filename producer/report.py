@@ -1,10 +1,22 @@
 """One self-contained HTML page about a batch: its parameters, outcome and charts, viewable offline.
 
 A pure module: callers pass the batch's status (the ``producer status --json`` object) and its result lines (dicts of
-the native result line); nothing here reads Redis or files. The results are read once and aggregated as they stream
-by (counts per time bin, per latency, per error type, per field ...), so a million lines cost a few counters and the
-page holds bins and counts, never one point per line. plotly.js is inlined once, in the page's head; every chart is a
-plotly figure in a ``<div>`` with a stable id (:data:`CHART_IDS`).
+the native result line); nothing here reads Redis or files. The results are read once and folded, chunk by chunk,
+into a :class:`ReportSummary` (:meth:`ReportSummary.add_lines`, or :func:`summarise_chunks` over an async stream such
+as ``producer.collect.final_result_chunks``), so a million lines cost a few counters and the page holds bins and
+counts, never one point per line. Every part of the summary is bounded whatever the batch's size:
+
+- throughput: lines per time tick; the tick starts at 100 ms and, past :data:`MAX_TIME_TICKS` distinct ticks,
+  coarsens to the next of 1 s, 5 s, 15 s, 1 min, 5 min, 15 min, 1 h, 1 d (each divides every chart bin width above
+  it, so the chart's bins are unchanged);
+- latency: a histogram keyed by the latency rounded to 1 ms below 10 s and to 4 significant digits above (at most
+  about 10,000 + 9,000 keys per decade; percentiles are exact below 10 s, within 0.05 % above);
+- error types, their status codes, fields that failed validation, service tiers: counted per name up to a cap
+  (:data:`MAX_NAMES`); names first seen after the cap are counted together under :data:`OTHER`;
+- failed lines: the first 20 kept as examples; everything else is a counter.
+
+plotly.js is inlined once, in the page's head; every chart is a plotly figure in a ``<div>`` with a stable id
+(:data:`CHART_IDS`).
 
 Everything that comes from users (custom_ids, error messages, field paths, tiers, the title) is escaped: as HTML in
 the page's tables, and as HTML entities in the figures' labels (plotly.js reads labels as its pseudo-HTML and shows
@@ -18,7 +30,7 @@ import html
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +40,17 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-__all__ = ["CHART_IDS", "batch_report_html", "normalise_field"]
+__all__ = [
+    "CHART_IDS",
+    "MAX_NAMES",
+    "MAX_TIME_TICKS",
+    "OTHER",
+    "ReportSummary",
+    "batch_report_html",
+    "normalise_field",
+    "summarise_chunks",
+    "summary_report_html",
+]
 
 CHART_THROUGHPUT = "chart-throughput"
 CHART_LATENCY = "chart-latency"
@@ -39,7 +61,17 @@ CHART_IDS = (CHART_THROUGHPUT, CHART_LATENCY, CHART_TOKENS, CHART_ERRORS, CHART_
 """The ``id`` of each chart's ``<div>``, in page order."""
 
 _TIME_RESOLUTION_S = 0.1
-"""``finished_at`` is counted per 100 ms, then re-binned to the chart's width."""
+"""``finished_at`` is counted per 100 ms (coarser past :data:`MAX_TIME_TICKS`), then re-binned to the chart's width."""
+_TIME_RESOLUTIONS_S = (0.1, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 86400.0)
+"""Each is a whole multiple of the one before (so ticks re-bin exactly) and divides every chart width at or above it."""
+MAX_TIME_TICKS = 5000
+"""Distinct throughput ticks held before the tick coarsens to the next resolution."""
+MAX_NAMES = 200
+"""Distinct error types, status codes per type, field paths and service tiers counted apart."""
+OTHER = "(other)"
+"""The name under which what comes after :data:`MAX_NAMES` distinct names is counted."""
+_EXACT_LATENCY_MS = 10_000
+"""Latencies below it are counted per ms; above, rounded to 4 significant digits."""
 _MAX_TIME_BINS = 100
 _TIME_WIDTHS_S = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
 _MAX_LATENCY_BINS = 60
@@ -98,6 +130,20 @@ def _epoch(value: Any) -> float | None:
     return moment.timestamp()
 
 
+def _bounded_key(counter: Mapping[str, Any], key: str) -> str:
+    """``key`` if it is counted already or there is room for it, else :data:`OTHER`."""
+    return key if key in counter or len(counter) < MAX_NAMES else OTHER
+
+
+def _latency_key(latency: float) -> int:
+    """1 ms resolution below :data:`_EXACT_LATENCY_MS`, 4 significant digits above: a bounded number of keys."""
+    value = max(round(latency), 0)
+    if value < _EXACT_LATENCY_MS:
+        return value
+    step = int(10 ** (len(str(value)) - 4))
+    return round(value / step) * step
+
+
 def _label(value: str) -> str:
     """A user-provided string as a plotly label: entities, so plotly.js shows it literally."""
     return html.escape(value, quote=False)
@@ -112,8 +158,8 @@ class _ErrorStats:
 
 
 @dataclass
-class _Summary:
-    """What the page shows, aggregated from the result lines in one pass."""
+class ReportSummary:
+    """What the page shows, folded from the result lines in one pass, chunk by chunk; bounded (module docstring)."""
 
     lines: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
@@ -122,7 +168,8 @@ class _Summary:
     retries: int = 0
     rate_limited: int = 0
     by_tick: dict[int, list[int]] = field(default_factory=dict)
-    """100 ms tick -> [lines finished, their 429s, their retries]."""
+    """Tick (of ``resolution`` seconds) -> [lines finished, their 429s, their retries]."""
+    resolution: float = _TIME_RESOLUTION_S
     no_time: int = 0
     latencies: Counter[int] = field(default_factory=Counter)
     usage: Counter[str] = field(default_factory=Counter)
@@ -139,6 +186,12 @@ class _Summary:
     tiers: Counter[str] = field(default_factory=Counter)
     tier_fallbacks: int = 0
 
+    def add_lines(self, lines: Iterable[Any]) -> None:
+        """Fold a chunk of result lines in (anything that is not a mapping is skipped)."""
+        for line in lines:
+            if isinstance(line, Mapping):
+                self.add(line)
+
     def add(self, line: Mapping[str, Any]) -> None:
         self.lines += 1
         self.statuses[_text(line.get("status"), "unknown")] += 1
@@ -152,12 +205,12 @@ class _Summary:
         self.repairs[min(repairs, _MAX_HIST_VALUE)] += 1
         self.retries_hist[min(retries, _MAX_HIST_VALUE)] += 1
         self.rate_limited_hist[min(rate_limited, _MAX_HIST_VALUE)] += 1
-        self.tiers[_text(line.get("service_tier"), "(not reported)")] += 1
+        self.tiers[_bounded_key(self.tiers, _text(line.get("service_tier"), "(not reported)"))] += 1
         self.tier_fallbacks += bool(line.get("service_tier_fallback"))
         self._add_time(line.get("finished_at"), rate_limited, retries)
         latency = _num(line.get("latency_ms"))
         if latency is not None and (attempts > 0 or "attempts" not in line):
-            self.latencies[max(round(latency), 0)] += 1
+            self.latencies[_latency_key(latency)] += 1
         self._add_usage(line)
         self._add_error(line)
         self._add_fields(line.get("invalid_fields"))
@@ -167,14 +220,28 @@ class _Summary:
         if moment is None:
             self.no_time += 1
             return
-        tick = math.floor(moment / _TIME_RESOLUTION_S)
+        tick = math.floor(moment / self.resolution)
         counts = self.by_tick.get(tick)
         if counts is None:
             self.by_tick[tick] = [1, rate_limited, retries]
+            if len(self.by_tick) > MAX_TIME_TICKS:
+                self._coarsen()
         else:
             counts[0] += 1
             counts[1] += rate_limited
             counts[2] += retries
+
+    def _coarsen(self) -> None:
+        """Re-bin the ticks at the next resolution until they fit (exact: each resolution divides the next)."""
+        while len(self.by_tick) > MAX_TIME_TICKS and self.resolution < _TIME_RESOLUTIONS_S[-1]:
+            coarser = next(r for r in _TIME_RESOLUTIONS_S if r > self.resolution)
+            ratio = round(coarser / self.resolution)
+            merged: dict[int, list[int]] = {}
+            for tick, counts in self.by_tick.items():
+                into = merged.setdefault(tick // ratio, [0, 0, 0])
+                for i, count in enumerate(counts):
+                    into[i] += count
+            self.by_tick, self.resolution = merged, coarser
 
     def _add_usage(self, line: Mapping[str, Any]) -> None:
         usage = _mapping(line.get("usage"))
@@ -190,10 +257,10 @@ class _Summary:
         if not isinstance(error, Mapping):
             return
         kind = _text(error.get("type"), "unknown")
-        stats = self.errors.setdefault(kind, _ErrorStats())
+        stats = self.errors.setdefault(_bounded_key(self.errors, kind), _ErrorStats())
         stats.lines += 1
         code = error.get("status_code")
-        stats.codes[_text(code, "none")] += 1
+        stats.codes[_bounded_key(stats.codes, _text(code, "none"))] += 1
         message = _text(error.get("message"))[:_MAX_MESSAGE_CHARS]
         if not stats.example:
             stats.example = message
@@ -204,14 +271,21 @@ class _Summary:
         if not isinstance(invalid, list | tuple) or not invalid:
             return
         self.lines_invalid += 1
-        self.fields.update({normalise_field(str(path)) for path in invalid})
+        self.fields.update({_bounded_key(self.fields, normalise_field(str(path))) for path in invalid})
 
 
-def _summarise(results: Iterable[Mapping[str, Any]]) -> _Summary:
-    summary = _Summary()
-    for line in results:
-        if isinstance(line, Mapping):
-            summary.add(line)
+def _summarise(results: Iterable[Mapping[str, Any]]) -> ReportSummary:
+    summary = ReportSummary()
+    summary.add_lines(results)
+    return summary
+
+
+async def summarise_chunks(chunks: AsyncIterable[Iterable[Mapping[str, Any]]]) -> ReportSummary:
+    """Fold an async stream of chunks of result lines (``producer.collect.final_result_chunks``) into a summary:
+    one chunk in memory at a time."""
+    summary = ReportSummary()
+    async for chunk in chunks:
+        summary.add_lines(chunk)
     return summary
 
 
@@ -277,17 +351,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:g} d"
 
 
-def _throughput_figure(summary: _Summary) -> go.Figure:
+def _throughput_figure(summary: ReportSummary) -> go.Figure:
     title = "Lines finished per second"
     if not summary.by_tick:
         return _empty(title, "no line with a finished_at yet")
-    first, last = min(summary.by_tick), max(summary.by_tick)
-    width = _time_width((last - first + 1) * _TIME_RESOLUTION_S)
-    start = math.floor(first * _TIME_RESOLUTION_S / width)
-    nbins = math.floor(last * _TIME_RESOLUTION_S / width) - start + 1
+    first, last, resolution = min(summary.by_tick), max(summary.by_tick), summary.resolution
+    width = max(_time_width((last - first + 1) * resolution), resolution)
+    start = math.floor(first * resolution / width)
+    nbins = math.floor(last * resolution / width) - start + 1
     finished, limited, retried = [0] * nbins, [0] * nbins, [0] * nbins
     for tick, (count, rate_limited, retries) in summary.by_tick.items():
-        index = math.floor(tick * _TIME_RESOLUTION_S / width) - start
+        index = math.floor(tick * resolution / width) - start
         finished[index] += count
         limited[index] += rate_limited
         retried[index] += retries
@@ -333,7 +407,7 @@ def _throughput_figure(summary: _Summary) -> go.Figure:
     )
 
 
-def _latency_figure(summary: _Summary) -> go.Figure:
+def _latency_figure(summary: ReportSummary) -> go.Figure:
     title = "Latency of lines that made calls (API time, summed per line)"
     if not summary.latencies:
         return _empty(title, "no line made a call")
@@ -389,7 +463,7 @@ def _kind_costs(tokens: Sequence[int], price: Mapping[str, float]) -> list[float
     return [count * rate / 1_000_000 for count, rate in zip(tokens, rates, strict=True)]
 
 
-def _tokens_figure(summary: _Summary, batch_cost: float | None, price: Mapping[str, float] | None) -> go.Figure:
+def _tokens_figure(summary: ReportSummary, batch_cost: float | None, price: Mapping[str, float] | None) -> go.Figure:
     tokens = _token_kinds(summary.usage)
     colors = ["#4c78a8", "#72b7b2", "#f58518", "#b279a2"]
     token_bar = go.Bar(
@@ -426,7 +500,7 @@ def _tokens_figure(summary: _Summary, batch_cost: float | None, price: Mapping[s
     return _layout(fig, f"Tokens and cost by kind (result lines): ${sum(costs):,.6f}", showlegend=False)
 
 
-def _errors_figure(summary: _Summary) -> go.Figure:
+def _errors_figure(summary: ReportSummary) -> go.Figure:
     title = "Error types"
     if not summary.errors:
         return _empty(title, "no errors")
@@ -447,7 +521,7 @@ def _errors_figure(summary: _Summary) -> go.Figure:
     return _layout(fig, f"{title} ({sum(s.lines for s in summary.errors.values()):,} lines)", showlegend=False)
 
 
-def _fields_figure(summary: _Summary) -> tuple[go.Figure, int]:
+def _fields_figure(summary: ReportSummary) -> tuple[go.Figure, int]:
     title = "Schema-validation failures per field (lines, repairs included)"
     if not summary.fields:
         return _empty(title, "no field failed validation"), _CHART_HEIGHT_PX
@@ -518,7 +592,7 @@ def _stat(stat_id: str, name: str, value: str, title: str = "") -> str:
     return f'<div class="stat"{hint}><dt>{_e(name)}</dt><dd id="stat-{stat_id}">{_e(value)}</dd></div>'
 
 
-def _outcome(batch: Mapping[str, Any], summary: _Summary, name: str) -> Any:
+def _outcome(batch: Mapping[str, Any], summary: ReportSummary, name: str) -> Any:
     """The batch's counter when the status has it, else the result lines' count."""
     value = batch.get(name)
     return value if _num(value) is not None else summary.statuses.get(name, 0)
@@ -561,7 +635,7 @@ def _parameters(batch: Mapping[str, Any]) -> str:
     return f'<table id="parameters" class="parameters">{cells}</table>'
 
 
-def _stats(batch: Mapping[str, Any], summary: _Summary) -> str:
+def _stats(batch: Mapping[str, Any], summary: ReportSummary) -> str:
     usage = _mapping(batch.get("usage"))
     batch_tokens = "/".join(
         _count(usage.get(name)) for name in ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
@@ -589,7 +663,7 @@ def _stats(batch: Mapping[str, Any], summary: _Summary) -> str:
     return f'<dl class="stats">{"".join(stats)}</dl>'
 
 
-def _hist_rows(summary: _Summary) -> list[list[str]]:
+def _hist_rows(summary: ReportSummary) -> list[list[str]]:
     hists = (summary.attempts, summary.repairs, summary.retries_hist, summary.rate_limited_hist)
     values = sorted({value for hist in hists for value in hist})
     return [
@@ -598,7 +672,7 @@ def _hist_rows(summary: _Summary) -> list[list[str]]:
     ]
 
 
-def _tables(summary: _Summary) -> str:
+def _tables(summary: ReportSummary) -> str:
     pct = f"{summary.cache_hits / summary.lines:.1%}" if summary.lines else "n/a"
     cache = _table(
         "Result cache",
@@ -675,7 +749,17 @@ def batch_report_html(
     ``cached_input``, ``output``; reasoning is billed as output) adds the cost of each kind of token; without it the
     page shows the batch's ``cost_usd`` total only.
     """
-    summary = _summarise(results)
+    return summary_report_html(batch, _summarise(results), title=title, price=price)
+
+
+def summary_report_html(
+    batch: Mapping[str, Any],
+    summary: ReportSummary,
+    *,
+    title: str | None = None,
+    price: Mapping[str, float] | None = None,
+) -> str:
+    """The page of :func:`batch_report_html` from a summary already folded (:func:`summarise_chunks`)."""
     heading = title if title is not None else f"Batch {_text(batch.get('batch_id'), '(unknown)')}"
     fields_fig, fields_height = _fields_figure(summary)
     batch_cost = _num(batch.get("cost_usd"))

@@ -233,6 +233,10 @@ class ResultStore:
         last = flat[0].decode() if isinstance(flat[0], bytes) else str(flat[0])
         return last, [(int(flat[i]), flat[i + 2]) for i in range(1, len(flat), 3)]
 
+    async def wait_for_more(self, keys: BatchKeys, after: str, *, block_ms: int) -> None:
+        """Block until an entry after ``after`` is recorded, or ``block_ms`` passed (``collect --follow``)."""
+        await self._redis.xread({keys.results: after}, count=1, block=block_ms)
+
     async def final_lines(
         self, batch: BatchRecord, keys: BatchKeys, *, price: ModelPrice | None, chunk: int = 1000
     ) -> AsyncIterator[list[FinalLine]]:

@@ -93,6 +93,11 @@ class WorkerRegistry:
         await awaited(self._redis.zrem(self._registry, self.owner))
 
 
+async def forget_health(redis: Redis, health_key: str) -> None:
+    """A stopping worker's arq health key goes at once (``arq --check`` then sees it gone, not stale)."""
+    await awaited(redis.delete(health_key))
+
+
 async def live_workers(redis: Redis, keys: Keys) -> int:
     """Workers whose registration has not lapsed: one ``ZCOUNT``, never a scan."""
     return int(await LIVE.bind(redis)([keys.workers], []))

@@ -6,6 +6,7 @@ from its imports down, and a new import that closes a circle fails here, not in 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,21 @@ def test_the_layers_point_one_way() -> None:
         if dep.split(".")[0] not in allowed[name.split(".")[0]]
     ]
     assert wrong == []
+
+
+REDIS_COMMANDS = re.compile(
+    r"(?:\bredis|_redis|\bpool|\bclient)\.(?:get|set|delete|exists|expire|pexpire|h\w+|z\w+|x\w+|l\w+|"
+    r"s(?:add|rem|members|can\w*)|incr\w*|eval\w*|pipeline|keys|mset|mget)\("
+)
+
+
+def test_the_producer_and_the_worker_send_no_raw_redis_command() -> None:
+    """Every Redis read and write goes through a method of the store, which owns the keys and the scripts."""
+    raw = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for package in ("producer", "worker")
+        for path in sorted((REPO / package).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if REDIS_COMMANDS.search(line)
+    ]
+    assert raw == []

@@ -27,7 +27,7 @@ from schemas.settings import WorkerSettings
 from schemas.wire import TASK_NAME, deserialize, serialize
 from store.keys import Keys
 from store.queue import JobClaims
-from store.workers import WorkerRegistry
+from store.workers import WorkerRegistry, forget_health
 from worker.boundary import JobBoundary, failure_reason
 from worker.health import Heartbeat
 from worker.leases import LeaseKeeper
@@ -133,7 +133,7 @@ class ExtractionWorker(Worker):
             await self.leases.stop()
             self.leases = None
         with contextlib.suppress(Exception):
-            await self.pool.delete(self.health_check_key)
+            await forget_health(self.pool, self.health_check_key)
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
         with contextlib.suppress(Exception):

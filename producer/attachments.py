@@ -26,6 +26,7 @@ import openai
 from redis.asyncio import Redis
 
 from producer.documents import LocalAttachment
+from producer.errors import ProducerError
 from producer.readers import InputLine
 from schemas.attachments import Attachment
 from schemas.jobs import BatchSpec
@@ -52,7 +53,7 @@ LOOKUP_MAX_FILES = 100_000
 BACKOFF_CAP_S = 20.0
 
 
-class UploadError(RuntimeError):
+class UploadError(ProducerError, RuntimeError):
     """The Files API refused an upload; ``str()`` names the file and the provider's reason."""
 
 

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from producer.attachments import Uploader, UploadError
+from producer.attachments import Uploader
 from producer.collect import (
     OutputFormat,
     OutputPathError,
@@ -42,7 +42,6 @@ from producer.compare import (
     printable,
 )
 from producer.control import (
-    BatchCancelledError,
     BudgetSet,
     CancelResult,
     Deleted,
@@ -53,10 +52,17 @@ from producer.control import (
     retry_failed,
     set_budget,
 )
-from producer.documents import AttachmentError, GlobError
+from producer.documents import GlobError
+from producer.errors import (
+    EXIT_FAILED_LINES,
+    EXIT_INCOMPLETE,
+    EXIT_INVALID_INPUT,
+    EXIT_PAUSED,
+    ProducerError,
+)
 from producer.estimate import Estimate, estimate
 from producer.feeder import FeedResult
-from producer.indexer import BatchExistsError, InputChangedError, OpenedBatch
+from producer.indexer import OpenedBatch
 from producer.progress import WaitTimeoutError, wait_for_batch
 from producer.readers import FileSource, FolderSource, LineShape, LineSource, batch_body_check
 from producer.report import ReportSummary, summarise_chunks, summary_report_html
@@ -90,13 +96,6 @@ from store.connect import REDIS_ERRORS, describe_redis_error, open_redis
 from store.feed import FeedState
 from store.keys import InvalidIdError, Keys, check_batch_id
 
-EXIT_INVALID_INPUT = 2
-EXIT_INCOMPLETE = 3
-"""``wait`` timed out, or ``collect`` wrote a file with lines still pending."""
-EXIT_FAILED_LINES = 4
-"""``wait``/``run``/``collect``: every line has its final result, and some of them failed or were cancelled."""
-EXIT_PAUSED = 5
-"""``wait``/``run``: the batch paused on an error every line would meet (a bad key ...): fix it, then ``resume``."""
 EXIT_CODES_HELP = (
     "Exit codes: 0 every line succeeded; 1 error; 2 invalid input or usage; 3 incomplete (timed out, lines pending, "
     "or an interrupted submit); 4 complete with failed or cancelled lines; 5 paused (see `producer status`)."
@@ -180,18 +179,8 @@ def _with_redis(settings: ProducerSettings, body: Callable[[Redis, Keys], Awaita
     coroutine: Coroutine[Any, Any, T] = run()
     try:
         return asyncio.run(coroutine)
-    except (
-        BatchNotFoundError,
-        BatchExistsError,
-        InputChangedError,
-        BatchCancelledError,
-        InvalidIdError,
-        AttachmentError,
-        UploadError,
-    ) as exc:
+    except (BatchNotFoundError, InvalidIdError) as exc:  # the store's own
         raise click.ClickException(str(exc)) from exc
-    except OutputPathError as exc:  # the folder went away while the command ran
-        raise InvalidInputError(str(exc)) from exc
     except REDIS_ERRORS as exc:
         raise click.ClickException(str(describe_redis_error(exc, settings.redis_url))) from exc
     except ResubmitRefusedError as exc:
@@ -200,10 +189,15 @@ def _with_redis(settings: ProducerSettings, body: Callable[[Redis, Keys], Awaita
         if exc.total > len(exc.problems):
             err.print(f"... and {exc.total - len(exc.problems)} more")
         err.print(f"{exc.total} line(s) refused; nothing was changed")
-        sys.exit(EXIT_INVALID_INPUT)
+        sys.exit(exc.exit_code)
     except IncompleteSubmitError as exc:
         err.print(f"[yellow]incomplete[/yellow]: {exc}", markup=True)
-        sys.exit(EXIT_INCOMPLETE)
+        sys.exit(exc.exit_code)
+    except (WaitTimeoutError, BatchPausedError):
+        raise  # `wait` and `run` say these their own way
+    except ProducerError as exc:  # the rest of the tree (producer.errors): its message, its exit code
+        click.echo(f"Error: {exc}", err=True)  # as click prints its own errors
+        sys.exit(exc.exit_code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -23,6 +23,7 @@ from typing import IO, Any, Literal
 import orjson
 from redis.asyncio import Redis
 
+from producer.errors import InputError
 from producer.status import ensure_fed
 from schemas.pricing import ModelPrice
 from store.batches import BatchStore
@@ -165,7 +166,7 @@ async def collect(
     return written, missing + max(batch.lines - batch.indexed, 0)
 
 
-class OutputPathError(ValueError):
+class OutputPathError(InputError, ValueError):
     """An output file that cannot be written where it is asked for: its folder is missing (not created: more likely
     a typo), or the path is a folder. The message names the path and the folder."""
 

@@ -61,6 +61,8 @@ from rich.console import Group, JustifyMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from producer.errors import InputError
+
 __all__ = [
     "DEFAULT_OPTIONS",
     "CompareOptions",
@@ -941,7 +943,7 @@ def _deltas(a: RunUsage, b: RunUsage) -> tuple[Delta, ...]:
 # --- the comparison ------------------------------------------------------------------------------------------------
 
 
-class PendingLimitError(Exception):
+class PendingLimitError(InputError):
     """More lines wait for their partner than ``CompareOptions.max_pending``: the runs are not in the same order."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from producer.attachments import Uploader
+from producer.errors import BatchStateError, InputError
 from producer.feeder import Feeder, FeedResult, ProgressHook
 from producer.readers import LineSource
 from schemas.pricing import ModelPrice
@@ -38,11 +39,11 @@ CANCEL_ATTEMPTS = 5
 """A waiting line whose account changes while it is being cancelled (its job ran meanwhile) is tried again."""
 
 
-class BatchCancelledError(RuntimeError):
+class BatchCancelledError(BatchStateError, RuntimeError):
     pass
 
 
-class ShadowBudgetError(ValueError):
+class ShadowBudgetError(InputError, ValueError):
     """A shadow batch's budget is a part of its main batch's: it is set there."""
 
 

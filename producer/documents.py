@@ -50,6 +50,7 @@ from PIL import GifImagePlugin, Image, JpegImagePlugin, PngImagePlugin, Unidenti
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 
+from producer.errors import InputError, ProducerError
 from schemas.attachments import (
     DOCUMENT_SUFFIXES,
     IMAGE_MEDIA_TYPES,
@@ -76,11 +77,11 @@ _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)(?P<params>(?:;[^;,]*)
 _FILE_ID = re.compile(r"^file-[A-Za-z0-9_-]{1,128}$")
 
 
-class AttachmentError(ValueError):
+class AttachmentError(ProducerError, ValueError):
     """An attachment the API would refuse, or we cannot read; ``str()`` is the reason for the user."""
 
 
-class GlobError(ValueError):
+class GlobError(InputError, ValueError):
     """A ``--glob`` that cannot select files below a folder; ``str()`` says why, for the user."""
 
 

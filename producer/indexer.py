@@ -18,6 +18,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from producer.errors import BatchStateError
 from producer.readers import InputLine, LineSource
 from schemas.jobs import BatchSpec, Fingerprinter
 from store.batches import BatchRecord, BatchStore
@@ -25,11 +26,11 @@ from store.keys import Keys
 from store.lines import IndexedLine, LineIndex
 
 
-class BatchExistsError(RuntimeError):
+class BatchExistsError(BatchStateError, RuntimeError):
     """The batch id is taken by a batch with other parameters or another input."""
 
 
-class InputChangedError(RuntimeError):
+class InputChangedError(BatchStateError, RuntimeError):
     """A line of the input differs from the line the batch holds at the same position."""
 
 

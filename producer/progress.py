@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Iterable
+from typing import ClassVar
 
 from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError
@@ -17,12 +18,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column
 from rich.text import Text
 
+from producer.errors import EXIT_INCOMPLETE, ProducerError
 from producer.status import BatchPausedError, ensure_fed, read_snapshot
 from store.batches import BatchRecord, BatchSnapshot
 from store.keys import Keys
 
 
-class WaitTimeoutError(TimeoutError):
+class WaitTimeoutError(ProducerError, TimeoutError):
+    exit_code: ClassVar[int] = EXIT_INCOMPLETE
+
     def __init__(self, record: BatchRecord) -> None:
         super().__init__(f"batch {record.batch_id}: {record.pending} of {record.lines} lines still pending")
         self.record = record

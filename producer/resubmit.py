@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from producer.attachments import AttachmentStager, Uploader
+from producer.errors import InputError
 from producer.feeder import Feeder, FeedResult, ProgressHook, job_payloads
 from producer.indexer import BatchExistsError, InputChangedError, chunked, index_lines
 from producer.readers import InputLine, LineSource
@@ -39,7 +40,7 @@ WINDOW_POLL_S = 0.2
 MAX_REPORTED = 50
 
 
-class ResubmitRefusedError(RuntimeError):
+class ResubmitRefusedError(InputError, RuntimeError):
     """Lines of the input that the batch cannot take as they are; ``problems`` say which and why."""
 
     def __init__(self, problems: list[str], total: int) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 from redis.asyncio import Redis
 
+from producer.errors import EXIT_INCOMPLETE, EXIT_PAUSED, ProducerError
 from store.batches import BatchNotFoundError, BatchRecord, BatchSnapshot, BatchStore, Footprint
 from store.keys import Keys
 
@@ -23,16 +25,20 @@ __all__ = [
 ]
 
 
-class IncompleteSubmitError(RuntimeError):
+class IncompleteSubmitError(ProducerError, RuntimeError):
     """Not every line of the batch is enqueued, and no submit is feeding it: it cannot complete by waiting."""
+
+    exit_code: ClassVar[int] = EXIT_INCOMPLETE
 
     def __init__(self, record: BatchRecord) -> None:
         super().__init__(incomplete_message(record))
         self.record = record
 
 
-class BatchPausedError(RuntimeError):
+class BatchPausedError(ProducerError, RuntimeError):
     """The batch paused on an error every line would meet (``store.pause``): waiting cannot finish it."""
+
+    exit_code: ClassVar[int] = EXIT_PAUSED
 
     def __init__(self, record: BatchRecord) -> None:
         super().__init__(paused_message(record))

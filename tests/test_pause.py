@@ -17,8 +17,9 @@ from redis.asyncio import Redis
 from rich.console import Console
 
 from producer import progress as progress_module
-from producer.cli import EXIT_FAILED_LINES, EXIT_PAUSED, main
+from producer.cli import main
 from producer.control import resume
+from producer.errors import EXIT_FAILED_LINES, EXIT_PAUSED
 from producer.progress import RecentTries, WaitTimeoutError, wait_for_batch
 from producer.status import BatchPausedError, batch_state
 from schemas.results import ErrorType, Status

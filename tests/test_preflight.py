@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner, Result
 from redis import Redis as SyncRedis
 
-from producer.cli import EXIT_INVALID_INPUT, main
+from producer.cli import main
+from producer.errors import EXIT_INVALID_INPUT
 from producer.readers import FileSource
 from producer.submit import SubmitOptions, build_spec, document_check
 from schemas.input_limits import (

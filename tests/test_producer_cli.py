@@ -8,7 +8,8 @@ import orjson
 from click.testing import CliRunner
 from redis import Redis as SyncRedis
 
-from producer.cli import EXIT_INVALID_INPUT, main
+from producer.cli import main
+from producer.errors import EXIT_INVALID_INPUT
 from schemas.jobs import DEFAULT_INSTRUCTIONS
 from store.fields import F
 from store.keys import Keys

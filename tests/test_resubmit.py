@@ -6,7 +6,8 @@ import pytest
 from click.testing import CliRunner
 from redis.asyncio import Redis
 
-from producer.cli import EXIT_INVALID_INPUT, main
+from producer.cli import main
+from producer.errors import EXIT_INVALID_INPUT
 from producer.indexer import BatchExistsError
 from producer.readers import InputLine, MemorySource
 from producer.resubmit import ResubmitRefusedError

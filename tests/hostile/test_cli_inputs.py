@@ -16,7 +16,8 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
-from producer.cli import EXIT_INVALID_INPUT, main
+from producer.cli import main
+from producer.errors import EXIT_INVALID_INPUT
 from schemas.registry import SchemaError, resolve_schema
 from schemas.strict import MAX_NESTING_LEVELS
 

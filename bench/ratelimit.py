@@ -42,8 +42,8 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
-from producer.readers import InputLine, MemorySource
-from producer.submit import submit
+from producer.input.readers import InputLine, MemorySource
+from producer.submit.submit import submit
 from schemas.settings import Settings
 from store.batches import BatchStore
 from store.keys import Keys

@@ -21,8 +21,8 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
-from producer.readers import FileSource, InputLine
-from producer.submit import submit
+from producer.input.readers import FileSource, InputLine
+from producer.submit.submit import submit
 from schemas.jobs import ExtractionJob, Fingerprinter
 from schemas.wire import TASK_NAME, deserialize, serialize
 from store.keys import Keys

@@ -25,9 +25,9 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
-from producer.progress import WaitTimeoutError, wait_for_batch
-from producer.readers import InputLine, MemorySource
-from producer.submit import submit
+from producer.batch.progress import WaitTimeoutError, wait_for_batch
+from producer.input.readers import InputLine, MemorySource
+from producer.submit.submit import submit
 from store.keys import Keys
 from tests.processes import RedisServer, invoice_spec
 

@@ -21,17 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from producer.attachments import Uploader
-from producer.collect import (
-    OutputFormat,
-    OutputPathError,
-    check_output_path,
-    collect,
-    final_result_chunks,
-    follow,
-    write_output,
-)
-from producer.compare import (
+from producer.analysis.compare import (
     CompareOptions,
     Comparison,
     PendingLimitError,
@@ -41,7 +31,17 @@ from producer.compare import (
     comparison_table,
     printable,
 )
-from producer.control import (
+from producer.analysis.report import ReportSummary, summarise_chunks, summary_report_html
+from producer.batch.collect import (
+    OutputFormat,
+    OutputPathError,
+    check_output_path,
+    collect,
+    final_result_chunks,
+    follow,
+    write_output,
+)
+from producer.batch.control import (
     BudgetSet,
     CancelResult,
     Deleted,
@@ -52,23 +52,8 @@ from producer.control import (
     retry_failed,
     set_budget,
 )
-from producer.documents import GlobError
-from producer.errors import (
-    EXIT_FAILED_LINES,
-    EXIT_INCOMPLETE,
-    EXIT_INVALID_INPUT,
-    EXIT_PAUSED,
-    ProducerError,
-)
-from producer.estimate import Estimate, estimate
-from producer.feeder import FeedResult
-from producer.indexer import OpenedBatch
-from producer.progress import WaitTimeoutError, wait_for_batch
-from producer.readers import FileSource, FolderSource, LineShape, LineSource, batch_body_check
-from producer.report import ReportSummary, summarise_chunks, summary_report_html
-from producer.resubmit import ResubmitRefusedError
-from producer.shadow import SampledSource, ShadowOutcome, shadow_id, shadow_spec, share_budget, submit_shadow
-from producer.status import (
+from producer.batch.progress import WaitTimeoutError, wait_for_batch
+from producer.batch.status import (
     BatchOverview,
     BatchPausedError,
     IncompleteSubmitError,
@@ -77,7 +62,22 @@ from producer.status import (
     list_batches,
     read_status,
 )
-from producer.submit import (
+from producer.errors import (
+    EXIT_FAILED_LINES,
+    EXIT_INCOMPLETE,
+    EXIT_INVALID_INPUT,
+    EXIT_PAUSED,
+    ProducerError,
+)
+from producer.input.documents import GlobError
+from producer.input.readers import FileSource, FolderSource, LineShape, LineSource, batch_body_check
+from producer.submit.attachments import Uploader
+from producer.submit.estimate import Estimate, estimate
+from producer.submit.feeder import FeedResult
+from producer.submit.indexer import OpenedBatch
+from producer.submit.resubmit import ResubmitRefusedError
+from producer.submit.shadow import SampledSource, ShadowOutcome, shadow_id, shadow_spec, share_budget, submit_shadow
+from producer.submit.submit import (
     SubmitOptions,
     SubmitResult,
     build_spec,
@@ -1267,7 +1267,7 @@ def compare_command(
 async def _compare_batches(
     redis: Redis, keys: Keys, first: BatchRecord, second: BatchRecord, options: CompareOptions
 ) -> Comparison:
-    """Both batches stream by in input order, chunk by chunk (``producer.compare``: bounded memory)."""
+    """Both batches stream by in input order, chunk by chunk (``producer.analysis.compare``: bounded memory)."""
     try:
         return await compare_chunks(
             final_result_chunks(redis, keys, first.batch_id),

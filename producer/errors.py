@@ -5,21 +5,21 @@ prints one and exits, with ``exit_code``. Where a class lives is its wing's busi
 
     ProducerError                      1  an error the user can act on (the message says how)
     |-- InputError                     2  the input or the request cannot be done as asked
-    |   |-- GlobError                     producer.documents: a --glob that selects nothing below the folder
-    |   |-- OutputPathError               producer.collect: an output file in a missing folder, or a folder
-    |   |-- ShadowBudgetError             producer.control: a shadow's budget is set through its main batch
-    |   |-- PendingLimitError             producer.compare: two runs in orders too different to join in memory
-    |   `-- ResubmitRefusedError          producer.resubmit: input lines the batch cannot take (``problems``)
+    |   |-- GlobError                     producer.input.documents: a --glob that selects nothing below the folder
+    |   |-- OutputPathError               producer.batch.collect: an output file in a missing folder, or a folder
+    |   |-- ShadowBudgetError             producer.batch.control: a shadow's budget is set through its main batch
+    |   |-- PendingLimitError             producer.analysis.compare: two runs in orders too different to join in memory
+    |   `-- ResubmitRefusedError          producer.submit.resubmit: input lines the batch cannot take (``problems``)
     |-- BatchStateError                1  the batch in Redis is not what the command needs
-    |   |-- BatchExistsError              producer.indexer: the id is taken by another batch
-    |   |   `-- BatchGoneError            producer.feeder: deleted or expired while it was fed
-    |   |-- InputChangedError             producer.indexer: a line differs from the batch's
-    |   `-- BatchCancelledError           producer.control: a cancelled batch's lines are not run again
-    |-- AttachmentError                1  producer.documents: an attachment the API would refuse, or unreadable
-    |-- UploadError                    1  producer.attachments: the Files API refused an upload
-    |-- IncompleteSubmitError          3  producer.status: not every line enqueued, and nobody feeding the batch
-    |-- WaitTimeoutError               3  producer.progress: ``wait --timeout`` passed with lines pending
-    `-- BatchPausedError               5  producer.status: paused on an error every line would meet
+    |   |-- BatchExistsError              producer.submit.indexer: the id is taken by another batch
+    |   |   `-- BatchGoneError            producer.submit.feeder: deleted or expired while it was fed
+    |   |-- InputChangedError             producer.submit.indexer: a line differs from the batch's
+    |   `-- BatchCancelledError           producer.batch.control: a cancelled batch's lines are not run again
+    |-- AttachmentError                1  producer.input.documents: an attachment the API would refuse, or unreadable
+    |-- UploadError                    1  producer.submit.attachments: the Files API refused an upload
+    |-- IncompleteSubmitError          3  producer.batch.status: not every line enqueued, and nobody feeding the batch
+    |-- WaitTimeoutError               3  producer.batch.progress: ``wait --timeout`` passed with lines pending
+    `-- BatchPausedError               5  producer.batch.status: paused on an error every line would meet
 
 Exit 4 (every line has a result, some failed or were cancelled) is an outcome, not an error: the CLI reads it off
 the batch's record. Errors that are not the producer's own (``store.batches.BatchNotFoundError``,

@@ -71,7 +71,7 @@ class BatchSpec(BaseModel):
     """How a call's input is sized for admission and the budget: our offline estimate, or the provider's counter
     (``POST /v1/responses/input_tokens``, one more request per call; ``--count-tokens exact``)."""
     shadow: str | None = None
-    """The id of this batch's shadow batch (``producer.shadow``), if it has one."""
+    """The id of this batch's shadow batch (``producer.submit.shadow``), if it has one."""
     shadow_of: str | None = None
     """The main batch this one shadows (a sample of its lines, with another API or model)."""
     created_at: str

@@ -304,7 +304,7 @@ class ProducerSettings(CommonSettings):
     count_tokens: Literal["estimate", "exact"] = "estimate"
     """``exact``: size each call by the provider's input-token counter instead of our estimate."""
     shadow_api: Literal["responses", "chat"] | None = None
-    """Run a sample of the lines again through this API as a linked shadow batch (``producer.shadow``)."""
+    """Run a sample of the lines again through this API as a linked shadow batch (``producer.submit.shadow``)."""
     shadow_model: str | None = None
     """... or with this model (or both)."""
     shadow_sample: float = Field(default=0.1, gt=0, le=1)

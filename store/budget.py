@@ -22,16 +22,16 @@ its first call, so a budget set later by ``producer budget`` counts what was spe
 micro-dollars (a price in USD per million tokens times tokens is micro-dollars) and tokens.
 ``producer budget BATCH --usd X --tokens N`` sets the budgets and, when the batch was paused by its budget, resumes it.
 
-**A batch and its shadow** (``producer.shadow``) share the budget given to the main batch, split between them once,
-at submit, in proportion to their estimates (``producer.estimate``: dollars by estimated cost, tokens by estimated
-tokens). The main record keeps the shadow's shares (``SHADOW_SHARE_*``) and the whole (``GROUP_BUDGET_*``); each
-record's own ``BUDGET_*`` is its part, enforced by the scripts above exactly as for any batch. ``SPLIT_BUDGET``
+**A batch and its shadow** (``producer.submit.shadow``) share the budget given to the main batch, split between them
+once, at submit, in proportion to their estimates (``producer.submit.estimate``: dollars by estimated cost, tokens by
+estimated tokens). The main record keeps the shadow's shares (``SHADOW_SHARE_*``) and the whole (``GROUP_BUDGET_*``);
+each record's own ``BUDGET_*`` is its part, enforced by the scripts above exactly as for any batch. ``SPLIT_BUDGET``
 records the shares and gives both their parts in one step (``producer budget MAIN`` splits a new whole by the same
-shares and lifts a budget pause on both); a shadow recorded later takes its part as it is created
-(``SHADOW_PART_LUA``, in ``store.batches.CREATE``). A part is never 0 ("none"): the shadow's is at least 1 and the
-main's the rest. Split rather than pooled because each batch's calls reserve and settle against their own record
-(``store.accounts``); the cost is that an estimate that is off pauses one batch while the other has budget left:
-``producer budget MAIN`` with a larger whole goes on.
+shares and lifts a budget pause on both); a shadow recorded later takes its part as it is created (``SHADOW_PART_LUA``,
+in ``store.batches.CREATE``). A part is never 0 ("none"): the shadow's is at least 1 and the main's the rest. Split
+rather than pooled because each batch's calls reserve and settle against their own record (``store.accounts``); the cost
+is that an estimate that is off pauses one batch while the other has budget left: ``producer budget MAIN`` with a larger
+whole goes on.
 """
 
 from __future__ import annotations

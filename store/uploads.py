@@ -13,7 +13,7 @@ Three keys (``store.keys``):
   earliest the batch's retention can end (its keys' TTL once complete, ``ttl_ms`` from now while it runs, at most
   :data:`RECHECK_MAX_MS`), or at once when the batch is gone.
 
-How an upload goes (``producer.attachments``):
+How an upload goes (``producer.submit.attachments``):
 
 1. ``INTEND`` writes content → intent into the hash and the intent into the set, in one step, before the create is
    sent. The file is uploaded under :func:`upload_filename`, which carries the intent's nonce.
@@ -439,7 +439,7 @@ LIST_PAGE = 1000
 
 @dataclass
 class ProviderFiles:
-    """:class:`FilesApi` through the ``openai`` SDK: the one place both the producer (``producer.attachments.
+    """:class:`FilesApi` through the ``openai`` SDK: the one place both the producer (``producer.submit.attachments.
     Uploader``, which adds uploads) and the worker's uploads sweep find and delete files at the provider."""
 
     client: openai.AsyncOpenAI

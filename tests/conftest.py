@@ -14,8 +14,8 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from producer.readers import InputLine, MemorySource
-from producer.submit import SubmitOptions, build_spec, submit
+from producer.input.readers import InputLine, MemorySource
+from producer.submit.submit import SubmitOptions, build_spec, submit
 from schemas.jobs import DEFAULT_INSTRUCTIONS, ApiKind, BatchSpec, GenerationParams
 from schemas.registry import resolve_schema
 from schemas.settings import Settings

@@ -15,7 +15,7 @@ from pathlib import Path
 from redis import Redis
 
 from examples.redis_server import find_redis_server
-from producer.submit import SubmitOptions, build_spec
+from producer.submit.submit import SubmitOptions, build_spec
 from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
 from schemas.registry import resolve_schema
 

@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from producer.collect import final_result_chunks, final_results
-from producer.compare import (
+from producer.analysis.compare import (
     CompareOptions,
     CompareStream,
     Comparison,
@@ -25,7 +24,14 @@ from producer.compare import (
     compare_runs,
     comparison_json,
 )
-from producer.report import MAX_TIME_TICKS, ReportSummary, batch_report_html, summarise_chunks, summary_report_html
+from producer.analysis.report import (
+    MAX_TIME_TICKS,
+    ReportSummary,
+    batch_report_html,
+    summarise_chunks,
+    summary_report_html,
+)
+from producer.batch.collect import final_result_chunks, final_results
 from schemas.records import CallTotals, line_result
 from schemas.results import ErrorInfo, ErrorType, Status, Usage
 from store.batches import BatchStore

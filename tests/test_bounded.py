@@ -21,13 +21,13 @@ from arq.constants import job_key_prefix
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from producer import collect as collect_module
-from producer import feeder as feeder_module
-from producer.collect import collect, follow
-from producer.control import cancel, delete, retry_failed
-from producer.readers import InputLine, MemorySource
-from producer.status import list_batches
-from producer.submit import submit
+from producer.batch import collect as collect_module
+from producer.batch.collect import collect, follow
+from producer.batch.control import cancel, delete, retry_failed
+from producer.batch.status import list_batches
+from producer.input.readers import InputLine, MemorySource
+from producer.submit import feeder as feeder_module
+from producer.submit.submit import submit
 from schemas.results import ResultRecord, Status
 from schemas.settings import Settings
 from store.batches import BatchStore

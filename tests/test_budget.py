@@ -15,8 +15,8 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from producer.cli import main as producer
-from producer.readers import InputLine, MemorySource
-from producer.submit import submit
+from producer.input.readers import InputLine, MemorySource
+from producer.submit.submit import submit
 from schemas.pricing import ModelPrice
 from schemas.settings import Settings
 from store.accounts import Accounts, BudgetCharge

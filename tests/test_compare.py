@@ -1,4 +1,5 @@
-"""``producer.compare``: two runs over the same documents, field by field (hand-built result lines, no Redis)."""
+"""``producer.analysis.compare``: two runs over the same documents, field by field (hand-built result lines, no
+Redis)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from producer.compare import (
+from producer.analysis.compare import (
     CompareOptions,
     Comparison,
     compare_runs,

@@ -17,9 +17,9 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from producer.collect import collect
-from producer.readers import InputLine, MemorySource
-from producer.submit import submit
+from producer.batch.collect import collect
+from producer.input.readers import InputLine, MemorySource
+from producer.submit.submit import submit
 from schemas.results import ResultRecord, Status
 from store.keys import Keys
 from tests.conftest import API_KEY, INVOICE_TEXTS

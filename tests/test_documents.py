@@ -19,8 +19,8 @@ from reportlab.lib.pagesizes import A4, letter
 from reportlab.pdfgen import canvas
 
 from producer.cli import main as producer
-from producer.documents import from_file
-from producer.readers import FolderSource, LineShape, scan_input
+from producer.input.documents import from_file
+from producer.input.readers import FolderSource, LineShape, scan_input
 from schemas.attachments import attachment_tokens
 from schemas.jobs import ExtractionJob
 from store.keys import Keys
@@ -167,7 +167,7 @@ def test_the_cli_reports_refused_files_by_path_and_enqueues_nothing(cli_env: Any
 
 
 def test_size_limits_are_the_apis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import producer.documents as documents
+    import producer.input.documents as documents
 
     path = tmp_path / "big.pdf"
     path.write_bytes(pdf(1))
@@ -202,7 +202,7 @@ def test_jsonl_lines_carry_files_urls_and_file_ids(tmp_path: Path) -> None:
     assert reasons[8].startswith("files[0] '../outside.png': outside the input file's folder")
     assert reasons[9].startswith("files[0] '/etc/hostname': outside the input file's folder")
     assert scan.count == 3
-    from producer.readers import valid_lines
+    from producer.input.readers import valid_lines
 
     kept = {
         line.custom_id: line
@@ -255,7 +255,7 @@ def test_batch_api_lines_with_image_and_file_parts(tmp_path: Path) -> None:
     }
     scan = scan_input(lambda: [orjson.dumps(chat)], shape=LineShape(api="chat"))
     assert scan.error_count == 0, scan.errors
-    from producer.readers import valid_lines
+    from producer.input.readers import valid_lines
 
     (line,) = valid_lines([orjson.dumps(chat)], fmt="openai-batch", shape=LineShape(api="chat"), skip=set())
     assert line.text == "the receipt"

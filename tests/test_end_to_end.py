@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from producer.collect import collect
+from producer.batch.collect import collect
 from schemas.registry import resolve_schema, validator_for
 from schemas.results import ErrorType, ResultRecord, Status
 from tests.conftest import API_KEY

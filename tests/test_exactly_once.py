@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from producer.control import cancel, retry_failed
-from producer.status import read_status
+from producer.batch.control import cancel, retry_failed
+from producer.batch.status import read_status
 from schemas.results import ErrorType, Status
 from store.cache import CacheStore
 from store.feed import FeedStore

@@ -119,3 +119,33 @@ def test_the_producer_and_the_worker_send_no_raw_redis_command() -> None:
         if REDIS_COMMANDS.search(line)
     ]
     assert raw == []
+
+
+WING_RULE = {
+    "cli": {"cli", "batch", "submit", "analysis", "input", "errors"},
+    "batch": {"batch", "submit", "input", "errors"},
+    "submit": {"submit", "input", "errors"},
+    "analysis": {"analysis", "errors"},
+    "input": {"input", "errors"},
+    "errors": {"errors"},
+}
+"""``producer/__init__.py``'s rule: which wings each wing may import."""
+
+
+def _wing(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "producer" or len(parts) < 2:
+        return None
+    return "cli" if parts[1] == "__main__" else parts[1]
+
+
+def test_the_producers_wings_import_as_the_rule_says() -> None:
+    wrong = [
+        f"{name} imports {dep}"
+        for name, deps in _graph().items()
+        if (wing := _wing(name)) is not None
+        for dep in sorted(deps)
+        if (other := _wing(dep)) is not None and other not in WING_RULE[wing]
+    ]
+    assert wrong == []
+    assert {_wing(name) for name in _graph() if _wing(name)} <= set(WING_RULE)

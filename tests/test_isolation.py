@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from producer.control import cancel
-from producer.readers import InputLine, MemorySource
-from producer.submit import submit
+from producer.batch.control import cancel
+from producer.input.readers import InputLine, MemorySource
+from producer.submit.submit import submit
 from schemas.jobs import BatchSpec
 from schemas.results import Status
 from schemas.settings import Settings

@@ -16,12 +16,12 @@ from click.testing import CliRunner
 from redis.asyncio import Redis
 from rich.console import Console
 
-from producer import progress as progress_module
+from producer.batch import progress as progress_module
+from producer.batch.control import resume
+from producer.batch.progress import RecentTries, WaitTimeoutError, wait_for_batch
+from producer.batch.status import BatchPausedError, batch_state
 from producer.cli import main
-from producer.control import resume
 from producer.errors import EXIT_FAILED_LINES, EXIT_PAUSED
-from producer.progress import RecentTries, WaitTimeoutError, wait_for_batch
-from producer.status import BatchPausedError, batch_state
 from schemas.results import ErrorType, Status
 from store.batches import BatchStore
 from store.keys import Keys

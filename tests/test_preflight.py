@@ -15,8 +15,8 @@ from redis import Redis as SyncRedis
 
 from producer.cli import main
 from producer.errors import EXIT_INVALID_INPUT
-from producer.readers import FileSource
-from producer.submit import SubmitOptions, build_spec, document_check
+from producer.input.readers import FileSource
+from producer.submit.submit import SubmitOptions, build_spec, document_check
 from schemas.input_limits import (
     DEFAULT_CONTEXT_WINDOWS,
     context_window,

@@ -32,11 +32,11 @@ def test_every_error_the_library_defines_is_in_the_tree() -> None:
 
 
 def test_each_error_carries_the_exit_code_of_its_kind() -> None:
-    from producer.collect import OutputPathError
-    from producer.documents import GlobError
-    from producer.indexer import BatchExistsError
-    from producer.progress import WaitTimeoutError
-    from producer.status import BatchPausedError, IncompleteSubmitError
+    from producer.batch.collect import OutputPathError
+    from producer.batch.progress import WaitTimeoutError
+    from producer.batch.status import BatchPausedError, IncompleteSubmitError
+    from producer.input.documents import GlobError
+    from producer.submit.indexer import BatchExistsError
 
     assert GlobError.exit_code == OutputPathError.exit_code == EXIT_INVALID_INPUT
     assert BatchExistsError.exit_code == 1

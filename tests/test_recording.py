@@ -7,8 +7,8 @@ from pathlib import Path
 
 import orjson
 
-from producer.collect import collect, follow
-from producer.status import read_status
+from producer.batch.collect import collect, follow
+from producer.batch.status import read_status
 from schemas.jobs import ExtractionJob
 from schemas.results import ResultRecord, Status, Usage
 from store.codec import ResultCodec

@@ -1,4 +1,5 @@
-"""``producer.report``: the batch's HTML page (charts, header counts, escaping, size), and a headless browser render."""
+"""``producer.analysis.report``: the batch's HTML page (charts, header counts, escaping, size), and a headless
+browser render."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from plotly.offline import get_plotlyjs
 
-from producer.report import CHART_IDS, batch_report_html, normalise_field
+from producer.analysis.report import CHART_IDS, batch_report_html, normalise_field
 
 BASE = datetime(2026, 12, 1, 15, 4, 0, tzinfo=UTC)
 EVIL_ID = '<script>alert("id")</script>'

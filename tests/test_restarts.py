@@ -15,8 +15,8 @@ import orjson
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from producer.readers import InputLine, MemorySource
-from producer.submit import submit
+from producer.input.readers import InputLine, MemorySource
+from producer.submit.submit import submit
 from store.fields import F
 from store.keys import Keys
 from tests.conftest import API_KEY, REPO

@@ -8,10 +8,10 @@ from redis.asyncio import Redis
 
 from producer.cli import main
 from producer.errors import EXIT_INVALID_INPUT
-from producer.indexer import BatchExistsError
-from producer.readers import InputLine, MemorySource
-from producer.resubmit import ResubmitRefusedError
-from producer.submit import SubmitResult, submit
+from producer.input.readers import InputLine, MemorySource
+from producer.submit.indexer import BatchExistsError
+from producer.submit.resubmit import ResubmitRefusedError
+from producer.submit.submit import SubmitResult, submit
 from schemas.results import Status
 from store.batches import BatchStore
 from store.keys import Keys

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from redis.asyncio import Redis
 
 from producer.cli import main as producer
-from producer.readers import InputLine, MemorySource
-from producer.shadow import SampledSource, in_sample, shadow_id
+from producer.input.readers import InputLine, MemorySource
+from producer.submit.shadow import SampledSource, in_sample, shadow_id
 from schemas.jobs import Fingerprinter
 from simulator import SimulatorConfig
 from store.batches import BatchStore
@@ -100,7 +100,7 @@ async def test_a_shadow_run_on_the_other_api_is_compared_and_shows_exactly_the_f
 
 
 async def test_compare_refuses_a_batch_without_a_shadow(redis: Redis, keys: Keys, cli_env: Any, sim: Any) -> None:
-    from producer.submit import submit
+    from producer.submit.submit import submit
 
     await submit(redis, keys, invoice_spec("solo"), _lines(3), window=10, ttl_s=0)
     result = await _acli(["compare", "solo", "--shadow"], sim)

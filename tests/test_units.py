@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producer.collect import to_openai_batch
-from producer.readers import batch_body_check, scan_input, valid_lines
+from producer.batch.collect import to_openai_batch
+from producer.input.readers import batch_body_check, scan_input, valid_lines
 from schemas.jobs import BatchSpec, Fingerprinter, GenerationParams
 from schemas.pricing import ModelPrice, cost_usd
 from schemas.results import Usage

@@ -21,11 +21,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import producer.documents as documents
-import producer.readers as readers
+import producer.input.documents as documents
+import producer.input.readers as readers
 from producer.cli import main as producer
-from producer.documents import AttachmentError, from_file
-from producer.readers import FileSource, FolderSource, LineShape, scan_input
+from producer.input.documents import AttachmentError, from_file
+from producer.input.readers import FileSource, FolderSource, LineShape, scan_input
 from tests.conftest import API_KEY
 
 BASE = ["--schema", "invoice", "--model", "gpt-4o-mini"]

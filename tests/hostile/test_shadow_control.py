@@ -18,12 +18,12 @@ import pytest
 from click.testing import CliRunner
 from redis.asyncio import Redis
 
+from producer.batch.control import ShadowCancelled, cancel
 from producer.cli import main as producer
-from producer.control import ShadowCancelled, cancel
-from producer.estimate import Estimate, History, estimate
-from producer.readers import InputLine, MemorySource
-from producer.shadow import SampledSource, ShadowOutcome, budget_shares, shadow_spec, submit_shadow
-from producer.submit import submit
+from producer.input.readers import InputLine, MemorySource
+from producer.submit.estimate import Estimate, History, estimate
+from producer.submit.shadow import SampledSource, ShadowOutcome, budget_shares, shadow_spec, submit_shadow
+from producer.submit.submit import submit
 from schemas.settings import ProducerSettings, Settings
 from store.batches import BatchNotFoundError, BatchStore
 from store.budget import BudgetStore, Lifted, Shares

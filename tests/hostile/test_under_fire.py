@@ -24,8 +24,8 @@ from arq.constants import in_progress_key_prefix
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from producer.readers import InputLine, MemorySource
-from producer.submit import SubmitOptions, build_spec, submit
+from producer.input.readers import InputLine, MemorySource
+from producer.submit.submit import SubmitOptions, build_spec, submit
 from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
 from schemas.registry import resolve_schema
 from store.budget import BudgetStore

@@ -25,8 +25,8 @@ from redis.asyncio import Redis
 from reportlab.lib.pagesizes import letter
 from reportlab.pdfgen import canvas
 
-from producer.attachments import Uploader
 from producer.cli import main as producer
+from producer.submit.attachments import Uploader
 from schemas.attachments import Attachment
 from store.keys import Keys
 from store.redis_typing import awaited

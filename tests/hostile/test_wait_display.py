@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from producer.progress import LiveProgress
+from producer.batch.progress import LiveProgress
 
 SUMMARY = (
     "1,200 ok / 30 failed / 4 cancelled, tokens 1,234,567 in / 98,765 out, $1.2345 (projected $10.0001), "

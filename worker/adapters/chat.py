@@ -50,7 +50,7 @@ def _content(message: Message, detail: str) -> str | list[dict[str, Any]]:
 def _part(part: Part, detail: str) -> dict[str, Any]:
     """``image_url`` (a ``data:`` URL or URL, with ``detail``) or ``file`` (a PDF's ``file_data`` with its
     ``filename``, or its ``file_id``). Chat Completions has no image by file id and no PDF by URL: submit refuses
-    those lines (``producer.documents``), so meeting one here is a bug."""
+    those lines (``producer.input.documents``), so meeting one here is a bug."""
     a = part.attachment
     if a.kind == "image":
         if a.source == "file_id":

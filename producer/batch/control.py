@@ -1,8 +1,8 @@
 """``retry`` (re-run the failed lines), ``cancel`` (stop the rest), ``resume`` (go on after a pause), ``budget`` (set
 it) and ``delete`` (forget the batch) for a batch.
 
-A batch's shadow (``producer.shadow``) is part of it for ``cancel`` and ``budget``: cancelling the batch cancels the
-shadow (or, not recorded yet, keeps it from being made), and a budget set on the batch is split with the shadow.
+A batch's shadow (``producer.submit.shadow``) is part of it for ``cancel`` and ``budget``: cancelling the batch cancels
+the shadow (or, not recorded yet, keeps it from being made), and a budget set on the batch is split with the shadow.
 
 ``retry`` needs the failed lines' text, which Redis no longer holds once a line is finished: it reads the input again
 (the file recorded at submit, or another copy of it) and checks each line against the batch's index, so only the
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from producer.attachments import Uploader
 from producer.errors import BatchStateError, InputError
-from producer.feeder import Feeder, FeedResult, ProgressHook
-from producer.readers import LineSource
+from producer.input.readers import LineSource
+from producer.submit.attachments import Uploader
+from producer.submit.feeder import Feeder, FeedResult, ProgressHook
 from schemas.pricing import ModelPrice
 from schemas.records import line_result, now_iso
 from schemas.results import Status

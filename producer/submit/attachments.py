@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import openai
 from redis.asyncio import Redis
 
-from producer.documents import LocalAttachment
 from producer.errors import ProducerError
-from producer.readers import InputLine
+from producer.input.documents import LocalAttachment
+from producer.input.readers import InputLine
 from schemas.attachments import Attachment
 from schemas.jobs import BatchSpec
 from store.blobs import BlobStore

@@ -3,7 +3,7 @@
 A pure module: callers pass the batch's status (the ``producer status --json`` object) and its result lines (dicts of
 the native result line); nothing here reads Redis or files. The results are read once and folded, chunk by chunk,
 into a :class:`ReportSummary` (:meth:`ReportSummary.add_lines`, or :func:`summarise_chunks` over an async stream such
-as ``producer.collect.final_result_chunks``), so a million lines cost a few counters and the page holds bins and
+as ``producer.batch.collect.final_result_chunks``), so a million lines cost a few counters and the page holds bins and
 counts, never one point per line. Every part of the summary is bounded whatever the batch's size:
 
 - throughput: lines per time tick; the tick starts at 100 ms and, past :data:`MAX_TIME_TICKS` distinct ticks,
@@ -281,7 +281,7 @@ def _summarise(results: Iterable[Mapping[str, Any]]) -> ReportSummary:
 
 
 async def summarise_chunks(chunks: AsyncIterable[Iterable[Mapping[str, Any]]]) -> ReportSummary:
-    """Fold an async stream of chunks of result lines (``producer.collect.final_result_chunks``) into a summary:
+    """Fold an async stream of chunks of result lines (``producer.batch.collect.final_result_chunks``) into a summary:
     one chunk in memory at a time."""
     summary = ReportSummary()
     async for chunk in chunks:

@@ -1108,7 +1108,7 @@ async def compare_chunks(
     names: tuple[str, str] = ("A", "B"),
     options: CompareOptions = DEFAULT_OPTIONS,
 ) -> Comparison:
-    """:func:`compare_runs` over two async streams of chunks (``producer.collect.final_result_chunks``), read in
+    """:func:`compare_runs` over two async streams of chunks (``producer.batch.collect.final_result_chunks``), read in
     lockstep: one chunk of each in memory at a time, plus the lines waiting for their partner."""
     stream = CompareStream(json_schema=json_schema, names=names, options=options)
     streams: list[AsyncIterator[Iterable[Mapping[str, Any]]] | None] = [aiter(a), aiter(b)]

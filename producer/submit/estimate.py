@@ -16,9 +16,9 @@ the cache, and the time the limits allow: the learned limits of the provider's a
 (``x-ratelimit-limit-*``, as the admission stored them, found with the API key and base URL when set) or the
 configured ``EXTRACT_RPM``/``EXTRACT_TPM``/``EXTRACT_RATE_LIMITS``; unknown limits mean no time is given.
 
-A submit with a shadow batch (``producer.shadow``) is estimated as two: the batch, and its shadow over the sampled
-lines with the shadow's API and model (its own row, ``shadow``), and the two together (``total``: lines, tokens and
-the cost per tier both are offered in). Their time is not added up: the shadow runs behind the batch, often under
+A submit with a shadow batch (``producer.submit.shadow``) is estimated as two: the batch, and its shadow over the
+sampled lines with the shadow's API and model (its own row, ``shadow``), and the two together (``total``: lines, tokens
+and the cost per tier both are offered in). Their time is not added up: the shadow runs behind the batch, often under
 another model's limits.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from producer.readers import InputLine, LineSource
+from producer.input.readers import InputLine, LineSource
 from schemas.attachments import attachment_token_parts
 from schemas.input_limits import estimate_input_tokens
 from schemas.jobs import BatchSpec, Fingerprinter

@@ -1,7 +1,7 @@
 """A submit of a batch id that exists already: compare every line with what the batch holds, by its custom_id.
 
 - The common case -- the same file again, after an interrupted submit or to make sure -- matches the batch line by
-  line at the same positions: the submit goes on from the feed cursor (``producer.submit``).
+  line at the same positions: the submit goes on from the feed cursor (``producer.submit.submit``).
 - Otherwise every line of the input is looked up by its custom_id in the batch's index (a map of ids to positions,
   about 100 bytes per line of the batch while the submit runs):
 
@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from producer.attachments import AttachmentStager, Uploader
 from producer.errors import InputError
-from producer.feeder import Feeder, FeedResult, ProgressHook, job_payloads
-from producer.indexer import BatchExistsError, InputChangedError, chunked, index_lines
-from producer.readers import InputLine, LineSource
+from producer.input.readers import InputLine, LineSource
+from producer.submit.attachments import AttachmentStager, Uploader
+from producer.submit.feeder import Feeder, FeedResult, ProgressHook, job_payloads
+from producer.submit.indexer import BatchExistsError, InputChangedError, chunked, index_lines
 from schemas.jobs import Fingerprinter
 from store.batches import BatchRecord, BatchStore
 from store.feed import FeedCode, FeedStore

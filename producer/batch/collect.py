@@ -23,8 +23,8 @@ from typing import IO, Any, Literal
 import orjson
 from redis.asyncio import Redis
 
+from producer.batch.status import ensure_fed
 from producer.errors import InputError
-from producer.status import ensure_fed
 from schemas.pricing import ModelPrice
 from store.batches import BatchStore
 from store.codec import ResultCodec

@@ -4,7 +4,7 @@ Three forms of input:
 
 - native JSONL: one JSON object per line with an id field and a text field, and/or attachments: ``files`` (paths
   relative to the input file), ``urls`` (``http(s)`` or ``data:`` URLs), ``file_ids`` (OpenAI file ids), each a string
-  or a list (every field name configurable: :class:`LineShape`; ``producer.documents`` reads and checks them);
+  or a list (every field name configurable: :class:`LineShape`; ``producer.input.documents`` reads and checks them);
 - OpenAI Batch API input (detected from the first non-blank line): ``{"custom_id", "method", "url", "body"}``, where
   the document is the last user message of a Chat Completions body (``messages``) or the ``input`` of a Responses
   body: its text and its image and file parts;
@@ -24,8 +24,8 @@ process does, killed or not), and every pass reads that copy, each at its own po
 the current directory, and since nothing can read it again, ``retry`` needs ``--input``.
 
 Every read is bounded: a line is read to at most :data:`MAX_LINE_BYTES` + 1 bytes (a longer one is a bad line and the
-rest of it is skipped, never held), and what a line or a folder names is opened as ``producer.documents`` says: only
-regular files, to at most their limit + 1 byte. A path the batch would record (the input's, a folder's file as its
+rest of it is skipped, never held), and what a line or a folder names is opened as ``producer.input.documents`` says:
+only regular files, to at most their limit + 1 byte. A path the batch would record (the input's, a folder's file as its
 custom_id) must be valid UTF-8; one that is not is a bad line before anything is written.
 """
 
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
 import orjson
 
-from producer.documents import (
+from producer.input.documents import (
     AttachmentError,
     FolderEntry,
     LocalAttachment,

@@ -1,8 +1,8 @@
 """Submit a batch: record it, write its line index, then feed its lines into the queue until all are enqueued.
 
-The steps are ``producer.indexer`` (record and index) and ``producer.feeder`` (the window); a submit that is stopped
-and run again goes on where the last one stopped and enqueues nothing twice. A submit to a known batch id with
-another input is ``producer.resubmit``'s: compared line by line, refused unless ``--replace-changed`` or
+The steps are ``producer.submit.indexer`` (record and index) and ``producer.submit.feeder`` (the window); a submit that
+is stopped and run again goes on where the last one stopped and enqueues nothing twice. A submit to a known batch id
+with another input is ``producer.submit.resubmit``'s: compared line by line, refused unless ``--replace-changed`` or
 ``--append`` allows what differs.
 
 Before any of that, the preflight (``preflight_warnings``, ``preflight_error``, ``document_check``): what a submit
@@ -20,11 +20,11 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
-from producer.attachments import Uploader
-from producer.feeder import Feeder, ProgressHook, feeding
-from producer.indexer import OpenedBatch, adopt_input, index_lines, open_batch
-from producer.readers import DocumentCheck, InputLine, LineSource
-from producer.resubmit import apply_plan, matches_by_position, plan_resubmit, refusals
+from producer.input.readers import DocumentCheck, InputLine, LineSource
+from producer.submit.attachments import Uploader
+from producer.submit.feeder import Feeder, ProgressHook, feeding
+from producer.submit.indexer import OpenedBatch, adopt_input, index_lines, open_batch
+from producer.submit.resubmit import apply_plan, matches_by_position, plan_resubmit, refusals
 from schemas.attachments import AttachMode, ImageDetail, attachment_tokens
 from schemas.input_limits import context_window, document_limits, prompt_too_large
 from schemas.jobs import ApiKind, BatchSpec, GenerationParams
@@ -143,7 +143,7 @@ async def submit(
     before_feed: Callable[[OpenedBatch], Awaitable[object]] | None = None,
 ) -> SubmitResult:
     """Record the batch (or check it matches the known one), index its lines and feed them all. ``before_feed`` is
-    awaited once the batch is recorded, before any line is indexed or fed (``producer.shadow.share_budget``).
+    awaited once the batch is recorded, before any line is indexed or fed (``producer.submit.shadow.share_budget``).
 
     Raises ``ResubmitRefusedError`` (nothing written) when a known batch id comes with lines it cannot take.
     """

@@ -18,8 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column
 from rich.text import Text
 
+from producer.batch.status import BatchPausedError, ensure_fed, read_snapshot
 from producer.errors import EXIT_INCOMPLETE, ProducerError
-from producer.status import BatchPausedError, ensure_fed, read_snapshot
 from store.batches import BatchRecord, BatchSnapshot
 from store.keys import Keys
 

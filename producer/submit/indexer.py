@@ -2,7 +2,7 @@
 
 1. ``open_batch``: a new batch id gets its record (spec, number of lines, retention, where the input is); a known one
    must have the same parameters, or the submit is refused naming the ones that differ (its lines are compared by
-   ``producer.resubmit``).
+   ``producer.submit.resubmit``).
 2. ``index_lines``: the line index (custom_id and fingerprint of every line, in input order) is written in chunks,
    resuming where an interrupted submit stopped; lines the index already holds are checked against the input, so a
    changed file is refused instead of being mixed into the batch.
@@ -19,7 +19,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from producer.errors import BatchStateError
-from producer.readers import InputLine, LineSource
+from producer.input.readers import InputLine, LineSource
 from schemas.jobs import BatchSpec, Fingerprinter
 from store.batches import BatchRecord, BatchStore
 from store.keys import Keys

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from producer.attachments import AttachmentStager, Uploader
-from producer.indexer import BatchExistsError, check_against_index
-from producer.readers import InputLine, LineSource
+from producer.input.readers import InputLine, LineSource
+from producer.submit.attachments import AttachmentStager, Uploader
+from producer.submit.indexer import BatchExistsError, check_against_index
 from schemas.attachments import Attachment
 from schemas.jobs import ExtractionJob, Fingerprinter
 from store.batches import BatchRecord
@@ -59,7 +59,7 @@ def job_payloads(
     attachments: list[tuple[Attachment, ...]],
 ) -> list[bytes]:
     """The arq payload of each (ordinal, line): the only place the line's text goes into Redis. ``attachments`` are
-    each line's as staged (``producer.attachments``): references to bytes stored or uploaded already."""
+    each line's as staged (``producer.submit.attachments``): references to bytes stored or uploaded already."""
     stamp = now_ms()
     return [
         job_payload(

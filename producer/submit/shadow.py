@@ -13,8 +13,8 @@ controller (the same rate-limit scopes) with everything else and uses the result
 
 The shadow is part of its main batch for ``cancel``, ``budget`` and ``estimate``:
 
-- ``cancel MAIN`` cancels the shadow too (``producer.control.cancel``). The shadow is recorded late, so a cancel can
-  come before it exists: its creation checks, in the same step, that the main batch is not cancelled
+- ``cancel MAIN`` cancels the shadow too (``producer.batch.control.cancel``). The shadow is recorded late, so a
+  cancel can come before it exists: its creation checks, in the same step, that the main batch is not cancelled
   (``store.batches.CREATE``), so the shadow is either seen and cancelled, or never made -- and ``submit_shadow``
   says which.
 - A budget given to the main batch (``--budget-usd``/``--budget-tokens``, ``producer budget MAIN``) covers both:
@@ -31,11 +31,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from producer.attachments import Uploader
-from producer.estimate import Estimate, estimate
-from producer.indexer import OpenedBatch
-from producer.readers import InputLine, LineSource
-from producer.submit import SubmitResult, submit
+from producer.input.readers import InputLine, LineSource
+from producer.submit.attachments import Uploader
+from producer.submit.estimate import Estimate, estimate
+from producer.submit.indexer import OpenedBatch
+from producer.submit.submit import SubmitResult, submit
 from schemas.jobs import ApiKind, BatchSpec, Fingerprinter
 from schemas.settings import ProducerSettings
 from store.batches import BatchStore, MainBatchCancelledError

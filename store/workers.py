@@ -2,9 +2,10 @@
 
 **The registry** (``{p}workers``, a sorted set): member = a worker's lease owner (its name plus a token unique to
 the process), score = when its registration lapses (ms, Redis's own clock). Every worker renews its entry every
-third of its lease (:data:`RENEW`), and takes it out when it stops (:data:`LEAVE`); entries that lapsed are removed
-by the next renewal of any worker. "How many workers are alive" is one ``ZCOUNT`` from now on -- no ``SCAN`` of the
-keyspace, whatever else the Redis holds (a result cache of millions of keys, other applications' data).
+third of its lease (:data:`RENEW`), and takes it out when it stops (:meth:`WorkerRegistry.leave`); entries that
+lapsed are removed by the next renewal of any worker. "How many workers are alive" is one ``ZCOUNT`` from now on
+(:data:`COUNT_LIVE_LUA`, inside ``store.batches.SNAPSHOT``) -- no ``SCAN`` of the keyspace, whatever else the Redis
+holds (a result cache of millions of keys, other applications' data).
 
 **Leases** instead of five-minute claims. arq claims a job by setting ``arq:in-progress:{id}`` with a TTL; arq's
 own is the longest job timeout plus 10 s, so a SIGKILLed worker's jobs waited that long (315 s by default) before
@@ -64,14 +65,12 @@ return lost
     ARQ_NAMES,
 )
 
-# KEYS[1] = the registry. No ARGV. The number of registrations that have not lapsed.
+# The number of a registry's registrations that have not lapsed (used by ``store.batches.SNAPSHOT``).
 COUNT_LIVE_LUA = """
 local function live_workers(registry)
   return redis.call('ZCOUNT', registry, '(' .. now_ms(), '+inf')
 end
 """
-
-LIVE = LuaScript("live_workers", NOW_LUA + COUNT_LIVE_LUA + "\nreturn live_workers(KEYS[1])\n")
 
 
 class WorkerRegistry:
@@ -96,8 +95,3 @@ class WorkerRegistry:
 async def forget_health(redis: Redis, health_key: str) -> None:
     """A stopping worker's arq health key goes at once (``arq --check`` then sees it gone, not stale)."""
     await awaited(redis.delete(health_key))
-
-
-async def live_workers(redis: Redis, keys: Keys) -> int:
-    """Workers whose registration has not lapsed: one ``ZCOUNT``, never a scan."""
-    return int(await LIVE.bind(redis)([keys.workers], []))

@@ -22,7 +22,7 @@ from schemas.registry import resolve_schema
 REPO = Path(__file__).resolve().parents[1]
 
 
-def invoice_spec(batch_id: str, max_output_tokens: int | None = None) -> BatchSpec:
+def invoice_spec(batch_id: str, max_output_tokens: int | None = None, budget_tokens: int | None = None) -> BatchSpec:
     """The batch spec most process-level tests and benchmarks use: invoices through the Responses API."""
     return build_spec(
         SubmitOptions(
@@ -32,6 +32,7 @@ def invoice_spec(batch_id: str, max_output_tokens: int | None = None) -> BatchSp
             schema=resolve_schema("invoice"),
             instructions=DEFAULT_INSTRUCTIONS,
             params=GenerationParams(max_output_tokens=max_output_tokens),
+            budget_tokens=budget_tokens,
         )
     )
 

@@ -25,14 +25,13 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from producer.input.readers import InputLine, MemorySource
-from producer.submit.submit import SubmitOptions, build_spec, submit
-from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
-from schemas.registry import resolve_schema
+from producer.submit.submit import submit
+from schemas.jobs import BatchSpec
 from store.budget import BudgetStore
 from store.fields import F
 from store.keys import Keys
 from tests.conftest import API_KEY, INVOICE_TEXTS, REPO
-from tests.processes import simulator_process, start_worker, stop, wait_until, worker_env
+from tests.processes import invoice_spec, simulator_process, start_worker, stop, wait_until, worker_env
 
 KEYS = Keys("test:")
 LEASE_S = 10.0
@@ -168,17 +167,7 @@ def test_wait_status_list_and_the_worker_never_scan_the_keyspace(flushed_redis: 
 
 
 def _spec(batch_id: str, *, budget_tokens: int | None = None) -> BatchSpec:
-    return build_spec(
-        SubmitOptions(
-            batch_id=batch_id,
-            api="responses",
-            model="gpt-4o-mini",
-            schema=resolve_schema("invoice"),
-            instructions=DEFAULT_INSTRUCTIONS,
-            params=GenerationParams(max_output_tokens=200),
-            budget_tokens=budget_tokens,
-        )
-    )
+    return invoice_spec(batch_id, max_output_tokens=200, budget_tokens=budget_tokens)
 
 
 def _submit(redis_url: str, spec: BatchSpec, count: int) -> None:

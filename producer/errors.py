@@ -5,6 +5,9 @@ prints one and exits, with ``exit_code``. Where a class lives is its wing's busi
 
     ProducerError                      1  an error the user can act on (the message says how)
     |-- InputError                     2  the input or the request cannot be done as asked
+    |   |-- OptionError                   here: an option missing, contradictory or malformed (shown with the usage)
+    |   |-- RequestRefusedError           producer.submit.plan: what the model or API would refuse for every line
+    |   |-- InvalidLinesError             producer.submit.plan: input lines that cannot run (each with its line)
     |   |-- GlobError                     producer.input.documents: a --glob that selects nothing below the folder
     |   |-- OutputPathError               producer.batch.collect: an output file in a missing folder, or a folder
     |   |-- ShadowBudgetError             producer.batch.control: a shadow's budget is set through its main batch
@@ -46,6 +49,10 @@ class ProducerError(Exception):
 
 class InputError(ProducerError):
     exit_code: ClassVar[int] = EXIT_INVALID_INPUT
+
+
+class OptionError(InputError):
+    """An option missing, contradictory or malformed: the CLI shows it as a usage error, with the command's usage."""
 
 
 class BatchStateError(ProducerError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import importlib.util
 import re
 from pathlib import Path
@@ -99,3 +101,16 @@ def test_generated_settings_table_covers_the_hand_written_one() -> None:
     written = (DOCS / "settings.md").read_text(encoding="utf-8").split("## Every setting, from the code")[0]
     named = set(re.findall(r"`((?:EXTRACT|OPENAI|REDIS)_[A-Z_]+)`", written))
     assert named - generated <= {"EXTRACT_SECRETS_DIR", "OPENAI_LOG"}
+
+
+def test_the_library_pages_example_names_only_what_exists() -> None:
+    """The library page's example compiles, and every name it imports is there (it would run against workers)."""
+    page = (DOCS / "library.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    assert blocks
+    for block in blocks:
+        tree = compile(block, "library.md", "exec", flags=0x400)  # ast.PyCF_ONLY_AST
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = importlib.import_module(node.module)
+                assert all(hasattr(module, alias.name) for alias in node.names), node.module

@@ -30,6 +30,7 @@ from producer.input.documents import LocalAttachment
 from producer.input.readers import InputLine
 from schemas.attachments import Attachment
 from schemas.jobs import BatchSpec
+from schemas.settings import ProducerSettings
 from store.blobs import BlobStore
 from store.keys import BatchKeys
 from store.uploads import (
@@ -250,3 +251,9 @@ def _bytes(local: LocalAttachment) -> bytes:
     if data is None:  # a blob-source attachment always came from a file or a data: URL
         raise ValueError(f"{local.attachment.filename}: no bytes to store")
     return data
+
+
+def uploader_for(settings: ProducerSettings) -> Uploader | None:
+    """The Files API client an upload batch needs (None without a key: ``delete`` then leaves files to expire)."""
+    key = settings.api_key()
+    return Uploader.connect(api_key=key, base_url=settings.openai_base_url) if key else None

@@ -1,0 +1,103 @@
+"""A batch's record as a table (``status``, and ``run`` at its end), with its budget and its shadow's share."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+from producer.analysis.compare import printable
+from producer.batch.status import batch_state, incomplete_message
+from producer.cli.common import mb
+from store.batches import BatchRecord, Footprint
+
+
+def status_table(
+    record: BatchRecord,
+    footprint: Footprint | None = None,
+    *,
+    feeder_alive: bool = False,
+    shadow: BatchRecord | None = None,
+) -> Table:
+    table = Table(title=f"batch {record.batch_id}", show_header=False)
+    usage = record.usage
+    rows = [
+        ("api / model / schema", f"{record.spec.api} / {record.spec.model} / {record.spec.schema_ref}"),
+        ("state", batch_state(record, feeder_alive=feeder_alive)),
+        ("lines", str(record.lines)),
+        ("enqueued", f"{record.fed} ({record.queued} in the queue now)"),
+        ("done", f"{record.done} ({record.pending} pending)"),
+        ("succeeded", str(record.succeeded)),
+        ("failed", str(record.failed)),
+        ("cancelled", str(record.cancelled)),
+        ("tokens in / cached / out", f"{usage.input_tokens} / {usage.cached_input_tokens} / {usage.output_tokens}"),
+        ("estimated cost", "n/a" if record.cost_usd is None else f"${record.cost_usd:.6f}"),
+        (
+            "possibly billed, unrecorded",
+            f"{record.possibly_billed_calls} call(s), ~{record.possibly_billed_input_tokens} input tokens"
+            if record.possibly_billed_calls
+            else "none",
+        ),
+    ]
+    if not record.submitted and not feeder_alive:
+        rows.insert(2, ("submit", incomplete_message(record)))
+    if record.paused is not None:
+        rows.insert(2, ("paused", f"since {record.paused_at}: {record.paused} (fix it, then producer resume)"))
+    if record.budget is not None:
+        b = record.budget
+        limits = [
+            f"${b.budget_usd:,.4f}" if b.budget_usd is not None else "",
+            f"{b.budget_tokens:,} tokens" if b.budget_tokens else "",
+        ]
+        rows.append(
+            (
+                "budget",
+                f"{' and '.join(x for x in limits if x)}: spent ${b.spent_usd:,.4f} / {b.spent_tokens:,} tokens, "
+                f"in flight ${b.reserved_usd:,.4f} / {b.reserved_tokens:,} tokens",
+            )
+        )
+    rows += split_rows(record, shadow)
+    if footprint is not None:
+        parts = ", ".join(f"{name} {mb(size)}" for name, size in footprint.by_key.items() if size)
+        rows.append(("Redis", f"{mb(footprint.total)} ({parts}, queued jobs {mb(footprint.queued_jobs)})"))
+    for name, value in rows:
+        # Values carry text from outside (a provider's error in the pause reason, a model name): never markup.
+        table.add_row(name, Text(printable(value)))
+    return table
+
+
+def split_rows(record: BatchRecord, shadow: BatchRecord | None) -> list[tuple[str, str]]:
+    """A batch with a shadow and a budget: the whole given to the two, and the shadow's part."""
+    split, shadow_id = record.budget_split, record.spec.shadow
+    if split is None or shadow_id is None or (split.group_usd is None and split.group_tokens is None):
+        return []
+    whole = [
+        f"${split.group_usd:,.4f}" if split.group_usd is not None else "",
+        f"{split.group_tokens:,} tokens" if split.group_tokens else "",
+    ]
+    rows = [
+        ("budget, with the shadow", f"{' and '.join(x for x in whole if x)} for this batch and {shadow_id} together")
+    ]
+    if shadow is None:
+        rows.append(("shadow's part", f"{shadow_id} is not recorded yet: it takes its part when it is"))
+    elif shadow.budget is not None:
+        b = shadow.budget
+        rows.append(
+            (
+                "shadow's part",
+                f"{shadow_id} {budget_part(shadow)}: spent ${b.spent_usd:,.4f} / {b.spent_tokens:,} tokens, "
+                f"in flight ${b.reserved_usd:,.4f} / {b.reserved_tokens:,} tokens",
+            )
+        )
+    return rows
+
+
+def budget_part(record: BatchRecord) -> str:
+    """A batch's own budgets, as ``producer budget`` and ``status`` show them."""
+    b = record.budget
+    if b is None:
+        return "none"
+    parts = [
+        f"${b.budget_usd:,.4f}" if b.budget_usd is not None else "",
+        f"{b.budget_tokens:,} tokens" if b.budget_tokens else "",
+    ]
+    return " and ".join(x for x in parts if x) or "none"

@@ -1,10 +1,10 @@
 """Is a document too large to send? A byte limit and the model's context window, checked offline.
 
 Used twice with the same answer: ``producer submit`` reports a line that fails these checks like any other bad
-line (its number and the reason, nothing written), and the worker calls :func:`input_too_large` before a call so a
-line over the limits fails at once as ``input_too_large`` instead of costing a 400 (or, above the per-minute token
-limit, a retry horizon of 429s). Both sides import it from here: ``producer → store → schemas`` and
-``worker → store → schemas``, never producer ↔ worker.
+line (its number and the reason, nothing written), and the worker checks each line with its batch's
+:func:`document_limits` (``worker.batches``) before a call, so a line over the limits fails at once as
+``input_too_large`` instead of costing a 400 (or, above the per-minute token limit, a retry horizon of 429s). Both
+sides import it from here: ``producer → store → schemas`` and ``worker → store → schemas``, never producer ↔ worker.
 
 Two limits, the first one hit is the reason:
 

@@ -1,7 +1,8 @@
 """What the producer writes and the worker reads: the batch record and the per-line job.
 
 Batch-wide parameters (schema, model, instructions ...) live once in the batch record; a job carries only
-its line (ids, text, fingerprint). A 100,000-line batch therefore stores the schema once, not 100,000 times.
+its line (ids, text, attachment references, fingerprint). A 100,000-line batch therefore stores the schema once,
+not 100,000 times.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Building a result line from what a line's tries added up to: the one builder the worker and the producer share."""
+"""Building a result line from what a line's tries added up to: the one builder the worker, the producer and the
+store share."""
 
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ class CallTotals:
     """The tier that served the last billed call."""
     flex_fallback: bool = False
     retries: int = 0
-    """Tries that ended in an error (not a 429) and ran again."""
+    """Tries that ended in an error (not a 429), counted as each ended: a try the line then gave up on counts too."""
     rate_limited: int = 0
-    """Tries that ended in a 429 and ran again."""
+    """Tries that ended in a 429, counted the same way."""
 
 
 MAX_INVALID_FIELDS = 20
@@ -53,7 +54,8 @@ def line_result(
     invalid_fields: tuple[str, ...] = (),
     document: str | None = None,
 ) -> ResultRecord:
-    """The one way a result line is built, by the worker and by ``producer cancel`` alike.
+    """The one way a result line is built: by the worker, by ``producer cancel``, and for a line cancelled before it
+    was ever enqueued (``store.results.never_enqueued``).
 
     ``totals`` are every call of every try of the line: billed calls of earlier tries count even when the line
     ends in a cache hit or a cancel.

@@ -17,17 +17,17 @@ class Status(StrEnum):
 class ErrorType(StrEnum):
     """What went wrong, grouped by what the user does about it."""
 
-    INVALID_REQUEST = "invalid_request"  # 400 / 422: fix the request (schema, parameters)
+    INVALID_REQUEST = "invalid_request"  # 400 / 422 (or another 4xx): fix the request (schema, parameters)
     AUTHENTICATION = "authentication"  # 401: fix the key
     PERMISSION = "permission"  # 403: the key may not use this model or endpoint
-    NOT_FOUND = "not_found"  # 404: unknown model
+    NOT_FOUND = "not_found"  # 404: unknown model (or endpoint)
     SCHEMA_VALIDATION = "schema_validation"  # output still invalid after the allowed repairs
     REFUSAL = "refusal"  # the model refused
-    TRUNCATED = "truncated"  # hit max output tokens: raise --max-output-tokens
+    TRUNCATED = "truncated"  # hit its output cap (--max-output-tokens, the model's, the context), or cut off too often
     RETRIES_EXHAUSTED = "retries_exhausted"  # transient errors outlasted the retry budget
-    BUDGET_EXCEEDED = "budget_exceeded"  # the batch's token budget ran out
+    BUDGET_EXCEEDED = "budget_exceeded"  # 429 insufficient_quota: the account is out of credit (a budget pauses)
     INPUT_TOO_LARGE = "input_too_large"  # one request is above the per-minute limit (or the context window)
-    TIMEOUT = "timeout"  # the job ran past its time limit
+    TIMEOUT = "timeout"  # its tries ran past their time limit until the retry budget was spent
     INTERNAL_ERROR = "internal_error"  # the worker could not finish the line (a bug, Redis failing, arq giving up)
 
 
@@ -91,9 +91,10 @@ class ResultRecord(BaseModel):
     service_tier_fallback: bool = False
     """A flex line that was refused for capacity long enough (``--flex-fallback-after``) and was sent with ``auto``."""
     retries: int = 0
-    """Tries of the line that ended in an error (5xx, timeout, dropped connection ...) and ran again."""
+    """Tries of the line that ended in an error (5xx, timeout, dropped connection ...), counted as each ended: the try
+    the line gave up on, if it did, counts too."""
     rate_limited: int = 0
-    """Tries of the line that ended in a 429 and ran again."""
+    """Tries of the line that ended in a 429, counted the same way."""
     document_fingerprint: str | None = None
     """A hash of the document alone (``schemas.jobs.document_fingerprint``): the same in every batch, whatever the API,
     model or prompt (``fingerprint`` is per batch parameters); None on lines recorded without their document."""

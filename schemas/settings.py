@@ -168,8 +168,10 @@ class WorkerSettings(CommonSettings):
     request_timeout_s: float = Field(default=120.0, gt=0)
     """Client timeout of one API call. Kept below ``job_timeout_s`` so a hung call ends as a retry."""
     flex_request_timeout_s: float = Field(default=900.0, gt=0)
-    """Client timeout of a call on the flex tier, which is slower (OpenAI advises at least 15 minutes); a flex
-    batch's try may take this long, so its job limit is at least this plus a margin."""
+    """Client timeout of a call on the flex tier, which is slower (OpenAI advises at least 15 minutes), within the
+    try's own limit: a flex call gets at most ``job_timeout_s`` less 10 s, and never less than ``request_timeout_s``
+    (``worker.state.flex_call_timeout_s``), so raise ``EXTRACT_JOB_TIMEOUT_S`` to 910 s or more to give it all of
+    this."""
     connect_timeout_s: float = Field(default=10.0, gt=0)
     job_timeout_s: float = Field(default=300.0, gt=0)
     """Upper bound on one job run (all calls and repairs of one try)."""
@@ -230,12 +232,15 @@ class WorkerSettings(CommonSettings):
     """Bucket capacity in seconds of the limit. Providers enforce limits over sub-minute slices, so a bucket
     holding a whole minute would let a burst through that the provider rejects."""
     limit_headroom: float = Field(default=0.98, gt=0, le=1)
-    """Fraction of the configured limits the buckets fill at, leaving room for clock skew and estimate error."""
+    """Fraction of the limits in force (configured or learned) the buckets fill at, leaving room for clock skew and
+    estimate error."""
     admission_max_sleep_s: float = Field(default=5.0, ge=0)
-    """Admission waits up to this long are slept in the job; longer ones hand the slot back (arq Retry)."""
+    """Admission waits up to this long are slept in the job; longer ones hand the slot back (arq Retry). A job waits
+    this long, too, for an identical line in flight before it hands its slot back."""
     default_output_reserve: int = Field(default=1024, ge=1)
     """The most a call without a max output tokens reserves for output: until the provider's account shows what it
-    charges for output (``worker.admission``), this; afterwards what it charges, never more."""
+    charges for output (``worker.admission``), this; afterwards what it charges, never more. A batch's budget
+    reserves this much for such a call (``store.budget``)."""
     max_internal_errors: int = Field(default=3, ge=1)
     """Tries of a line that ended in an unexpected error (a bug, Redis failing past its retries) before the line fails
     as ``internal_error``."""

@@ -1,8 +1,9 @@
 """Input tokens OpenAI bills for an image or a PDF, by the published formulas. Pure: no I/O, no settings.
 
 The worker uses these numbers to reserve tokens-per-minute before a call ("Image tokens also count toward your
-tokens per minute (TPM) limits") and its usage calibration corrects them from what the API reports, so an estimate
-that errs should err high: an over-estimate costs a little throughput, an under-estimate costs a 429.
+tokens per minute (TPM) limits") as they are: its usage calibration scales only the text count and takes these
+out of what the API reports before it does (``worker.tokens``). So an estimate that errs should err high: an
+over-estimate costs a little throughput, an under-estimate costs a 429.
 
 Design note
 -----------

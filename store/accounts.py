@@ -216,11 +216,9 @@ return encoded
 
 @dataclass(frozen=True)
 class Account:
+    """A line's account, decoded; its retry history is what ``NOTE_ENDING`` answers (:class:`EndingCounts`)."""
+
     totals: CallTotals
-    errors: int
-    internal: int
-    waits: int
-    first_error_ms: int | None
     version: int
     outstanding: int
     """Calls sent whose end nobody saw (an abandoned call)."""
@@ -231,7 +229,7 @@ class Account:
 
 def decode_account(raw: bytes | None) -> Account:
     if raw is None:
-        return Account(CallTotals(), 0, 0, 0, None, 0, 0, 0, None)
+        return Account(CallTotals(), 0, 0, 0, None)
     data = orjson.loads(raw)
     usage = data.get("u") or []
     return Account(
@@ -247,10 +245,6 @@ def decode_account(raw: bytes | None) -> Account:
             retries=int(data.get("e", 0)) + int(data.get("i", 0)),
             rate_limited=int(data.get("rl", 0)),
         ),
-        errors=int(data.get("e", 0)),
-        internal=int(data.get("i", 0)),
-        waits=int(data.get("w", 0)),
-        first_error_ms=int(data["f"]) if data.get("f") is not None else None,
         version=int(data.get("v", 0)),
         outstanding=int(data.get("o", 0)),
         possibly_billed=int(data.get("p", 0)),
@@ -292,9 +286,10 @@ class Accounts:
         worst: BudgetCharge = NO_CHARGE,
         now_iso: str = "",
     ) -> Slot[int]:
-        """A call is about to be sent: until ``add_call`` it counts as outstanding (possibly billed if abandoned), and
-        its ``worst`` case is reserved against the batch's budget (-2: refused, the batch paused). With
-        ``if_reserved`` (a reservation key queued before it in ``trip``), only if that reservation was made."""
+        """A call is about to be sent: until :meth:`queue_add_call` it counts as outstanding (possibly billed if
+        abandoned), and its ``worst`` case is reserved against the batch's budget (-2: refused, the batch paused; -3:
+        wait for the calls in flight). With ``if_reserved`` (a reservation key queued before it in ``trip``), only if
+        that reservation was made (0: it was not)."""
         script_keys = [keys.record, keys.accounts] + ([if_reserved] if if_reserved is not None else [])
         args: list[Arg] = [ordinal, estimate, worst.micro_usd, worst.tokens, now_iso]
         return trip.script(self._begin_call, script_keys, args, int)

@@ -4,9 +4,10 @@ Its fields are :class:`store.fields.F` plus the token totals (``store.usage``). 
 
 1. ``create`` writes the spec and the line count before anything is indexed or enqueued (``CREATE``);
 2. the line index fills (``store.lines``), then the feed cursor moves as lines enter the queue (``store.feed``);
-3. every final result moves the counters (``store.results``); when ``done`` reaches ``lines`` the batch is complete
-   and every one of its keys gets the retention TTL (``COMPLETE_LUA``); a ``retry`` that reopens a line takes the TTL
-   away again until the batch completes anew;
+3. every final result moves the counters (``store.results``); when ``done`` reaches ``lines`` (with every line
+   indexed) the batch is complete, its attachment bytes go and every one of its keys gets the retention TTL
+   (``COMPLETE_LUA``); a ``retry`` or a ``--replace-changed`` that reopens a line, or an ``--append`` that adds some,
+   takes the TTL away again until the batch completes anew (``store.feed``);
 4. ``delete`` removes every key of the batch and its waiting jobs at once.
 """
 
@@ -142,9 +143,9 @@ class BatchRecord:
     cancel_from: int | None
     completed_ms: int | None
     tries_failed: int = 0
-    """Tries that ended in an error (not a 429) and ran again: ``F.TRIES_FAILED``."""
+    """Tries that ended in an error (not a 429): ``F.TRIES_FAILED``."""
     rate_limited: int = 0
-    """Tries that ended in a 429 and ran again."""
+    """Tries that ended in a 429: ``F.RATE_LIMITED``."""
     paused: str | None = None
     """Why the batch is paused (``store.pause``), if it is: its lines wait for ``producer resume``."""
     paused_at: str | None = None
@@ -196,6 +197,7 @@ class BatchRecord:
             "failed": self.failed,
             "cancelled": self.cancelled,
             "retried": self.retried,
+            "replaced": self.replaced,
             "complete": self.complete,
             "submitted": self.submitted,
             "cancelled_at": self.cancelled_at,

@@ -1,20 +1,20 @@
 """A batch's budget in dollars and in tokens, held for the whole fleet by Redis.
 
 Every call reserves its worst case before it goes out, in the script that counts it as sent
-(``store.accounts.BEGIN_CALL``): its input estimate and its output cap (``--max-output-tokens``, else the output the
-admission reserves) at the price of the tier asked for. The reservation is refused when what the batch has spent,
-plus what its calls in flight have reserved, plus this call's worst case would pass a budget. If it would pass even
-with nothing in flight, the same step pauses the batch (``PAUSED``: "budget reached ..."), so no worker starts another
-call for it, and the job goes back to the queue unrecorded (its line stays pending); otherwise the line only waits a
-moment, for the calls in flight to settle (most cost less than their worst case), and tries again. When the call
-returns (``ADD_CALL``) its reservation is replaced by what it cost
-(its usage at the price of the tier that served it). A line recorded with a reservation left over (a call nobody saw
-return: SIGKILL) moves it to *spent* (``store.results.RECORD``): it may have been billed.
+(``store.accounts.BEGIN_CALL``): its input estimate and its output cap (``--max-output-tokens``, else the worker's
+``default_output_reserve``) at the price of the tier asked for. The reservation is refused when what the batch has
+spent, plus what its calls in flight have reserved, plus this call's worst case would pass a budget. If it would pass
+even with nothing in flight, the same step pauses the batch (``PAUSED``: "budget reached ..."), so no worker starts
+another call for it, and the job goes back to the queue unrecorded (its line stays pending); otherwise the line only
+waits a moment, for the calls in flight to settle (most cost less than their worst case), and tries again. When the call
+returns (``ADD_CALL``) its reservation is replaced by what it cost (its usage at the price of the tier that served it).
+A reservation left over (a call nobody saw return: SIGKILL) moves to *spent* when the line's next try begins
+(``store.accounts.BEGIN_TRY``) or the line is recorded (``store.results.RECORD``): it may have been billed.
 
 **The bound.** The batch never spends more than its budget plus the amount by which its calls in flight, at the
 moment the budget was reached, cost more than they reserved. With ``--max-output-tokens`` set a call's output cannot
 pass its reservation, so the excess is at most the input under-estimate of those calls (the estimate is calibrated,
-see ``worker.tokens``); without it, also what their output passed the admission's output reserve. A call whose
+see ``worker.tokens``); without it, also what their output passed ``default_output_reserve``. A call whose
 provider price is unknown reserves and costs 0 dollars (submit refuses ``--budget-usd`` for such a model).
 
 A batch without a budget reserves nothing (its calls' worst cases are not kept), but what it spends is counted from

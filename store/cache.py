@@ -1,7 +1,7 @@
 """The result cache and the coalescing leases, both keyed by a line's fingerprint (policy: ``worker.cache``).
 
-- ``{p}cache:{provider}:{fp}``: a succeeded answer (output, response id, where it came from), stored with the
-  batch's result codec and a TTL; shared by every batch with the same fingerprint *and provider*: the provider is a
+- ``{p}cache:{provider}:{fp}``: a succeeded answer (its output and response id), stored with the batch's result
+  codec and a TTL; shared by every batch with the same fingerprint *and provider*: the provider is a
   hash of the endpoint (base URL) the worker calls, so an answer from a local server is never served as OpenAI's.
 - ``{p}inflight:{provider}:{fp}``: the lease of the job calling the API for the fingerprint: a random token, set
   with NX and a short TTL that its owner keeps extending (``OWNER_ONLY``); identical jobs wait until it goes.
@@ -56,8 +56,6 @@ return {0}
 class CachedAnswer:
     output: dict[str, Any]
     response_id: str | None
-    batch_id: str
-    custom_id: str
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,7 @@ class Lookup:
 
 def _decode(raw: bytes, codec: ResultCodec) -> CachedAnswer:
     data = orjson.loads(codec.decode(raw))
-    return CachedAnswer(data["output"], data.get("response_id"), data["batch_id"], data["custom_id"])
+    return CachedAnswer(data["output"], data.get("response_id"))
 
 
 DEFAULT_ENDPOINT = "https://api.openai.com/v1"
@@ -138,14 +136,7 @@ class CacheStore:
     def queue_put(
         self, trip: RoundTrip, fingerprint: str, answer: CachedAnswer, codec: ResultCodec, *, ttl_s: int
     ) -> None:
-        payload = orjson.dumps(
-            {
-                "output": answer.output,
-                "response_id": answer.response_id,
-                "batch_id": answer.batch_id,
-                "custom_id": answer.custom_id,
-            }
-        )
+        payload = orjson.dumps({"output": answer.output, "response_id": answer.response_id})
         trip.command("SET", self.cache_key(fingerprint), codec.encode(payload), "EX", ttl_s)
 
     async def put(self, fingerprint: str, answer: CachedAnswer, codec: ResultCodec, *, ttl_s: int) -> None:

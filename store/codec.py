@@ -24,7 +24,9 @@ LEVEL = 6
 MAX_DICTIONARY = 32 * 1024
 
 # A typical result line: zlib prefers the dictionary's end (nearest back-references), so the fields every line
-# carries come last. Values are typical too: "succeeded", "responses", zeros, the date format.
+# carries come last. Values are typical too: "succeeded", "responses", zeros, the date format. The last object is a
+# cached answer as v1 first stored it (with the batch_id and custom_id it no longer carries). These bytes are part of
+# the v1 format: change them and every line and answer stored with it becomes unreadable.
 _RESULT_TEMPLATE = (
     b'{"custom_id":"","batch_id":"","status":"succeeded","output":{},"error":null,"api":"responses","model":"gpt-'
     b'","schema":"","fingerprint":"sha256:","usage":{"input_tokens":,"cached_input_tokens":0,"output_tokens":,'

@@ -41,7 +41,8 @@ _NAMES: dict[str, str | int] = {**F.lua_names(), **SLOT_NAMES, **ARQ_NAMES, "USA
 
 
 class FeedCode:
-    """What ``FEED_CHUNK`` and ``REOPEN_CHUNK`` answer first."""
+    """What ``FEED_CHUNK``, ``REOPEN_CHUNK`` and ``REPLACE_CHUNK`` answer first (``NOT_INDEXED``: ``FEED_CHUNK``
+    only)."""
 
     DONE = 1
     MOVED = 0
@@ -262,7 +263,7 @@ class FeedState:
 class FeedAnswer:
     code: int
     count: int
-    """FEED_CHUNK: the cursor after the call; REOPEN_CHUNK: lines re-opened."""
+    """FEED_CHUNK: the cursor after the call; REOPEN_CHUNK: lines re-opened; REPLACE_CHUNK: lines replaced."""
     queued: int
 
 

@@ -38,9 +38,10 @@ class F:
     CANCEL_FROM: Final = "cancel_from"
     """Set by ``cancel``: lines from this ordinal on were never enqueued and end ``cancelled`` without a record."""
     TRIES_FAILED: Final = "tries_failed"
-    """Tries of this batch's lines that ended in an error and were handed back to run again (cumulative)."""
+    """Tries of this batch's lines that ended in an error, not a 429 (cumulative). Counted as each try ends, before the
+    retry policy decides (``store.accounts.NOTE_ENDING``): a try its line then gave up on counts too."""
     RATE_LIMITED: Final = "rate_limited"
-    """Tries that ended in a 429 and were handed back (cumulative)."""
+    """Tries that ended in a 429 for the rate limit or a flex tier's capacity (cumulative; counted the same way)."""
     PAUSED: Final = "paused"
     """Set when the batch paused on a batch-wide error (``store.pause``): the reason; its lines wait until resumed."""
     PAUSED_AT: Final = "paused_at"

@@ -9,7 +9,7 @@ fixed ``arq:`` prefix but are named after job ids that carry ours, so two prefix
 | ``{p}batches`` | zset | batch ids by creation time (``producer list``); expired ones are pruned on read |
 | ``{p}batch:{id}`` | hash | the batch record: spec, line counts, feed cursor, counters, tokens (``store.batches``) |
 | ``{p}batch:{id}:lines`` | list | the line index in input order: fingerprint + custom_id per line (``store.lines``) |
-| ``{p}batch:{id}:slots`` | string | a fixed-width slot per line: final status, results entry (``store.lines``) |
+| ``{p}batch:{id}:slots`` | string | a fixed-width slot per line: status, results entry, generation (``store.lines``) |
 | ``{p}batch:{id}:results`` | stream | the recorded result lines, compressed (``store.results``, ``store.codec``) |
 | ``{p}batch:{id}:accounts`` | hash | ordinal → calls and usage of a running line's tries (``store.accounts``) |
 | ``{p}batch:{id}:feeder`` | string | heartbeat of the process feeding the batch into the queue (``store.feed``) |

@@ -419,6 +419,6 @@ class LimitStore:
         return {name: value for name, value in found.items() if value > 0}
 
     async def levels(self, bucket: str) -> dict[str, float]:
-        """A scope's stored state (tests, status); not refilled to now."""
+        """A scope's stored state (for tests); not refilled to now."""
         raw = await awaited(self._redis.hgetall(bucket))
         return {k.decode(): float(v) for k, v in raw.items()}

@@ -3,9 +3,11 @@
 Two keys per batch, both compact and both O(1) per line to address:
 
 - ``{p}batch:{id}:lines`` (list): entry *n* is line *n*'s fingerprint digest (32 raw bytes) followed by its
-  custom_id (UTF-8). Written once, in input order, at submit (``index_chunk``); ``collect``, ``cancel`` and a
-  resubmit read it in chunks. The ordinal *n* (0-based position among the input's valid lines) names the line
-  everywhere else: in arq job ids, slots, accounts and result entries.
+  custom_id (UTF-8). Written in input order at submit (:data:`INDEX_CHUNK`, also for the lines an ``--append`` adds);
+  an entry is rewritten only when ``--replace-changed`` gives its line a new document (``store.feed.REPLACE_CHUNK``).
+  ``collect``, ``cancel`` and a resubmit read it in chunks, the worker's job boundary one entry at a time. The
+  ordinal *n* (0-based position among the input's valid lines) names the line everywhere else: in arq job ids,
+  slots, accounts and result entries.
 - ``{p}batch:{id}:slots`` (string): :data:`SLOT_BYTES` bytes per ordinal at offset ``n * SLOT_BYTES``: the status
   byte (:class:`SlotStatus`), the results-stream entry id of the line's latest final result (milliseconds in 6 bytes
   and sequence in 4, big-endian), and the line's *generation*: how often it was enqueued again (``retry``,

@@ -193,7 +193,7 @@ class ResultStore:
         self._index = LineIndex(redis)
 
     def queue_line_state(self, trip: RoundTrip, keys: BatchKeys, ordinal: int) -> Slot[LineState]:
-        """The line's slot status and the batch's existence and cancel flag, as a step of ``trip``."""
+        """The line's slot status and the batch's existence, cancel flag and pause reason, as a step of ``trip``."""
         status: Slot[bytes | None] = trip.command("GETRANGE", keys.slots, ordinal * SLOT_BYTES, ordinal * SLOT_BYTES)
         flags: Slot[list[bytes | None]] = trip.command("HMGET", keys.record, F.LINES, F.CANCELLED_AT, F.PAUSED)
         return Joined([status, flags], _line_state)

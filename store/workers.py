@@ -74,7 +74,7 @@ end
 
 
 class WorkerRegistry:
-    """One worker's entry in the registry and the leases on its jobs (``worker.app.LeaseKeeper`` drives it)."""
+    """One worker's entry in the registry and the leases on its jobs (``worker.leases.LeaseKeeper`` drives it)."""
 
     def __init__(self, redis: Redis, keys: Keys, owner: str) -> None:
         self._redis = redis

@@ -266,7 +266,7 @@ async def test_accounts_add_calls_and_errors_and_vanish_with_their_line(redis) -
 
 async def test_cache_and_lease_scripts(redis) -> None:
     cache = CacheStore(redis, KEYS, "http://127.0.0.1:8100/v1")
-    answer = CachedAnswer({"vendor": "ACME"}, "resp_1", BATCH, "id-0")
+    answer = CachedAnswer({"vendor": "ACME"}, "resp_1")
     await cache.put(_fp(0), answer, CODEC, ttl_s=60)
     assert await cache.get(_fp(0), CODEC) == answer
     token = await cache.claim(_fp(0), lease_ms=5000)
@@ -455,7 +455,7 @@ async def test_lookup_returns_the_answer_or_takes_the_lease_once(redis) -> None:
     assert first.value.answer is None
     assert first.value.token is not None  # the lease is this lookup's
     assert second.value == Lookup()  # another job's lease: neither an answer nor a lease
-    answer = CachedAnswer({"n": 1}, "resp_1", BATCH, "id-1")
+    answer = CachedAnswer({"n": 1}, "resp_1")
     trip = RoundTrip(redis)
     store.queue_put(trip, _fp(1), answer, CODEC, ttl_s=60)
     released = store.queue_release(trip, _fp(1), first.value.token)

@@ -43,7 +43,8 @@ class JobAccount:
     ) -> Slot[int]:
         """A call is about to go out, once admitted (``if_reserved``: its reservation key): if nobody sees it return
         (SIGTERM, SIGKILL), it stays possibly billed. Its ``worst`` case is reserved against the batch's budget; the
-        slot says -2 when that was refused (``store.budget``)."""
+        slot says -2 when that was refused and the batch paused, -3 when it must wait for the calls in flight
+        (``store.budget``), 0 when the call was not admitted, -1 when the batch is gone."""
         return self._accounts.queue_begin_call(
             trip, self._keys, self._ordinal, estimate=estimate, if_reserved=if_reserved, worst=worst, now_iso=now_iso
         )

@@ -34,7 +34,9 @@ After the reply it *settles* exactly once (``store.limits.SETTLE``, guarded by d
 - a 429 for the rate limit: the provider did not count the call, so the reservation comes back; a shared cool-down
   starts (``retry-after``, else the wait the message names, else one second) that blocks every worker of the scope,
   and the fill rate drops to ``SLOW_FACTOR`` of itself, recovering at ``RECOVERY_PER_S`` (``worker.classify``
-  decides which 429 is which: a flex ``resource_unavailable`` gives the reservation back with no cool-down);
+  decides which 429 is which: one that is not for our limit -- a flex ``resource_unavailable``,
+  ``insufficient_quota``, a request too large -- gives the reservation back with no cool-down, and so does a call the
+  batch's budget stopped before it went out);
 - other failures: the charge stands (the provider may have counted it).
 
 **The provider's account wins, both ways.** A reply's ``x-ratelimit-remaining-*`` and ``-reset-*`` say how far the
@@ -112,9 +114,8 @@ class Reservation:
     id: str
     tokens: int
     input_tokens: int
-    """The part of ``tokens`` that estimated the input; settled against the real input tokens."""
-    output_tokens: int
-    """The part reserved for output (the maximum, or what this provider is seen to charge)."""
+    """The part of ``tokens`` that estimated the input; settled against the real input tokens. The rest was reserved
+    for output (the maximum, or what this provider is seen to charge)."""
     admitted_at_ms: int
     """Redis server time of admission."""
     waited_s: float = 0.0
@@ -235,9 +236,7 @@ class AdmissionController:
         await trip.run()
         answer = admitted.value
         if answer.admitted:
-            reservation = Reservation(
-                scope, key, reservation_id, answer.tokens, input_tokens, answer.output_tokens, answer.now_ms
-            )
+            reservation = Reservation(scope, key, reservation_id, answer.tokens, input_tokens, answer.now_ms)
             return reservation, 0.0
         return None, answer.wait_ms / 1000
 
@@ -340,5 +339,5 @@ class AdmissionController:
         return self._store.queue_settle(trip, scope.key, scope.flight, reservation.key, self._params(scope), how)
 
     async def levels(self, model: str) -> dict[str, float]:
-        """The scope's stored state (for tests, status and metrics); not refilled to now."""
+        """The scope's stored state (for tests); not refilled to now."""
         return await self._store.levels(self.scope(model).key)

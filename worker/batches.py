@@ -1,6 +1,8 @@
-"""Per-process cache of what a worker needs for each batch: spec, schema validator, result codec, prompt cache key.
+"""Per-worker cache of what a worker needs for each batch: spec, keys, schema validator, result codec, prompt cache
+key, input limits.
 
-A batch's spec is immutable once submitted, so each worker reads it from Redis once per batch, not once per line.
+A batch's spec is immutable once submitted, so each arq worker reads it from Redis once per batch (while it is among
+the ``max_batches`` most recently used), not once per line.
 """
 
 from __future__ import annotations

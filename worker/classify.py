@@ -1,21 +1,27 @@
 """What a failed call means: the one step from the facts of an ``ApiCallError`` to every decision taken on them.
 
-- no answer (a timeout, a dropped connection): an ending for the policy (transient); possibly billed; the
-  reservation's charge stands;
-- 429 ``rate_limit_exceeded``: an ending (rate limited: no error counted); the reservation comes back and the scope
-  cools down for ``retry-after`` (else the wait the message names, "try again in 634ms", else 1 s) and slows;
+- no answer (a timeout, a dropped connection, a reply that is not a JSON object): an ending for the policy
+  (transient); possibly billed; the reservation's charge stands;
+- 429 ``insufficient_quota``: fails at once as ``budget_exceeded`` (a billing stop, not a rate limit); the
+  reservation comes back;
+- 429 "Request too large" (one request above the per-minute limit): fails at once as ``input_too_large``; the
+  reservation comes back;
 - 429 ``resource_unavailable`` (flex out of capacity, unbilled): an ending (rate limited); the reservation comes
   back, with no cool-down and no slow-down: it is not our limit;
-- 429 "Request too large" (one request above the per-minute limit): fails at once as ``input_too_large``;
-- 429 ``insufficient_quota``: fails at once as ``budget_exceeded`` (a billing stop, not a rate limit);
+- any other 429 (``rate_limit_exceeded``): an ending (rate limited: no error counted); the reservation comes back and
+  the scope cools down for ``retry-after`` (else the wait the message names, "try again in 634ms", else 1 s) and
+  slows;
 - 408, 409, 5xx: an ending (transient), ``retry-after`` if sent; the charge stands;
-- 400 / 422, 401, 403, 404: fail at once (``invalid_request``, ``authentication``, ``permission``, ``not_found``);
-- anything else: an ending (internal).
+- 400 / 422, 401, 403, 404: fail at once (``invalid_request``, ``authentication``, ``permission``, ``not_found``),
+  and so does any other 4xx (as ``invalid_request``); the charge stands;
+- neither a status nor ``no_answer`` (an answer that lacks what it should hold, as
+  ``worker.adapters.responses.count_input_tokens`` raises): an ending (internal).
 
 Some of those final failures are *batch-wide*: every line of the batch would meet them, so the batch pauses after a
 few (``store.pause``) instead of paying a call per line: 401, 403, 404 (the model or the endpoint), a 429
-``insufficient_quota``, and a 400 whose code names the request's shape rather than the document
-(``BATCH_WIDE_CODES``: an invalid schema, an unsupported parameter or value, an unknown model).
+``insufficient_quota``, and any other failure at once whose code names the key or the request's shape rather than
+the document (``BATCH_WIDE_CODES``: an invalid API key, an invalid schema, an unsupported parameter or value, an
+unknown model).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """One try at a line: call, validate, repair with the validation error, classify the ending.
 
-No Redis here. ``CallHooks`` surround every API call: ``before_call`` waits for admission, ``after_call`` records
-the call in the job's usage account the moment it returns (so usage is never lost when a later call in the same
-try fails) and settles the admission reservation.
+No Redis here. ``CallHooks`` surround every API call (``worker.calls.JobCalls``): ``before_call`` waits for admission
+and reserves the call's worst case against the batch's budget, ``after_call`` records the call in the line's usage
+account the moment it returns (so usage is never lost when a later call in the same try fails) and settles both
+reservations.
 
 **A cut-off answer** (``finish_reason: length``, ``status: incomplete`` for ``max_output_tokens``) is one of two
 things, and :func:`well_below_cap` tells them apart from the reply's own usage:
@@ -17,7 +18,8 @@ things, and :func:`well_below_cap` tells them apart from the reply's own usage:
 The cap in force (:func:`cap_in_force`) is the smallest one known: the ``max_output_tokens`` we sent, the model's
 own output limit (``schemas.models.max_output_tokens``) and the room the input left in the context window (a model
 with 128,000 tokens of context and 120,000 of input writes at most 8,000, whatever its own limit). With none known
-(an unknown model and no ``--max-output-tokens``), a cut-off cannot be told from a cap hit and is not retried.
+(no ``--max-output-tokens``, and a model whose output limit and context window are both unknown), a cut-off cannot
+be told from a cap hit and is not retried.
 
 Why 0.8: a cap hit reports the cap exactly (OpenAI counts the output up to it; so does the simulator), so anything
 below would do in theory; the margin absorbs providers that count a little differently and caps that are a little
@@ -95,21 +97,12 @@ class OutputCap:
 
 
 class CutOffError(Exception):
-    """The answer was cut off well below the cap in force: another try may finish it (``worker.policy``)."""
+    """The answer was cut off well below the cap in force: another try may finish it (``worker.policy``). ``reason``
+    names what was written and the cap; the reply's usage and response id are in the line's account already."""
 
-    def __init__(self, reason: str, *, written: int, cap: OutputCap, response_id: str | None = None) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.written = written
-        self.cap = cap
-        self.response_id = response_id
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_cut_off, (self.reason, self.written, self.cap, self.response_id))
-
-
-def _rebuild_cut_off(reason: str, written: int, cap: OutputCap, response_id: str | None) -> CutOffError:
-    return CutOffError(reason, written=written, cap=cap, response_id=response_id)
 
 
 def cap_in_force(model: str, sent: int | None, *, input_tokens: int, context_window: int | None) -> OutputCap | None:
@@ -148,8 +141,9 @@ async def extract_once(
     hooks: CallHooks,
     context_window: int | None = None,
 ) -> Extracted | Rejected:
-    """Run one try. Transient API errors (``ApiCallError``), admission deferrals and an answer cut off well below the
-    cap (:class:`CutOffError`) propagate to the caller. ``context_window``: the model's, if known."""
+    """Run one try. A failed call (``ApiCallError``, whatever its status: the caller classifies it), what
+    ``hooks.before_call`` raises (an admission deferral, the batch's budget reached or held) and an answer cut off well
+    below the cap (:class:`CutOffError`) propagate to the caller. ``context_window``: the model's, if known."""
     repairs = 0
     invalid: list[str] = []
     while True:
@@ -174,7 +168,7 @@ async def extract_once(
                 assert cap is not None
                 written = output_written(reply.usage)
                 reason = f"the output was cut off at {written} of {_cap_words(request, cap)}, well below it"
-                raise CutOffError(reason, written=written, cap=cap, response_id=reply.response_id)
+                raise CutOffError(reason)
             return Rejected(ErrorType.TRUNCATED, _truncated(request, reply, cap), response_id=reply.response_id)
         errors = _validation_errors(reply.text, validator)
         if isinstance(errors, dict):

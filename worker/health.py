@@ -1,8 +1,9 @@
 """The worker's HTTP side: ``/healthz`` (liveness), ``/readyz`` (readiness) and ``/metrics`` (Prometheus).
 
-- ``/healthz`` is 200 while the event loop keeps beating (a task stamps the time every second) and the arq
-  worker's own heartbeat to Redis is not older than three health-check intervals plus a margin. A blocked loop
-  cannot answer at all, which fails the probe too. Redis being down does not fail it: that is readiness.
+- ``/healthz`` is 200 while the event loop keeps beating (a task stamps the time every second) and arq's poll loop
+  last ran (it stamps ``worker_beat`` on every pass, whatever Redis is doing: ``worker.app.ExtractionWorker``) no
+  longer ago than three health-check intervals plus 5 s. A blocked loop cannot answer at all, which fails the probe
+  too. Redis being down does not fail it: that is readiness.
 - ``/readyz`` is 200 when Redis answers a PING within a second and the worker still takes jobs (it stops on
   SIGTERM, while it drains).
 - ``/metrics`` refreshes the due-queue gauge (jobs whose score is at most now) and renders the registry.
@@ -32,7 +33,7 @@ BEAT_S = 1.0
 
 
 class Heartbeat:
-    """Proof that this process's event loop runs, and when arq last reported the worker healthy."""
+    """Proof that this process's event loop runs, and when arq's poll loop last ran."""
 
     def __init__(self) -> None:
         self.loop_beat = time.monotonic()

@@ -8,7 +8,8 @@ error type). Nothing here does I/O or reads a clock: the caller passes ``now_ms`
 
 - ``TRANSIENT`` (5xx, 408, 409, a dropped connection, a call timeout) counts as an error; stops after
   ``max_tries`` errors or once errors have lasted ``retry_horizon_s``; waits the backoff (``retry-after`` wins).
-- ``RATE_LIMITED`` (a 429 for the rate limit) counts nothing; stops only at the horizon; waits the backoff.
+- ``RATE_LIMITED`` (a 429 for the rate limit, or a flex tier out of capacity) counts no error (only the line's
+  ``rate_limited``); stops only at the horizon; waits the backoff (``retry-after`` wins).
 - ``TIMEOUT`` (the try ran past ``job_timeout_s``) is an error like TRANSIENT, and fails as ``timeout``.
 - ``TRUNCATED`` (an answer cut off well below the cap in force: ``worker.extraction.well_below_cap``) is an error
   like TRANSIENT, and also counts a cut-off; stops after ``max_cut_offs`` cut-offs (or as TRANSIENT does), failing as
@@ -61,7 +62,8 @@ class Ending(StrEnum):
 
     @property
     def counts_as_error(self) -> bool:
-        """Starts (or continues) the retry horizon's clock."""
+        """Whether it starts (or continues) the retry horizon's clock: ``store.accounts.NOTE_ENDING`` sets the first
+        error's time on exactly these endings."""
         return self not in (Ending.WAITING, Ending.HELD)
 
 

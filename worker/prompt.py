@@ -3,8 +3,8 @@
 OpenAI caches the longest previously seen prompt prefix (from 1,024 tokens, in 128-token steps). So the part
 shared by every line of a batch comes first — instructions, and the schema, which the API renders ahead of the
 messages — and the document comes last. ``prompt_cache_key`` routes requests with the same prefix to the same
-cache; it is a hash of the stable part, so every line of a batch (and every batch with the same
-schema and instructions) shares it.
+cache; it is a hash of the stable part and the model, so every line of a batch (and every batch with the same
+model, schema and instructions) shares it.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def backoff_delay(
     Capped exponential backoff with full jitter (uniform in [0, min(cap, base * 2**(attempt-1))]), which spreads
     many workers' retries instead of synchronising them. A server's ``retry-after`` wins when it is sent: it knows
     when capacity returns better than we do; a little jitter on top (up to 10 % + 50 ms) keeps every job that got
-    the same answer from coming back in the same millisecond.
+    the same answer from coming back in the same millisecond. Either way the wait is at most ``cap_s``.
     """
     draw = (rng or _RNG).uniform
     if retry_after_s is not None and retry_after_s >= 0:

@@ -1,8 +1,10 @@
 """What a worker process keeps for its whole life, across the arq workers it runs: the OpenAI client and the one HTTP
 path through it, the metrics, the liveness heartbeat, a Redis connection of its own and the one health server.
 
-It sits below ``worker.state`` (each arq worker's shared state is built from it) and ``worker.app`` (which starts it
-once per process), so neither has to import the other to name it.
+``worker.cli.supervise`` starts it once per process and hands it to every arq worker it builds
+(``worker.app.build_worker``; one built without it, as a test or one-off run builds it, starts and stops its own).
+It sits below ``worker.state`` (each arq worker's shared state is built from it) and ``worker.app``, so neither has to
+import the other to name it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""What a worker process shares across its jobs, built once in arq's ``on_startup``."""
+"""What an arq worker shares across its jobs, built in its ``on_startup`` (once per arq worker: what outlives a
+rebuild, once per process, is ``worker.runtime.Runtime``)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from worker.admission import AdmissionController
 from worker.batches import BatchCache
 from worker.boundary import JobBoundary
 from worker.cache import Coalescer, ResultCache
-from worker.health import HealthServer, Heartbeat
+from worker.health import HealthServer
 from worker.metrics import WorkerMetrics
 from worker.policy import Limits
 from worker.recorder import LineRecorder
@@ -57,7 +58,6 @@ class WorkerState:
     pauses: PauseStore
     blobs: BlobStore
     metrics: WorkerMetrics
-    heartbeat: Heartbeat
     limits: Limits
     endpoint: str
     """The provider's base URL, normalized: part of every cache and coalescing key."""
@@ -96,7 +96,6 @@ class WorkerState:
             pauses=PauseStore(redis, keys),
             blobs=BlobStore(redis),
             metrics=runtime.metrics,
-            heartbeat=runtime.heartbeat,
             health=runtime.health,
             limits=Limits(
                 max_tries=settings.max_tries,

@@ -1,14 +1,20 @@
 """The arq job: one input line from queue to recorded result. Orchestration only.
 
-A try of a line ends in one of three ways, and every one of them is accounted for:
+A try of a line ends in one of four ways, and every one of them is accounted for:
 
 - **a final outcome** -- validated output, a cached answer, a refusal, truncation, still invalid after repairs, a
-  4xx, the batch cancelled -- is recorded once (``store.results``);
-- **an ending that another try may fix** -- a 429, a 5xx, a timeout, a dropped connection, a wait for admission or
-  for an identical line in flight, or anything unexpected (a bug, Redis failing past its retries) -- is
-  classified (:func:`classify`) and counted in the line's account; the one policy (``worker.policy.decide``) then
-  either hands the job back to arq for later (``arq.Retry``) or gives up and records the line ``failed`` with the
-  policy's error type (``retries_exhausted``, ``timeout``, ``internal_error``);
+  4xx, a document too large to send or whose attachment bytes are gone, the batch cancelled -- is recorded once
+  (``store.results``);
+- **an ending that another try may fix** -- a 429, a 5xx, a timeout, a dropped connection, an answer cut off well
+  below its cap, a wait for admission, for an identical line in flight or for the batch's calls in flight to settle
+  its budget, or anything unexpected (a bug, Redis failing past its retries) -- is classified (:func:`classify`) and
+  counted in the line's account; the one policy (``worker.policy.decide``) then either hands the job back to arq for
+  later (``arq.Retry``) or gives up and records the line ``failed`` with the policy's error type
+  (``retries_exhausted``, ``timeout``, ``truncated``, ``internal_error``);
+- **the batch is paused, or about to be** -- a paused batch (``store.pause``; its budget reached: ``store.budget``)
+  starts no call, and a call that failed batch-wide counts towards its pause (``_batch_wide_failure``) -- the job is
+  handed back to arq unrecorded, outside the policy, to look again after ``pause_recheck_s``
+  (``PAUSE_PENDING_RETRY_S`` while a batch-wide failure has not paused the batch yet);
 - **the job is taken away** -- SIGTERM's drain cancels it: arq puts it back on the queue and it runs again.
 
 What arq itself can do to a job, and what each becomes (the boundary is ``worker.app.ExtractionWorker``):
@@ -16,7 +22,7 @@ What arq itself can do to a job, and what each becomes (the boundary is ``worker
 | arq path | becomes |
 | --- | --- |
 | the function returns (it recorded the line, or the line was recorded already) | nothing more |
-| ``arq.Retry`` raised by the policy | the job runs again after the delay; arq's try counter is not a limit for us |
+| ``arq.Retry`` (the policy, a paused batch) | the job runs again after the delay; arq's try counter is no limit |
 | ``CancelledError`` (SIGTERM after ``job_completion_wait``) | arq re-queues the job at once |
 | an exception escapes the function, or arq's own time limit (ours + 5 s) fires | ``internal_error`` recorded |
 | "job expired" (its job key is gone), an unreadable payload, an unknown function | ``internal_error`` recorded |
@@ -167,7 +173,7 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
         lease, held.lease = held.lease, None
         if lease is not None:
             if isinstance(outcome, Extracted):
-                answer = CachedAnswer(outcome.output, outcome.reply.response_id, job.batch_id, job.custom_id)
+                answer = CachedAnswer(outcome.output, outcome.reply.response_id)
                 state.cache.queue_put(finish, job.fingerprint, answer, batch.codec)
             await lease.queue_release(finish)
         await _record(state, job, batch, account, outcome, job_id, finish)

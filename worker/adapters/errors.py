@@ -2,9 +2,10 @@
 that meets a failed call imports, with nothing of the adapters behind it.
 
 A call that produced no reply raises :class:`ApiCallError`: the *facts* -- the HTTP status (None when no answer came:
-a timeout, a dropped connection), the provider's error code, type and message, the response headers -- as
-pydantic-ai's ``ModelHTTPError`` carries them; ``worker.adapters.http`` raises it. What they mean (retry or give
-up, which error type, what admission should do with the reservation) is decided once, in ``worker.classify``.
+a timeout, a dropped connection), the provider's error code and message, the response headers, the call's latency --
+as pydantic-ai's ``ModelHTTPError`` carries them; ``worker.adapters.http`` raises it (and
+``worker.adapters.responses.count_input_tokens`` for a count that did not come). What they mean (retry or give up,
+which error type, what admission should do with the reservation) is decided once, in ``worker.classify``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ class ApiCallError(Exception):
         *,
         status_code: int | None = None,
         code: str | None = None,
-        error_type: str | None = None,
         no_answer: NoAnswer | None = None,
         latency_ms: int = 0,
         headers: Mapping[str, str] | None = None,
@@ -33,8 +33,6 @@ class ApiCallError(Exception):
         """None when no HTTP answer came (see ``no_answer``)."""
         self.code = code
         """The provider's ``error.code``: ``rate_limit_exceeded``, ``insufficient_quota``, ``resource_unavailable``."""
-        self.error_type = error_type
-        """The provider's ``error.type`` (``requests``, ``tokens``, ``invalid_request_error`` ...)."""
         self.no_answer = no_answer
         self.latency_ms = latency_ms
         self.headers: Mapping[str, str] = headers or {}
@@ -42,19 +40,28 @@ class ApiCallError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Exceptions with keyword-only __init__ need this to survive copying/pickling by frameworks.
-        return (_rebuild, (self.message, self.status_code, self.code, self.error_type, self.no_answer))
+        facts = (self.status_code, self.code, self.no_answer, self.latency_ms, dict(self.headers))
+        return (_rebuild, (self.message, *facts))
 
 
 def _rebuild(
-    message: str, status_code: int | None, code: str | None, error_type: str | None, no_answer: NoAnswer | None
+    message: str,
+    status_code: int | None,
+    code: str | None,
+    no_answer: NoAnswer | None,
+    latency_ms: int,
+    headers: dict[str, str],
 ) -> ApiCallError:
-    return ApiCallError(message, status_code=status_code, code=code, error_type=error_type, no_answer=no_answer)
+    return ApiCallError(
+        message, status_code=status_code, code=code, no_answer=no_answer, latency_ms=latency_ms, headers=headers
+    )
 
 
 NoAnswer = Literal["timeout", "connection"]
 
 
 def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every one of ``secrets`` replaced by ``[redacted]``."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[redacted]")

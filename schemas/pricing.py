@@ -103,10 +103,11 @@ class ModelPrice(BaseModel):
     output: float = Field(ge=0)
 
 
-ServedTier = Literal["default", "flex", "priority", "scale", "ultrafast"]
+ServedTier = Literal["default", "flex", "priority", "scale", "ultrafast", "batch"]
 """What a response's ``service_tier`` says served it (the spec's ``ServiceTierResponses`` less the request-only
-``auto`` and ``fast``; ``ultrafast`` is access-controlled, gpt-5.6-sol only, and has no built-in price)."""
-SERVED_TIERS: tuple[ServedTier, ...] = ("default", "flex", "priority", "scale", "ultrafast")
+``auto`` and ``fast``; ``ultrafast`` is access-controlled, gpt-5.6-sol only, and has no built-in price), and
+``batch``: a line answered through the Batch API (:data:`BATCH_TIER`)."""
+SERVED_TIERS: tuple[ServedTier, ...] = ("default", "flex", "priority", "scale", "ultrafast", "batch")
 TierPrices: TypeAlias = dict[str, ModelPrice]
 """An override's prices per tier: tier name -> price."""
 PriceOverride: TypeAlias = ModelPrice | dict[ServedTier, ModelPrice]
@@ -209,7 +210,20 @@ def price_for(
         return None
     served = "default" if tier in (None, "auto") else "priority" if tier == "fast" else tier
     by_tier: dict[str, ModelPrice] = {str(name): price for name, price in prices.items()}
+    if served == BATCH_TIER and BATCH_TIER not in by_tier:
+        return batch_price(prices["default"]) if "default" in prices else None
     return by_tier.get(served) or prices.get("default")
+
+
+BATCH_TIER = "batch"
+"""The pseudo-tier of a line answered through the Batch API (``/v1/batches``): not a ``service_tier`` the provider
+reports, but how we price it. Half the default tier's price for every model, cached input included (OpenAI's
+pricing page; ``../shared/OPENAI-FACTS.md`` §9), unless ``EXTRACT_PRICES`` names a ``batch`` price for the model."""
+
+
+def batch_price(default: ModelPrice) -> ModelPrice:
+    """The Batch API's price of a model: half its default-tier price, every rate."""
+    return ModelPrice(input=default.input / 2, cached_input=default.cached_input / 2, output=default.output / 2)
 
 
 def cost_usd(usage: Usage, price: ModelPrice | None) -> float | None:

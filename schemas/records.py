@@ -53,6 +53,7 @@ def line_result(
     cache_hit: bool = False,
     invalid_fields: tuple[str, ...] = (),
     document: str | None = None,
+    provider_batch_id: str | None = None,
 ) -> ResultRecord:
     """The one way a result line is built: by the worker, by ``producer cancel``, and for a line cancelled before it
     was ever enqueued (``store.results.never_enqueued``).
@@ -80,6 +81,8 @@ def line_result(
         request_id=totals.last_request_id,
         service_tier=totals.service_tier,
         service_tier_fallback=totals.flex_fallback,
+        venue=("batch-api" if provider_batch_id else "sync") if totals.attempts else None,
+        provider_batch_id=provider_batch_id,
         retries=totals.retries,
         rate_limited=totals.rate_limited,
         invalid_fields=list(invalid_fields[:MAX_INVALID_FIELDS]),

@@ -90,6 +90,11 @@ class ResultRecord(BaseModel):
     """The tier the provider says served the line's last call (``default``, ``flex``, ``priority``): priced at it."""
     service_tier_fallback: bool = False
     """A flex line that was refused for capacity long enough (``--flex-fallback-after``) and was sent with ``auto``."""
+    venue: str | None = None
+    """Where the line was answered: ``batch-api`` (a provider batch, priced at the batch price) or ``sync`` (a call
+    of its own, at ``service_tier``); None for a line answered by no call (a cache hit, a cancel)."""
+    provider_batch_id: str | None = None
+    """The provider batch (``batch_...``) that answered it, with ``venue`` ``batch-api``."""
     retries: int = 0
     """Tries of the line that ended in an error (5xx, timeout, dropped connection ...), counted as each ended: the try
     the line gave up on, if it did, counts too."""

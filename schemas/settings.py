@@ -34,6 +34,7 @@ from pydantic_settings import (
 
 from schemas.models import Effort, RequestTier
 from schemas.pricing import ModelPrice, PriceOverride, price_for
+from schemas.venues import VenueSetting
 
 T = TypeVar("T")
 
@@ -245,7 +246,27 @@ class WorkerSettings(CommonSettings):
     """Tries of a line that ended in an unexpected error (a bug, Redis failing past its retries) before the line fails
     as ``internal_error``."""
     max_deferrals: int = Field(default=1000, ge=1)
-    """How often a job may hand its slot back while waiting for admission before it fails."""
+    """How often a job may hand its slot back while waiting for admission or for an identical line in flight before
+    it fails."""
+
+    # --- the Batch API venue (``worker.venue``: provider batches) ----------------------------------------------
+    batch_poll_s: float = Field(default=60.0, ge=1)
+    """How often a provider batch in flight is looked at (``GET /v1/batches/{id}``); its results are recorded within
+    one interval (and the time to read its files) of its end."""
+    batch_part_lines: int = Field(default=10_000, ge=1, le=50_000)
+    """Lines per provider batch at most (the provider's cap is 50,000): smaller parts finish, and flow, sooner."""
+    batch_part_bytes: int = Field(default=100_000_000, ge=1_000, le=200_000_000)
+    """Bytes per provider batch input file at most (the provider's cap is 200 MB, base64 attachments included)."""
+    batch_part_wait_s: float = Field(default=30.0, ge=0)
+    """How long staged lines wait for more before a part smaller than ``batch_part_lines`` is sent."""
+    batch_keep_files: bool = False
+    """Keep a finished provider batch's input, output and error files at the provider (they expire after 30 days);
+    by default they are deleted once its lines are recorded."""
+    batch_queue_tokens: int | None = Field(default=None, ge=1)
+    """The provider's enqueued-token limit for a model (input tokens of all its pending provider batches), if known;
+    unset: learned from the first ``token_limit_exceeded`` failure. Reserved fleet-wide per model and API key."""
+    batch_creates_per_hour: int = Field(default=2000, ge=1)
+    """Provider batches created per hour at most, per API key (the provider's cap is 2,000)."""
 
     @field_validator("schema_modules", mode="before")
     @classmethod
@@ -321,6 +342,11 @@ class ProducerSettings(CommonSettings):
     """A resubmit adds lines the batch does not have at its end."""
     no_cache: bool = False
     """Submit a batch that neither reads nor writes the result cache (and does not coalesce)."""
+    venue: VenueSetting = "sync"
+    """Where lines are answered: ``sync`` (a call per line), ``batch-api`` (provider batches: half the price,
+    within 24 h), ``auto`` (the Batch API when the deadline leaves room, else flex where offered, else sync)."""
+    deadline: str | None = None
+    """When the batch must be done: a duration (``36h``, ``2d``) or an ISO time; what ``auto`` chooses by."""
 
 
 class Settings(WorkerSettings, ProducerSettings):

@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from simulator.batches import MAX_INPUT_BYTES, MAX_LINES
 from simulator.config import SimulatorConfig
 from simulator.faults import RATE_FAULT_KINDS, FaultKind, FaultRule, check_rates
 from simulator.ratelimit import CHARGE_OUTPUT_MODES
@@ -28,7 +29,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         'Rate limits can change mid-run: POST /_sim/limits {"rpm": N, "tpm": N} (each optional, 0 = unlimited; '
         "buckets keep their level, clipped to the new capacity); GET /_sim/limits shows them. "
         "GET /_sim/ledger?tiers=1 adds the billed usage per served tier (default, flex, priority) and the count of "
-        "flex 429s; GET /_sim/requests has each call's x-request-id, served tier and reasoning effort.",
+        "flex 429s; GET /_sim/requests has each call's x-request-id, served tier and reasoning effort. "
+        "The Batch API (/v1/batches) runs on the --batch-* settings, which POST /_sim/batches changes mid-run "
+        "(GET /_sim/batches shows them and every batch); GET /_sim/ledger?venues=1 splits the bill into sync and "
+        "batch (half price).",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on startup)")
@@ -164,7 +168,78 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=_fault_rule,
         help="inject a fault, e.g. refusal::1 or http_500:invoice-7:2 (repeatable)",
     )
+    _add_batch_arguments(parser)
     return parser.parse_args(argv)
+
+
+def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    batch = parser.add_argument_group("batches (/v1/batches; POST /_sim/batches changes these mid-run)")
+    batch.add_argument("--batch-validating-s", type=float, default=0.5, metavar="S", help="time validating (0.5)")
+    batch.add_argument(
+        "--batch-lines-per-s", type=float, default=2000.0, metavar="N", help="lines answered per second (2000)"
+    )
+    batch.add_argument("--batch-finalizing-s", type=float, default=0.5, metavar="S", help="time finalizing (0.5)")
+    batch.add_argument("--batch-cancelling-s", type=float, default=0.5, metavar="S", help="time cancelling (0.5)")
+    batch.add_argument(
+        "--batch-creates-per-hour",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="batch creations per rolling hour, then 429 rate_limit_exceeded (default 2000; 0 = unlimited)",
+    )
+    batch.add_argument(
+        "--batch-enqueued-token-limit",
+        dest="batch_enqueued_token_limit",
+        metavar="MODEL=TOKENS",
+        action="append",
+        default=[],
+        type=_token_limit,
+        help="the input tokens MODEL's pending batches may hold; a batch past it fails token_limit_exceeded "
+        "(repeatable; default unlimited)",
+    )
+    batch.add_argument("--batch-max-input-bytes", type=int, default=MAX_INPUT_BYTES, metavar="N")
+    batch.add_argument("--batch-max-lines", type=int, default=MAX_LINES, metavar="N")
+    batch.add_argument(
+        "--batch-hold", action="store_true", help="start with batches held in_progress (release: POST /_sim/batches)"
+    )
+    batch.add_argument(
+        "--batch-expire-after-lines", type=int, default=None, metavar="N", help="a batch expires after N lines"
+    )
+    batch.add_argument(
+        "--batch-server-error-share",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="this share of each batch's lines ends in its error file as an HTTP 500",
+    )
+    batch.add_argument(
+        "--batch-invalid-answer-share",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="this share of each batch's answers fails the request's schema",
+    )
+    batch.add_argument(
+        "--batch-drop-lines", type=int, default=0, metavar="N", help="N answered lines per batch are in neither file"
+    )
+    batch.add_argument(
+        "--batch-no-output-file",
+        action="store_true",
+        help="batches complete with no output file (their answered lines are in neither file)",
+    )
+
+
+def _token_limit(spec: str) -> tuple[str, int]:
+    model, sep, tokens = spec.partition("=")
+    try:
+        if not sep or not model.strip():
+            raise ValueError("missing MODEL=")
+        value = int(tokens)
+        if value < 0:
+            raise ValueError("TOKENS must be >= 0")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad enqueued token limit {spec!r} (want MODEL=TOKENS): {exc}") from None
+    return model.strip(), value
 
 
 def _fault_rule(spec: str) -> FaultRule:
@@ -229,6 +304,20 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         perturb=tuple(args.perturb),
         fetch_urls=args.fetch_urls,
         fetch_private=args.fetch_private,
+        batch_validating_s=args.batch_validating_s,
+        batch_lines_per_s=args.batch_lines_per_s,
+        batch_finalizing_s=args.batch_finalizing_s,
+        batch_cancelling_s=args.batch_cancelling_s,
+        batch_creates_per_hour=args.batch_creates_per_hour,
+        batch_enqueued_token_limit=dict(args.batch_enqueued_token_limit),
+        batch_max_input_bytes=args.batch_max_input_bytes,
+        batch_max_lines=args.batch_max_lines,
+        batch_hold=args.batch_hold,
+        batch_expire_after_lines=args.batch_expire_after_lines,
+        batch_server_error_share=args.batch_server_error_share,
+        batch_invalid_answer_share=args.batch_invalid_answer_share,
+        batch_drop_lines=args.batch_drop_lines,
+        batch_no_output_file=args.batch_no_output_file,
     )
 
 

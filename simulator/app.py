@@ -22,7 +22,8 @@ admission for admitted requests; as of the response for 200s under
 ``POST /v1/responses/input_tokens`` counts a Responses body's input exactly as
 ``/v1/responses`` would charge it (attachments included), without admitting it
 to the rate limiter; the Files API (:mod:`simulator.files_api`) stores uploads
-that messages can name by ``file_id``.
+that messages can name by ``file_id``; the Batch API (:mod:`simulator.batches_api`) answers the lines of an
+uploaded file in the background with the same steps, billed at the batch price.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import orjson
 import pydantic
 from aiohttp import web
 
-from simulator import files_api
+from simulator import batches_api, files_api
 from simulator.completion import Completion, charges_output_later, complete, prompt_tokens, rate_limit_charge
 from simulator.config import SimulatorConfig
 from simulator.context_window import check_context_window
@@ -83,6 +84,7 @@ def create_app(config: SimulatorConfig | None = None) -> web.Application:
     app.router.add_post("/v1/responses/input_tokens", _input_tokens)
     app.router.add_post("/v1/chat/completions", _chat_completions)
     files_api.add_routes(app)
+    batches_api.add_routes(app)
     app.router.add_route("*", "/v1/{tail:.*}", _unknown_api_path)
     app.router.add_get("/_sim/ledger", _ledger)
     app.router.add_get("/_sim/requests", _requests)
@@ -295,13 +297,15 @@ async def _unknown_api_path(request: web.Request) -> web.StreamResponse:
 
 
 async def _ledger(request: web.Request) -> web.StreamResponse:
-    """The ledger; ``?series=1`` adds the per-second series, ``?tiers=1`` the usage per served tier.
+    """The ledger; ``?series=1`` adds the per-second series, ``?tiers=1`` the usage per served tier, ``?venues=1`` the
+    usage per venue (synchronous calls, batch lines at half the price).
 
     Both are kept out by default to keep the answer small (and its shape what clients already read).
     """
     series = request.query.get("series", "").lower() in _TRUE
     tiers = request.query.get("tiers", "").lower() in _TRUE
-    return json_response(request.app[STATE_KEY].ledger.snapshot(series=series, tiers=tiers))
+    venues = request.query.get("venues", "").lower() in _TRUE
+    return json_response(request.app[STATE_KEY].ledger.snapshot(series=series, tiers=tiers, venues=venues))
 
 
 async def _requests(request: web.Request) -> web.StreamResponse:

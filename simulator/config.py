@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from simulator.batches import MAX_INPUT_BYTES, MAX_LINES, BatchSettings
 from simulator.documents import MIB, DocumentLimits
 from simulator.faults import FaultKind, FaultRule, check_rates
 from simulator.ratelimit import CHARGE_OUTPUT_MODES, LIMIT_HEADER_STYLES, ChargeOutput, LimitHeaders
@@ -65,6 +66,10 @@ class SimulatorConfig:
     the URL. Even then loopback and private addresses need ``fetch_private``
     too (tests serving files on 127.0.0.1), and link-local (cloud metadata),
     unspecified, multicast and reserved addresses are never fetched.
+
+    Batches (``/v1/batches``, :mod:`simulator.batches`): the ``batch_*`` fields are the starting values of
+    ``POST /_sim/batches``'s keys (the key is the field's name, less its ``batch_`` prefix unless the key has it
+    too: ``batch_validating_s``, ``creates_per_hour`` ...); :meth:`batch_settings` gathers them.
     """
 
     latency_ms: float = 0.0
@@ -98,6 +103,45 @@ class SimulatorConfig:
     """Also from loopback and private addresses (``--fetch-private``); needs ``fetch_urls``."""
     perturb: tuple[str, ...] = ()
     """``ENDPOINT:PATH`` rules (``simulator.perturb``): answers on that endpoint differ at that field."""
+    batch_validating_s: float = 0.5
+    """How long a batch stays ``validating`` (seconds of the event loop's clock)."""
+    batch_lines_per_s: float = 2000.0
+    """How fast an ``in_progress`` batch answers its lines."""
+    batch_finalizing_s: float = 0.5
+    batch_cancelling_s: float = 0.5
+    batch_creates_per_hour: int = 2000
+    """Batch creations per rolling hour, then ``POST /v1/batches`` answers 429 (0 = unlimited)."""
+    batch_enqueued_token_limit: dict[str, int] = field(default_factory=dict)
+    """Model -> input tokens its pending batches may hold; a batch past it fails ``token_limit_exceeded``."""
+    batch_max_input_bytes: int = MAX_INPUT_BYTES
+    batch_max_lines: int = MAX_LINES
+    batch_hold: bool = False
+    """Batches answer no line and stay ``in_progress`` until ``POST /_sim/batches {"hold": false}``."""
+    batch_expire_after_lines: int | None = None
+    """A batch expires once it has answered this many lines (None = never)."""
+    batch_server_error_share: float = 0.0
+    batch_invalid_answer_share: float = 0.0
+    batch_drop_lines: int = 0
+    batch_no_output_file: bool = False
+
+    def batch_settings(self) -> BatchSettings:
+        """The batch settings these fields describe (pydantic's ValidationError, a ValueError, if they are bad)."""
+        return BatchSettings(
+            batch_validating_s=self.batch_validating_s,
+            batch_lines_per_s=self.batch_lines_per_s,
+            batch_finalizing_s=self.batch_finalizing_s,
+            batch_cancelling_s=self.batch_cancelling_s,
+            creates_per_hour=self.batch_creates_per_hour,
+            enqueued_token_limit=dict(self.batch_enqueued_token_limit),
+            max_input_bytes=self.batch_max_input_bytes,
+            max_lines=self.batch_max_lines,
+            hold=self.batch_hold,
+            expire_after_lines=self.batch_expire_after_lines,
+            server_error_share=self.batch_server_error_share,
+            invalid_answer_share=self.batch_invalid_answer_share,
+            drop_lines=self.batch_drop_lines,
+            no_output_file=self.batch_no_output_file,
+        )
 
     def perturbed(self, endpoint: str) -> tuple[str, ...]:
         """The field paths answers on ``endpoint`` change (``responses`` or ``chat.completions``)."""
@@ -142,6 +186,7 @@ class SimulatorConfig:
             raise ValueError(
                 "fetch_private (--fetch-private) needs fetch_urls (--fetch-urls): nothing is fetched without it"
             )
+        self.batch_settings()  # raises for bad batch settings
         self.fault_rates = check_rates(self.fault_rates)
         self.flex_unavailable_rate = check_rate(self.flex_unavailable_rate)
 

@@ -2,7 +2,8 @@
 
 Per simulator instance, cleared by ``POST /_sim/reset``. Objects follow the spec's ``OpenAIFile``: ids are
 ``file-`` plus 24 letters and digits, ``status`` is always ``processed``, and ``expires_at`` is present only when
-the file expires (``expires_after``, or the 30 days the Files API gives ``purpose=batch`` by default); the spec
+the file expires (``expires_after``, or the 30 days the Files API gives ``purpose=batch`` and the Batch API its
+``batch_output`` files by default); the spec
 types it as a plain integer, so it is left out rather than sent as null. An expired file is gone, as if deleted.
 ``GET /_sim/files`` (:meth:`FileStore.snapshot`) shows what is stored and how many times each content (by sha256)
 was uploaded, so a test can tell a client that uploads a document once from one that uploads it per request.
@@ -30,6 +31,8 @@ FILE_ID_ALPHABET = string.ascii_letters + string.digits
 FILE_ID_LENGTH = 24
 PURPOSES = ("assistants", "batch", "user_data", "vision")
 """The upload purposes the simulator takes (those a document for a model input, or a batch file, would use)."""
+BATCH_OUTPUT = "batch_output"
+"""The purpose of the output and error files of a batch (written by the simulator, never uploaded)."""
 EXPIRES_AFTER_MIN_S = 3600
 EXPIRES_AFTER_MAX_S = 2_592_000
 BATCH_DEFAULT_EXPIRY_S = 2_592_000
@@ -104,7 +107,7 @@ class FileStore:
 
     def add(self, filename: str, purpose: str, data: bytes, expires_after_s: int | None = None) -> StoredFile:
         created_at = int(self._clock())
-        if expires_after_s is None and purpose == "batch":
+        if expires_after_s is None and purpose in ("batch", BATCH_OUTPUT):
             expires_after_s = BATCH_DEFAULT_EXPIRY_S
         digest = hashlib.sha256(data).hexdigest()
         stored = StoredFile(

@@ -18,7 +18,13 @@ matches the provider's, and how close it runs to the rate limits:
 * ``tiers`` (only with ``?tiers=1``) splits ``billed`` by the tier that served each 200 (``billed``: the same
   keys as the top-level ``billed``, per ``default`` / ``flex`` / ``priority``; ``ok``: 200s per tier), so a bill
   can be priced per tier, and counts the flex requests refused for want of capacity
-  (``resource_unavailable_429``: unbilled, not admitted, not in ``rate_limit.rejected_429``).
+  (``resource_unavailable_429``: unbilled, not admitted, not in ``rate_limit.rejected_429``);
+* ``venues`` (only with ``?venues=1``) splits ``billed`` by where each answer was bought: ``sync`` (the HTTP
+  endpoints) and ``batch`` (lines of ``/v1/batches``, billed at half the synchronous price). Each venue has
+  ``price_factor`` (1.0, 0.5), ``ok`` (answers billed), ``billed`` (the same keys as the top-level ``billed``) and
+  ``billed_at_sync_price`` (``billed`` times ``price_factor``: what to multiply by the synchronous price list).
+  Batch lines are in ``billed``, ``per_input``, ``ok_per_input``, ``tiers`` (by the tier their body reports) and
+  ``series`` like any answer, but in no ``requests`` or ``rate_limit`` count: they are not HTTP requests.
 
 Everything is a counter updated in O(1) per request; nothing scans history.
 """
@@ -34,6 +40,8 @@ from typing import Any
 from simulator.tokens import Usage
 
 BILLED_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens")
+VENUE_PRICE_FACTORS = {"sync": 1.0, "batch": 0.5}
+"""Where an answer was bought, and its price as a share of the synchronous price (the Batch API's half)."""
 _SERIES_FIELDS = ("admitted", "admitted_tokens", "billed_tokens", "rejected_429")
 _ADMITTED, _ADMITTED_TOKENS, _BILLED_TOKENS, _REJECTED = range(4)
 
@@ -63,6 +71,8 @@ class Ledger:
         self.billed_by_tier: dict[str, Counter[str]] = {}
         self.ok_by_tier: Counter[str] = Counter()
         self.resource_unavailable_429 = 0
+        self.billed_by_venue: dict[str, Counter[str]] = {venue: Counter() for venue in VENUE_PRICE_FACTORS}
+        self.ok_by_venue: Counter[str] = Counter()
 
     def reset(self) -> None:
         self.total = self.abandoned = self.admitted_requests = self.admitted_tokens = self.output_charged_tokens = 0
@@ -71,6 +81,9 @@ class Ledger:
             counter.clear()
         self.billed_by_tier.clear()
         self.ok_by_tier.clear()
+        for counter in self.billed_by_venue.values():
+            counter.clear()
+        self.ok_by_venue.clear()
         self.rejected_429.clear()
         self.origin = self.first_admitted = self.last_admitted = None
         self._series.clear()
@@ -133,13 +146,15 @@ class Ledger:
         if endpoint is not None:
             self.by_endpoint[endpoint] += 1
 
-    def bill(self, fingerprint: str, usage: Usage, tier: str = "default") -> None:
-        """Charge a successful (200) response, served on ``tier`` (``default``, ``flex`` or ``priority``)."""
+    def bill(self, fingerprint: str, usage: Usage, tier: str = "default", venue: str = "sync") -> None:
+        """Charge a successful (200) response, served on ``tier`` (``default``, ``flex`` or ``priority``), bought
+        at ``venue`` (``sync``, or ``batch`` for a line of a batch: half the price)."""
         self.per_input[fingerprint] += 1
         by_tier = self.billed_by_tier.get(tier)
         if by_tier is None:
             by_tier = self.billed_by_tier[tier] = Counter()
-        for counter in (self.billed, by_tier):
+        self.ok_by_venue[venue] += 1
+        for counter in (self.billed, by_tier, self.billed_by_venue[venue]):
             counter["input_tokens"] += usage.input_tokens
             counter["cached_input_tokens"] += usage.cached_tokens
             counter["output_tokens"] += usage.output_tokens
@@ -162,8 +177,9 @@ class Ledger:
 
     # -- reports ------------------------------------------------------------------------------------------------
 
-    def snapshot(self, *, series: bool = False, tiers: bool = False) -> dict[str, Any]:
-        """The JSON served at ``GET /_sim/ledger`` (``?series=1`` adds ``series``, ``?tiers=1`` adds ``tiers``)."""
+    def snapshot(self, *, series: bool = False, tiers: bool = False, venues: bool = False) -> dict[str, Any]:
+        """The JSON served at ``GET /_sim/ledger`` (``?series=1`` adds ``series``, ``?tiers=1`` adds ``tiers``,
+        ``?venues=1`` adds ``venues``)."""
         report: dict[str, Any] = {
             "requests": {
                 "total": self.total,
@@ -188,7 +204,21 @@ class Ledger:
             report["series"] = self.series()
         if tiers:
             report["tiers"] = self.tiers()
+        if venues:
+            report["venues"] = self.venues()
         return report
+
+    def venues(self) -> dict[str, Any]:
+        """Billed usage per venue (``sync``, ``batch``; both always present), with its price factor."""
+        return {
+            venue: {
+                "price_factor": factor,
+                "ok": self.ok_by_venue[venue],
+                "billed": {key: self.billed_by_venue[venue][key] for key in BILLED_KEYS},
+                "billed_at_sync_price": {key: self.billed_by_venue[venue][key] * factor for key in BILLED_KEYS},
+            }
+            for venue, factor in VENUE_PRICE_FACTORS.items()
+        }
 
     def tiers(self) -> dict[str, Any]:
         """Billed usage and 200s per served tier (tiers that served nothing are absent), and the flex 429s."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from simulator.batches import BatchBook
 from simulator.config import SimulatorConfig
 from simulator.faults import FaultBook, fault_uniform
 from simulator.files import FileStore
@@ -19,9 +20,11 @@ from simulator.tiers import FlexCapacity
 
 @dataclass(slots=True)
 class SimulatorState:
-    """Config plus ledger, request log, faults, prompt cache, rate limits, uploaded files, flex capacity, latency RNG.
+    """Config plus ledger, request log, faults, prompt cache, rate limits, uploaded files, flex capacity, latency RNG,
+    and the batches of the Batch API.
 
-    ``flex.unavailable_rate`` may be changed on a running simulator (it starts as the config's).
+    ``flex.unavailable_rate`` may be changed on a running simulator (it starts as the config's), and so may
+    ``batches.settings`` (they start as the config's ``batch_*`` fields).
     """
 
     config: SimulatorConfig
@@ -33,6 +36,7 @@ class SimulatorState:
     rng: random.Random
     files: FileStore
     flex: FlexCapacity
+    batches: BatchBook
 
     @classmethod
     def from_config(cls, config: SimulatorConfig) -> SimulatorState:
@@ -52,6 +56,7 @@ class SimulatorState:
             rng=random.Random(config.seed),
             files=FileStore(),
             flex=FlexCapacity(config.flex_unavailable_rate),
+            batches=BatchBook(config.batch_settings()),
         )
 
     def set_limits(self, rpm: int | None = None, tpm: int | None = None) -> None:
@@ -65,7 +70,8 @@ class SimulatorState:
     def reset(self) -> None:
         """Forget everything that happened (rules and rates stay, their counters restart); ``POST /_sim/reset``.
 
-        Uploaded files are forgotten too, and so are the flex capacity draws (the rate stays).
+        Uploaded files are forgotten too, and so are the flex capacity draws (the rate stays) and the batches (their
+        runners are stopped; the batch settings stay).
 
         Rate-limit buckets are not refilled: like OpenAI's, they only refill with time. The limits stay as they are.
         """
@@ -75,6 +81,7 @@ class SimulatorState:
         self.prompt_cache.clear()
         self.files.clear()
         self.flex.reset()
+        self.batches.clear()
 
     def base_delay_s(self, input_key: str | None = None, attempt: int = 0) -> float:
         """Seconds to wait before answering an admitted request: ``latency_ms`` +- uniform jitter.

@@ -15,6 +15,12 @@ fixed ``arq:`` prefix but are named after job ids that carry ours, so two prefix
 | ``{p}batch:{id}:feeder`` | string | heartbeat of the process feeding the batch into the queue (``store.feed``) |
 | ``{p}batch:{id}:blobs`` | hash | ``sha256:`` → bytes of an attachment, while the batch runs (``store.blobs``) |
 | ``{p}batch:{id}:uploads`` | hash | ``sha256:`` → ``file_id`` of an upload, or its intent (``store.uploads``) |
+| ``{p}batch:{id}:venue`` | hash | Batch API lines: states, staged bodies, answers, parts (``store.provider_batches``) |
+| ``{p}batch:{id}:staging`` | zset | ordinals staged for the next provider batch, by when they were staged |
+| ``{p}venue:staging`` | zset | batches with staged lines, by when to look at them next (``store.provider_batches``) |
+| ``{p}venue:parts`` | zset | ``{id}:{n}``: provider batches in flight, by when to advance or poll them next |
+| ``{p}venue:queue:{scope}`` | hash | enqueued tokens reserved by provider batches in flight, and the learned limit |
+| ``{p}venue:creates:{scope}`` | zset | provider batches created in the last hour (the provider's cap per hour) |
 | ``{p}uploads`` | zset | ``{id}:{created ms}`` of each batch with files at the provider, by when to check it next |
 | ``{p}uploads:{id}:{created ms}`` | set | every file id (and upload intent) of that batch: outlives the batch's keys |
 | ``{p}cache:{provider}:{fp}`` | string | result cache: a succeeded answer, shared across batches, with a TTL |
@@ -79,6 +85,11 @@ class BatchKeys(NamedTuple):
     uploads: str
     """Content hash → the provider's ``file_id`` of attachments uploaded for the batch (``--attach upload``), or the
     intent of an upload under way (``store.uploads``)."""
+    venue: str
+    """The batch's lines on the Batch API venue: each line's state, staged request bodies, answers waiting to be
+    recorded, and the provider batches (parts) it made (``store.provider_batches``)."""
+    staging: str
+    """The lines staged for the next provider batch, by when they were staged (``store.provider_batches``)."""
 
     @property
     def prefix(self) -> str:
@@ -122,6 +133,8 @@ class Keys:
             f"{base}:feeder",
             f"{base}:blobs",
             f"{base}:uploads",
+            f"{base}:venue",
+            f"{base}:staging",
         )
 
     @property
@@ -133,6 +146,24 @@ class Keys:
         """Every file (and upload intent) of one batch -- one generation of its id -- until the files are deleted at
         the provider: it outlives the batch's own keys on purpose (``store.uploads``)."""
         return f"{self.prefix}uploads:{check_batch_id(batch_id)}:{created_ms}"
+
+    @property
+    def venue_staging(self) -> str:
+        """Batches with lines staged for a provider batch, by when to look at them next (``store.provider_batches``)."""
+        return f"{self.prefix}venue:staging"
+
+    @property
+    def venue_parts(self) -> str:
+        """Provider batches in flight (``{id}:{n}``), by when to advance or poll them next."""
+        return f"{self.prefix}venue:parts"
+
+    def venue_queue(self, scope: str) -> str:
+        """The enqueued tokens reserved against one model's and key's Batch API queue limit, and the limit learned."""
+        return f"{self.prefix}venue:queue:{scope}"
+
+    def venue_creates(self, scope: str) -> str:
+        """Provider batches created in the last hour under one key (the provider's cap per hour)."""
+        return f"{self.prefix}venue:creates:{scope}"
 
     def cache(self, provider: str, fingerprint: str) -> str:
         """A cached answer of ``provider`` (a hash of the endpoint: two providers never share answers)."""

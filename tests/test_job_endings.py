@@ -87,11 +87,11 @@ async def test_an_exception_escaping_the_job_is_recorded_by_the_boundary(
 ) -> None:
     real, calls = tasks._record, {"n": 0}
 
-    async def broken(state, job, *args):
+    async def broken(state, job, *args, **kwargs):
         calls["n"] += 1
         if job.custom_id == "b":
             raise RuntimeError("planted failure while recording")
-        return await real(state, job, *args)
+        return await real(state, job, *args, **kwargs)
 
     monkeypatch.setattr(tasks, "_record", broken)
     await submit_batch(DOCS)

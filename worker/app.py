@@ -25,6 +25,7 @@ from redis.backoff import ExponentialBackoff
 
 from schemas.settings import WorkerSettings
 from schemas.wire import TASK_NAME, deserialize, serialize
+from store.batches import BatchStore
 from store.keys import Keys
 from store.queue import JobClaims
 from store.workers import WorkerRegistry, forget_health
@@ -36,6 +37,8 @@ from worker.state import WorkerState
 from worker.tasks import ARQ_MAX_TRIES, extract
 from worker.tokens import warm_up_tokenizer
 from worker.uploads_sweep import UploadsSweep
+from worker.venue.keeper import PartKeeper
+from worker.venue.provider import ProviderBatches
 
 log = logging.getLogger("worker")
 
@@ -169,6 +172,17 @@ def build_worker(
         worker.boundary = state.boundary
         ctx["uploads_sweep"] = sweep = UploadsSweep(ctx["redis"], keys, shared.client)  # files of gone batches
         sweep.start()
+        ctx["venue_keeper"] = keeper = PartKeeper(  # provider batches of the Batch API venue
+            state.venue,
+            BatchStore(ctx["redis"], keys),
+            keys,
+            settings,
+            ProviderBatches(shared.client),
+            shared.metrics,
+            api_key=settings.api_key() or "",
+            endpoint=state.endpoint,
+        )
+        keeper.start()
         worker.leases = LeaseKeeper(
             WorkerRegistry(ctx["redis"], keys, worker.lease_owner),
             lease_s=settings.job_lease_s,
@@ -188,6 +202,8 @@ def build_worker(
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         if (sweep := ctx.pop("uploads_sweep", None)) is not None:
             await sweep.stop()
+        if (keeper := ctx.pop("venue_keeper", None)) is not None:
+            await keeper.stop()
         while owned:
             await owned.pop().stop()
 

@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 
 from store.keys import Keys
+from store.provider_batches import ProviderBatchStore
 from store.queue import due_jobs
 from store.redis_typing import awaited
 from worker.metrics import WorkerMetrics
@@ -149,5 +150,10 @@ class HealthServer:
             async with asyncio.timeout(1.0):
                 due = await due_jobs(self._redis, self._keys)
             self._metrics.queue_due.set(due)
+            by_state, waiting = await ProviderBatchStore(self._redis, self._keys).in_flight()
+            self._metrics.provider_batches.clear()
+            for state, count in by_state.items():
+                self._metrics.provider_batches.labels(state).set(count)
+            self._metrics.provider_lines.set(waiting)
         body = self._metrics.render()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

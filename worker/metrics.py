@@ -52,6 +52,24 @@ class WorkerMetrics:
             registry=r,
         )
 
+        self.provider_batches = Gauge(
+            "extract_provider_batches",
+            "Provider batches (the Batch API venue) in flight across the fleet, by state, read at scrape time.",
+            ["state"],
+            registry=r,
+        )
+        self.provider_lines = Gauge(
+            "extract_provider_lines_waiting",
+            "Lines waiting inside provider batches across the fleet (not due work: their jobs are parked).",
+            registry=r,
+        )
+        self.provider_parts_done = Counter(
+            "extract_provider_batches_done",
+            "Provider batches this worker finished reading, by the provider's final status.",
+            ["status"],
+            registry=r,
+        )
+
     def count_call(self, api: str, model: str, status: str, latency_s: float, usage: Usage | None) -> None:
         self.api_calls.labels(api, model, status).inc()
         self.call_latency.labels(api, model).observe(latency_s)

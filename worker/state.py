@@ -16,6 +16,7 @@ from store.cache import CacheStore, provider_endpoint
 from store.keys import Keys
 from store.lines import LineIndex
 from store.pause import PauseStore
+from store.provider_batches import ProviderBatchStore
 from store.results import ResultStore
 from store.scripts import RoundTrip
 from worker.adapters import ApiAdapter, HttpSender, adapter_for
@@ -57,6 +58,7 @@ class WorkerState:
     coalescer: Coalescer
     pauses: PauseStore
     blobs: BlobStore
+    venue: ProviderBatchStore
     metrics: WorkerMetrics
     limits: Limits
     endpoint: str
@@ -95,6 +97,7 @@ class WorkerState:
             coalescer=Coalescer(cache_store, settings.coalesce_lease_s),
             pauses=PauseStore(redis, keys),
             blobs=BlobStore(redis),
+            venue=ProviderBatchStore(redis, keys),
             metrics=runtime.metrics,
             health=runtime.health,
             limits=Limits(

@@ -67,22 +67,28 @@ from pydantic import ValidationError
 from schemas.attachments import attachment_tokens
 from schemas.input_limits import context_window
 from schemas.jobs import BatchSpec, ExtractionJob, document_fingerprint
+from schemas.pricing import BATCH_TIER
 from schemas.records import now_iso
 from schemas.results import ErrorInfo, ErrorType, Status
 from store.cache import Lookup
+from store.provider_batches import LineVenue
+from store.results import LineState
 from store.scripts import RoundTrip
 from worker.account import JobAccount
+from worker.adapters.base import ApiAdapter
 from worker.adapters.errors import ApiCallError, redact
 from worker.adapters.responses import count_input_tokens
 from worker.batches import BatchNotFoundError, LoadedBatch
 from worker.cache import CachedAnswer, Lease
-from worker.calls import BudgetHeldError, BudgetReachedError, JobCalls
+from worker.calls import BudgetHeldError, BudgetReachedError, JobCalls, worst_case
 from worker.classify import classify_call_error
-from worker.extraction import CutOffError, Extracted, Rejected, extract_once
+from worker.extraction import CallHooks, CutOffError, Extracted, Rejected, extract_once
 from worker.logs import RepeatSummary
 from worker.policy import Ending, GiveUp, TryEnded, WaitingError, decide
 from worker.prompt import Part, first_request
 from worker.state import WorkerState
+from worker.venue.lines import Answer, ReplayAdapter, ReplayHooks
+from worker.venue.route import PARK_S, Replay, route_line
 
 log = logging.getLogger("worker.tasks")
 REPEATS = RepeatSummary(log)
@@ -157,17 +163,11 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
         if line.value.recorded:
             return "already-recorded"
         account.remember(known.value)
-        outcome: Outcome
-        if line.value.cancelled:
-            outcome = Cancelled()
-        elif line.value.paused is not None:  # no call until `producer resume`; not an error of this line
-            raise arq.Retry(defer=state.settings.pause_recheck_s)
-        elif isinstance(parts := _ready(batch, job, blobs, stored.value if stored else []), Rejected):
-            outcome = parts  # too large for the API, or its bytes are gone: no call
-        else:
-            outcome = await _try(state, job, batch, account, lookup.value if lookup else None, held, parts)
-        if isinstance(outcome, Rejected) and outcome.batch_wide and state.settings.pause_after_failures > 0:
-            await _batch_wide_failure(state, job, outcome)  # the line waits: hands the job back, records nothing
+        parts_or_refusal = _ready(batch, job, blobs, stored.value if stored else [])
+        found = lookup.value if lookup else None
+        outcome, provider_batch = await _outcome(
+            state, job, batch, account, line.value, found, held, parts_or_refusal, job_id
+        )
         # One round trip: the answer into the cache, then the lease let go (so the jobs waiting on it find the
         # answer), then the line recorded.
         finish = state.trip()
@@ -177,11 +177,103 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
                 answer = CachedAnswer(outcome.output, outcome.reply.response_id)
                 state.cache.queue_put(finish, job.fingerprint, answer, batch.codec)
             await lease.queue_release(finish)
-        await _record(state, job, batch, account, outcome, job_id, finish)
+        await _record(state, job, batch, account, outcome, job_id, finish, provider_batch=provider_batch)
+        if batch.spec.venue != "sync":
+            await state.venue.forget(batch.keys, job.ordinal)
         return outcome.__class__.__name__.lower()
     finally:
         if held.lease is not None:  # the try ended some other way (a retry, a timeout): let the lease go now
             await held.lease.release()
+
+
+async def _outcome(
+    state: WorkerState,
+    job: ExtractionJob,
+    batch: LoadedBatch,
+    account: JobAccount,
+    line: LineState,
+    found: Lookup | None,
+    held: _Held,
+    parts: tuple[Part, ...] | Rejected,
+    job_id: str,
+) -> tuple[Outcome, str | None]:
+    """The line's outcome, and the provider batch that answered it (if one did). A line in a provider batch waits
+    for it, cancelled or paused or not; one it answered is recorded with that answer, which was billed
+    (``worker.venue.route``). Hands the job back (``arq.Retry``) when the line must wait."""
+    venue_line = await _provider_holds(state, batch, job.ordinal)
+    answered = venue_line is not None and venue_line.state == "answered"
+    outcome: Outcome
+    provider_batch: str | None = None
+    if line.cancelled and not answered:
+        outcome = Cancelled()
+    elif line.paused is not None and not answered:  # no call until `producer resume`
+        raise arq.Retry(defer=state.settings.pause_recheck_s)
+    elif isinstance(parts, Rejected):
+        outcome = parts  # too large for the API, or its bytes are gone: no call
+    elif batch.spec.venue != "sync":
+        outcome, provider_batch = await _venue_try(
+            state, job, batch, account, found, held, parts, job_id, venue_line or LineVenue()
+        )
+    else:
+        outcome = await _try(state, job, batch, account, found, held, parts)
+    if isinstance(outcome, Rejected) and outcome.batch_wide and state.settings.pause_after_failures > 0:
+        if provider_batch is not None:  # a provider batch's stale answer: after `resume`, a fresh call decides
+            await state.venue.answer_failed(batch.keys, job.ordinal, why=outcome.error_type.value)
+        await _batch_wide_failure(state, job, outcome)  # the line waits: hands the job back, records nothing
+    return outcome, provider_batch
+
+
+async def _provider_holds(state: WorkerState, batch: LoadedBatch, ordinal: int) -> LineVenue | None:
+    """The line's state on the Batch API venue (None for a ``sync`` batch); parks the job while a provider batch
+    holds the line."""
+    if batch.spec.venue == "sync":
+        return None
+    held = await state.venue.line(batch.keys, ordinal)
+    if held.state in ("staged", "sent"):
+        raise arq.Retry(defer=PARK_S)
+    return held
+
+
+async def _venue_try(
+    state: WorkerState,
+    job: ExtractionJob,
+    batch: LoadedBatch,
+    account: JobAccount,
+    found: Lookup | None,
+    held: _Held,
+    parts: tuple[Part, ...],
+    job_id: str,
+    venue_line: LineVenue,
+) -> tuple[Outcome, str | None]:
+    """A line of a batch on ``batch-api`` or ``auto``: the cache first (a cached answer costs nothing), then where
+    ``route_line`` sends it: the provider batch's answer replayed, the line staged (the job parks), or a call now."""
+    spec = batch.spec
+    if found is not None and found.answer is not None and venue_line.state != "answered":
+        return found.answer, None
+    request = first_request(spec, job.text, store=state.settings.store, cache_key=batch.prompt_key, parts=parts)
+    tokens = state.estimator.estimate(request)[0]
+    output = spec.params.max_output_tokens or state.settings.default_output_reserve
+    try:
+        route = await route_line(
+            state.venue,
+            batch,
+            job.ordinal,
+            job_id,
+            adapter=state.adapter(spec.api),
+            request=request,
+            tokens=tokens,
+            worst=worst_case(state.settings.price_for(spec.model, BATCH_TIER), tokens, output),
+            known=venue_line,
+        )
+    except BudgetReachedError:  # the batch is paused on its budget: the line waits, unrecorded
+        raise arq.Retry(defer=state.settings.pause_recheck_s) from None
+    except BudgetHeldError as exc:  # the budget is held by lines in flight: the one policy says when to look again
+        return await _decide(state, job, account, TryEnded(Ending.HELD, str(exc))), None
+    if isinstance(route, Replay):
+        outcome = await _try(state, job, batch, account, None, held, parts, replay=route.answer, counted=route.counted)
+        return outcome, route.answer.provider_batch_id
+    tier = "flex" if route.venue == "flex" else None
+    return await _try(state, job, batch, account, found, held, parts, tier=tier), None
 
 
 def _ready(
@@ -216,12 +308,28 @@ async def _try(
     found: Lookup | None,
     held: _Held,
     parts: tuple[Part, ...],
+    *,
+    replay: Answer | None = None,
+    counted: bool = False,
+    tier: str | None = None,
 ) -> Outcome:
-    """One try within the job's time limit; every ending without a final outcome goes through the one policy."""
+    """One try within the job's time limit; every ending without a final outcome goes through the one policy, but the
+    batch's budget reached (the line waits for the batch to be resumed, unrecorded). ``replay``: the provider batch's
+    answer to the try's first call (``counted``: its usage is in the line's account already, from an earlier try);
+    ``tier``: the tier the venue chose (``flex``)."""
     limit_s = state.settings.job_timeout_s
+    replaying = None
+    if replay is not None:
+
+        async def note_counted() -> None:
+            await state.venue.mark_counted(batch.keys, job.ordinal)
+
+        replaying = ReplayAdapter(state.adapter(batch.spec.api), replay, counted=counted, on_counted=note_counted)
     try:
         async with asyncio.timeout(limit_s):
-            return await _answer(state, job, batch, account, found, held, parts)
+            if replaying is not None:
+                return await _attempt(state, job, batch, account, parts, replaying=replaying)
+            return await _answer(state, job, batch, account, found, held, parts, tier=tier)
     except BudgetReachedError:  # the batch is paused on its budget: the line waits, unrecorded
         raise arq.Retry(defer=state.settings.pause_recheck_s) from None
     except Exception as exc:
@@ -235,6 +343,10 @@ async def _try(
                 classified.reason,
                 exc_info=exc,
             )
+        if replaying is not None and replaying.calls == 1 and isinstance(classified, TryEnded):
+            # The provider batch's answer itself cannot be used (cut off well below the cap): the line goes on as
+            # one its provider batch did not answer; a failed repair call is retried with the answer kept.
+            await state.venue.answer_failed(batch.keys, job.ordinal, why=classified.ending.value)
         return classified if isinstance(classified, Rejected) else await _decide(state, job, account, classified)
 
 
@@ -315,11 +427,13 @@ async def _answer(
     found: Lookup | None,
     held: _Held,
     parts: tuple[Part, ...],
+    *,
+    tier: str | None = None,
 ) -> Outcome:
     """The line's answer: from the cache, from an identical line in flight, or from the API. ``found`` is what the
     first lookup found (None: the batch does not use the cache)."""
     if found is None:
-        return await _attempt(state, job, batch, account, parts)
+        return await _attempt(state, job, batch, account, parts, tier=tier)
     if found.answer is not None:
         return found.answer
     if held.lease is None:  # another job is calling the API for this document: wait for its answer
@@ -331,13 +445,21 @@ async def _answer(
         held.lease = await state.coalescer.claim(job.fingerprint) if gone else None
         if held.lease is None:  # still someone else's call: come back later without holding the slot
             raise LineInFlightError(wait_s, "an identical line is being answered by another job")
-    return await _attempt(state, job, batch, account, parts)
+    return await _attempt(state, job, batch, account, parts, tier=tier)
 
 
 async def _attempt(
-    state: WorkerState, job: ExtractionJob, batch: LoadedBatch, account: JobAccount, parts: tuple[Part, ...]
+    state: WorkerState,
+    job: ExtractionJob,
+    batch: LoadedBatch,
+    account: JobAccount,
+    parts: tuple[Part, ...],
+    *,
+    tier: str | None = None,
+    replaying: ReplayAdapter | None = None,
 ) -> Extracted | Rejected:
-    """One try at the API (calls, validation, repairs). Errors propagate to ``run_job``'s one handler."""
+    """One try at the API (calls, validation, repairs). Errors propagate to ``_try``'s one handler. ``replaying``:
+    the first call is answered by a provider batch (``worker.venue.lines``)."""
     settings, spec = state.settings, batch.spec
     fallback = _flex_fallback_due(spec, account)
     calls = JobCalls(
@@ -358,14 +480,16 @@ async def _attempt(
         store=settings.store,
         cache_key=batch.prompt_key,
         parts=parts,
-        service_tier="auto" if fallback else None,
+        service_tier="auto" if fallback else tier,
     )
+    adapter: ApiAdapter = replaying if replaying is not None else state.adapter(spec.api)
+    hooks: CallHooks = ReplayHooks(calls, replaying) if replaying is not None else calls
     return await extract_once(
-        state.adapter(spec.api),
+        adapter,
         request,
         batch.validator,
         max_repairs=settings.max_repairs,
-        hooks=calls,
+        hooks=hooks,
         context_window=context_window(spec.model, settings),
     )
 
@@ -386,10 +510,14 @@ async def _record(
     outcome: Outcome,
     job_id: str,
     trip: RoundTrip,
+    *,
+    provider_batch: str | None = None,
 ) -> None:
-    """Record the line as the last step of ``trip`` (which may hold the cache write and the lease release)."""
+    """Record the line as the last step of ``trip`` (which may hold the cache write and the lease release).
+    ``provider_batch``: the provider batch whose answer the line was recorded with."""
     recorder = state.recorder
     common: dict[str, Any] = {
+        "provider_batch_id": provider_batch,
         "custom_id": job.custom_id,
         "fingerprint": job.fingerprint,
         "totals": await account.totals(),

@@ -13,8 +13,6 @@ run, is logged, and the next run goes on. It never touches a file it has no reco
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -23,6 +21,7 @@ from redis.asyncio import Redis
 
 from store.keys import Keys
 from store.uploads import BatchFiles, ProviderFiles, Swept, UploadStore, delete_files
+from worker.periodic import Periodic
 
 log = logging.getLogger("worker.uploads")
 
@@ -44,8 +43,12 @@ class SweepCounts:
     swept: Swept | None = None
 
 
-class UploadsSweep:
+class UploadsSweep(Periodic):
     """The periodic task; :meth:`run_once` is one run."""
+
+    timeout_s = RUN_TIMEOUT_S
+    name = "uploads sweep"
+    log = log
 
     def __init__(
         self,
@@ -59,31 +62,13 @@ class UploadsSweep:
     ) -> None:
         self._store = UploadStore(redis, keys)
         self._api = ProviderFiles(client)
-        self._every_s = every_s
+        self.every_s = every_s
         self._batches_per_run = batches_per_run
         self._files_per_run = files_per_run
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="uploads-sweep")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                async with asyncio.timeout(RUN_TIMEOUT_S):
-                    counts = await self.run_once()
-                _log(counts)
-            except Exception as exc:  # Redis away or the run too long: this run ends, the next one goes on
-                log.warning("uploads sweep: run failed: %s: %s", type(exc).__name__, exc)
-            await asyncio.sleep(self._every_s)
+    def ran(self, result: object) -> None:
+        if isinstance(result, SweepCounts):
+            _log(result)
 
     async def run_once(self) -> SweepCounts:
         """Claim due batches, reschedule the live ones, delete the gone ones' files (within this run's budget)."""

@@ -155,6 +155,8 @@ class RunInfo:
     """Lines replaced by a later line with the same custom_id (``by="custom_id"`` only)."""
     unkeyed: int
     """Lines without a custom_id (or fingerprint, by document): not matched."""
+    venues: tuple[str, ...] = ()
+    """Where the run's lines were answered (``sync``, ``batch-api``), most frequent first."""
 
     @property
     def model(self) -> str:
@@ -781,6 +783,7 @@ class _Run:
     models: Counter[str] = field(default_factory=Counter)
     apis: Counter[str] = field(default_factory=Counter)
     tiers: Counter[str] = field(default_factory=Counter)
+    venues: Counter[str] = field(default_factory=Counter)
 
     def info(self) -> RunInfo:
         return RunInfo(
@@ -791,6 +794,7 @@ class _Run:
             lines=self.lines,
             duplicates=self.duplicates,
             unkeyed=self.unkeyed,
+            venues=tuple(v for v, _ in self.venues.most_common()),
         )
 
 
@@ -801,7 +805,8 @@ def _line_key(line: Mapping[str, Any], by: str) -> str | None:
 
 def _note(run: _Run, line: Mapping[str, Any]) -> None:
     run.lines += 1
-    for counter, attribute in ((run.models, "model"), (run.apis, "api"), (run.tiers, "service_tier")):
+    named = ((run.models, "model"), (run.apis, "api"), (run.tiers, "service_tier"), (run.venues, "venue"))
+    for counter, attribute in named:
         value = line.get(attribute)
         if isinstance(value, str) and value and (value in counter or len(counter) < _MAX_NAMES):
             counter[value] += 1
@@ -1216,7 +1221,13 @@ def _summary_rows(c: Comparison) -> list[tuple[str, str]]:
 
 
 def _title(c: Comparison) -> str:
-    return f"compare: {c.a.name} ({c.a.model}, {c.a.api}) vs {c.b.name} ({c.b.model}, {c.b.api})"
+    return f"compare: {c.a.name} ({_described(c.a)}) vs {c.b.name} ({_described(c.b)})"
+
+
+def _described(run: RunInfo) -> str:
+    """A run's model and API, and its venue when any line was answered through the Batch API."""
+    venue = f", {' + '.join(run.venues)}" if "batch-api" in run.venues else ""
+    return f"{run.model}, {run.api}{venue}"
 
 
 def _nulls(s: FieldStats) -> str:
@@ -1329,6 +1340,7 @@ def _run_json(run: RunInfo, usage: RunUsage) -> dict[str, Any]:
         "models": list(run.models),
         "apis": list(run.apis),
         "service_tiers": list(run.service_tiers),
+        "venues": list(run.venues),
         "lines": run.lines,
         "duplicates": run.duplicates,
         "unkeyed": run.unkeyed,

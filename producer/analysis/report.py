@@ -185,6 +185,13 @@ class ReportSummary:
     rate_limited_hist: Counter[int] = field(default_factory=Counter)
     tiers: Counter[str] = field(default_factory=Counter)
     tier_fallbacks: int = 0
+    venues: Counter[str] = field(default_factory=Counter)
+    """Lines per venue (``sync``, ``batch-api``; ``(no call)`` for cache hits and cancels)."""
+    venue_cost: dict[str, float] = field(default_factory=dict)
+    """Dollars per venue."""
+    provider_batches: int = 0
+    """Distinct provider batches that answered lines, counted up to the cap on distinct names."""
+    _provider_batch_ids: set[str] = field(default_factory=set)
 
     def add_lines(self, lines: Iterable[Any]) -> None:
         """Fold a chunk of result lines in (anything that is not a mapping is skipped)."""
@@ -207,6 +214,13 @@ class ReportSummary:
         self.rate_limited_hist[min(rate_limited, _MAX_HIST_VALUE)] += 1
         self.tiers[_bounded_key(self.tiers, _text(line.get("service_tier"), "(not reported)"))] += 1
         self.tier_fallbacks += bool(line.get("service_tier_fallback"))
+        venue = _bounded_key(self.venues, _text(line.get("venue"), "(no call)"))
+        self.venues[venue] += 1
+        self.venue_cost[venue] = self.venue_cost.get(venue, 0.0) + (_num(line.get("cost_usd")) or 0.0)
+        provider_batch = line.get("provider_batch_id")
+        if isinstance(provider_batch, str) and len(self._provider_batch_ids) < MAX_NAMES:
+            self._provider_batch_ids.add(provider_batch)
+            self.provider_batches = len(self._provider_batch_ids)
         self._add_time(line.get("finished_at"), rate_limited, retries)
         latency = _num(line.get("latency_ms"))
         if latency is not None and (attempts > 0 or "attempts" not in line):
@@ -687,6 +701,13 @@ def _tables(summary: ReportSummary) -> str:
         + ([("flex fell back to auto", f"{summary.tier_fallbacks:,}")] if summary.tier_fallbacks else []),
         "table-tiers",
     )
+    venues = _table(
+        "Venues",
+        ("venue", "lines", "cost"),
+        [(venue, f"{n:,}", f"${summary.venue_cost.get(venue, 0.0):,.4f}") for venue, n in summary.venues.most_common()]
+        + ([("provider batches", f"{summary.provider_batches:,}", "")] if summary.provider_batches else []),
+        "table-venues",
+    )
     hist = _table(
         "Lines by number of calls, repairs, retries and 429s",
         ("n", "attempts", "repairs", "retries", "429s"),
@@ -713,7 +734,7 @@ def _tables(summary: ReportSummary) -> str:
         summary.failed_samples,
         "table-failed",
     )
-    return f'<div class="tables">{hist}{cache}{tiers}</div><div class="tables wide">{errors}{samples}</div>'
+    return f'<div class="tables">{hist}{cache}{tiers}{venues}</div><div class="tables wide">{errors}{samples}</div>'
 
 
 _CSS = """

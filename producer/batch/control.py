@@ -11,10 +11,12 @@ documents the batch was submitted with are run again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import openai
 from redis.asyncio import Redis
 
 from producer.errors import BatchStateError, InputError
@@ -32,6 +34,7 @@ from store.feed import CancelItem, FeedStore
 from store.keys import Keys
 from store.lines import LineIndex
 from store.pause import PauseStore, Resumed
+from store.provider_batches import ProviderBatchStore
 from store.queue import batch_job_ids
 from store.uploads import BatchFiles, Intent, Swept, UploadStore, delete_files
 
@@ -84,6 +87,9 @@ class CancelResult:
     """Lines taken off the queue and recorded cancelled."""
     shadow: ShadowCancelled | None = None
     """The batch's shadow batch, cancelled with it (None: the batch has no shadow)."""
+    at_provider: int = 0
+    """Lines in provider batches (the Batch API venue): their provider batches are cancelled by the workers; what
+    they answered before is recorded (it was billed), the rest ends cancelled."""
 
 
 @dataclass(frozen=True)
@@ -114,24 +120,32 @@ async def cancel(
     shadow_unfed = 0
     if shadow is not None:  # closed before either queue is walked: no shadow line starts meanwhile
         _newly, _cancel_from, shadow_unfed = await feeds.begin_cancel(keys.batch(shadow.batch_id), now_iso())
-    result = CancelResult(never_enqueued, await _cancel_waiting(redis, keys, record, price))
+    waiting, at_provider = await _cancel_waiting(redis, keys, record, price)
+    result = CancelResult(never_enqueued, waiting, at_provider=at_provider)
     if shadow_id is None:
         return result
     if shadow is None:
         return dataclasses.replace(result, shadow=ShadowCancelled(shadow_id, None))
     shadow_price = price_of(shadow.spec.model) if price_of is not None else None
-    cancelled = CancelResult(shadow_unfed, await _cancel_waiting(redis, keys, shadow, shadow_price))
+    shadow_waiting, shadow_at_provider = await _cancel_waiting(redis, keys, shadow, shadow_price)
+    cancelled = CancelResult(shadow_unfed, shadow_waiting, at_provider=shadow_at_provider)
     return dataclasses.replace(result, shadow=ShadowCancelled(shadow_id, cancelled))
 
 
-async def _cancel_waiting(redis: Redis, keys: Keys, record: BatchRecord, price: ModelPrice | None) -> int:
-    """Take the batch's waiting jobs off the queue and record their lines cancelled (its feed is closed already)."""
+async def _cancel_waiting(redis: Redis, keys: Keys, record: BatchRecord, price: ModelPrice | None) -> tuple[int, int]:
+    """Take the batch's waiting jobs off the queue and record their lines cancelled (its feed is closed already);
+    lines held by a provider batch are left to their jobs. Returns (cancelled, left to the provider batches)."""
     batch_keys = keys.batch(record.batch_id)
     feeds, accounts, index = FeedStore(redis, keys), Accounts(redis), LineIndex(redis)
+    venue = ProviderBatchStore(redis, keys)
     codec = ResultCodec(record.spec.json_schema)
-    waiting = 0
+    waiting = at_provider = 0
     async for job_ids in batch_job_ids(redis, keys, record.batch_id):
         by_ordinal = {Keys.job_ordinal(job_id): job_id for job_id in job_ids}
+        if record.spec.venue != "sync":
+            held = await venue.at_provider(batch_keys, sorted(by_ordinal))
+            at_provider += len(held)
+            by_ordinal = {ordinal: job for ordinal, job in by_ordinal.items() if ordinal not in held}
         for _ in range(CANCEL_ATTEMPTS):
             if not by_ordinal:
                 break
@@ -157,7 +171,7 @@ async def _cancel_waiting(redis: Redis, keys: Keys, record: BatchRecord, price: 
             cancelled, stale = await feeds.cancel_waiting(batch_keys, items)
             waiting += cancelled
             by_ordinal = {ordinal: by_ordinal[ordinal] for ordinal in stale}
-    return waiting
+    return waiting, at_provider
 
 
 @dataclass(frozen=True)
@@ -239,6 +253,8 @@ class Deleted:
     (``worker.uploads_sweep``); they expire 30 days after upload in any case."""
     uploads_unsettled: int = 0
     """Interrupted uploads that may still land (or whose lookup fell short): the uploads sweep looks again."""
+    provider_batches_cancelled: int = 0
+    """Provider batches of the batch still in flight (the Batch API venue), cancelled at the provider."""
 
 
 DELETE_PASS = 1000
@@ -253,13 +269,14 @@ async def delete(redis: Redis, keys: Keys, batch_id: str, *, uploader: Uploader 
     """
     store = BatchStore(redis, keys)
     record = await store.get(batch_id)  # raises BatchNotFoundError for an unknown batch
+    provider_files = await _provider_batch_files(redis, keys, batch_id, uploader)
     uploads = UploadStore(redis, keys)
     files = BatchFiles(batch_id, record.created_ms)
     await uploads.track_hash(files)
     waiting = await store.delete(batch_id)
     await uploads.defer(files, 0)  # gone now: whatever is not deleted below is the sweep's at once
     if uploader is None:
-        return Deleted(waiting, files_left=tuple(await _file_ids(uploads, files)))
+        return Deleted(waiting, files_left=(*await _file_ids(uploads, files), *provider_files.left))
     swept, cursor = Swept(), 0
     while True:
         part = await delete_files(uploads, files, uploader, cursor=cursor, max_members=DELETE_PASS)
@@ -267,7 +284,45 @@ async def delete(redis: Redis, keys: Keys, batch_id: str, *, uploader: Uploader 
         cursor = part.cursor
         if cursor == 0:
             break
-    return Deleted(waiting, swept.deleted + swept.gone, tuple(swept.failed), swept.open_intents)
+    return Deleted(
+        waiting,
+        swept.deleted + swept.gone + provider_files.deleted,
+        (*swept.failed, *provider_files.left),
+        swept.open_intents,
+        provider_batches_cancelled=provider_files.cancelled,
+    )
+
+
+@dataclass
+class _ProviderFiles:
+    cancelled: int = 0
+    deleted: int = 0
+    left: list[str] = dataclasses.field(default_factory=list)
+
+
+async def _provider_batch_files(redis: Redis, keys: Keys, batch_id: str, uploader: Uploader | None) -> _ProviderFiles:
+    """The batch's provider batches (the Batch API venue): those in flight cancelled, every file they made deleted
+    (their input, output and error files), before the batch's keys go. Without ``uploader`` (no API key) their ids
+    are returned as left: they expire at the provider after 30 days."""
+    done = _ProviderFiles()
+    for part in await ProviderBatchStore(redis, keys).parts(keys.batch(batch_id)):
+        files = [
+            f for f in (part.input_file_id, part.output_file_id, part.error_file_id) if f and not part.files_deleted
+        ]
+        if uploader is None:
+            done.left += files
+            continue
+        if part.provider_batch_id and part.state in ("creating", "sent"):
+            with contextlib.suppress(openai.APIError):
+                await uploader.client.batches.cancel(part.provider_batch_id)
+                done.cancelled += 1
+        for file_id in files:
+            try:
+                await uploader.delete(file_id)
+                done.deleted += 1
+            except openai.APIError:
+                done.left.append(file_id)
+    return done
 
 
 async def _file_ids(uploads: UploadStore, files: BatchFiles) -> list[str]:

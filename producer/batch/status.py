@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from producer.errors import EXIT_INCOMPLETE, EXIT_PAUSED, ProducerError
 from store.batches import BatchNotFoundError, BatchRecord, BatchSnapshot, BatchStore, Footprint
 from store.keys import Keys
+from store.provider_batches import Part, ProviderBatchStore
 
 __all__ = [
     "BatchNotFoundError",
@@ -113,3 +114,47 @@ async def list_batches(redis: Redis, keys: Keys, *, limit: int = 100) -> list[Ba
             )
         )
     return overviews
+
+
+@dataclass(frozen=True)
+class VenueStatus:
+    """A batch's lines on the Batch API venue: how many are in each state, and its provider batches (parts)."""
+
+    venue: str
+    deadline_at: float | None
+    lines: dict[str, int]
+    """``staged`` (for the next provider batch), ``sent`` (in one), ``answered`` (being recorded), ``resend`` (going
+    on), ``sync`` (gone on synchronously); recorded lines have left these counts."""
+    parts: list[Part]
+
+    def to_json_dict(self) -> dict[str, object]:
+        return {
+            "venue": self.venue,
+            "deadline_at": self.deadline_at,
+            "lines": self.lines,
+            "provider_batches": [
+                {
+                    "part": p.number,
+                    "provider_batch_id": p.provider_batch_id,
+                    "state": p.state,
+                    "status": p.status,
+                    "lines": p.lines,
+                    "counts": p.counts,
+                    "answered": p.answered,
+                    "sent_on": p.resent,
+                    "missing": p.missing,
+                    "error": p.error,
+                }
+                for p in self.parts
+            ],
+        }
+
+
+async def read_venue(redis: Redis, keys: Keys, record: BatchRecord) -> VenueStatus | None:
+    """The batch's Batch API venue state (None for a ``sync`` batch)."""
+    if record.spec.venue == "sync":
+        return None
+    store, batch_keys = ProviderBatchStore(redis, keys), keys.batch(record.batch_id)
+    return VenueStatus(
+        record.spec.venue, record.spec.deadline_at, await store.line_states(batch_keys), await store.parts(batch_keys)
+    )

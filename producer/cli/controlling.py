@@ -38,6 +38,11 @@ def cancel_command(batch_id: str) -> None:
         f"cancelled {batch_id}: {result.waiting} waiting line(s) and {result.never_enqueued} never-enqueued line(s) "
         "recorded as cancelled; running ones will finish"
     )
+    if result.at_provider:
+        err.print(
+            f"{result.at_provider} line(s) are in provider batches (the Batch API): the workers cancel those "
+            "batches; what they answered before is recorded (it was billed), the rest ends cancelled"
+        )
     if result.shadow is not None and result.shadow.result is None:
         err.print(f"its shadow batch {result.shadow.batch_id} was not recorded yet: it will not be made")
     elif result.shadow is not None and result.shadow.result is not None:

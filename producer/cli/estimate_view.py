@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from rich.console import Console
 from rich.table import Table
 
 from producer.submit.estimate import Estimate
 from schemas.jobs import BatchSpec
+from schemas.pricing import BATCH_TIER
 
 
 def print_estimate(result: Estimate, spec: BatchSpec) -> None:
@@ -24,12 +27,15 @@ def print_estimate(result: Estimate, spec: BatchSpec) -> None:
         ),
     ]
     for tier, usd in result.cost_usd.items():
-        rows.append((f"cost, {tier} tier", "no price known" if usd is None else f"${usd:,.4f}"))
+        name = "cost, Batch API (--venue batch-api)" if tier == BATCH_TIER else f"cost, {tier} tier"
+        rows.append((name, "no price known" if usd is None else f"${usd:,.4f}"))
     if result.minutes is not None and result.limits is not None:
         limits = ", ".join(f"{v:,} {k.upper()}" for k, v in result.limits.items() if v)
         rows.append(("time at the limits", f"{result.minutes:,.1f} min ({limits}, {result.limits_source})"))
     else:
         rows.append(("time at the limits", "unknown: no limit configured or learned for this model"))
+    rows.append(("time on the Batch API", "within 24 h (the provider's completion window; often much sooner)"))
+    rows.append(("venue", _venue_words(result)))
     rows += _shadow_estimate_rows(result)
     for name, value in rows:
         table.add_row(name, value)
@@ -61,3 +67,13 @@ def _shadow_estimate_rows(result: Estimate) -> list[tuple[str, str]]:
         (f"total cost, {t} tier", "no price known" if u is None else f"${u:,.4f}") for t, u in total.cost_usd.items()
     ]
     return rows
+
+
+def _venue_words(result: Estimate) -> str:
+    """The batch's venue, and where its lines would go if it started now."""
+    deadline = ""
+    if result.deadline_at is not None:
+        deadline = f" by {datetime.fromtimestamp(result.deadline_at, UTC).strftime('%Y-%m-%d %H:%M UTC')}"
+    if result.venue == result.venue_now:
+        return f"{result.venue}{deadline}"
+    return f"{result.venue}{deadline}: its lines would go {result.venue_now} if it started now"

@@ -9,6 +9,7 @@ import click
 
 from producer.cli.common import FORMAT_HELP, FiniteFloatRange
 from schemas.models import EFFORTS, REQUEST_TIERS
+from schemas.venues import VENUE_SETTINGS
 
 # Every option defaults to None so that its environment twin (EXTRACT_<NAME>) applies when it is not given.
 SUBMIT_OPTIONS = [
@@ -129,6 +130,18 @@ SUBMIT_OPTIONS = [
         is_flag=True,
         default=None,
         help="Resubmit: add lines the batch does not have at its end [env EXTRACT_APPEND].",
+    ),
+    click.option(
+        "--venue",
+        type=click.Choice(VENUE_SETTINGS),
+        help="Where lines are answered: sync (a call per line), batch-api (provider batches: half the price, within "
+        "24 h), auto (batch-api when --deadline leaves room, else flex where offered, else sync) [env EXTRACT_VENUE; "
+        "sync].",
+    ),
+    click.option(
+        "--deadline",
+        help="When every line should be final: a duration (36h, 2d, 90m) or an ISO time; what auto chooses by "
+        "[env EXTRACT_DEADLINE; none].",
     ),
     click.option(
         "--window",

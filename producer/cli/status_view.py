@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from rich.table import Table
 from rich.text import Text
 
 from producer.analysis.compare import printable
-from producer.batch.status import batch_state, incomplete_message
+from producer.batch.status import VenueStatus, batch_state, incomplete_message
 from producer.cli.common import mb
 from store.batches import BatchRecord, Footprint
 
@@ -17,6 +19,7 @@ def status_table(
     *,
     feeder_alive: bool = False,
     shadow: BatchRecord | None = None,
+    venue: VenueStatus | None = None,
 ) -> Table:
     table = Table(title=f"batch {record.batch_id}", show_header=False)
     usage = record.usage
@@ -56,6 +59,7 @@ def status_table(
             )
         )
     rows += split_rows(record, shadow)
+    rows += venue_rows(venue)
     if footprint is not None:
         parts = ", ".join(f"{name} {mb(size)}" for name, size in footprint.by_key.items() if size)
         rows.append(("Redis", f"{mb(footprint.total)} ({parts}, queued jobs {mb(footprint.queued_jobs)})"))
@@ -101,3 +105,37 @@ def budget_part(record: BatchRecord) -> str:
         f"{b.budget_tokens:,} tokens" if b.budget_tokens else "",
     ]
     return " and ".join(x for x in parts if x) or "none"
+
+
+SHOWN_PARTS = 20
+
+
+def venue_rows(venue: VenueStatus | None) -> list[tuple[str, str]]:
+    """A batch on the Batch API venue: where its unfinished lines are, and each provider batch's state."""
+    if venue is None:
+        return []
+    deadline = ""
+    if venue.deadline_at is not None:
+        deadline = f", deadline {datetime.fromtimestamp(venue.deadline_at, UTC).strftime('%Y-%m-%d %H:%M UTC')}"
+    names = {
+        "staged": "staged",
+        "sent": "in provider batches",
+        "answered": "answered, recording",
+        "resend": "going on",
+        "sync": "gone on synchronously",
+    }
+    where = ", ".join(f"{names.get(state, state)} {count:,}" for state, count in sorted(venue.lines.items()) if count)
+    rows = [("venue", f"{venue.venue}{deadline}"), ("unfinished lines", where or "none")]
+    for part in venue.parts[-SHOWN_PARTS:]:
+        status = part.status or part.state
+        error = f" ({part.error})" if part.error else ""
+        rows.append(
+            (
+                f"provider batch {part.number}",
+                f"{part.provider_batch_id or 'not created yet'}: {status}{error}, {part.lines:,} line(s), "
+                f"{part.answered:,} answered, {part.resent:,} sent on",
+            )
+        )
+    if len(venue.parts) > SHOWN_PARTS:
+        rows.append(("provider batches", f"{len(venue.parts):,} in all (status --json lists every one)"))
+    return rows

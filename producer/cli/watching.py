@@ -12,7 +12,15 @@ from rich.console import Console
 from rich.table import Table
 
 from producer.batch.progress import WaitTimeoutError, wait_for_batch
-from producer.batch.status import BatchOverview, BatchPausedError, batch_state, incomplete_message, list_batches
+from producer.batch.status import (
+    BatchOverview,
+    BatchPausedError,
+    VenueStatus,
+    batch_state,
+    incomplete_message,
+    list_batches,
+    read_venue,
+)
 from producer.cli.common import (
     EXIT_CODES_HELP,
     FiniteFloatRange,
@@ -36,14 +44,15 @@ from store.keys import Keys
 def status_command(batch_id: str, as_json: bool) -> None:
     """Show a batch's progress, usage, cost and Redis footprint."""
 
-    async def body(redis: Redis, keys: Keys) -> tuple[BatchSnapshot, Footprint, BatchRecord | None]:
+    async def body(redis: Redis, keys: Keys) -> tuple[BatchSnapshot, Footprint, BatchRecord | None, VenueStatus | None]:
         store = BatchStore(redis, keys)
         snapshot = await store.snapshot(batch_id)
         shadow_id = snapshot.record.spec.shadow  # its budget is a part of this batch's: shown with it
         shadow = await store.get(shadow_id) if shadow_id is not None and await store.spec(shadow_id) else None
-        return snapshot, await store.footprint(batch_id), shadow
+        venue = await read_venue(redis, keys, snapshot.record)
+        return snapshot, await store.footprint(batch_id), shadow, venue
 
-    snapshot, footprint, shadow = run_in_redis(load_settings(), body)
+    snapshot, footprint, shadow, venue = run_in_redis(load_settings(), body)
     record, alive = snapshot.record, snapshot.feeder_alive
     if as_json:
         data = {
@@ -55,9 +64,11 @@ def status_command(batch_id: str, as_json: bool) -> None:
             data["note"] = incomplete_message(record)
         if record.spec.shadow is not None:
             data["shadow_budget"] = dataclasses.asdict(shadow.budget) if shadow and shadow.budget else None
+        if venue is not None:
+            data["venue"] = venue.to_json_dict()
         click.echo(orjson.dumps(data).decode())
     else:
-        Console().print(status_table(record, footprint, feeder_alive=alive, shadow=shadow))
+        Console().print(status_table(record, footprint, feeder_alive=alive, shadow=shadow, venue=venue))
 
 
 @click.command("list")

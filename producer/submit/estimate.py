@@ -11,10 +11,12 @@ were billed for output): the input ratio that corrects the raw estimate, and the
 report says which.
 
 The prompt cache's share of earlier batches' input (their cached input tokens) is priced at the cached rate. Cost
-per service tier (``schemas.pricing``: default, flex, priority where the model has them) of the lines not in
-the cache, and the time the limits allow: the learned limits of the provider's account for the model
-(``x-ratelimit-limit-*``, as the admission stored them, found with the API key and base URL when set) or the
-configured ``EXTRACT_RPM``/``EXTRACT_TPM``/``EXTRACT_RATE_LIMITS``; unknown limits mean no time is given.
+per service tier (``schemas.pricing``: default, flex, priority where the model has them) and at the Batch API's
+price (``batch``: half the default, every model) of the lines not in the cache, and the time the limits allow:
+the learned limits of the provider's account for the model (``x-ratelimit-limit-*``, as the admission stored them,
+found with the API key and base URL when set) or the configured ``EXTRACT_RPM``/``EXTRACT_TPM``/
+``EXTRACT_RATE_LIMITS``; unknown limits mean no time is given. The Batch API's time is its completion window (24 h
+at most); ``venue_now`` says where the batch's lines would go if it started now (``schemas.venues``).
 
 A submit with a shadow batch (``producer.submit.shadow``) is estimated as two: the batch, and its shadow over the
 sampled lines with the shadow's API and model (its own row, ``shadow``), and the two together (``total``: lines, tokens
@@ -24,6 +26,7 @@ another model's limits.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -35,16 +38,18 @@ from schemas.attachments import attachment_token_parts
 from schemas.input_limits import estimate_input_tokens
 from schemas.jobs import BatchSpec, Fingerprinter
 from schemas.models import family_for
-from schemas.pricing import ModelPrice, cost_usd
+from schemas.pricing import BATCH_TIER, ModelPrice, cost_usd
 from schemas.results import Usage
 from schemas.settings import ProducerSettings
+from schemas.venues import choose_venue
 from store.batches import BatchStore
 from store.cache import CacheStore, provider_endpoint
 from store.keys import Keys
 from store.limits import LimitStore, scope_id
 
 CHUNK = 1000
-TIERS = ("default", "flex", "priority")
+TIERS = ("default", "flex", "priority", BATCH_TIER)
+"""Cost is shown per service tier the model is offered in, and at the Batch API's price (every model)."""
 HISTORY_BATCHES = 200
 """Finished batches read for the model's history (newest first)."""
 
@@ -98,6 +103,11 @@ class Estimate:
     model: str = ""
     shadow: Estimate | None = None
     """The shadow batch's estimate, over its sampled lines (``--shadow-api``/``--shadow-model``)."""
+    venue: str = "sync"
+    """The batch's ``--venue``."""
+    venue_now: str = "sync"
+    """Where its lines would go if it started now (``schemas.venues.choose_venue``, by its deadline)."""
+    deadline_at: float | None = None
 
     @property
     def total(self) -> EstimateTotal | None:
@@ -225,7 +235,7 @@ async def estimate(
     costs: dict[str, float | None] = {}
     family = family_for(spec.model)
     for tier in TIERS:
-        if tier != "default" and family is not None and tier not in family.tiers:
+        if tier not in ("default", BATCH_TIER) and family is not None and tier not in family.tiers:
             continue  # the model is not offered in that tier (left out rather than priced at default)
         price: ModelPrice | None = settings.price_for(spec.model, tier)
         costs[tier] = cost_usd(usage, price)
@@ -241,6 +251,9 @@ async def estimate(
         cost_usd=costs,
         api=spec.api,
         model=spec.model,
+        venue=spec.venue,
+        venue_now=choose_venue(spec.venue, model=spec.model, deadline_at=spec.deadline_at, now=time.time()),
+        deadline_at=spec.deadline_at,
     )
     if shadow is not None:
         result.shadow = await estimate(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
 from schemas.models import request_problems
 from schemas.registry import resolve_schema
 from schemas.settings import ProducerSettings
+from schemas.venues import COMPLETION_WINDOW_S, RECORD_MARGIN_S, batch_api_fits, parse_deadline
 from store.keys import InvalidIdError, Keys, check_batch_id
 
 
@@ -114,6 +116,7 @@ def plan_submit(
         schema = resolve_schema(settings.schema_spec)
     except ValueError as exc:  # UnknownSchemaError and friends: the message says what to fix
         raise OptionError(str(exc)) from exc
+    deadline_at = check_venue(settings)
 
     spec = build_spec(
         SubmitOptions(
@@ -135,6 +138,8 @@ def plan_submit(
             use_cache=not settings.no_cache,
             image_detail=settings.image_detail,
             attach=settings.attach,
+            venue=settings.venue,
+            deadline_at=deadline_at,
         )
     )
     check_parameters(settings, settings.model)
@@ -150,6 +155,31 @@ def plan_submit(
     if source.scan.error_count and (not settings.skip_invalid or not source.scan.count):
         raise InvalidLinesError(path, source)
     return SubmitPlan(spec=spec, source=source, path=path)
+
+
+def check_venue(settings: ProducerSettings, *, now: float | None = None) -> float | None:
+    """The deadline as a UNIX time (None without one); refuses a deadline in the past, and ``--venue batch-api``
+    with a deadline the provider's completion window does not fit in (``auto`` would go synchronously instead)."""
+    if settings.deadline is None:
+        return None
+    moment = time.time() if now is None else now
+    try:
+        deadline_at = parse_deadline(settings.deadline, now=moment)
+    except ValueError as exc:
+        raise OptionError(str(exc)) from exc
+    if deadline_at <= moment:
+        raise OptionError(f"--deadline {settings.deadline!r} is in the past")
+    if settings.venue == "batch-api" and not batch_api_fits(deadline_at, moment):
+        hours = (deadline_at - moment) / 3600
+        need = (COMPLETION_WINDOW_S + RECORD_MARGIN_S) / 3600
+        raise RequestRefusedError(
+            [
+                f"--venue batch-api with --deadline {settings.deadline}: the Batch API may take its whole 24 h window "
+                f"(plus {RECORD_MARGIN_S // 60} min to record), {need:g} h, and the deadline leaves {hours:.1f} h; "
+                "use --venue auto (flex or sync when the window does not fit) or sync"
+            ]
+        )
+    return deadline_at
 
 
 def check_prompt(spec: BatchSpec, settings: ProducerSettings) -> None:

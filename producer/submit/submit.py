@@ -31,6 +31,7 @@ from schemas.jobs import ApiKind, BatchSpec, GenerationParams
 from schemas.models import RequestTier
 from schemas.registry import ExtractionSchema
 from schemas.settings import ProducerSettings
+from schemas.venues import VenueSetting
 from store.batches import BatchStore
 from store.keys import Keys
 
@@ -51,6 +52,8 @@ class SubmitOptions:
     service_tier: RequestTier | None = None
     flex_fallback_after_s: float | None = None
     count_tokens: Literal["estimate", "exact"] = "estimate"
+    venue: VenueSetting = "sync"
+    deadline_at: float | None = None
 
 
 def preflight_warnings(settings: ProducerSettings, model: str) -> list[str]:
@@ -105,6 +108,8 @@ def build_spec(options: SubmitOptions) -> BatchSpec:
         service_tier=options.service_tier,
         flex_fallback_after_s=options.flex_fallback_after_s,
         count_tokens=options.count_tokens,
+        venue=options.venue,
+        deadline_at=options.deadline_at,
         created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
 

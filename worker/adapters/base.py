@@ -37,7 +37,8 @@ class ModelReply:
 
 
 class ApiAdapter(Protocol):
-    """What the job needs from an API: a request body for the record, and a call that returns a reply."""
+    """What the job needs from an API: the request body it sends (pure, so tests can check it), and a call that
+    returns a reply."""
 
     api: ApiKind
 
@@ -47,6 +48,10 @@ class ApiAdapter(Protocol):
 
     async def call(self, request: ModelRequest) -> ModelReply:
         """Send one request. Raises ``ApiCallError``, never a transport's own exceptions."""
+        ...
+
+    def read_reply(self, data: dict[str, Any], *, latency_ms: int, headers: dict[str, str]) -> ModelReply:
+        """A reply from its JSON body (a synchronous answer's, or a provider batch's output line's)."""
         ...
 
 

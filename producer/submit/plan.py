@@ -116,7 +116,7 @@ def plan_submit(
         schema = resolve_schema(settings.schema_spec)
     except ValueError as exc:  # UnknownSchemaError and friends: the message says what to fix
         raise OptionError(str(exc)) from exc
-    deadline_at = check_venue(settings)
+    deadline_at = check_venue(settings, on_warning=on_warning)
 
     spec = build_spec(
         SubmitOptions(
@@ -157,9 +157,18 @@ def plan_submit(
     return SubmitPlan(spec=spec, source=source, path=path)
 
 
-def check_venue(settings: ProducerSettings, *, now: float | None = None) -> float | None:
+def check_venue(
+    settings: ProducerSettings, *, now: float | None = None, on_warning: Callable[[str], None] | None = None
+) -> float | None:
     """The deadline as a UNIX time (None without one); refuses a deadline in the past, and ``--venue batch-api``
-    with a deadline the provider's completion window does not fit in (``auto`` would go synchronously instead)."""
+    with a deadline the provider's completion window does not fit in (``auto`` would go synchronously instead).
+    Warns that the window bounds the lines at the provider."""
+    if settings.venue != "sync" and on_warning is not None:
+        on_warning(
+            f"--venue {settings.venue}: lines waiting in provider batches count against the window (--window "
+            f"{settings.queue_window:,}), so at most that many are at the provider at once; raise it for more provider "
+            "batches in flight (each waiting line keeps its document in Redis)"
+        )
     if settings.deadline is None:
         return None
     moment = time.time() if now is None else now

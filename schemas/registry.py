@@ -8,12 +8,16 @@ A schema is chosen once per batch (``--schema``) in one of three forms:
   to ``sys.path`` (at the end) so that ``examples.custom_schema:JobPosting`` works from the repository root even
   through an installed console script, whose ``sys.path[0]`` is the script's directory.
 
-The producer resolves it to an :class:`ExtractionSchema` and stores the strict and the source schema in the batch
-record; workers rebuild it with :func:`load_schema_from_record` without reading any file, and validate outputs
-with :func:`validator_for`. Pydantic models validate with the model itself (custom validators, coercion, defaults
-included); file schemas validate with the strict JSON Schema that was sent to the API plus the constraints strict
-mode refuses and the conversion therefore leaves out of it (``minLength``, ``maxLength``, ``uniqueItems``:
-``schemas.strict.to_local_validation_schema``), so the answer is held to the user's schema, not to its API subset.
+The producer resolves it to an :class:`ExtractionSchema` whose :class:`~schemas.codec.SchemaCodec` gives the strict
+schema sent to the API; the batch record stores that and the source schema, and workers rebuild the schema with
+:func:`load_schema_from_record` without reading any file. Every answer is decoded by the codec back into the user's
+shape (the nulls strict mode forced into optional properties removed, wrappers and key/value pairs undone, JSON text
+parsed) and then validated (:func:`validator_for`): by the pydantic model when there is one (custom validators,
+coercion and defaults included), else by the user's ORIGINAL JSON Schema with its own draft and formats checked --
+what is stored is the user's shape and valid under the user's schema. File schemas are converted with open objects
+as JSON Schema defines them (a channel for undeclared keys), pydantic models with closed ones (a model ignores
+undeclared keys). A record whose strict schema the codec no longer reproduces (submitted before codecs) is read
+with the null-removal of its time (``schemas.strict.drop_nulls_for_optional``) and validated the same way.
 
 A batch record is data from Redis, and data must not choose what code a worker runs: a worker imports a
 ``module:Class`` only when the module is on its own allowlist (``EXTRACT_SCHEMA_MODULES``, empty by default), never
@@ -23,6 +27,7 @@ are part of this package and need no import.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import importlib
@@ -32,16 +37,24 @@ import os
 import re
 import sys
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-from jsonschema import Draft202012Validator
+import orjson
 from pydantic import BaseModel, ValidationError
 from pydantic.errors import PydanticUserError
 
 from schemas.builtin import BUILTIN_SCHEMAS
+from schemas.codec import (
+    MAX_REPORTED_ERRORS,
+    CodecError,
+    OpenObjects,
+    SchemaCodec,
+    SchemaValidator,
+    build_codec,
+    metaschema_problem,
+)
 from schemas.strict import (
     MAX_NESTING_LEVELS,
     SchemaError,
@@ -49,8 +62,6 @@ from schemas.strict import (
     check_json_depth,
     drop_nulls_for_optional,
     schema_name,
-    to_local_validation_schema,
-    to_strict_json_schema,
 )
 
 __all__ = [
@@ -62,8 +73,8 @@ __all__ = [
     "PydanticOutputValidator",
     "SchemaError",
     "UnknownSchemaError",
+    "codec_for",
     "load_schema_from_record",
-    "local_validation_schema",
     "resolve_schema",
     "validator_for",
 ]
@@ -72,9 +83,6 @@ logger = logging.getLogger(__name__)
 
 BUILTIN_ALIASES: dict[str, str] = {"ticket": "support_ticket", "person": "contact"}
 """Other names accepted for built-in schemas; the normalized ``ref`` is always the canonical name."""
-
-MAX_REPORTED_ERRORS = 20
-"""At most this many validation messages are reported; a repair prompt needs the first problems, not all."""
 
 _MODULE_SPEC = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _MAX_MESSAGE_CHARS = 240
@@ -106,12 +114,14 @@ class ExtractionSchema:
     name: str
     """The response format name sent to the API (``^[a-zA-Z0-9_-]{1,64}$``)."""
     json_schema: dict[str, Any]
-    """The strict JSON Schema sent to the API (without the keywords strict mode refuses)."""
+    """The strict JSON Schema sent to the API (the codec's ``strict_schema``)."""
     source_schema: dict[str, Any]
-    """The schema before the strict conversion; needed to map nulls back to pydantic defaults, and the source of the
-    local validation schema (:func:`validator_for`)."""
+    """The user's schema (a file's content, or a model's ``model_json_schema()``): what answers are validated
+    against, and what the codec is rebuilt from."""
     model: type[BaseModel] | None
     """The pydantic class, when there is one (built-ins and ``module:Class``)."""
+    codec: SchemaCodec | None = field(default=None, compare=False, repr=False)
+    """The codec between ``json_schema`` and ``source_schema`` (:func:`codec_for` finds it when not set)."""
 
 
 def resolve_schema(spec: str) -> ExtractionSchema:
@@ -188,27 +198,28 @@ def load_schema_from_record(
             logger.warning(
                 "schema %s changed since the batch was submitted; validating with the recorded JSON Schema", ref
             )
-    return ExtractionSchema(
+    schema = ExtractionSchema(
         ref=ref,
         name=name or _name_for_ref(ref),
         json_schema=json_schema,
         source_schema=source_schema,
         model=model,
     )
+    return dataclasses.replace(schema, codec=codec_for(schema))
 
 
 class OutputValidator(ABC):
     """Checks a decoded model output against an extraction schema."""
 
     @abstractmethod
-    def validate(self, data: Any) -> dict[str, Any]:
+    def validate(self, data: Any) -> Any:
         """Validate and normalize one output.
 
         Args:
-            data: The decoded JSON the model returned.
+            data: The decoded JSON the model returned (in the strict shape).
 
         Returns:
-            The JSON-compatible output to store.
+            The JSON-compatible output to store, in the user's shape.
 
         Raises:
             OutputValidationError: With short messages suitable for a repair prompt.
@@ -216,21 +227,24 @@ class OutputValidator(ABC):
 
 
 class PydanticOutputValidator(OutputValidator):
-    """Validates with the original pydantic model, after mapping strict-mode nulls back to defaults."""
+    """Decodes with the codec, then validates with the original pydantic model (which applies its defaults)."""
 
-    def __init__(self, model: type[BaseModel], source_schema: dict[str, Any]) -> None:
+    def __init__(self, model: type[BaseModel], source_schema: dict[str, Any], codec: SchemaCodec | None = None) -> None:
         """Create the validator.
 
         Args:
             model: The extraction model.
-            source_schema: Its JSON Schema before the strict conversion (says which fields were optional).
+            source_schema: Its JSON Schema (says which fields were optional).
+            codec: The codec the batch was sent with; None for a record from before codecs (the nulls strict mode
+                forced in are then removed as they were then).
         """
         self.model = model
         self.source_schema = source_schema
+        self.codec = codec
 
-    def validate(self, data: Any) -> dict[str, Any]:
-        """Validate with the model; return ``model_dump(mode="json")`` so defaults and coercions are applied."""
-        prepared = drop_nulls_for_optional(data, self.source_schema)
+    def validate(self, data: Any) -> Any:
+        """Decode, validate with the model; return ``model_dump(mode="json")`` (defaults and coercions applied)."""
+        prepared = _decode(self.codec, self.source_schema, data)
         try:
             instance = self.model.model_validate(prepared)
         except ValidationError as exc:
@@ -239,33 +253,48 @@ class PydanticOutputValidator(OutputValidator):
 
 
 class JsonSchemaOutputValidator(OutputValidator):
-    """Validates with a JSON Schema (Draft 2020-12, formats such as ``date`` checked)."""
+    """Decodes with the codec, then validates with the user's original JSON Schema (its own draft, formats checked)."""
 
-    def __init__(self, schema: dict[str, Any]) -> None:
+    def __init__(self, source_schema: Any, codec: SchemaCodec | None = None) -> None:
         """Create the validator.
 
         Args:
-            schema: The local validation schema: the strict JSON Schema sent to the API with the constraints strict
-                mode refuses put back (``schemas.strict.to_local_validation_schema``).
+            source_schema: The user's schema: what the decoded answer must be valid under.
+            codec: The codec the batch was sent with; None for a record from before codecs.
         """
-        self._validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+        self.codec = codec
+        self._validator = SchemaValidator(source_schema) if codec is None else None
+        self.source_schema = source_schema
 
-    def validate(self, data: Any) -> dict[str, Any]:
-        """Validate; return the data itself (JSON Schema applies no defaults, nulls stay nulls)."""
-        messages = sorted({m for error in self._validator.iter_errors(data) for m in _jsonschema_messages(error)})
-        if messages:
-            raise OutputValidationError(_cap(messages))
-        if not isinstance(data, dict):  # unreachable for an object root schema; keeps the return type honest
-            raise OutputValidationError([f"<root>: expected a JSON object, got {_json_kind(data)}"])
-        return data
+    def validate(self, data: Any) -> Any:
+        """Decode and validate (``SchemaCodec.check``); return the decoded answer (JSON Schema applies no
+        defaults)."""
+        if self.codec is not None:
+            instance, errors = self.codec.check(data)
+        else:
+            instance = _decode(None, self.source_schema, data)
+            errors = self._messages(instance)
+        if errors:
+            raise OutputValidationError(errors)
+        return instance
+
+    def _messages(self, instance: Any) -> list[str]:
+        assert self._validator is not None
+        return self._validator.messages(instance)
+
+
+def _decode(codec: SchemaCodec | None, source_schema: Any, data: Any) -> Any:
+    if codec is None:
+        return drop_nulls_for_optional(data, source_schema) if isinstance(source_schema, dict) else data
+    try:
+        return codec.decode(data)
+    except CodecError as exc:
+        raise OutputValidationError([f"{exc.path}: {exc.problem}"]) from None
 
 
 def validator_for(schema: ExtractionSchema) -> OutputValidator:
-    """The validator for a schema: its pydantic model when there is one, else its local validation schema.
-
-    The local validation schema is the strict conversion of the *source* schema with the keywords strict mode refuses
-    kept (``minLength``, ``maxLength``, ``uniqueItems``), so they are enforced here although the API never saw them.
-    If the source cannot be converted (a hand-made :class:`ExtractionSchema`), the schema sent to the API is used.
+    """The validator for a schema: the codec's decoding, then its pydantic model when there is one, else the user's
+    own JSON Schema.
 
     Args:
         schema: A resolved or record-loaded schema.
@@ -273,17 +302,31 @@ def validator_for(schema: ExtractionSchema) -> OutputValidator:
     Returns:
         A reusable validator (build it once per batch, not per line).
     """
+    codec = codec_for(schema)
     if schema.model is not None:
-        return PydanticOutputValidator(schema.model, schema.source_schema)
-    return JsonSchemaOutputValidator(local_validation_schema(schema))
+        return PydanticOutputValidator(schema.model, schema.source_schema, codec)
+    return JsonSchemaOutputValidator(schema.source_schema, codec)
 
 
-def local_validation_schema(schema: ExtractionSchema) -> dict[str, Any]:
-    """What an answer to ``schema`` is checked against when there is no pydantic model (see :func:`validator_for`)."""
-    try:
-        return to_local_validation_schema(schema.source_schema)
-    except SchemaError:
-        return schema.json_schema
+def codec_for(schema: ExtractionSchema) -> SchemaCodec | None:
+    """The codec that produced ``schema.json_schema`` from ``schema.source_schema``; None when no codec does (a
+    record submitted before codecs, or a hand-made schema).
+
+    A file's schema is converted with open objects, a model's with closed ones; a record says which only through its
+    strict schema, so both are tried.
+    """
+    if schema.codec is not None:
+        return schema.codec
+    modes: tuple[OpenObjects, ...] = ("extras", "closed") if schema.ref.startswith("file:") else ("closed", "extras")
+    sent = canonical_schema_json(schema.json_schema)
+    for mode in modes:
+        try:
+            codec = build_codec(schema.source_schema, name=schema.name, open_objects=mode)
+        except SchemaError:
+            return None
+        if canonical_schema_json(codec.strict_schema) == sent:
+            return codec
+    return None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -309,10 +352,23 @@ def _unknown_message(spec: str) -> str:
 def _from_model(ref: str, model: type[BaseModel], name: str) -> ExtractionSchema:
     source = _model_json_schema(model)
     try:
-        strict = to_strict_json_schema(source)
+        codec = build_codec(source, name=ref, open_objects="closed")
     except SchemaError as exc:
         raise SchemaError(f"schema {ref} ({model.__module__}.{model.__qualname__}): {exc}") from exc
-    return ExtractionSchema(ref=ref, name=schema_name(name), json_schema=strict, source_schema=source, model=model)
+    return ExtractionSchema(
+        ref=ref,
+        name=schema_name(name),
+        json_schema=_copy(codec.strict_schema),
+        source_schema=source,
+        model=model,
+        codec=codec,
+    )
+
+
+def _copy(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy the caller may change: the codec (cached, shared) keeps its own."""
+    copied: dict[str, Any] = orjson.loads(orjson.dumps(schema))
+    return copied
 
 
 def _model_json_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -345,20 +401,28 @@ def _from_file(path: Path) -> ExtractionSchema:
         raise SchemaError(_too_deep(path)) from None
     if not isinstance(raw, dict):
         raise SchemaError(f"JSON Schema file {path}: the root must be a JSON object, found {_json_kind(raw)}")
+    title = raw.get("title")
+    name = schema_name(title if isinstance(title, str) and title.strip() else path.stem)
     try:
         check_json_depth(raw)  # before the validator, which recurses once per level
-        Draft202012Validator.check_schema(raw)
-        strict = to_strict_json_schema(raw)
-    except jsonschema.SchemaError as exc:
-        location = _json_path(exc.absolute_path)
-        raise SchemaError(f"JSON Schema file {path} is not a valid JSON Schema at {location}: {exc.message}") from None
+        problem = metaschema_problem(raw)
+        if problem is not None:
+            raise SchemaError(f"JSON Schema file {path} is not a valid JSON Schema at {problem[1]}")
+        codec = build_codec(raw, name=name, open_objects="extras")
     except SchemaError as exc:
+        if str(exc).startswith("JSON Schema file"):
+            raise
         raise SchemaError(f"JSON Schema file {path}: {exc}") from exc
     except RecursionError:  # a backstop: the depth guard above should keep every schema from getting here
         raise SchemaError(_too_deep(path)) from None
-    title = raw.get("title")
-    name = schema_name(title if isinstance(title, str) and title.strip() else path.stem)
-    return ExtractionSchema(ref=f"file:{name}", name=name, json_schema=strict, source_schema=raw, model=None)
+    return ExtractionSchema(
+        ref=f"file:{name}",
+        name=name,
+        json_schema=_copy(codec.strict_schema),
+        source_schema=raw,
+        model=None,
+        codec=codec,
+    )
 
 
 def _too_deep(path: Path) -> str:
@@ -454,38 +518,6 @@ def _pydantic_messages(exc: ValidationError) -> list[str]:
             message += f" (got {_short_repr(value)})"
         messages.append(_truncate(message))
     return _cap(messages)
-
-
-def _jsonschema_messages(error: jsonschema.ValidationError) -> list[str]:
-    """Messages for one error; a failed union is explained by the branch that nearly matched.
-
-    "not valid under any of the given schemas" does not help the model repair anything. If some branch of the union
-    (typically the nullable wrapper) had the right type, its errors are the real problems: ``tip: -1 is less than
-    the minimum of 0``. If every branch failed on type alone, the types are listed: ``"abc" is not of type 'number'
-    or 'null'``.
-    """
-    path = _json_path(error.absolute_path)
-    if error.validator not in ("anyOf", "oneOf") or not error.context:
-        return [_truncate(f"{path}: {error.message}")]
-    branches: dict[Any, list[jsonschema.ValidationError]] = {}
-    for branch_error in error.context:
-        index = branch_error.relative_schema_path[0] if branch_error.relative_schema_path else None
-        branches.setdefault(index, []).append(branch_error)
-    near = [errors for errors in branches.values() if not _is_type_mismatch(errors)]
-    if near:
-        return [message for branch_error in min(near, key=len) for message in _jsonschema_messages(branch_error)]
-    types: list[str] = []
-    for branch_error in error.context:
-        value = branch_error.validator_value
-        for name in value if isinstance(value, list) else [value]:
-            if repr(name) not in types:
-                types.append(repr(name))
-    return [_truncate(f"{path}: {_short_repr(error.instance)} is not of type {' or '.join(types)}")]
-
-
-def _is_type_mismatch(errors: list[jsonschema.ValidationError]) -> bool:
-    """Whether a union branch failed only because the value has another type altogether."""
-    return len(errors) == 1 and errors[0].validator == "type" and not errors[0].relative_path
 
 
 def _json_path(loc: Any) -> str:

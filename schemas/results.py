@@ -68,7 +68,10 @@ class ResultRecord(BaseModel):
     custom_id: str
     batch_id: str
     status: Status
-    output: dict[str, Any] | None = None
+    output: Any = None
+    """The answer in the user's shape: an object for an object schema; any JSON value for a schema whose root is not
+    one (an array, a scalar, a union: ``schemas.codec`` wraps it for the API and unwraps the answer); null when the
+    line failed."""
     error: ErrorInfo | None = None
     api: str
     model: str

@@ -15,15 +15,11 @@ import aiohttp
 import orjson
 import pytest
 
+from schemas.codec import build_codec
 from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, Fingerprinter, GenerationParams
 from schemas.registry import OutputValidationError, load_schema_from_record, resolve_schema, validator_for
 from schemas.results import ErrorType, Status
-from schemas.strict import (
-    LOCAL_ONLY_KEYWORDS,
-    local_constraints,
-    to_local_validation_schema,
-    to_strict_json_schema,
-)
+from schemas.strict import LOCAL_ONLY_KEYWORDS, local_constraints
 from simulator.schema_checks import NOT_PERMITTED_IN_STRICT
 from tests.conftest import API_KEY
 from tests.helpers import results_by_id, sim_get
@@ -57,26 +53,32 @@ def _keys_in(schema: Any) -> set[str]:
 # -- conversion ---------------------------------------------------------------------------------------------------
 
 
-def test_api_schema_leaves_out_what_strict_mode_refuses_and_the_local_schema_keeps_it() -> None:
-    """minLength, maxLength and uniqueItems are not sent; the supported constraints are; the local schema has all."""
-    sent = to_strict_json_schema(CODE_SCHEMA)
-    local = to_local_validation_schema(CODE_SCHEMA)
+def test_api_schema_leaves_out_what_strict_mode_refuses_and_the_users_schema_checks_it() -> None:
+    """minLength, maxLength and uniqueItems are not sent; the supported constraints are; the user's own schema checks
+    the rest, and each one left out is a lossy step naming its place."""
+    codec = build_codec(CODE_SCHEMA, open_objects="closed")
+    sent = codec.strict_schema
 
     assert not _keys_in(sent) & set(NOT_PERMITTED_IN_STRICT)
     assert sent["properties"]["code"] == {"description": "The document's code.", "type": "string"}
     assert sent["properties"]["tags"] == {"type": "array", "minItems": 1, "maxItems": 3, "items": {"type": "string"}}
-    assert local["properties"]["code"] == {**sent["properties"]["code"], "minLength": 12, "maxLength": 80}
-    assert local["properties"]["tags"] == {**sent["properties"]["tags"], "uniqueItems": True}
-    # Apart from those keywords the two are the same conversion (nullable wrappers, required, additionalProperties).
-    assert local["properties"]["note"] == sent["properties"]["note"]
-    assert (local["required"], local["additionalProperties"]) == (sent["required"], False)
+    assert codec.validate({"code": "short", "tags": ["a", "a"]}) == [
+        "code: 'short' is too short",
+        "tags: ['a', 'a'] has non-unique elements",
+    ]
+    assert {(step.path, step.note.split()[0]) for step in codec.lossy_steps} == {
+        ("$.properties.code", "minLength"),
+        ("$.properties.code", "maxLength"),
+        ("$.properties.tags", "uniqueItems"),
+    }
 
 
-def test_schema_without_local_constraints_converts_alike_both_ways() -> None:
-    """For the built-in schemas (no such keywords) nothing changes: the local schema is the one sent."""
-    source = resolve_schema("invoice").source_schema
-    assert to_local_validation_schema(source) == to_strict_json_schema(source)
-    assert local_constraints(source) == []
+def test_schema_without_local_constraints_has_no_lossy_step() -> None:
+    """For the built-in schemas (no such keywords) nothing is left to the local check."""
+    schema = resolve_schema("invoice")
+    assert schema.codec is not None
+    assert schema.codec.lossy_steps == ()
+    assert local_constraints(schema.source_schema) == []
 
 
 def test_local_constraints_lists_every_one_with_its_place() -> None:
@@ -96,8 +98,8 @@ def test_validator_of_a_file_schema_enforces_the_constraints_the_api_never_saw(t
     assert "minLength" not in _keys_in(schema.json_schema)
     validator = validator_for(schema)
 
-    ok = {"code": "ACME-2026-000017", "tags": ["a", "b"], "note": None}
-    assert validator.validate(ok) == ok
+    ok = {"code": "ACME-2026-000017", "tags": ["a", "b"], "note": None, "__extra__": []}
+    assert validator.validate(ok) == {"code": "ACME-2026-000017", "tags": ["a", "b"]}  # strict mode's null removed
     with pytest.raises(OutputValidationError) as short:
         validator.validate({**ok, "code": "AC-17"})
     assert short.value.errors == ["code: 'AC-17' is too short"]

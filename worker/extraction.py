@@ -61,7 +61,8 @@ class CallHooks(Protocol):
 
 @dataclass(frozen=True)
 class Extracted:
-    output: dict[str, Any]
+    output: Any
+    """The validated answer in the user's shape (any JSON value when the schema's root is not an object)."""
     reply: ModelReply
     invalid_fields: tuple[str, ...] = ()
     """Fields that failed validation on an earlier call of this try (repaired since)."""
@@ -170,9 +171,9 @@ async def extract_once(
                 reason = f"the output was cut off at {written} of {_cap_words(request, cap)}, well below it"
                 raise CutOffError(reason)
             return Rejected(ErrorType.TRUNCATED, _truncated(request, reply, cap), response_id=reply.response_id)
-        errors = _validation_errors(reply.text, validator)
-        if isinstance(errors, dict):
-            return Extracted(errors, reply, tuple(dict.fromkeys(invalid)))
+        output, errors = _validation_errors(reply.text, validator)
+        if not errors:
+            return Extracted(output, reply, tuple(dict.fromkeys(invalid)))
         invalid += [field_path(error) for error in errors]
         if repairs >= max_repairs:
             return Rejected(
@@ -239,15 +240,16 @@ def _truncated(request: ModelRequest, reply: ModelReply, cap: OutputCap | None) 
     return f"the output stopped at {written} of {_cap_words(request, cap)}, before the JSON was complete; {fix}"
 
 
-def _validation_errors(text: str | None, validator: OutputValidator) -> dict[str, Any] | list[str]:
-    """The validated output, or the list of problems to send back to the model."""
+def _validation_errors(text: str | None, validator: OutputValidator) -> tuple[Any, list[str]]:
+    """``(output, [])``: the answer decoded into the user's shape and valid under the user's schema; or
+    ``(None, problems)``, the list of problems to send back to the model."""
     if not text:
-        return ["the answer was empty; a JSON object was required"]
+        return None, ["the answer was empty; a JSON object was required"]
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        return [f"the answer is not valid JSON: {exc}"]
+        return None, [f"the answer is not valid JSON: {exc}"]
     try:
-        return validator.validate(data)
+        return validator.validate(data), []
     except OutputValidationError as exc:
-        return list(exc.errors) or ["the answer does not match the schema"]
+        return None, list(exc.errors) or ["the answer does not match the schema"]

@@ -29,7 +29,7 @@ from schemas.attachments import AttachMode, ImageDetail, attachment_tokens
 from schemas.input_limits import context_window, document_limits, prompt_too_large
 from schemas.jobs import ApiKind, BatchSpec, GenerationParams
 from schemas.models import RequestTier
-from schemas.registry import ExtractionSchema
+from schemas.registry import ExtractionSchema, codec_for, resolve_schema
 from schemas.settings import ProducerSettings
 from schemas.venues import VenueSetting
 from store.batches import BatchStore
@@ -56,8 +56,11 @@ class SubmitOptions:
     deadline_at: float | None = None
 
 
-def preflight_warnings(settings: ProducerSettings, model: str) -> list[str]:
-    """What a submit for ``model`` should warn about (it goes on): no price known, no context window known."""
+def preflight_warnings(settings: ProducerSettings, model: str, schema: ExtractionSchema | None = None) -> list[str]:
+    """What a submit for ``model`` should warn about (it goes on): no price known, no context window known, and one
+    line per lossy step of the schema's conversion (``schemas.codec``: the path in the user's schema and what is
+    checked locally instead). ``schema``: the resolved schema; when not given it is resolved from
+    ``settings.schema_spec`` (a schema that does not resolve is the plan's error to report, not a warning)."""
     warnings = []
     if settings.price_for(model) is None:
         warnings.append(
@@ -68,6 +71,14 @@ def preflight_warnings(settings: ProducerSettings, model: str) -> list[str]:
             f"no context window is known for model {model!r}: documents are checked against "
             "EXTRACT_MAX_DOCUMENT_BYTES only (add it to EXTRACT_CONTEXT_WINDOWS)"
         )
+    if schema is None and settings.schema_spec:
+        try:
+            schema = resolve_schema(settings.schema_spec)
+        except ValueError:  # UnknownSchemaError, SchemaError: reported by the plan, with its exit code
+            schema = None
+    codec = codec_for(schema) if schema is not None else None
+    if codec is not None:
+        warnings += [step.warning(schema.name if schema is not None else "") for step in codec.lossy_steps]
     return warnings
 
 

@@ -18,8 +18,8 @@ from click.testing import CliRunner, Result
 
 from producer.cli import main
 from producer.errors import EXIT_INVALID_INPUT
-from schemas.registry import SchemaError, resolve_schema
-from schemas.strict import MAX_NESTING_LEVELS
+from schemas.registry import resolve_schema
+from schemas.strict import MAX_NESTING_LEVELS, object_nesting
 
 HOSTILE_IDS = ("\x1b[2J", "\x1b]0;pwned\x07", "[red]x[/red]", "tab\there\u202eevil")
 """custom_ids that, printed raw, clear the screen, set the terminal's title, are rich markup, or reverse the text."""
@@ -235,22 +235,26 @@ def test_a_200_level_schema_is_one_line_naming_the_file_and_the_limit(cli_env: A
 
 
 def test_nesting_is_counted_in_objects_through_refs(tmp_path: Path) -> None:
-    """The limit itself (OpenAI strict mode: 10 levels of objects); a recursive $ref is allowed, not unrolled."""
+    """The limit itself (OpenAI strict mode: 10 levels of objects): a schema over it is not refused on every call by
+    the API but converted within it (the part past the limit sent as JSON text, a lossy step naming it); counted the
+    same through $defs; a recursive $ref is allowed, not unrolled."""
     at_limit = tmp_path / "ten.json"
     at_limit.write_text(json.dumps(_nested_schema(MAX_NESTING_LEVELS)))
-    resolve_schema(str(at_limit))
+    assert resolve_schema(str(at_limit)).codec.lossy_steps == ()  # type: ignore[union-attr]
     over = tmp_path / "eleven.json"
     over.write_text(json.dumps(_nested_schema(MAX_NESTING_LEVELS + 1)))
-    with pytest.raises(SchemaError, match=f"{MAX_NESTING_LEVELS + 1} levels of objects"):
-        resolve_schema(str(over))
+    converted = resolve_schema(str(over))
+    assert object_nesting(converted.json_schema)[0] == MAX_NESTING_LEVELS
+    assert [step.kind for step in converted.codec.lossy_steps] == ["limit-collapse"]  # type: ignore[union-attr]
     # The same depth through $defs (the way pydantic writes nested models) counts the same.
     defs: dict[str, Any] = {"L0": {"type": "object", "properties": {"v": {"type": "string"}}, "required": ["v"]}}
     for n in range(1, MAX_NESTING_LEVELS + 1):
         defs[f"L{n}"] = {"type": "object", "properties": {"c": {"$ref": f"#/$defs/L{n - 1}"}}, "required": ["c"]}
     by_ref = tmp_path / "by-ref.json"
     by_ref.write_text(json.dumps({"$defs": defs, "$ref": f"#/$defs/L{MAX_NESTING_LEVELS}"}))
-    with pytest.raises(SchemaError, match="levels of objects"):
-        resolve_schema(str(by_ref))
+    converted = resolve_schema(str(by_ref))
+    assert object_nesting(converted.json_schema)[0] <= MAX_NESTING_LEVELS
+    assert "limit-collapse" in {step.kind for step in converted.codec.lossy_steps}  # type: ignore[union-attr]
     tree = tmp_path / "tree.json"
     node = {
         "type": "object",

@@ -9,6 +9,7 @@ from typing import ClassVar
 from redis.asyncio import Redis
 
 from producer.errors import EXIT_INCOMPLETE, EXIT_PAUSED, ProducerError
+from schemas.registry import codec_for, load_schema_from_record
 from store.batches import BatchNotFoundError, BatchRecord, BatchSnapshot, BatchStore, Footprint
 from store.keys import Keys
 from store.provider_batches import Part, ProviderBatchStore
@@ -158,3 +159,13 @@ async def read_venue(redis: Redis, keys: Keys, record: BatchRecord) -> VenueStat
     return VenueStatus(
         record.spec.venue, record.spec.deadline_at, await store.line_states(batch_keys), await store.parts(batch_keys)
     )
+
+
+def schema_warnings(record: BatchRecord) -> list[str]:
+    """The lossy steps of the batch's schema conversion (``schemas.codec``): each place and what is checked locally
+    instead, as ``submit`` warned of them. Rebuilt from the record (no module is imported: a pydantic ref is
+    rebuilt from its recorded JSON Schema); empty for a schema converted without loss, or recorded before codecs."""
+    spec = record.spec
+    schema = load_schema_from_record(spec.schema_ref, spec.json_schema, spec.source_schema, name=spec.schema_name)
+    codec = codec_for(schema)
+    return codec.warnings() if codec is not None else []

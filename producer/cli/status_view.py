@@ -20,6 +20,7 @@ def status_table(
     feeder_alive: bool = False,
     shadow: BatchRecord | None = None,
     venue: VenueStatus | None = None,
+    lossy: list[str] | None = None,
 ) -> Table:
     table = Table(title=f"batch {record.batch_id}", show_header=False)
     usage = record.usage
@@ -60,6 +61,9 @@ def status_table(
         )
     rows += split_rows(record, shadow)
     rows += venue_rows(venue)
+    rows += [("schema, checked locally", warning) for warning in (lossy or [])[:SHOWN_PARTS]]
+    if lossy and len(lossy) > SHOWN_PARTS:
+        rows.append(("schema, checked locally", f"... {len(lossy) - SHOWN_PARTS} more (status --json lists them)"))
     if footprint is not None:
         parts = ", ".join(f"{name} {mb(size)}" for name, size in footprint.by_key.items() if size)
         rows.append(("Redis", f"{mb(footprint.total)} ({parts}, queued jobs {mb(footprint.queued_jobs)})"))

@@ -20,6 +20,7 @@ from producer.batch.status import (
     incomplete_message,
     list_batches,
     read_venue,
+    schema_warnings,
 )
 from producer.cli.common import (
     EXIT_CODES_HELP,
@@ -54,6 +55,7 @@ def status_command(batch_id: str, as_json: bool) -> None:
 
     snapshot, footprint, shadow, venue = run_in_redis(load_settings(), body)
     record, alive = snapshot.record, snapshot.feeder_alive
+    lossy = schema_warnings(record)
     if as_json:
         data = {
             **record.to_json_dict(),
@@ -66,9 +68,11 @@ def status_command(batch_id: str, as_json: bool) -> None:
             data["shadow_budget"] = dataclasses.asdict(shadow.budget) if shadow and shadow.budget else None
         if venue is not None:
             data["venue"] = venue.to_json_dict()
+        data["schema_checked_locally"] = lossy
         click.echo(orjson.dumps(data).decode())
     else:
-        Console().print(status_table(record, footprint, feeder_alive=alive, shadow=shadow, venue=venue))
+        table = status_table(record, footprint, feeder_alive=alive, shadow=shadow, venue=venue, lossy=lossy)
+        Console().print(table)
 
 
 @click.command("list")

@@ -634,3 +634,22 @@ def test_contradictory_bounds_on_a_required_value_are_refused_with_their_place(p
     assert optional.validate({"x": 7}) != []  # and the user's schema still says so
     # With another type allowed, the other type may be valid: not refused.
     build_codec({"type": "object", "properties": {"x": {**prop, "type": [prop["type"], "null"]}}, "required": ["x"]})
+
+
+def test_keywords_beside_a_ref_are_read_as_the_schemas_draft_reads_them() -> None:
+    definitions = {"Id": {"type": "integer"}}
+    draft7 = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "definitions": definitions,
+        "type": "object",
+        "properties": {"id": {"$ref": "#/definitions/Id", "type": "string"}},
+        "required": ["id"],
+    }
+    codec = build_codec(draft7)  # draft 7 ignores the sibling "type": an integer id is valid
+    assert codec.validate({"id": 1}) == []
+    assert codec.decode(codec.encode({"id": 1})) == {"id": 1}
+    later = {**draft7, "$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": definitions}
+    del later["definitions"]
+    later["properties"] = {"id": {"$ref": "#/$defs/Id", "type": "string"}}
+    with pytest.raises(SchemaError, match=r"\$\.properties\.id"):  # 2020-12 applies both: no value is both
+        build_codec(later)

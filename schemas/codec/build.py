@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from jsonschema import Draft3Validator, Draft4Validator
+from jsonschema import Draft3Validator, Draft4Validator, Draft6Validator, Draft7Validator
 from referencing._core import Resolver
 
 from schemas.codec.containers import ContainerBuilder
@@ -58,6 +58,8 @@ class Builder(ContainerBuilder):
         self.open_objects = open_objects
         self.draft4 = validator.cls in (Draft3Validator, Draft4Validator)
         self.draft3 = validator.cls is Draft3Validator
+        # Drafts 3 to 7 ignore every keyword beside a $ref; 2019-09 and later apply them with it.
+        self.ref_hides_siblings = validator.cls in (Draft3Validator, Draft4Validator, Draft6Validator, Draft7Validator)
         meta = validator.cls.META_SCHEMA
         self.refs = Refs(source, meta.get("$id") or meta.get("id"))
         self.graph = Graph()
@@ -171,7 +173,7 @@ class Builder(ContainerBuilder):
         if not isinstance(schema, Mapping):
             raise SchemaError(f"{ctx.path}: expected a schema (an object or a boolean), got {json_type(schema)}")
         ctx = replace(ctx, resolver=self.refs.enter(ctx.resolver, schema))
-        schema = normalize(schema, draft4=self.draft4)
+        schema = self._ref_view(normalize(schema, draft4=self.draft4))
         if schema.get("not") is True or schema.get("not") == {}:
             raise Unsatisfiable(ctx.path, "not: {} (or true) admits no value")
         if "$ref" in schema:
@@ -185,6 +187,13 @@ class Builder(ContainerBuilder):
         if isinstance(schema.get("anyOf"), list) or isinstance(schema.get("oneOf"), list):
             return self.union_node(schema, ctx)
         return self.typed_node(schema, ctx)
+
+    def _ref_view(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The schema as its draft reads it: up to draft 7 a ``$ref`` hides its siblings (a description is kept for
+        the model; the validator of the user's schema ignores it too)."""
+        if self.ref_hides_siblings and "$ref" in schema:
+            return {k: v for k, v in schema.items() if k in ("$ref", "description", *DEF_KEYS)}
+        return schema
 
     def ref_node(self, schema: Mapping[str, Any], ctx: Ctx) -> Node:
         target, resolver = self.refs.lookup(schema["$ref"], ctx.resolver, ctx.path)
@@ -217,7 +226,7 @@ class Builder(ContainerBuilder):
             raise Unsatisfiable(ctx.path, "an allOf part is false")
         if not isinstance(schema, Mapping):
             raise SchemaError(f"{ctx.path}: expected a schema, got {json_type(schema)}")
-        schema = normalize(schema, draft4=self.draft4)
+        schema = self._ref_view(normalize(schema, draft4=self.draft4))
         own = {k: v for k, v in schema.items() if k not in ("allOf", "$ref", *DEF_KEYS)}
         if own:
             out.append(own)

@@ -225,6 +225,12 @@ class OutputValidator(ABC):
             OutputValidationError: With short messages suitable for a repair prompt.
         """
 
+    @abstractmethod
+    def accepts_stored(self, output: Any) -> bool:
+        """Whether an output already in the user's shape (a cached answer, stored by another batch whose strict
+        schema was the same) is valid under this batch's own schema: the strict schema can be shared by schemas
+        that differ in what is checked locally. Never raises."""
+
 
 class PydanticOutputValidator(OutputValidator):
     """Decodes with the codec, then validates with the original pydantic model (which applies its defaults)."""
@@ -250,6 +256,13 @@ class PydanticOutputValidator(OutputValidator):
         except ValidationError as exc:
             raise OutputValidationError(_pydantic_messages(exc)) from None
         return instance.model_dump(mode="json")
+
+    def accepts_stored(self, output: Any) -> bool:
+        try:
+            self.model.model_validate(output)
+        except Exception:  # a validator failure is a "no", never an exception
+            return False
+        return True
 
 
 class JsonSchemaOutputValidator(OutputValidator):
@@ -277,6 +290,9 @@ class JsonSchemaOutputValidator(OutputValidator):
         if errors:
             raise OutputValidationError(errors)
         return instance
+
+    def accepts_stored(self, output: Any) -> bool:
+        return not (self.codec.validate(output) if self.codec is not None else self._messages(output))
 
     def _messages(self, instance: Any) -> list[str]:
         assert self._validator is not None

@@ -223,6 +223,14 @@ async def _outcome(
     return outcome, provider_batch
 
 
+def _usable(found: Lookup | None, batch: LoadedBatch) -> CachedAnswer | None:
+    """The cached answer this batch may take: one valid under its own schema (the strict schema, and so the
+    fingerprint, is shared by schemas that differ only in what is checked locally); None for none."""
+    if found is None or found.answer is None or not batch.validator.accepts_stored(found.answer.output):
+        return None
+    return found.answer
+
+
 async def _provider_holds(state: WorkerState, batch: LoadedBatch, ordinal: int) -> LineVenue | None:
     """The line's state on the Batch API venue (None for a ``sync`` batch); parks the job while a provider batch
     holds the line."""
@@ -248,8 +256,9 @@ async def _venue_try(
     """A line of a batch on ``batch-api`` or ``auto``: the cache first (a cached answer costs nothing), then where
     ``route_line`` sends it: the provider batch's answer replayed, the line staged (the job parks), or a call now."""
     spec = batch.spec
-    if found is not None and found.answer is not None and venue_line.state != "answered":
-        return found.answer, None
+    cached = _usable(found, batch)
+    if cached is not None and venue_line.state != "answered":
+        return cached, None
     request = first_request(spec, job.text, store=state.settings.store, cache_key=batch.prompt_key, parts=parts)
     tokens = state.estimator.estimate(request)[0]
     output = spec.params.max_output_tokens or state.settings.default_output_reserve
@@ -434,13 +443,14 @@ async def _answer(
     first lookup found (None: the batch does not use the cache)."""
     if found is None:
         return await _attempt(state, job, batch, account, parts, tier=tier)
-    if found.answer is not None:
-        return found.answer
+    cached = _usable(found, batch)
+    if cached is not None:
+        return cached
     if held.lease is None:  # another job is calling the API for this document: wait for its answer
         wait_s = state.settings.admission_max_sleep_s
         gone = await state.coalescer.wait_for_owner(job.fingerprint, max_wait_s=wait_s)
         hit = await state.cache.get(job.fingerprint, batch.codec)
-        if hit is not None:
+        if hit is not None and batch.validator.accepts_stored(hit.output):
             return hit
         held.lease = await state.coalescer.claim(job.fingerprint) if gone else None
         if held.lease is None:  # still someone else's call: come back later without holding the slot

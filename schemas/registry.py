@@ -47,7 +47,6 @@ from pydantic.errors import PydanticUserError
 
 from schemas.builtin import BUILTIN_SCHEMAS
 from schemas.codec import (
-    MAX_REPORTED_ERRORS,
     CodecError,
     OpenObjects,
     SchemaCodec,
@@ -55,6 +54,7 @@ from schemas.codec import (
     build_codec,
     metaschema_problem,
 )
+from schemas.codec.validation import cap_messages, short_repr, truncate_message
 from schemas.strict import (
     MAX_NESTING_LEVELS,
     SchemaError,
@@ -85,7 +85,6 @@ BUILTIN_ALIASES: dict[str, str] = {"ticket": "support_ticket", "person": "contac
 """Other names accepted for built-in schemas; the normalized ``ref`` is always the canonical name."""
 
 _MODULE_SPEC = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
-_MAX_MESSAGE_CHARS = 240
 
 
 class UnknownSchemaError(ValueError):
@@ -531,9 +530,9 @@ def _pydantic_messages(exc: ValidationError) -> list[str]:
         message = f"{_json_path(error['loc'])}: {error['msg']}"
         value = error.get("input")
         if error["type"] != "missing" and (value is None or isinstance(value, str | int | float | bool)):
-            message += f" (got {_short_repr(value)})"
-        messages.append(_truncate(message))
-    return _cap(messages)
+            message += f" (got {short_repr(value)})"
+        messages.append(truncate_message(message))
+    return cap_messages(messages)
 
 
 def _json_path(loc: Any) -> str:
@@ -550,18 +549,3 @@ def _json_kind(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     return "null" if value is None else f"a {type(value).__name__}"
-
-
-def _short_repr(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _truncate(message: str) -> str:
-    return message if len(message) <= _MAX_MESSAGE_CHARS else message[: _MAX_MESSAGE_CHARS - 3] + "..."
-
-
-def _cap(messages: list[str]) -> list[str]:
-    if len(messages) <= MAX_REPORTED_ERRORS:
-        return messages
-    return [*messages[:MAX_REPORTED_ERRORS], f"... and {len(messages) - MAX_REPORTED_ERRORS} more errors"]

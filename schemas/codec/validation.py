@@ -44,9 +44,12 @@ from schemas.codec.keywords import iter_subschemas
 __all__ = [
     "MAX_REPORTED_ERRORS",
     "SchemaValidator",
+    "cap_messages",
     "draft_class",
     "format_checked",
     "python_regex",
+    "short_repr",
+    "truncate_message",
 ]
 
 MAX_REPORTED_ERRORS = 20
@@ -232,8 +235,8 @@ class SchemaValidator:
         except RecursionError:
             return ["<root>: validator failed: the value nests too deeply to check"]
         except Exception as exc:  # the validator itself failed: an answer is then invalid, never a crash
-            return [_truncate(f"<root>: validator failed: {type(exc).__name__}: {exc}")]
-        return _cap(sorted(found))
+            return [truncate_message(f"<root>: validator failed: {type(exc).__name__}: {exc}")]
+        return cap_messages(sorted(found))
 
     def is_valid(self, instance: Any) -> bool:
         """Whether ``instance`` is valid; False when the validator fails."""
@@ -257,7 +260,7 @@ def _messages(error: jsonschema.ValidationError) -> list[str]:
     """
     path = data_path(error.absolute_path)
     if error.validator not in ("anyOf", "oneOf") or not error.context:
-        return [_truncate(f"{path}: {error.message}")]
+        return [truncate_message(f"{path}: {error.message}")]
     branches: dict[Any, list[jsonschema.ValidationError]] = {}
     for branch_error in error.context:
         index = branch_error.relative_schema_path[0] if branch_error.relative_schema_path else None
@@ -271,7 +274,7 @@ def _messages(error: jsonschema.ValidationError) -> list[str]:
         for name in value if isinstance(value, list) else [value]:
             if repr(name) not in types:
                 types.append(repr(name))
-    return [_truncate(f"{path}: {_short_repr(error.instance)} is not of type {' or '.join(types)}")]
+    return [truncate_message(f"{path}: {short_repr(error.instance)} is not of type {' or '.join(types)}")]
 
 
 def _is_type_mismatch(errors: list[jsonschema.ValidationError]) -> bool:
@@ -279,7 +282,8 @@ def _is_type_mismatch(errors: list[jsonschema.ValidationError]) -> bool:
     return len(errors) == 1 and errors[0].validator == "type" and not errors[0].relative_path
 
 
-def _short_repr(value: Any) -> str:
+def short_repr(value: Any) -> str:
+    """A value as a message shows it: its JSON, at most 40 characters."""
     try:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
@@ -287,11 +291,13 @@ def _short_repr(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _truncate(message: str) -> str:
+def truncate_message(message: str) -> str:
+    """One validation message, at most 240 characters (they go into repair prompts and result lines)."""
     return message if len(message) <= _MAX_MESSAGE_CHARS else message[: _MAX_MESSAGE_CHARS - 3] + "..."
 
 
-def _cap(messages: list[str]) -> list[str]:
+def cap_messages(messages: list[str]) -> list[str]:
+    """At most :data:`MAX_REPORTED_ERRORS` messages, and how many more there were."""
     if len(messages) <= MAX_REPORTED_ERRORS:
         return messages
     return [*messages[:MAX_REPORTED_ERRORS], f"... and {len(messages) - MAX_REPORTED_ERRORS} more errors"]

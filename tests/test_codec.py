@@ -653,3 +653,13 @@ def test_keywords_beside_a_ref_are_read_as_the_schemas_draft_reads_them() -> Non
     later["properties"] = {"id": {"$ref": "#/$defs/Id", "type": "string"}}
     with pytest.raises(SchemaError, match=r"\$\.properties\.id"):  # 2020-12 applies both: no value is both
         build_codec(later)
+
+
+def test_an_absent_optional_any_value_that_comes_back_null_is_stored_absent_when_null_fails() -> None:
+    """Hypothesis's find: ``c`` may be anything (null too) but must not be present; the strict shape reads an absent
+    ``c`` as null, and what is stored is the reading the user's schema accepts."""
+    schema = {"anyOf": [{"type": "object", "properties": {"c": {}}, "not": {"required": ["c"]}}]}
+    codec = build_codec(schema)
+    encoded = codec.encode({})
+    assert codec.decode(encoded) == {"c": None}  # the documented normalization ...
+    assert codec.check(encoded) == ({}, [])  # ... and what is stored

@@ -4,6 +4,7 @@ user's schema survives encode -> decode."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -115,7 +116,14 @@ def strict_answers(schema: Mapping[str, Any], root: Mapping[str, Any], depth: in
     return st.one_of(options)
 
 
-PROPERTIES = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+# The same 300 examples on every run (CI must not turn red on a new random find); CODEC_EXAMPLES=N explores N new
+# ones at random (a find goes into tests/test_codec.py as a regression, as the absent-null one did).
+PROPERTIES = settings(
+    max_examples=int(os.environ.get("CODEC_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=not os.environ.get("CODEC_EXAMPLES"),
+)
 
 
 @PROPERTIES
@@ -144,7 +152,7 @@ def test_any_generated_schema_converts_within_the_rules_and_answers_read_back(sc
         except CodecError:
             continue
         assert strict.is_valid(encoded), (instance, encoded)
-        assert codec.validate(codec.decode(encoded)) == []
+        assert codec.check(encoded)[1] == []  # what the service stores validates
 
 
 @PROPERTIES
@@ -165,6 +173,7 @@ def test_encode_then_decode_is_the_identity_on_what_encode_takes(schema: Any, va
         encoded = codec.encode(value)
     except CodecError:
         return
-    decoded = codec.decode(encoded)
-    assert codec.validate(decoded) == []
+    stored, errors = codec.check(encoded)  # what the service stores: decoded, then validated (absent/null read)
+    assert errors == []
+    assert codec.validate(stored) == []
     assert Draft202012Validator(codec.strict_schema).is_valid(encoded)

@@ -271,7 +271,9 @@ async def test_a_budget_is_reserved_at_the_batch_price_as_lines_are_staged(
     results = await results_by_id(redis, keys, "thrifty")
     assert 0 < len(results) < 40  # some lines answered, the rest wait for `producer budget`
     assert all(r.status.value == "succeeded" and r.venue == "batch-api" for r in results.values())
-    assert sum(r.cost_usd or 0 for r in results.values()) == pytest.approx(record.budget.spent_usd, abs=1e-6)
+    # The budget counts whole micro-dollars, each call's cost rounded: at most half a micro-dollar apart per line.
+    spent = sum(r.cost_usd or 0 for r in results.values())
+    assert spent == pytest.approx(record.budget.spent_usd, abs=0.5e-6 * len(results) + 1e-9)
 
 
 async def test_finished_parts_leave_no_file_unless_kept_and_delete_removes_kept_ones(

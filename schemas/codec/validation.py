@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import importlib.util
 import json
 import math
 import re
@@ -69,8 +70,26 @@ _INT_RANGES = {
 }
 
 
+def _lazy_iri_check(rule: str) -> Any:
+    """A checker of ``iri``/``iri-reference`` that imports rfc3987-syntax on its first value (``schemas`` keeps it
+    out of jsonschema's import: it compiles a grammar when imported)."""
+
+    def check(instance: object) -> bool:
+        if not isinstance(instance, str):
+            return True
+        from rfc3987_syntax import is_valid_syntax
+
+        return bool(is_valid_syntax(rule, instance))
+
+    return check
+
+
 def _build_format_checker() -> FormatChecker:
     checker = FormatChecker()  # every format jsonschema has a checker for, whatever the draft
+    if importlib.util.find_spec("rfc3987_syntax") is not None:
+        for name, rule in (("iri", "iri"), ("iri-reference", "iri_reference")):
+            if name not in checker.checkers:
+                checker.checks(name, raises=ValueError)(_lazy_iri_check(rule))
 
     def integer_in(low: int, high: int) -> Any:
         def check(instance: object) -> bool:

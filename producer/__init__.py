@@ -29,6 +29,7 @@ from producer.batch.retry import retry_batch
 from producer.batch.status import list_batches, read_snapshot, read_status
 from producer.errors import ProducerError
 from producer.input.readers import FileSource, FolderSource, InputLine, LineSource, MemorySource
+from producer.input.tables import TableSource
 from producer.submit.estimate import Estimate, estimate
 from producer.submit.plan import SubmitPlan, estimate_plan, plan_submit
 from producer.submit.run import SubmitEvents, SubmitReport, submit_plan
@@ -50,6 +51,7 @@ __all__ = [
     "SubmitOptions",
     "SubmitPlan",
     "SubmitReport",
+    "TableSource",
     "batch_report_html",
     "build_spec",
     "cancel",

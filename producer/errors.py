@@ -9,6 +9,8 @@ prints one and exits, with ``exit_code``. Where a class lives is its wing's busi
     |   |-- RequestRefusedError           producer.submit.plan: what the model or API would refuse for every line
     |   |-- InvalidLinesError             producer.submit.plan: input lines that cannot run (each with its line)
     |   |-- GlobError                     producer.input.documents: a --glob that selects nothing below the folder
+    |   |-- TableInputError               producer.input.tables: a table input that cannot be read (missing, corrupt,
+    |   |                                 a missing column, S3 failing)
     |   |-- OutputPathError               producer.batch.collect: an output file in a missing folder, or a folder
     |   |-- ShadowBudgetError             producer.batch.control: a shadow's budget is set through its main batch
     |   |-- PendingLimitError             producer.analysis.compare: two runs in orders too different to join in memory

@@ -21,6 +21,7 @@ from schemas.registry import resolve_schema
 from schemas.settings import Settings
 from simulator import SimulatorConfig, running_simulator
 from store.keys import Keys
+from tests.s3_server import S3Server
 from worker.app import build_worker
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No setting leaks in from the developer's shell."""
     for name in list(os.environ):
-        if name.startswith(("EXTRACT_", "OPENAI_")) or name == "REDIS_URL":
+        if name.startswith(("EXTRACT_", "OPENAI_", "AWS_")) or name == "REDIS_URL":
             monkeypatch.delenv(name, raising=False)
 
 
@@ -47,6 +48,32 @@ def redis_url() -> str:
     finally:
         client.close()
     return TEST_REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server over HTTP (moto's), behind a fault-injecting proxy (``tests.s3_server``)."""
+    server = S3Server().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> S3Server:
+    """The S3 server with no faults armed, its AWS variables set for this test, and a fresh bucket ``bucket``."""
+    s3_server.disarm()
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    client = s3_server.client()
+    for bucket in client.list_buckets().get("Buckets", []):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket["Name"]):
+            for obj in page.get("Contents", []):
+                client.delete_object(Bucket=bucket["Name"], Key=obj["Key"])
+        client.delete_bucket(Bucket=bucket["Name"])
+    s3_server.create_bucket("bucket")
+    return s3_server
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from producer.batch.control import retry_failed
 from producer.errors import OptionError
 from producer.input.readers import FileSource, FolderSource, LineShape, LineSource, batch_body_check
+from producer.input.tables import TableSource, is_table_input
 from producer.submit.attachments import uploader_for
 from producer.submit.feeder import FeedResult
 from producer.submit.shadow import SampledSource
@@ -26,7 +27,7 @@ from store.keys import Keys
 
 
 async def retry_batch(
-    redis: Redis, keys: Keys, settings: ProducerSettings, batch_id: str, input_path: Path | None = None
+    redis: Redis, keys: Keys, settings: ProducerSettings, batch_id: str, input_path: Path | str | None = None
 ) -> FeedResult:
     """Re-enqueue the failed lines of ``batch_id``, read from its input (see the module note)."""
     store = BatchStore(redis, keys)
@@ -54,15 +55,25 @@ async def retry_batch(
             await uploader.close()
 
 
-def retry_source(record: BatchRecord, input_path: Path | None, settings: ProducerSettings) -> FileSource | FolderSource:
+def retry_source(
+    record: BatchRecord, input_path: Path | str | None, settings: ProducerSettings
+) -> FileSource | FolderSource | TableSource:
     """The batch's input, read again as it was submitted; refused when it is missing or not the batch's."""
     recorded = record.input or {}
-    path = input_path or (Path(recorded["path"]) if recorded.get("path") else None)
+    check = document_check(record.spec, settings)
+    source: FileSource | FolderSource | TableSource
+    if recorded.get("table") or (input_path is not None and is_table_input(input_path)):
+        # tables: the files recorded at submit (not the glob matched again), or the --input given instead
+        shape = LineShape.recorded(recorded, base_dir=None, api=record.spec.api)
+        if input_path is None:
+            source = TableSource.reopen(recorded, shape=shape, check=check)
+        else:
+            source = TableSource.open(input_path, shape=shape, check=check)
+        return _checked(record, source, source.input)
+    path = Path(input_path) if input_path is not None else (Path(recorded["path"]) if recorded.get("path") else None)
     if path is None or not path.exists():
         where = f" ({path} is not there)" if path is not None else ""
         raise OptionError(f"retry reads the failed lines from the batch's input: pass --input FILE{where}")
-    check = document_check(record.spec, settings)
-    source: FileSource | FolderSource
     if path.is_dir():
         source = FolderSource.open(
             path,
@@ -74,6 +85,13 @@ def retry_source(record: BatchRecord, input_path: Path | None, settings: Produce
     else:
         shape = LineShape.recorded(recorded, base_dir=None, api=record.spec.api)
         source = FileSource.open(path, shape=shape, check=check, batch_check=batch_body_check(record.spec))
+    return _checked(record, source, path)
+
+
+def _checked(
+    record: BatchRecord, source: FileSource | FolderSource | TableSource, path: Path | str
+) -> FileSource | FolderSource | TableSource:
+    """``source``, unless its count of valid lines says it is not the batch's input."""
     if record.spec.shadow_of is None and source.scan.count != record.lines:  # a shadow batch holds a sample
         raise OptionError(
             f"{path} has {source.scan.count} valid line(s) and batch {record.batch_id} has {record.lines}: "

@@ -21,7 +21,7 @@ from producer.cli.common import (
     output_file,
     run_in_redis,
 )
-from producer.cli.options import OUTPUT_FORMAT
+from producer.cli.options import OUTPUT_FORMAT, InputArgument
 from producer.errors import EXIT_INCOMPLETE
 from schemas.settings import ProducerSettings
 from store.batches import BatchRecord, BatchStore
@@ -79,10 +79,11 @@ def collect_command(batch_id: str, out: Path, follow_: bool, output_format: Outp
 @click.option(
     "--input",
     "input_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The batch's input file (default: the path it was submitted from). Its lines must be unchanged.",
+    type=InputArgument(exists=True, dir_okay=False, path_type=Path),
+    help="The batch's input file, table glob or s3:// URL (default: what it was submitted from). Its lines must be "
+    "unchanged.",
 )
-def retry_command(batch_id: str, input_path: Path | None) -> None:
+def retry_command(batch_id: str, input_path: Path | str | None) -> None:
     """Re-enqueue the batch's failed lines (their new results replace the failed ones).
 
     Redis keeps no text of finished lines, so this reads the input file again; it feeds a window at a time.

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from producer.cli.common import FORMAT_HELP, FiniteFloatRange
+from producer.input.tables import is_table_location
 from schemas.models import EFFORTS, REQUEST_TIERS
 from schemas.venues import VENUE_SETTINGS
 
+
+class InputArgument(click.Path):
+    """INPUT: a path that exists (``-``: standard input), or tables named by an ``s3://`` URL (kept a string: a path
+    would lose its ``//``) or a glob pattern, found when they are read (``producer.input.tables``: one line if not)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and is_table_location(value):
+            return value if value.startswith("s3://") else Path(value)
+        return super().convert(value, param, ctx)
+
+
 # Every option defaults to None so that its environment twin (EXTRACT_<NAME>) applies when it is not given.
 SUBMIT_OPTIONS = [
-    click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, allow_dash=True, path_type=Path)),
+    click.argument("input_path", metavar="INPUT", type=InputArgument(exists=True, allow_dash=True, path_type=Path)),
     # Required, but not click-required: the environment twin (or a secret file, or .env) may give them instead.
     click.option(
         "--schema",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -51,7 +52,7 @@ REPORT_EVERY_S = 10.0
 SHOWN_ERRORS = 50
 
 
-def planned(settings: ProducerSettings, path: Path, batch_id: str | None) -> SubmitPlan:
+def planned(settings: ProducerSettings, path: Path | str, batch_id: str | None) -> SubmitPlan:
     """The submit's plan, its warnings and skipped lines said on stderr; its refusals said and exited with."""
 
     def warn(text: str) -> None:
@@ -77,10 +78,11 @@ def planned(settings: ProducerSettings, path: Path, batch_id: str | None) -> Sub
     return plan
 
 
-def _report_invalid(path: Path, scan: InputScan) -> None:
+def _report_invalid(path: Path | str, scan: InputScan) -> None:
     for error in scan.errors[:SHOWN_ERRORS]:
         if error.where:
-            where = error.where if error.where == str(path) else f"{path / error.where}"
+            below = error.where != str(path) and os.path.isdir(path)  # a folder's file, named below the folder
+            where = f"{Path(path) / error.where}" if below else error.where
         else:
             name = "<stdin>" if str(path) == "-" else str(path)
             where = f"{name}:{error.line}" if error.line else name

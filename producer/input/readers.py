@@ -15,8 +15,10 @@ for a file with a bad line, unless invalid lines are skipped; besides the checks
 refuse a document, as submit's preflight does for one over the size limits of ``schemas.input_limits``), then
 :class:`FileSource` yields the valid lines again whenever the batch needs their text (index, feed, retry). A line's
 *ordinal* is its position among the valid lines, so every pass numbers the lines alike (a pass that reopens the file
-must give it the same ``check``). Duplicate ids are found with a set of 64-bit hashes (about 64 bytes per line)
-and confirmed by comparing the ids themselves, so a hash collision is never reported as a duplicate.
+must give it the same ``check``). Duplicate ids are found with arrays of 64-bit hashes (about 8 bytes per line,
+looked through 1/256 at a time) and confirmed by comparing the ids themselves, so a hash collision is never reported
+as a duplicate. A table (Parquet, CSV; ``producer.input.tables``) is checked by the same rules: each row is made into
+the object a JSONL line would parse to (``scan_objects``).
 
 An input that can be read only once -- standard input (``-``) or a named pipe (``<(zcat in.jsonl.gz)``) -- is copied
 first, in 1 MiB chunks, into a private temporary file that has no name (``tempfile.TemporaryFile``: it goes when the
@@ -36,6 +38,7 @@ import os
 import stat
 import tempfile
 import weakref
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -84,6 +87,13 @@ class InputLine:
     custom_id: str
     text: str
     attachments: tuple[LocalAttachment, ...] = ()
+    where: str | None = None
+    """Names the place when the line number would not (a table's row: ``row 17 of data/part-2.parquet``)."""
+
+    @property
+    def place(self) -> str:
+        """Where the line is, as a message says it: ``line 17``, or ``where``."""
+        return self.where or f"line {self.line}"
 
     @property
     def described(self) -> tuple[Attachment, ...]:
@@ -174,6 +184,14 @@ class LineSource(Protocol):
 
 RawLines = Callable[[], Iterable[bytes]]
 """Opens the input anew: each call yields its raw lines from the start."""
+OpenObjects = Callable[["InputScan | None"], Iterable[tuple[int, dict[str, Any]]]]
+"""Opens the input anew: each call yields (number, object) of its lines from the start, numbers ascending; a line
+that is no object is an error in the scan given (None: a later pass, which only skips it). A JSONL file's lines are
+parsed by ``_objects``; a table's rows are made into the same objects (``producer.input.tables``)."""
+Places = Callable[[int], str]
+"""Says where line ``number`` is, when its number would not (``row 17 of data/part-2.parquet``)."""
+Shapes = Callable[[int], "LineShape"]
+"""The shape of line ``number`` (a glob of tables: its own file's folder for relative ``files``)."""
 DocumentCheck = Callable[[InputLine], str | None]
 """A further check of a well-formed line's document (text and attachments): the reason it is refused, or None."""
 LineCheck = Callable[[dict[str, Any]], str | None]
@@ -193,15 +211,30 @@ def scan_input(
     line in the OpenAI Batch format (a native line may well have a ``body`` field of its own); a reason either
     returns makes the line invalid (reported with its number, skipped by later passes) like any other problem.
     """
-    scan = InputScan()
-    format_known = False
-    seen: set[int] = set()
-    suspects: set[int] = set()
-    for number, obj in _objects(open_lines(), scan):
+    return scan_objects(lambda scan: _objects(open_lines(), scan), shape=shape, check=check, batch_check=batch_check)
+
+
+def scan_objects(
+    open_objects: OpenObjects,
+    *,
+    shape: LineShape | Shapes = LineShape(),
+    check: DocumentCheck | None = None,
+    batch_check: LineCheck | None = None,
+    fmt: InputFormat | None = None,
+    where: Places | None = None,
+) -> InputScan:
+    """``scan_input`` over objects: every line checked by the same rules, whatever it was read from. ``fmt`` None:
+    detected from the first object; ``where`` names the place of each error (else its line number does); ``shape``
+    may differ by line."""
+    scan = InputScan(format=fmt or "native")
+    format_known = fmt is not None
+    seen = _SeenIds()
+    shape_at = _shape_at(shape)
+    for number, obj in open_objects(scan):
         if not format_known:
             scan.format = "openai-batch" if obj.keys() >= _BATCH_KEYS else "native"
             format_known = True
-        result = _parse(obj, number, scan.format, shape)
+        result = _parse(obj, number, scan.format, shape_at(number))
         if (
             isinstance(result, InputLine)
             and scan.format == "openai-batch"
@@ -212,33 +245,64 @@ def scan_input(
         if isinstance(result, InputLine) and check is not None and (reason := check(result)) is not None:
             result = LineError(number, reason)
         if isinstance(result, LineError):
-            scan.add_error(result)
+            scan.add_error(result if where is None else replace(result, where=where(number)))
             continue
-        digest = hash(result.custom_id)
-        if digest in seen:
-            suspects.add(digest)
-        seen.add(digest)
+        seen.add(hash(result.custom_id))
         scan.count += 1
+    suspects = seen.repeated()
+    del seen  # 8 bytes a line: gone before the confirming pass reads the input again
     if suspects:
-        _confirm_duplicates(open_lines, scan, suspects, shape)
+        _confirm_duplicates(open_objects, scan, suspects, shape_at, where)
     if scan.count == 0 and scan.error_count == 0:
         scan.add_error(LineError(0, "the input has no lines"))
     scan.errors.sort(key=lambda e: e.line)
     return scan
 
 
-def _confirm_duplicates(open_lines: RawLines, scan: InputScan, suspects: set[int], shape: LineShape) -> None:
+def _shape_at(shape: LineShape | Shapes) -> Shapes:
+    if callable(shape):
+        return shape
+    return lambda _number: shape
+
+
+class _SeenIds:
+    """The 64-bit hashes of the ids seen, 8 bytes each in arrays bucketed by their low byte (a set of them all would
+    take about 64 bytes per id: 640 MB for ten million lines). ``repeated`` finds the hashes seen more than once a
+    bucket at a time, so only one bucket's set (1/256 of the ids) is ever in memory."""
+
+    def __init__(self) -> None:
+        self._buckets = [array("q") for _ in range(256)]
+
+    def add(self, digest: int) -> None:
+        self._buckets[digest & 0xFF].append(digest)
+
+    def repeated(self) -> set[int]:
+        suspects: set[int] = set()
+        for bucket in self._buckets:
+            seen: set[int] = set()
+            for digest in bucket:
+                if digest in seen:
+                    suspects.add(digest)
+                seen.add(digest)
+        return suspects
+
+
+def _confirm_duplicates(
+    open_objects: OpenObjects, scan: InputScan, suspects: set[int], shape_of: Shapes, where: Places | None
+) -> None:
     """Second look at ids whose hash repeated: the later occurrences of an id really seen before are errors."""
     first_line: dict[str, int] = {}
-    for number, obj in _objects(open_lines(), None):
+    for number, obj in open_objects(None):
         if number in scan.invalid_lines:
             continue
-        result = _parse(obj, number, scan.format, shape, inspect=False)
+        result = _parse(obj, number, scan.format, shape_of(number), inspect=False)
         if isinstance(result, LineError) or hash(result.custom_id) not in suspects:
             continue
         if result.custom_id in first_line:
             first = first_line[result.custom_id]
-            scan.add_error(LineError(number, f"duplicate id {result.custom_id!r} (first on line {first})"))
+            first_place = where(first) if where is not None else f"line {first}"
+            reason = f"duplicate id {result.custom_id!r} (first on {first_place})"
+            scan.add_error(LineError(number, reason, where=where(number) if where is not None else None))
             scan.count -= 1
         else:
             first_line[result.custom_id] = number
@@ -248,11 +312,27 @@ def valid_lines(
     raw_lines: Iterable[bytes], *, fmt: InputFormat, shape: LineShape = LineShape(), skip: set[int]
 ) -> Iterator[InputLine]:
     """The valid lines again (the ones ``scan_input`` accepted), in order."""
-    for number, obj in _objects(raw_lines, None):
+    return valid_objects(_objects(raw_lines, None), fmt=fmt, shape=shape, skip=skip)
+
+
+def valid_objects(
+    objects: Iterable[tuple[int, dict[str, Any]]],
+    *,
+    fmt: InputFormat,
+    shape: LineShape | Shapes = LineShape(),
+    skip: set[int],
+    where: Places | None = None,
+) -> Iterator[InputLine]:
+    """The valid lines again from their objects (the ones ``scan_objects`` accepted), in order; each placed by
+    ``where`` when given."""
+    shape_at = _shape_at(shape)
+    for number, obj in objects:
         if number in skip:
             continue
-        result = _parse(obj, number, fmt, shape)
+        result = _parse(obj, number, fmt, shape_at(number))
         if isinstance(result, InputLine):
+            if where is not None:
+                result = InputLine(result.line, result.custom_id, result.text, result.attachments, where(number))
             yield result
 
 

@@ -109,12 +109,12 @@ def check_against_index(lines: list[InputLine], entries: list[tuple[str, str]], 
     for line, (fingerprint, custom_id), held in zip(lines, entries, indexed, strict=True):
         if custom_id != held.custom_id:
             raise InputChangedError(
-                f"line {line.line}: id {custom_id!r} where the batch has {held.custom_id!r}: this is not the input "
+                f"{line.place}: id {custom_id!r} where the batch has {held.custom_id!r}: this is not the input "
                 "the batch was submitted from (use another --batch-id)"
             )
         if fingerprint != held.fingerprint:
             raise InputChangedError(
-                f"line {line.line}: the document of {custom_id!r} changed since the batch was submitted "
+                f"{line.place}: the document of {custom_id!r} changed since the batch was submitted "
                 "(use another --batch-id)"
             )
 

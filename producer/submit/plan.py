@@ -28,13 +28,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from redis.asyncio import Redis
 
 from producer.errors import InputError, OptionError
 from producer.input.readers import FileSource, FolderSource, LineShape, batch_body_check
+from producer.input.tables import TableSource, is_table_input
 from producer.submit.estimate import Estimate, estimate
 from producer.submit.shadow import SampledSource, shadow_id, shadow_spec
 from producer.submit.submit import SubmitOptions, build_spec, document_check, preflight_error, preflight_warnings
@@ -57,7 +58,7 @@ class RequestRefusedError(InputError):
 class InvalidLinesError(InputError):
     """Input lines that cannot be run (each with its line or file, ``source.scan.errors``); nothing was enqueued."""
 
-    def __init__(self, path: Path, source: FileSource | FolderSource) -> None:
+    def __init__(self, path: Path | str, source: FileSource | FolderSource | TableSource) -> None:
         super().__init__(f"{source.scan.error_count} invalid line(s) in {path}; nothing was enqueued")
         self.path, self.source = path, source
 
@@ -67,9 +68,9 @@ class SubmitPlan:
     """A submit that has passed every check: the batch's spec and its input, read and checked line by line."""
 
     spec: BatchSpec
-    source: FileSource | FolderSource
-    path: Path
-    """The input as given (``-``: standard input)."""
+    source: FileSource | FolderSource | TableSource
+    path: Path | str
+    """The input as given (``-``: standard input; an ``s3://`` URL is a string: a path would lose its ``//``)."""
 
     @property
     def skipped(self) -> int:
@@ -77,22 +78,23 @@ class SubmitPlan:
         return self.source.scan.error_count
 
 
-def default_batch_id(path: Path) -> str:
+def default_batch_id(path: Path | str) -> str:
     """The input's name (made to fit the batch-id alphabet) and the time."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-._")[:96] or "batch"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", PurePosixPath(str(path)).stem).strip("-._")[:96] or "batch"
     return f"{stem}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
 
 
 def plan_submit(
     settings: ProducerSettings,
-    path: Path,
+    path: Path | str,
     batch_id: str | None = None,
     *,
     on_warning: Callable[[str], None] | None = None,
     stdin: BinaryIO | None = None,
 ) -> SubmitPlan:
-    """Check a submit of ``path`` (a JSONL file, a folder of documents, or ``-`` for ``stdin``) with ``settings``
-    (the module note gives the order); raises the first problem found."""
+    """Check a submit of ``path`` (a JSONL file, a folder of documents, ``-`` for ``stdin``, or Parquet/CSV tables:
+    a file, a glob, an ``s3://`` URL) with ``settings`` (the module note gives the order); raises the first problem
+    found."""
     if settings.model is None:
         raise OptionError("--model is required (or set EXTRACT_MODEL)")
     if not settings.model.strip():
@@ -221,10 +223,11 @@ def check_parameters(settings: ProducerSettings, model: str) -> None:
 
 
 def open_source(
-    path: Path, spec: BatchSpec, settings: ProducerSettings, *, stdin: BinaryIO | None = None
-) -> FileSource | FolderSource:
-    """A folder (each file a document) or a JSONL file (``-``: standard input), checked line by line."""
-    if path.is_dir():
+    path: Path | str, spec: BatchSpec, settings: ProducerSettings, *, stdin: BinaryIO | None = None
+) -> FileSource | FolderSource | TableSource:
+    """A folder (each file a document), Parquet/CSV tables (``producer.input.tables``: each row a line) or a JSONL
+    file (``-``: standard input), checked line by line."""
+    if isinstance(path, Path) and path.is_dir():
         return FolderSource.open(
             path,
             glob=settings.glob,
@@ -241,6 +244,9 @@ def open_source(
         api=spec.api,
     )
     check, batch_check = document_check(spec, settings), batch_body_check(spec)
+    if is_table_input(path):  # raises TableInputError (an InputError) for tables it cannot read at all
+        return TableSource.open(path, shape=shape, check=check)
+    path = Path(path)
     if str(path) == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
         return FileSource.from_stream(stream, shape=shape, check=check, batch_check=batch_check)

@@ -125,11 +125,11 @@ def refusals(
         reason = None
         if line.line in plan.changed and not replace_changed:
             reason = (
-                f"line {line.line}: the document of {line.custom_id!r} differs from the one the batch has "
+                f"{line.place}: the document of {line.custom_id!r} differs from the one the batch has "
                 "(--replace-changed runs it again)"
             )
         elif line.line in new and not append:
-            reason = f"line {line.line}: the batch has no line {line.custom_id!r} (--append adds it)"
+            reason = f"{line.place}: the batch has no line {line.custom_id!r} (--append adds it)"
         if reason is not None:
             total += 1
             if len(problems) < MAX_REPORTED:

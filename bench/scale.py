@@ -113,6 +113,10 @@ class Outcome:
     collect_rss: int
     collect_s: float
     worker_rss: list[int]
+    sink_s: float = 0.0
+    """After the last line was final, how long until the sink held every line (its manifest complete)."""
+    sink_bytes: int = 0
+    collect_bytes: int = 0
 
     @property
     def lines_per_s(self) -> float:
@@ -137,20 +141,27 @@ def env_for(redis_url: str, sim_url: str, args: argparse.Namespace) -> dict[str,
 def producer(env: dict[str, str], *command: str) -> tuple[int, float, int]:
     """Run ``producer COMMAND``; (exit code, seconds, peak RSS in bytes from the kernel's own account)."""
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "producer.cli", *command],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", *command],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            errors.seek(0)
+            sys.stderr.write(f"producer {command[0]} said: {errors.read()[-2000:].decode(errors='replace')}\n")
     return proc.returncode, time.monotonic() - started, usage.ru_maxrss * 1024
 
 
-def submit_args(path: Path, batch_id: str) -> list[str]:
-    return ["submit", str(path), "--schema", "invoice", "--model", "gpt-4o-mini", "--batch-id", batch_id, "--no-cache"]
+def submit_args(path: Path, batch_id: str, sink: str | None = None, sink_format: str = "parquet") -> list[str]:
+    args = ["submit", str(path), "--schema", "invoice", "--model", "gpt-4o-mini", "--batch-id", batch_id, "--no-cache"]
+    if sink is not None:
+        args += ["--results", sink, "--results-format", sink_format]
+    return args
 
 
 def peak_rss(pid: int) -> int:
@@ -190,6 +201,14 @@ def complete(redis_url: str, batch_id: str) -> bool:
     return done >= lines
 
 
+def sink_complete(redis_url: str, batch_id: str) -> bool:
+    client = Redis.from_url(redis_url)
+    try:
+        return bool(client.hexists(Keys(PREFIX).batch(batch_id).sink, "done"))
+    finally:
+        client.close()
+
+
 @contextmanager
 def fresh_redis(workdir: Path) -> Iterator[str]:
     server = RedisServer(workdir, persist=False)
@@ -202,6 +221,11 @@ def fresh_redis(workdir: Path) -> Iterator[str]:
 
 def run_batch(path: Path, count: int, args: argparse.Namespace, workdir: Path) -> Outcome:
     batch_id = f"scale-{count}"
+    sink = None
+    if not args.no_sink:
+        sink = args.results or str(workdir / "sink")
+        if not sink.startswith("s3://"):
+            Path(sink).mkdir(exist_ok=True)
     with fresh_redis(workdir) as redis_url, simulator_process() as sim_url:
         env = env_for(redis_url, sim_url, args)
         base = memory(redis_url)["used"]
@@ -218,7 +242,7 @@ def run_batch(path: Path, count: int, args: argparse.Namespace, workdir: Path) -
         ]
 
         feeder = subprocess.Popen(
-            [sys.executable, "-m", "producer.cli", *submit_args(path, batch_id)],
+            [sys.executable, "-m", "producer.cli", *submit_args(path, batch_id, sink, args.results_format)],
             env=env,
             cwd=REPO,
             stdout=subprocess.DEVNULL,
@@ -244,6 +268,10 @@ def run_batch(path: Path, count: int, args: argparse.Namespace, workdir: Path) -
             wait_until(done_or_dead, 4 * 3600, f"{batch_id} did not complete", 1.0)
             submit_rss = fed["rss"]
             wall = time.monotonic() - started
+            sink_s = 0.0
+            if sink is not None:  # the writers finish the last parts
+                wait_until(lambda: sink_complete(redis_url, batch_id), 3600, f"{batch_id}: sink not complete", 0.5)
+                sink_s = time.monotonic() - started - wall
             worker_rss = [peak_rss(w.pid) for w in workers]
         finally:
             for worker in workers:
@@ -254,8 +282,12 @@ def run_batch(path: Path, count: int, args: argparse.Namespace, workdir: Path) -
         code, collect_s, collect_rss = producer(env, "collect", batch_id, "--out", str(out))
         if code != 0:
             raise RuntimeError(f"producer collect exited with {code}")
-        result_bytes = out.stat().st_size / count
+        collect_bytes = out.stat().st_size
+        result_bytes = collect_bytes / count
         out.unlink()
+        sink_bytes = 0
+        if sink is not None and not sink.startswith("s3://"):
+            sink_bytes = sum(f.stat().st_size for f in (Path(sink) / batch_id).iterdir())
     return Outcome(
         lines=count,
         wall_s=wall,
@@ -266,6 +298,9 @@ def run_batch(path: Path, count: int, args: argparse.Namespace, workdir: Path) -
         collect_rss=collect_rss,
         collect_s=collect_s,
         worker_rss=worker_rss,
+        sink_s=sink_s,
+        sink_bytes=sink_bytes,
+        collect_bytes=collect_bytes,
     )
 
 
@@ -341,15 +376,18 @@ def main(args: argparse.Namespace) -> None:
             f"inputs: {args.lines:,} and {args.baseline_lines:,} lines of ~{args.doc_bytes:,} bytes "
             f"({large.stat().st_size / 1e6:,.0f} MB) in {time.monotonic() - started:.0f}s"
         )
-        per_queued = probe_queued(large, args, workdir)
+        per_queued = probe_queued(large, args, workdir) if not args.skip_probes else 0.0
         console.print(f"Redis per queued line: {per_queued:,.0f} bytes (a full window of {args.window:,}, no workers)")
         baseline = run_batch(small, args.baseline_lines, args, workdir)
         console.print(f"{args.baseline_lines:,} lines: {baseline.wall_s:.0f}s")
         outcome = run_batch(large, args.lines, args, workdir)
         console.print(f"{args.lines:,} lines: {outcome.wall_s:.0f}s")
-        cancel_s, cancelled = probe_cancel(large, args.lines, args, workdir)
+        cancel_s, cancelled = probe_cancel(large, args.lines, args, workdir) if not args.skip_probes else (0.0, 0)
 
-    table = Table(title=f"bench.scale: {args.workers} workers x {args.concurrency}, window {args.window:,}, cache off")
+    where = "results in Redis until collect" if args.no_sink else f"results to the sink as {args.results_format}"
+    table = Table(
+        title=f"bench.scale: {args.workers} workers x {args.concurrency}, window {args.window:,}, cache off, {where}"
+    )
     for column in ("", f"{args.baseline_lines:,} lines", f"{args.lines:,} lines"):
         table.add_column(column, justify="left" if not column else "right")
     rows = [
@@ -375,13 +413,28 @@ def main(args: argparse.Namespace) -> None:
             " / ".join(mb(r) for r in outcome.worker_rss),
         ),
         ("collect time", f"{baseline.collect_s:.1f}s", f"{outcome.collect_s:.1f}s"),
+        (
+            "collect MB/s (JSONL written)",
+            f"{baseline.collect_bytes / 1e6 / baseline.collect_s:,.1f}",
+            f"{outcome.collect_bytes / 1e6 / outcome.collect_s:,.1f}",
+        ),
     ]
+    if not args.no_sink:
+        rows += [
+            ("sink: last parts written after the last line", f"{baseline.sink_s:.1f}s", f"{outcome.sink_s:.1f}s"),
+            (
+                "sink: bytes on disk per line",
+                f"{baseline.sink_bytes / baseline.lines:,.0f}",
+                f"{outcome.sink_bytes / outcome.lines:,.0f}",
+            ),
+        ]
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    console.print(f"Redis per queued line (document in its arq job, index entry, slot): {per_queued:,.0f} bytes")
-    state = "all lines cancelled" if cancelled > 0 else f"only {-cancelled:,} lines done"
-    console.print(f"producer cancel on the {args.lines:,}-line batch with a full window: {cancel_s:.1f}s ({state})")
+    if not args.skip_probes:
+        console.print(f"Redis per queued line (document in its arq job, index entry, slot): {per_queued:,.0f} bytes")
+        state = "all lines cancelled" if cancelled > 0 else f"only {-cancelled:,} lines done"
+        console.print(f"producer cancel on the {args.lines:,}-line batch with a full window: {cancel_s:.1f}s ({state})")
 
 
 if __name__ == "__main__":
@@ -393,4 +446,8 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--window", type=int, default=10_000)
     parser.add_argument("--workdir", default=None, help="where the inputs are written (default: the temp dir)")
+    parser.add_argument("--results", default=None, help="the results sink (default: a folder in the workdir)")
+    parser.add_argument("--results-format", default="parquet", choices=["jsonl", "jsonl.gz", "parquet"])
+    parser.add_argument("--no-sink", action="store_true", help="results stay in Redis until collect (the old way)")
+    parser.add_argument("--skip-probes", action="store_true", help="skip the queued-line and cancel probes")
     main(parser.parse_args())

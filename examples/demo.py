@@ -31,6 +31,7 @@ from examples.redis_server import NoRedisServer, find_redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
+SINK = RESULTS / "sink"
 console = Console(stderr=True, soft_wrap=True)
 # A fake key: the simulator checks it, and it shows that the key never reaches logs or results.
 DEMO_API_KEY = "sk-demo-not-a-real-key"
@@ -64,7 +65,9 @@ JOBS = (
         "chat",
         ("--id-field", "ticket_id", "--text-field", "body"),
     ),
-    Job("contacts", "examples/contacts.jsonl", "contact", "responses"),
+    # Results out of Redis as they are made: the contacts' result lines go to results/sink/ as Parquet parts
+    # (typed columns), written by the workers; `collect` still assembles them into results/contacts.jsonl.
+    Job("contacts", "examples/contacts.jsonl", "contact", "responses", ("--results-format", "parquet")),
     # An OpenAI Batch API file: its lines' system message must be the batch's instructions (submit checks it).
     Job(
         "receipts",
@@ -252,6 +255,9 @@ def run_batches(env: dict[str, str], stamp: str) -> tuple[Table, dict[str, float
     for job in JOBS:
         batch_id = f"demo-{job.name}-{stamp}"
         args = ["--schema", job.schema, "--model", job.model, "--api", job.api, "--batch-id", batch_id]
+        if "--results-format" in job.extra:
+            SINK.mkdir(parents=True, exist_ok=True)
+            args += ["--results", str(SINK)]
         producer(env, "submit", job.input, *args, *job.extra)
         submitted.append((job, batch_id, time.monotonic()))
 
@@ -295,6 +301,20 @@ def run_batches(env: dict[str, str], stamp: str) -> tuple[Table, dict[str, float
             f"{wall:.1f}",
         )
     return table, costs
+
+
+def sink_line(stamp: str) -> str:
+    """What the workers wrote to the results sink: the Parquet parts of the contacts batch, read back with pyarrow."""
+    import pyarrow.parquet as pq
+
+    folder = SINK / f"demo-contacts-{stamp}"
+    manifest = orjson.loads((folder / "_manifest.json").read_bytes())
+    table = pq.read_table([str(folder / part["name"]) for part in manifest["parts"]])
+    output = table.schema.field("output").type
+    return (
+        f"results sink: {len(manifest['parts'])} Parquet part(s), {table.num_rows} rows, complete="
+        f"{manifest['complete']}, in {folder.relative_to(ROOT)}/ (output column: {output})"
+    )
 
 
 def venue_line(costs: dict[str, float | None]) -> str:
@@ -355,6 +375,7 @@ def run_demo(started: float, logs: Path) -> int:
         try:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             table, costs = run_batches(env, stamp)
+            sink = sink_line(stamp)
             comparison = compare_shadow(env, f"demo-invoices-{stamp}")
         finally:
             for proc in workers:
@@ -363,6 +384,7 @@ def run_demo(started: float, logs: Path) -> int:
     # Wide enough for the whole table when stdout is not a terminal (make output, CI logs).
     Console(width=None if sys.stdout.isatty() else 160).print(table)
     console.print(venue_line(costs))
+    console.print(sink)
     show_failures()
     sys.stdout.write(comparison + "\n")  # the compare table, as `producer compare` printed it
     console.print(f"report: {(RESULTS / 'invoices-report.html').relative_to(ROOT)} (producer report)")

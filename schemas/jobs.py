@@ -26,6 +26,20 @@ DEFAULT_INSTRUCTIONS = (
 )
 
 
+ResultsFormat = Literal["jsonl", "jsonl.gz", "parquet"]
+RESULTS_FORMATS: tuple[ResultsFormat, ...] = ("jsonl", "jsonl.gz", "parquet")
+
+
+class ResultsSink(BaseModel):
+    """Where a batch's result lines go as they are made (``--results``, ``store.sink``): a local folder seen by every
+    worker, or ``s3://bucket/prefix``; the batch's parts are written under ``{url}/{batch id}/``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    format: ResultsFormat = "jsonl"
+
+
 class GenerationParams(BaseModel):
     """Parameters that change the model's answer; all of them are part of the fingerprint."""
 
@@ -77,6 +91,8 @@ class BatchSpec(BaseModel):
     (``schemas.venues``)."""
     deadline_at: float | None = None
     """When every line should be final (``--deadline``, a UNIX time): what ``auto`` and ``batch-api`` plan for."""
+    results: ResultsSink | None = None
+    """Where the result lines go as they are made (``--results``); None: they stay in Redis until collected."""
     shadow: str | None = None
     """The id of this batch's shadow batch (``producer.submit.shadow``), if it has one."""
     shadow_of: str | None = None

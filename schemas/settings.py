@@ -32,6 +32,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from schemas.jobs import ResultsFormat
 from schemas.models import Effort, RequestTier
 from schemas.pricing import ModelPrice, PriceOverride, price_for
 from schemas.venues import VenueSetting
@@ -268,6 +269,19 @@ class WorkerSettings(CommonSettings):
     batch_creates_per_hour: int = Field(default=2000, ge=1)
     """Provider batches created per hour at most, per API key (the provider's cap is 2,000)."""
 
+    # --- the results sink (``worker.sink_writer``: parts out of Redis) ------------------------------------------
+    sink_part_lines: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Result lines per part at most; a part is written once this many wait, or the oldest has waited
+    ``sink_flush_after_s``, or the batch is done. Redis holds about this many results per batch before they leave."""
+    sink_flush_after_s: float = Field(default=10.0, ge=0)
+    """How long a finished line may wait in Redis for its part to fill."""
+    sink_tick_s: float = Field(default=2.0, gt=0)
+    """How often each worker's sink writer looks for batches with results to write."""
+    sink_lease_s: float = Field(default=30.0, ge=2)
+    """How long a writer's claim on a batch keeps the others off; a dead writer's batch is taken up after this. A
+    claim writes for at most half of it, so a live writer never outlasts its claim (a late commit is refused
+    anyway)."""
+
     @field_validator("schema_modules", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -347,6 +361,11 @@ class ProducerSettings(CommonSettings):
     within 24 h), ``auto`` (the Batch API when the deadline leaves room, else flex where offered, else sync)."""
     deadline: str | None = None
     """When the batch must be done: a duration (``36h``, ``2d``) or an ISO time; what ``auto`` chooses by."""
+    results: str | None = None
+    """Where result lines go as they are made (``--results``): a local folder every worker sees, or
+    ``s3://bucket/prefix`` (``store.sink``); unset: they stay in Redis until ``collect``."""
+    results_format: ResultsFormat = "jsonl"
+    """The format of the parts (``--results-format``): ``jsonl``, ``jsonl.gz`` or ``parquet``."""
 
 
 class Settings(WorkerSettings, ProducerSettings):

@@ -32,6 +32,7 @@ from store.queue import ARQ_NAMES, ENQUEUE_LUA, now_ms
 from store.redis_typing import awaited
 from store.results import RECORD_LUA, STATUS_CODES, record_args
 from store.scripts import Arg, LuaScript
+from store.sink.state import SUPERSEDE_LUA
 from store.usage import USAGE_FIELDS, USAGE_LUA
 
 FEEDER_HEARTBEAT_MS = 15_000
@@ -81,6 +82,7 @@ return {1, fed + n, queued + n}
 REOPEN_CHUNK = LuaScript(
     "reopen_chunk",
     SLOT_LUA
+    + SUPERSEDE_LUA
     + JOB_ID_LUA
     + ENQUEUE_LUA
     + COMPLETE_LUA
@@ -95,6 +97,7 @@ for i = 4, #ARGV, 2 do
   local ord = tonumber(ARGV[i])
   if slot_status(KEYS[3], ord) == $FAILED_CODE then
     local gen = (slot_gen(KEYS[3], ord) + 1) % 256
+    sink_supersede(ord)
     set_slot(KEYS[3], ord, 0, nil, gen)
     enqueue(KEYS[$NEXT_KEY], job_id(ARGV[3], ord, gen), ARGV[i + 1], ARGV[2])
     n = n + 1
@@ -118,6 +121,7 @@ return {1, n, queued + n}
 REPLACE_CHUNK = LuaScript(
     "replace_chunk",
     SLOT_LUA
+    + SUPERSEDE_LUA
     + JOB_ID_LUA
     + ENQUEUE_LUA
     + COMPLETE_LUA
@@ -149,6 +153,7 @@ for i = 4, #ARGV, 3 do
     replaced = replaced + 1
   end
   if swap then
+    if status ~= 0 then sink_supersede(ord) end
     set_slot(KEYS[3], ord, 0, nil, (gen + 1) % 256)
     enqueue(KEYS[$NEXT_KEY], job_id(ARGV[3], ord, (gen + 1) % 256), ARGV[i + 2], ARGV[2])
   end

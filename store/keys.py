@@ -17,6 +17,8 @@ fixed ``arq:`` prefix but are named after job ids that carry ours, so two prefix
 | ``{p}batch:{id}:uploads`` | hash | ``sha256:`` → ``file_id`` of an upload, or its intent (``store.uploads``) |
 | ``{p}batch:{id}:venue`` | hash | Batch API lines: states, staged bodies, answers, parts (``store.provider_batches``) |
 | ``{p}batch:{id}:staging`` | zset | ordinals staged for the next provider batch, by when they were staged |
+| ``{p}batch:{id}:sink`` | hash | the results sink: parts written, last entry written, stale rows (``store.sink``) |
+| ``{p}sink:due`` | zset | batches with a results sink, by when a writer looks at them next (``store.sink.state``) |
 | ``{p}venue:staging`` | zset | batches with staged lines, by when to look at them next (``store.provider_batches``) |
 | ``{p}venue:parts`` | zset | ``{id}:{n}``: provider batches in flight, by when to advance or poll them next |
 | ``{p}venue:queue:{scope}`` | hash | enqueued tokens reserved by provider batches in flight, and the learned limit |
@@ -90,6 +92,9 @@ class BatchKeys(NamedTuple):
     recorded, and the provider batches (parts) it made (``store.provider_batches``)."""
     staging: str
     """The lines staged for the next provider batch, by when they were staged (``store.provider_batches``)."""
+    sink: str
+    """The results sink's record: the parts written, the last results entry they hold, superseded rows
+    (``store.sink.state``)."""
 
     @property
     def prefix(self) -> str:
@@ -101,8 +106,13 @@ class BatchKeys(NamedTuple):
         return self.record.rsplit(":", 1)[1]
 
 
-KEY_NAMES: dict[str, str | int] = {"BATCH_KEYS": len(BatchKeys._fields), "NEXT_KEY": len(BatchKeys._fields) + 1}
-"""For Lua: ``$BATCH_KEYS`` keys of a batch come first, then ``KEYS[$NEXT_KEY]`` (the queue, the batches index)."""
+KEY_NAMES: dict[str, str | int] = {
+    "BATCH_KEYS": len(BatchKeys._fields),
+    "NEXT_KEY": len(BatchKeys._fields) + 1,
+    "SINK_KEY": BatchKeys._fields.index("sink") + 1,
+}
+"""For Lua: ``$BATCH_KEYS`` keys of a batch come first, then ``KEYS[$NEXT_KEY]`` (the queue, the batches index);
+``KEYS[$SINK_KEY]`` is the batch's sink record."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,7 @@ class Keys:
             f"{base}:uploads",
             f"{base}:venue",
             f"{base}:staging",
+            f"{base}:sink",
         )
 
     @property
@@ -164,6 +175,11 @@ class Keys:
     def venue_creates(self, scope: str) -> str:
         """Provider batches created in the last hour under one key (the provider's cap per hour)."""
         return f"{self.prefix}venue:creates:{scope}"
+
+    @property
+    def sink_due(self) -> str:
+        """Batches with a results sink, by when a writer looks at them next (``store.sink.state``)."""
+        return f"{self.prefix}sink:due"
 
     def cache(self, provider: str, fingerprint: str) -> str:
         """A cached answer of ``provider`` (a hash of the endpoint: two providers never share answers)."""

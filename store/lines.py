@@ -200,3 +200,12 @@ class LineIndex:
         low, high = slot_range(first, count)
         raw: bytes = await self._redis.getrange(keys.slots, low, high)
         return decode_slots(raw, count)
+
+    async def slot_entries(self, keys: BatchKeys, ordinals: Sequence[int]) -> list[str | None]:
+        """The results-stream entry of each line's latest final result (None while pending), in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for ordinal in ordinals:
+            low, high = slot_range(ordinal, 1)
+            pipe.getrange(keys.slots, low, high)
+        raws: list[bytes] = await pipe.execute()
+        return [decode_slot(raw).entry_id if len(raw) == SLOT_BYTES else None for raw in raws]

@@ -18,8 +18,10 @@ were ever enqueued: they have no entry, and the reader synthesizes their line.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
 from redis.asyncio import Redis
@@ -35,6 +37,9 @@ from store.keys import BatchKeys
 from store.lines import SLOT_BYTES, SLOT_LUA, SLOT_NAMES, IndexedLine, LineIndex, SlotStatus
 from store.queue import ARQ_NAMES, ENQUEUE_LUA
 from store.scripts import Arg, Joined, LuaScript, RoundTrip, Slot, single
+
+if TYPE_CHECKING:
+    from store.sink.reader import SinkReader
 from store.usage import USAGE_LUA, usage_args
 
 STATUS_CODES = {
@@ -113,7 +118,8 @@ return done
     _NAMES,
 )
 
-# KEYS: BatchKeys. ARGV: first ordinal, count. Returns {status, stored or ""} per ordinal (0 = pending).
+# KEYS: BatchKeys. ARGV: first ordinal, count. Returns {status, entry id or "", stored or ""} per ordinal (status 0 =
+# pending). A final line with an entry id and no stored result has left for the results sink (``store.sink``).
 READ_RANGE = LuaScript(
     "read_range",
     """
@@ -122,17 +128,18 @@ local first, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 local raw = redis.call('GETRANGE', KEYS[3], first * SLOT, (first + n) * SLOT - 1)
 local out = {}
 for i = 0, n - 1 do
-  local status, entry = 0, nil
+  local status, entry = 0, ''
   if #raw >= (i + 1) * SLOT then
     local s, high, low, seq = struct.unpack('>BI2I4I4B', raw, i * SLOT + 1)
     if s ~= 0 then status, entry = s, string.format('%d-%d', high * 4294967296 + low, seq) end
   end
   local stored = ''
-  if entry then
+  if entry ~= '' then
     local found = redis.call('XRANGE', KEYS[4], entry, entry)
-    if #found == 1 then stored = found[1][2][4] else status = 0 end
+    if #found == 1 then stored = found[1][2][4] end
   end
   out[#out + 1] = status
+  out[#out + 1] = entry
   out[#out + 1] = stored
 end
 return out
@@ -141,13 +148,14 @@ return out
 )
 
 # KEYS: BatchKeys. ARGV: the last entry id seen ("0-0" at first), count.
-# Returns {last entry id read, then ordinal, status, stored for each entry still its line's latest}.
+# Returns {last entry id read, the last entry written to the results sink ("0-0": none), then ordinal, status,
+# stored for each entry still its line's latest}. Entries up to the second are in the sink's parts, not the stream.
 READ_SINCE = LuaScript(
     "read_since",
     SLOT_LUA
     + """
 local found = redis.call('XRANGE', KEYS[4], '(' .. ARGV[1], '+', 'COUNT', tonumber(ARGV[2]))
-local out = {ARGV[1]}
+local out = {ARGV[1], redis.call('HGET', KEYS[$SINK_KEY], 'after') or '0-0'}
 for _, e in ipairs(found) do
   out[1] = e[1]
   local ord = tonumber(e[2][2])
@@ -174,6 +182,15 @@ class LineState:
     cancelled: bool
     paused: str | None = None
     """Why the batch is paused, if it is."""
+
+
+@dataclass(frozen=True)
+class Since:
+    """What ``READ_SINCE`` found: the last entry read, how far the results sink has taken the stream, the lines."""
+
+    last: str
+    sink_after: str
+    lines: list[tuple[int, bytes]]
 
 
 @dataclass(frozen=True)
@@ -223,32 +240,54 @@ class ResultStore:
             self._redis, lambda trip: self.queue_record(trip, keys, queue, ordinal, result, codec, job_id=job_id)
         )
 
-    async def read_range(self, keys: BatchKeys, first: int, count: int) -> list[tuple[SlotStatus, bytes | None]]:
+    async def read_range(
+        self, keys: BatchKeys, first: int, count: int
+    ) -> list[tuple[SlotStatus, str | None, bytes | None]]:
+        """(status, entry id, stored result) per ordinal: entry and stored None while pending; stored None for a
+        final line whose result has left for the results sink (``store.sink``)."""
         flat = await self._read_range(keys, [first, count])
-        return [(SlotStatus(int(flat[i])), flat[i + 1] if int(flat[i]) else None) for i in range(0, len(flat), 2)]
+        out: list[tuple[SlotStatus, str | None, bytes | None]] = []
+        for i in range(0, len(flat), 3):
+            entry = flat[i + 1].decode() if isinstance(flat[i + 1], bytes) else str(flat[i + 1])
+            out.append((SlotStatus(int(flat[i])), entry or None, flat[i + 2] or None))
+        return out
 
-    async def read_since(self, keys: BatchKeys, after: str, count: int) -> tuple[str, list[tuple[int, bytes]]]:
-        """Entries after ``after`` that are still their line's latest final result: (last entry read, lines)."""
+    async def read_since(self, keys: BatchKeys, after: str, count: int) -> Since:
+        """Entries after ``after`` that are still their line's latest final result, and how far the results sink
+        has taken the stream (entries up to there are in its parts)."""
         flat = await self._read_since(keys, [after, count])
         last = flat[0].decode() if isinstance(flat[0], bytes) else str(flat[0])
-        return last, [(int(flat[i]), flat[i + 2]) for i in range(1, len(flat), 3)]
+        sink_after = flat[1].decode() if isinstance(flat[1], bytes) else str(flat[1])
+        return Since(last, sink_after, [(int(flat[i]), flat[i + 2]) for i in range(2, len(flat), 3)])
 
     async def wait_for_more(self, keys: BatchKeys, after: str, *, block_ms: int) -> None:
         """Block until an entry after ``after`` is recorded, or ``block_ms`` passed (``collect --follow``)."""
         await self._redis.xread({keys.results: after}, count=1, block=block_ms)
 
     async def final_lines(
-        self, batch: BatchRecord, keys: BatchKeys, *, price: ModelPrice | None, chunk: int = 1000
+        self,
+        batch: BatchRecord,
+        keys: BatchKeys,
+        *,
+        price: ModelPrice | None,
+        chunk: int = 1000,
+        sink: SinkReader | None = None,
     ) -> AsyncIterator[list[FinalLine]]:
-        """Every indexed line in input order, chunk by chunk, with its final result line (None while pending)."""
+        """Every indexed line in input order, chunk by chunk, with its final result line (None while pending); a
+        result that has left for the results sink is read back from its part through ``sink``."""
         codec = ResultCodec(batch.spec.json_schema)
         for first in range(0, batch.indexed, chunk):
-            lines = await self._index.read(keys, first, min(chunk, batch.indexed - first))
-            results = await self.read_range(keys, first, len(lines))
-            yield [
-                FinalLine(line, final_json(batch, line, stored, codec, price))
-                for line, (_status, stored) in zip(lines, results, strict=True)
-            ]
+            count = min(chunk, batch.indexed - first)  # both reads at once, on two connections of the pool
+            lines, results = await asyncio.gather(
+                self._index.read(keys, first, count), self.read_range(keys, first, count)
+            )
+            out = []
+            for line, (_status, entry, stored) in zip(lines, results, strict=True):
+                if stored is None and entry is not None and sink is not None:
+                    out.append(FinalLine(line, await sink.line(line.ordinal, entry)))
+                else:
+                    out.append(FinalLine(line, final_json(batch, line, stored, codec, price)))
+            yield out
 
 
 def _line_state(status: bytes | None, flags: list[bytes | None]) -> LineState:

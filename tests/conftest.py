@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from producer.input.readers import InputLine, MemorySource
 from producer.submit.submit import SubmitOptions, build_spec, submit
-from schemas.jobs import DEFAULT_INSTRUCTIONS, ApiKind, BatchSpec, GenerationParams
+from schemas.jobs import DEFAULT_INSTRUCTIONS, ApiKind, BatchSpec, GenerationParams, ResultsSink
 from schemas.registry import resolve_schema
 from schemas.settings import Settings
 from simulator import SimulatorConfig, running_simulator
@@ -155,6 +155,7 @@ def submit_batch(redis: Redis, settings: Settings, keys: Keys) -> Submit:
         batch_id: str = "b1",
         max_output_tokens: int | None = None,
         use_cache: bool = True,
+        results: ResultsSink | None = None,
     ) -> BatchSpec:
         spec = build_spec(
             SubmitOptions(
@@ -165,6 +166,7 @@ def submit_batch(redis: Redis, settings: Settings, keys: Keys) -> Submit:
                 instructions=DEFAULT_INSTRUCTIONS,
                 params=GenerationParams(max_output_tokens=max_output_tokens),
                 use_cache=use_cache,
+                results=results,
             )
         )
         await submit(

@@ -18,7 +18,7 @@ from worker.cli import main as worker_main
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-README_LIMIT = 8_500
+README_LIMIT = 12_000
 
 
 def _nav_pages(entries: Any) -> set[str]:
@@ -43,7 +43,8 @@ def _mkdocs_config() -> dict[str, Any]:
 
 
 def test_readme_is_short_and_starts_with_the_two_commands() -> None:
-    """The README stays a way in (at most 8,500 bytes) and its first lines are `make demo` and `make test`."""
+    """The README stays a way in (at most 12,000 bytes: the commands, the tables that matter, links); its first lines
+    are `make demo` and `make test`."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(text.encode()) <= README_LIMIT
     lines = [line for line in text.splitlines() if line.strip()]

@@ -118,8 +118,8 @@ def test_resources_validate_strictly(rendered: dict[str, list[Resource]], overla
 
 @pytest.mark.parametrize("version", kc.supported_versions())
 def test_secret_template_validates_strictly(version: str) -> None:
-    (secret,) = kc.load_yaml_documents(kc.SECRET_TEMPLATE.read_text(encoding="utf-8"))
-    assert kc.validate_schema(secret, version) == []
+    for secret in kc.load_yaml_documents(kc.SECRET_TEMPLATE.read_text(encoding="utf-8")):
+        assert kc.validate_schema(secret, version) == []
 
 
 def test_strict_validation_rejects_unknown_fields(prod: list[Resource]) -> None:
@@ -230,21 +230,28 @@ def test_producer_template_runs_a_valid_submit(rendered: dict[str, list[Resource
     assert "activeDeadlineSeconds" not in job
     container = job["template"]["spec"]["containers"][0]
     assert container["command"] == ["producer"]
-    assert container["args"][:6] == ["submit", "/input/input.jsonl", "--schema", "invoice", "--model", "gpt-4o-mini"]
+    assert container["args"][:6] == ["run", "/input/input.jsonl", "--schema", "invoice", "--model", "gpt-4o-mini"]
     assert container["args"][6:] == ["--batch-id", "$(BATCH_ID)"]
     (batch_id,) = (e for e in container["env"] if e["name"] == "BATCH_ID")
     assert batch_id["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['batch.kubernetes.io/job-name']"
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/input")
     volume = next(v for v in job["template"]["spec"]["volumes"] if v["name"] == mount["name"])
     assert volume["configMap"]["name"] == "batch-input"
-    submit = producer_main.commands["submit"]
-    options = {opt for param in submit.params for opt in getattr(param, "opts", [])}
+    run = producer_main.commands["run"]
+    options = {opt for param in run.params for opt in getattr(param, "opts", [])}
     assert {"--schema", "--model", "--batch-id"} <= options
+    # No --out: the Job ends once the workers wrote every result line to the bucket the ConfigMap names.
+    assert "--out" not in container["args"]
+    config = _get(rendered["prod"], "ConfigMap", "extract-config")
+    assert config["data"]["EXTRACT_RESULTS"].startswith("s3://")
+    assert {"secretRef": {"name": "results-store", "optional": True}} in container["envFrom"]
 
 
 def test_secret_template_is_a_placeholder_the_worker_uses(rendered: dict[str, list[Resource]]) -> None:
-    (secret,) = kc.load_yaml_documents(kc.SECRET_TEMPLATE.read_text(encoding="utf-8"))
-    assert kc.check_secrets([secret]) == []
+    secret, store = kc.load_yaml_documents(kc.SECRET_TEMPLATE.read_text(encoding="utf-8"))
+    assert kc.check_secrets([secret, store]) == []
+    assert set(store["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert {"secretRef": {"name": "results-store", "optional": True}} in _worker_container(rendered["prod"])["envFrom"]
     ref = next(e for e in _worker_container(rendered["prod"])["env"] if e["name"] == "OPENAI_API_KEY")
     key_ref = ref["valueFrom"]["secretKeyRef"]
     assert key_ref["name"] == secret["metadata"]["name"]

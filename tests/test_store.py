@@ -139,8 +139,10 @@ async def test_read_range_and_read_since_return_each_lines_latest_result(redis) 
     await results.record(BK, KEYS.queue, 0, _result(0, Status.FAILED), CODEC, job_id=KEYS.job_id(BATCH, 0))
     await results.record(BK, KEYS.queue, 2, _result(2), CODEC, job_id=KEYS.job_id(BATCH, 2))
     read = await results.read_range(BK, 0, 3)
-    assert [status for status, _ in read] == [SlotStatus.FAILED, SlotStatus.PENDING, SlotStatus.SUCCEEDED]
-    stored = read[2][1]
+    assert [status for status, _, _ in read] == [SlotStatus.FAILED, SlotStatus.PENDING, SlotStatus.SUCCEEDED]
+    assert read[1][1] is None
+    assert read[0][1] is not None
+    stored = read[2][2]
     assert stored is not None
     assert orjson.loads(CODEC.decode(stored))["output"] == {"n": 2}
     # A retry reopens line 0; its new result supersedes the failed one.
@@ -148,10 +150,13 @@ async def test_read_range_and_read_since_return_each_lines_latest_result(redis) 
     assert (await feeds.reopen(BATCH, 100, [(0, job_payload(job, 1))])).count == 1
     assert await redis.zscore(KEYS.queue, KEYS.job_id(BATCH, 0, 1)) is not None  # the line's next generation
     await results.record(BK, KEYS.queue, 0, _result(0), CODEC, job_id=KEYS.job_id(BATCH, 0, 1))
-    last, lines = await results.read_since(BK, "0-0", 100)
+    since = await results.read_since(BK, "0-0", 100)
+    lines = since.lines
     assert sorted(ordinal for ordinal, _ in lines) == [0, 2]  # the superseded failure is left out
     assert orjson.loads(CODEC.decode(dict(lines)[0]))["status"] == "succeeded"
-    assert await results.read_since(BK, last, 100) == (last, [])
+    assert since.sink_after == "0-0"  # no results sink: everything is in the stream
+    again = await results.read_since(BK, since.last, 100)
+    assert (again.last, again.lines) == (since.last, [])
 
 
 async def test_reopen_chunk_reopens_only_failed_lines_within_the_window(redis) -> None:

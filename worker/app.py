@@ -33,6 +33,7 @@ from worker.boundary import JobBoundary, failure_reason
 from worker.health import Heartbeat
 from worker.leases import LeaseKeeper
 from worker.runtime import Runtime
+from worker.sink_writer import SinkWriter
 from worker.state import WorkerState
 from worker.tasks import ARQ_MAX_TRIES, extract
 from worker.tokens import warm_up_tokenizer
@@ -183,6 +184,9 @@ def build_worker(
             endpoint=state.endpoint,
         )
         keeper.start()
+        # results out of Redis, into parts in the batches' sinks
+        ctx["sink_writer"] = writer = SinkWriter(ctx["redis"], keys, settings, shared.metrics)
+        writer.start()
         worker.leases = LeaseKeeper(
             WorkerRegistry(ctx["redis"], keys, worker.lease_owner),
             lease_s=settings.job_lease_s,
@@ -204,6 +208,8 @@ def build_worker(
             await sweep.stop()
         if (keeper := ctx.pop("venue_keeper", None)) is not None:
             await keeper.stop()
+        if (writer := ctx.pop("sink_writer", None)) is not None:
+            await writer.stop()  # a part cut short is written again by the next writer: its rows are still in Redis
         while owned:
             await owned.pop().stop()
 

@@ -69,6 +69,17 @@ class WorkerMetrics:
             ["status"],
             registry=r,
         )
+        self.sink_parts = Counter(
+            "extract_sink_parts_written",
+            "Result parts this worker wrote to a results sink (and committed).",
+            registry=r,
+        )
+        self.sink_lines = Counter(
+            "extract_sink_lines_written", "Result lines this worker moved out of Redis into sink parts.", registry=r
+        )
+        self.sink_errors = Counter(
+            "extract_sink_errors", "Failed runs of this worker's sink writer (the lines wait in Redis).", registry=r
+        )
 
     def count_call(self, api: str, model: str, status: str, latency_s: float, usage: Usage | None) -> None:
         self.api_calls.labels(api, model, status).inc()

@@ -25,12 +25,15 @@ from redis.asyncio import Redis
 
 from producer.batch.status import ensure_fed
 from producer.errors import InputError
+from schemas.jobs import BatchSpec
 from schemas.pricing import ModelPrice
-from store.batches import BatchStore
+from store.batches import BatchRecord, BatchStore
 from store.codec import ResultCodec
-from store.keys import Keys
+from store.keys import BatchKeys, Keys
 from store.lines import LineIndex
 from store.results import ResultStore, final_json
+from store.sink.parts import PartRecord, entry_key
+from store.sink.reader import SinkReader
 
 OutputFormat = Literal["native", "openai-batch"]
 
@@ -39,7 +42,7 @@ OUTPUT_MODE = 0o600
 documents (names, addresses, amounts, free text): under the usual umask 022 they would be readable by every account
 on the machine. The umask is not consulted, so the rule is the same on every machine; ``chmod`` shares a file."""
 
-READ_CHUNK = 1000
+READ_CHUNK = 5000
 
 
 def render(raw: bytes, output_format: OutputFormat) -> bytes:
@@ -130,7 +133,8 @@ async def final_result_chunks(
     """Every line's latest final result as a dict, in input order (pending lines left out), ``chunk`` input lines at
     a time: what ``report`` and ``compare`` fold, one chunk in memory at a time (a chunk may be short or empty)."""
     batch = await BatchStore(redis, keys).get(batch_id)
-    async for lines in ResultStore(redis).final_lines(batch, keys.batch(batch_id), price=None, chunk=chunk):
+    sink = sink_reader(redis, keys, batch.spec)
+    async for lines in ResultStore(redis).final_lines(batch, keys.batch(batch_id), price=None, chunk=chunk, sink=sink):
         yield [orjson.loads(final.json) for final in lines if final.json is not None]
 
 
@@ -155,15 +159,28 @@ async def collect(
     """
     batch = await BatchStore(redis, keys).get(batch_id)
     results = ResultStore(redis)
+    sink = sink_reader(redis, keys, batch.spec)
     written = missing = 0
     with AtomicWriter(out) as writer:
-        async for chunk in results.final_lines(batch, keys.batch(batch_id), price=price, chunk=READ_CHUNK):
+        writing: asyncio.Future[None] | None = None  # the previous chunk is written while the next one is read
+        async for chunk in results.final_lines(batch, keys.batch(batch_id), price=price, chunk=READ_CHUNK, sink=sink):
             lines = [render(final.json, output_format) for final in chunk if final.json is not None]
             missing += len(chunk) - len(lines)
             written += len(lines)
-            await asyncio.to_thread(writer.write, lines)
+            if writing is not None:
+                await writing
+            writing = asyncio.ensure_future(asyncio.to_thread(writer.write, lines))
+        if writing is not None:
+            await writing
         await asyncio.to_thread(writer.commit)
     return written, missing + max(batch.lines - batch.indexed, 0)
+
+
+def sink_reader(redis: Redis, keys: Keys, spec: BatchSpec) -> SinkReader | None:
+    """The reader of the batch's results sink, if it has one (its results leave Redis as they are made)."""
+    if spec.results is None:
+        return None
+    return SinkReader(redis, keys, keys.batch(spec.batch_id), spec.results)
 
 
 class OutputPathError(InputError, ValueError):
@@ -255,6 +272,7 @@ async def follow(
     batch_keys = keys.batch(batch_id)
     batch = await store.get(batch_id)
     codec = ResultCodec(batch.spec.json_schema)
+    sink = sink_reader(redis, keys, batch.spec)
     seen = bytearray((batch.lines + 7) // 8)  # one bit per line: written already
     written, last, synthesized = 0, "0-0", False
     handle = await asyncio.to_thread(open_output, out)
@@ -273,15 +291,20 @@ async def follow(
 
     try:
         while written < batch.lines:
-            last, entries = await results.read_since(batch_keys, last, READ_CHUNK)
+            since = await results.read_since(batch_keys, last, READ_CHUNK)
+            if sink is not None and entry_key(since.sink_after) > entry_key(last):
+                # The writer took entries after ``last`` out of the stream: they are in its parts now.
+                async for part, rows in sink.parts_ending_after(last):
+                    await _append_latest(index, batch_keys, part, rows, take, handle)
+                    if on_line is not None:
+                        on_line(written)
+                    last = part.last
+                continue
+            last, entries = since.last, since.lines
             chunk = [line for o, stored in entries if (line := take(o, codec.decode(stored))) is not None]
             if batch.cancel_from is not None and not synthesized:
                 synthesized = True
-                for first in range(batch.cancel_from, batch.indexed, READ_CHUNK):
-                    for held in await index.read(batch_keys, first, min(READ_CHUNK, batch.indexed - first)):
-                        json_line = final_json(batch, held, None, codec, price)
-                        if json_line is not None and (line := take(held.ordinal, json_line)) is not None:
-                            chunk.append(line)
+                chunk += await _never_enqueued(index, batch_keys, batch, codec, price, take)
             if chunk:
                 await asyncio.to_thread(_append, handle, chunk)
                 if on_line is not None:
@@ -294,6 +317,45 @@ async def follow(
     finally:
         await asyncio.to_thread(handle.close)
     return written
+
+
+async def _never_enqueued(
+    index: LineIndex,
+    keys: BatchKeys,
+    batch: BatchRecord,
+    codec: ResultCodec,
+    price: ModelPrice | None,
+    take: Callable[[int, bytes], bytes | None],
+) -> list[bytes]:
+    """The synthesized lines of a cancel's never-enqueued lines not written yet (``take``)."""
+    assert batch.cancel_from is not None
+    out = []
+    for first in range(batch.cancel_from, batch.indexed, READ_CHUNK):
+        for held in await index.read(keys, first, min(READ_CHUNK, batch.indexed - first)):
+            json_line = final_json(batch, held, None, codec, price)
+            if json_line is not None and (line := take(held.ordinal, json_line)) is not None:
+                out.append(line)
+    return out
+
+
+async def _append_latest(
+    index: LineIndex,
+    keys: BatchKeys,
+    part: PartRecord,
+    rows: dict[int, bytes],
+    take: Callable[[int, bytes], bytes | None],
+    handle: IO[bytes],
+) -> None:
+    """Append the rows of a sink part that are still their line's latest result (its slot's entry is in the part's
+    range) and not written yet (``take``)."""
+    latest = await index.slot_entries(keys, list(rows))
+    chunk = [
+        line
+        for (ordinal, raw), entry in zip(rows.items(), latest, strict=True)
+        if entry is not None and part.holds(entry) and (line := take(ordinal, raw)) is not None
+    ]
+    if chunk:
+        await asyncio.to_thread(_append, handle, chunk)
 
 
 def _append(handle: IO[bytes], chunk: list[bytes]) -> None:

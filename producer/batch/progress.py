@@ -22,6 +22,7 @@ from producer.batch.status import BatchPausedError, ensure_fed, read_snapshot
 from producer.errors import EXIT_INCOMPLETE, ProducerError
 from store.batches import BatchRecord, BatchSnapshot
 from store.keys import Keys
+from store.sink.state import SinkStore
 
 
 class WaitTimeoutError(ProducerError, TimeoutError):
@@ -94,7 +95,38 @@ async def wait_for_batch(
     if not console.is_terminal:
         # Logs and CI get one summary line at the end too.
         console.print(f"{batch_id}: {record.done}/{record.lines} done, {progress_summary(record, None)}")
+    if record.spec.results is not None:
+        await wait_for_sink(redis, keys, record, deadline=deadline, poll_s=poll_s, console=console)
     return record
+
+
+class SinkNotWrittenError(WaitTimeoutError):
+    """Every line is final, but the results sink does not hold them all yet (``wait`` timed out on the writers)."""
+
+    def __init__(self, record: BatchRecord, waiting: int) -> None:
+        ProducerError.__init__(
+            self,
+            f"batch {record.batch_id}: every line is final, but {waiting} result(s) are not written to "
+            f"{record.spec.results.url if record.spec.results else 'the sink'} yet (see producer status)",
+        )
+        self.record = record
+
+
+async def wait_for_sink(
+    redis: Redis, keys: Keys, record: BatchRecord, *, deadline: float | None, poll_s: float, console: Console
+) -> None:
+    """Wait until the batch's results sink holds every line (its manifest says complete): the workers' writers
+    finish it within a few seconds of the last line."""
+    store, batch_keys = SinkStore(redis, keys), keys.batch(record.batch_id)
+    said = False
+    while not (state := await store.state(batch_keys)).done:
+        waiting = await SinkStore(redis, keys).waiting(batch_keys)
+        if deadline is not None and time.monotonic() >= deadline:
+            raise SinkNotWrittenError(record, waiting)
+        if not said:
+            console.print(f"{record.batch_id}: writing the last results to the sink ({state.rows:,} written) ...")
+            said = True
+        await asyncio.sleep(poll_s)
 
 
 async def _read_riding_out_blips(redis: Redis, keys: Keys, batch_id: str, console: Console) -> BatchSnapshot:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -13,6 +14,7 @@ from schemas.registry import codec_for, load_schema_from_record
 from store.batches import BatchNotFoundError, BatchRecord, BatchSnapshot, BatchStore, Footprint
 from store.keys import Keys
 from store.provider_batches import Part, ProviderBatchStore
+from store.sink.state import SinkStore
 
 __all__ = [
     "BatchNotFoundError",
@@ -158,6 +160,46 @@ async def read_venue(redis: Redis, keys: Keys, record: BatchRecord) -> VenueStat
     store, batch_keys = ProviderBatchStore(redis, keys), keys.batch(record.batch_id)
     return VenueStatus(
         record.spec.venue, record.spec.deadline_at, await store.line_states(batch_keys), await store.parts(batch_keys)
+    )
+
+
+@dataclass(frozen=True)
+class SinkStatus:
+    """Where a batch's results sink stands: lines written to parts, lines still waiting in Redis, its last error."""
+
+    url: str
+    format: str
+    parts: int
+    rows: int
+    waiting: int
+    """Results recorded and not written to a part yet (still in Redis)."""
+    stale: int
+    complete: bool
+    error: str | None
+    error_at: float | None
+
+    def to_json_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+async def read_sink(redis: Redis, keys: Keys, record: BatchRecord) -> SinkStatus | None:
+    """The batch's results sink state (None without ``--results``)."""
+    sink = record.spec.results
+    if sink is None:
+        return None
+    batch_keys = keys.batch(record.batch_id)
+    state = await SinkStore(redis, keys).state(batch_keys)
+    waiting = await SinkStore(redis, keys).waiting(batch_keys)
+    return SinkStatus(
+        url=f"{sink.url}/{record.batch_id}",
+        format=sink.format,
+        parts=len(state.parts),
+        rows=state.rows,
+        waiting=waiting,
+        stale=len(state.stale),
+        complete=state.done,
+        error=state.error,
+        error_at=state.error_at,
     )
 
 

@@ -26,6 +26,9 @@ from schemas.settings import InvalidSettingsError, ProducerSettings
 from store.batches import BatchNotFoundError, BatchRecord
 from store.connect import REDIS_ERRORS, describe_redis_error, open_redis
 from store.keys import InvalidIdError, Keys
+from store.objects import ObjectStoreError
+from store.sink.formats import PartFormatError
+from store.sink.reader import SinkReadError
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 every line succeeded; 1 error; 2 invalid input or usage; 3 incomplete (timed out, lines pending, "
@@ -119,6 +122,8 @@ def run_in_redis(settings: ProducerSettings, body: Callable[[Redis, Keys], Await
             return asyncio.run(coroutine)
     except (BatchNotFoundError, InvalidIdError) as exc:  # the store's own
         raise click.ClickException(str(exc)) from exc
+    except (ObjectStoreError, SinkReadError, PartFormatError) as exc:  # the results sink: which object, why
+        raise click.ClickException(f"results sink: {exc}") from exc
     except REDIS_ERRORS as exc:
         raise click.ClickException(str(describe_redis_error(exc, settings.redis_url))) from exc
     except ResubmitRefusedError as exc:

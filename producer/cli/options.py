@@ -10,6 +10,7 @@ import click
 
 from producer.cli.common import FORMAT_HELP, FiniteFloatRange
 from producer.input.tables import is_table_location
+from schemas.jobs import RESULTS_FORMATS
 from schemas.models import EFFORTS, REQUEST_TIERS
 from schemas.venues import VENUE_SETTINGS
 
@@ -155,6 +156,19 @@ SUBMIT_OPTIONS = [
         "--deadline",
         help="When every line should be final: a duration (36h, 2d, 90m) or an ISO time; what auto chooses by "
         "[env EXTRACT_DEADLINE; none].",
+    ),
+    click.option(
+        "--results",
+        metavar="URL",
+        help="Where result lines go as they are made, as numbered parts: a local folder every worker sees, or "
+        "s3://bucket/prefix (AWS_* variables; AWS_ENDPOINT_URL for S3-compatible stores); unset: results stay in "
+        "Redis until collect [env EXTRACT_RESULTS].",
+    ),
+    click.option(
+        "--results-format",
+        type=click.Choice(RESULTS_FORMATS),
+        help="Format of the result parts: jsonl, jsonl.gz or parquet (typed columns where the schema allows) "
+        "[env EXTRACT_RESULTS_FORMAT; jsonl].",
     ),
     click.option(
         "--window",

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from producer.analysis.compare import printable
-from producer.batch.status import VenueStatus, batch_state, incomplete_message
+from producer.batch.status import SinkStatus, VenueStatus, batch_state, incomplete_message
 from producer.cli.common import mb
 from store.batches import BatchRecord, Footprint
 
@@ -21,6 +21,7 @@ def status_table(
     shadow: BatchRecord | None = None,
     venue: VenueStatus | None = None,
     lossy: list[str] | None = None,
+    sink: SinkStatus | None = None,
 ) -> Table:
     table = Table(title=f"batch {record.batch_id}", show_header=False)
     usage = record.usage
@@ -61,6 +62,7 @@ def status_table(
         )
     rows += split_rows(record, shadow)
     rows += venue_rows(venue)
+    rows += sink_rows(sink)
     rows += [("schema, checked locally", warning) for warning in (lossy or [])[:SHOWN_PARTS]]
     if lossy and len(lossy) > SHOWN_PARTS:
         rows.append(("schema, checked locally", f"... {len(lossy) - SHOWN_PARTS} more (status --json lists them)"))
@@ -112,6 +114,18 @@ def budget_part(record: BatchRecord) -> str:
 
 
 SHOWN_PARTS = 20
+
+
+def sink_rows(sink: SinkStatus | None) -> list[tuple[str, str]]:
+    """Where the results sink stands: written, waiting in Redis, its last error."""
+    if sink is None:
+        return []
+    state = "complete" if sink.complete else f"{sink.waiting:,} waiting in Redis"
+    rows = [("results", f"{sink.url} ({sink.format}): {sink.rows:,} line(s) in {sink.parts:,} part(s), {state}")]
+    if sink.error is not None:
+        when = datetime.fromtimestamp(sink.error_at or 0, UTC).strftime("%H:%M:%S UTC")
+        rows.append(("results sink error", f"{when}: {sink.error} (retried; the lines wait in Redis)"))
+    return rows
 
 
 def venue_rows(venue: VenueStatus | None) -> list[tuple[str, str]]:

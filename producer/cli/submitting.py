@@ -204,19 +204,27 @@ def estimate_command(input_path: Path, batch_id: str | None, as_json: bool, **fl
 
 @click.command("run", epilog=EXIT_CODES_HELP)
 @submit_options
-@click.option("--out", required=True, type=OUTPUT_FILE, callback=output_file, help=OUT_HELP)
+@click.option(
+    "--out",
+    type=OUTPUT_FILE,
+    callback=output_file,
+    help=OUT_HELP + " Optional with --results: the results are then in the sink once `run` ends.",
+)
 @click.option("--timeout", type=FiniteFloatRange(min=0), help="Give up waiting after this many seconds (exit code 3).")
 @OUTPUT_FORMAT
 def run_command(
     input_path: Path,
     batch_id: str | None,
-    out: Path,
+    out: Path | None,
     timeout: float | None,
     output_format: OutputFormat,
     **flags: Any,
 ) -> None:
-    """Submit INPUT, feed and wait for it, and collect the results into --out."""
+    """Submit INPUT, feed and wait for it, and collect the results into --out (with --results and no --out: wait
+    until the results sink holds every line)."""
     settings = load_settings(**flags)
+    if out is None and settings.results is None:
+        raise click.UsageError("--out is required (unless --results sends the results to a sink)")
     plan = planned(settings, input_path, batch_id)
     batch_id = plan.spec.batch_id
 
@@ -224,6 +232,8 @@ def run_command(
         async with asyncio.timeout(timeout):
             await submit_and_say(redis, keys, settings, plan, wait=True)
         record = await read_status(redis, keys, batch_id)
+        if out is None:
+            return record, record.done, 0
         written, missing = await collect_into(redis, keys, settings, batch_id, out, output_format, follow_=False)
         return record, written, missing
 
@@ -235,5 +245,11 @@ def run_command(
     except BatchPausedError as exc:
         exit_paused(exc)
     Console(stderr=True).print(status_table(record))
-    report_collected(out, written, missing)
+    if out is not None:
+        report_collected(out, written, missing)
+    elif plan.spec.results is not None:
+        where = f"{plan.spec.results.url}/{batch_id}"
+        err.print(
+            f"results: {written} line(s) in {where}/ ({plan.spec.results.format} parts, _manifest.json lists them)"
+        )
     exit_for(record)

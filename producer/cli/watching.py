@@ -15,10 +15,12 @@ from producer.batch.progress import WaitTimeoutError, wait_for_batch
 from producer.batch.status import (
     BatchOverview,
     BatchPausedError,
+    SinkStatus,
     VenueStatus,
     batch_state,
     incomplete_message,
     list_batches,
+    read_sink,
     read_venue,
     schema_warnings,
 )
@@ -45,15 +47,18 @@ from store.keys import Keys
 def status_command(batch_id: str, as_json: bool) -> None:
     """Show a batch's progress, usage, cost and Redis footprint."""
 
-    async def body(redis: Redis, keys: Keys) -> tuple[BatchSnapshot, Footprint, BatchRecord | None, VenueStatus | None]:
+    async def body(
+        redis: Redis, keys: Keys
+    ) -> tuple[BatchSnapshot, Footprint, BatchRecord | None, VenueStatus | None, SinkStatus | None]:
         store = BatchStore(redis, keys)
         snapshot = await store.snapshot(batch_id)
         shadow_id = snapshot.record.spec.shadow  # its budget is a part of this batch's: shown with it
         shadow = await store.get(shadow_id) if shadow_id is not None and await store.spec(shadow_id) else None
         venue = await read_venue(redis, keys, snapshot.record)
-        return snapshot, await store.footprint(batch_id), shadow, venue
+        sink = await read_sink(redis, keys, snapshot.record)
+        return snapshot, await store.footprint(batch_id), shadow, venue, sink
 
-    snapshot, footprint, shadow, venue = run_in_redis(load_settings(), body)
+    snapshot, footprint, shadow, venue, sink = run_in_redis(load_settings(), body)
     record, alive = snapshot.record, snapshot.feeder_alive
     lossy = schema_warnings(record)
     if as_json:
@@ -68,10 +73,12 @@ def status_command(batch_id: str, as_json: bool) -> None:
             data["shadow_budget"] = dataclasses.asdict(shadow.budget) if shadow and shadow.budget else None
         if venue is not None:
             data["venue"] = venue.to_json_dict()
+        if sink is not None:
+            data["results_sink"] = sink.to_json_dict()
         data["schema_checked_locally"] = lossy
         click.echo(orjson.dumps(data).decode())
     else:
-        table = status_table(record, footprint, feeder_alive=alive, shadow=shadow, venue=venue, lossy=lossy)
+        table = status_table(record, footprint, feeder_alive=alive, shadow=shadow, venue=venue, lossy=lossy, sink=sink)
         Console().print(table)
 
 

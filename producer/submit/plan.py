@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from pyarrow.fs import FileType
 from redis.asyncio import Redis
 
 from producer.errors import InputError, OptionError
@@ -39,12 +40,13 @@ from producer.input.tables import TableSource, is_table_input
 from producer.submit.estimate import Estimate, estimate
 from producer.submit.shadow import SampledSource, shadow_id, shadow_spec
 from producer.submit.submit import SubmitOptions, build_spec, document_check, preflight_error, preflight_warnings
-from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
+from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams, ResultsSink
 from schemas.models import request_problems
 from schemas.registry import resolve_schema
 from schemas.settings import ProducerSettings
 from schemas.venues import COMPLETION_WINDOW_S, RECORD_MARGIN_S, batch_api_fits, parse_deadline
 from store.keys import InvalidIdError, Keys, check_batch_id
+from store.objects import LocationError, open_location
 
 
 class RequestRefusedError(InputError):
@@ -119,7 +121,7 @@ def plan_submit(
     except ValueError as exc:  # UnknownSchemaError and friends: the message says what to fix
         raise OptionError(str(exc)) from exc
     deadline_at = check_venue(settings, on_warning=on_warning)
-
+    results = check_results(settings)
     spec = build_spec(
         SubmitOptions(
             batch_id=batch_id,
@@ -142,6 +144,7 @@ def plan_submit(
             attach=settings.attach,
             venue=settings.venue,
             deadline_at=deadline_at,
+            results=results,
         )
     )
     check_parameters(settings, settings.model)
@@ -220,6 +223,26 @@ def check_parameters(settings: ProducerSettings, model: str) -> None:
         )
     if settings.attach == "upload" and not settings.api_key():
         raise OptionError("--attach upload uploads to the provider's Files API: set OPENAI_API_KEY")
+
+
+def check_results(settings: ProducerSettings) -> ResultsSink | None:
+    """The results sink ``--results`` names, checked from here: a local folder that exists (its batch folder is
+    created in it), or an S3 bucket these credentials can reach. Workers write it with their own credentials."""
+    if settings.results is None:
+        return None
+    try:
+        location = open_location(settings.results)
+        info = location.fs.get_file_info(location.root)
+    except LocationError as exc:
+        raise OptionError(f"--results: {exc}") from exc
+    except OSError as exc:  # the bucket is unreachable, refused, or missing
+        raise OptionError(f"--results {location.url}: cannot reach it ({exc})") from exc
+    if location.is_local and info.type != FileType.Directory:
+        state = "is not a folder" if info.type != FileType.NotFound else "does not exist"
+        raise OptionError(
+            f"--results {location.url}: {state} (create it first; workers write a folder per batch in it)"
+        )
+    return ResultsSink(url=location.url, format=settings.results_format)
 
 
 def open_source(

@@ -27,13 +27,14 @@ from producer.submit.indexer import OpenedBatch, adopt_input, index_lines, open_
 from producer.submit.resubmit import apply_plan, matches_by_position, plan_resubmit, refusals
 from schemas.attachments import AttachMode, ImageDetail, attachment_tokens
 from schemas.input_limits import context_window, document_limits, prompt_too_large
-from schemas.jobs import ApiKind, BatchSpec, GenerationParams
+from schemas.jobs import ApiKind, BatchSpec, GenerationParams, ResultsSink
 from schemas.models import RequestTier
 from schemas.registry import ExtractionSchema, codec_for, resolve_schema
 from schemas.settings import ProducerSettings
 from schemas.venues import VenueSetting
 from store.batches import BatchStore
 from store.keys import Keys
+from store.sink.state import SinkStore
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class SubmitOptions:
     count_tokens: Literal["estimate", "exact"] = "estimate"
     venue: VenueSetting = "sync"
     deadline_at: float | None = None
+    results: ResultsSink | None = None
 
 
 def preflight_warnings(settings: ProducerSettings, model: str, schema: ExtractionSchema | None = None) -> list[str]:
@@ -121,6 +123,7 @@ def build_spec(options: SubmitOptions) -> BatchSpec:
         count_tokens=options.count_tokens,
         venue=options.venue,
         deadline_at=options.deadline_at,
+        results=options.results,
         created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
 
@@ -166,6 +169,8 @@ async def submit(
     store = BatchStore(redis, keys)
     async with feeding(redis, keys, spec.batch_id):
         opened = await open_batch(redis, keys, spec, lines=source.count, ttl_s=ttl_s, input_ref=source.describe())
+        if opened.record.spec.results is not None:  # the writers move its results out as they come (idempotent)
+            await SinkStore(redis, keys).schedule(spec.batch_id)
         if on_opened is not None:
             on_opened(opened)
         if before_feed is not None:

@@ -221,7 +221,9 @@ class WorkerSettings(CommonSettings):
 
     # --- result cache, coalescing, shutdown ------------------------------------------------------------------
     cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
-    """How long a succeeded answer is reused for the same fingerprint, across batches; 0 disables the cache."""
+    """How long a succeeded answer is reused for the same fingerprint, across batches: at least this long and at most
+    twice (the cache's generations, ``store.cache``), and only while the batch that answered it is kept (its results
+    in Redis or in its results sink: ``EXTRACT_BATCH_TTL_S``); 0 disables the cache."""
     coalesce_lease_s: float = Field(default=10.0, gt=0)
     """Lease of the job calling the API for a fingerprint; refreshed while it works. Identical jobs wait for it; if
     its worker dies, the lease lapses within this time and another job takes over."""

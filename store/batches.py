@@ -429,6 +429,9 @@ class BatchStore:
         removed = 0
         async for job_ids in batch_job_ids(self._redis, self._keys, batch_id):
             removed += int(await self._remove_waiting([self._keys.queue], job_ids))
+        number = await awaited(self._redis.hget(self.keys_of(batch_id).record, F.CACHE_NUMBER))
         await self._redis.delete(*self.keys_of(batch_id))
+        if number is not None:  # the result cache's pointers to its lines lead nowhere now (``store.cache``)
+            await awaited(self._redis.hdel(self._keys.cache_batch_ids, number))
         await self._redis.zrem(self._keys.batches, batch_id)
         return removed

@@ -79,6 +79,9 @@ class F:
     them and ``CALIBRATION_INPUT``: the ratio of what the provider counted to what we estimated, per model)."""
     CALIBRATION_INPUT: Final = "calibration_input"
     """The input tokens the provider reported for those same calls."""
+    CACHE_NUMBER: Final = "cache_number"
+    """The batch's number in the result cache's pointers (``store.cache``): given by the first answer of the batch
+    that goes into the cache (``{p}cache:batch-seq``), mapped back to the id by ``{p}cache:batch-ids``."""
     # The token totals of every recorded line sit beside these, one field per usage kind: see store.usage.
 
     @classmethod

@@ -25,7 +25,11 @@ fixed ``arq:`` prefix but are named after job ids that carry ours, so two prefix
 | ``{p}venue:creates:{scope}`` | zset | provider batches created in the last hour (the provider's cap per hour) |
 | ``{p}uploads`` | zset | ``{id}:{created ms}`` of each batch with files at the provider, by when to check it next |
 | ``{p}uploads:{id}:{created ms}`` | set | every file id (and upload intent) of that batch: outlives the batch's keys |
-| ``{p}cache:{provider}:{fp}`` | string | result cache: a succeeded answer, shared across batches, with a TTL |
+| ``{p}cache:{provider}:gens`` | hash | result cache: its live generations, each → when it expires (``store.cache``) |
+| ``{p}cache:{provider}:{ttl}:{g}`` | hash | one generation of the cache: its bucket level, split pointer, entries |
+| ``{p}cache:{provider}:{ttl}:{g}:{n}`` | hash | a bucket: fingerprint digest (12 bytes) → (batch number, ordinal) |
+| ``{p}cache:batch-seq`` | string | the last batch number given to a batch whose answers the cache points at |
+| ``{p}cache:batch-ids`` | hash | batch number → batch id (an entry goes with its batch) |
 | ``{p}inflight:{provider}:{fp}`` | string | coalescing lease: the job calling the API for this fingerprint |
 | ``{p}health:{worker}`` | string | per-worker arq health line |
 | ``{p}workers`` | zset | live workers: lease owner → when its registration lapses (``store.workers``) |
@@ -181,9 +185,29 @@ class Keys:
         """Batches with a results sink, by when a writer looks at them next (``store.sink.state``)."""
         return f"{self.prefix}sink:due"
 
-    def cache(self, provider: str, fingerprint: str) -> str:
-        """A cached answer of ``provider`` (a hash of the endpoint: two providers never share answers)."""
-        return f"{self.prefix}cache:{provider}:{fingerprint}"
+    def cache_prefix(self, provider: str) -> str:
+        """What every result-cache key of ``provider`` (a hash of the endpoint: two providers never share answers)
+        starts with; a generation is ``{ttl_s}:{number}`` after it, its buckets ``:{n}`` after that
+        (``store.cache``)."""
+        return f"{self.prefix}cache:{provider}:"
+
+    def cache_generations(self, provider: str) -> str:
+        """The result cache's live generations of ``provider``: generation → when it expires (ms)."""
+        return f"{self.cache_prefix(provider)}gens"
+
+    def cache_generation(self, provider: str, generation: str) -> str:
+        """One generation of the result cache (``{ttl_s}:{number}``): its level, split pointer and entry count."""
+        return f"{self.cache_prefix(provider)}{generation}"
+
+    @property
+    def cache_batch_seq(self) -> str:
+        """The last number given to a batch in the result cache's pointers (``store.cache``)."""
+        return f"{self.prefix}cache:batch-seq"
+
+    @property
+    def cache_batch_ids(self) -> str:
+        """Batch number → batch id, for the result cache's pointers (``store.cache``)."""
+        return f"{self.prefix}cache:batch-ids"
 
     def inflight(self, provider: str, fingerprint: str) -> str:
         return f"{self.prefix}inflight:{provider}:{fingerprint}"

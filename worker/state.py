@@ -23,7 +23,7 @@ from worker.adapters import ApiAdapter, HttpSender, adapter_for
 from worker.admission import AdmissionController
 from worker.batches import BatchCache
 from worker.boundary import JobBoundary
-from worker.cache import Coalescer, ResultCache
+from worker.cache import Coalescer, ResultCache, SinkLines
 from worker.health import HealthServer
 from worker.metrics import WorkerMetrics
 from worker.policy import Limits
@@ -81,19 +81,20 @@ class WorkerState:
         endpoint = provider_endpoint(settings.openai_base_url)
         keys = Keys(settings.key_prefix)
         cache_store = CacheStore(redis, keys, endpoint)
+        batch_store = BatchStore(redis, keys)
         api_key = settings.api_key() or ""  # the worker refuses to start without one (``worker.cli``)
         return cls(
             settings=settings,
             redis=redis,
             http=runtime.http,
             keys=keys,
-            batches=BatchCache(BatchStore(redis, keys), settings, allowed_modules=frozenset(settings.schema_modules)),
+            batches=BatchCache(batch_store, settings, allowed_modules=frozenset(settings.schema_modules)),
             lines=LineIndex(redis),
             results=ResultStore(redis),
             accounts=Accounts(redis),
             admission=AdmissionController(redis, keys, settings, api_key, endpoint=endpoint),
             estimator=TokenEstimator(),
-            cache=ResultCache(cache_store, settings.cache_ttl_s),
+            cache=ResultCache(cache_store, settings.cache_ttl_s, SinkLines(cache_store, batch_store)),
             coalescer=Coalescer(cache_store, settings.coalesce_lease_s),
             pauses=PauseStore(redis, keys),
             blobs=BlobStore(redis),

@@ -40,7 +40,7 @@ health beats are shared by many lines and not counted:
 | the line's state, its cached answer or lease (``LOOKUP``), its account | 1 | 1 | 1 |
 | admission, and the call counted as sent if admitted (``ADMIT`` + ``BEGIN_CALL``) | 1 | - | 1 |
 | the call's usage and its reservation's settlement (``ADD_CALL`` + ``SETTLE``) | 1 | - | 1 |
-| cache write, lease release, the line recorded (``RECORD``, which also does arq's clean-up) | 1 | 1 | 1 |
+| the line recorded (``RECORD``, which also does arq's clean-up), the cache's pointer to it, lease release | 1 | 1 | 1 |
 | arq's own clean-up (``finish_job``): skipped, nothing is left | - | - | - |
 | **total** | **6** | **4** | **6** |
 
@@ -58,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -164,20 +165,23 @@ async def run_job(state: WorkerState, job: ExtractionJob, job_try: int, job_id: 
             return "already-recorded"
         account.remember(known.value)
         parts_or_refusal = _ready(batch, job, blobs, stored.value if stored else [])
-        found = lookup.value if lookup else None
+        found = await state.cache.resolve(job.fingerprint, lookup.value) if lookup else None
         outcome, provider_batch = await _outcome(
             state, job, batch, account, line.value, found, held, parts_or_refusal, job_id
         )
-        # One round trip: the answer into the cache, then the lease let go (so the jobs waiting on it find the
-        # answer), then the line recorded.
-        finish = state.trip()
-        lease, held.lease = held.lease, None
-        if lease is not None:
-            if isinstance(outcome, Extracted):
-                answer = CachedAnswer(outcome.output, outcome.reply.response_id)
-                state.cache.queue_put(finish, job.fingerprint, answer, batch.codec)
-            await lease.queue_release(finish)
-        await _record(state, job, batch, account, outcome, job_id, finish, provider_batch=provider_batch)
+
+        async def then(finish: RoundTrip) -> None:
+            # In the record's round trip, after it: the cache's pointer to the line just recorded, then the lease let
+            # go (so the jobs waiting on it find the answer).
+            lease, held.lease = held.lease, None
+            if lease is not None:
+                if isinstance(outcome, Extracted):
+                    state.cache.queue_put(finish, job.fingerprint, batch.keys, job.ordinal)
+                await lease.queue_release(finish)
+
+        await _record(
+            state, job, batch, account, outcome, job_id, state.trip(), provider_batch=provider_batch, then=then
+        )
         if batch.spec.venue != "sync":
             await state.venue.forget(batch.keys, job.ordinal)
         return outcome.__class__.__name__.lower()
@@ -522,9 +526,10 @@ async def _record(
     trip: RoundTrip,
     *,
     provider_batch: str | None = None,
+    then: Callable[[RoundTrip], Awaitable[None]] | None = None,
 ) -> None:
-    """Record the line as the last step of ``trip`` (which may hold the cache write and the lease release).
-    ``provider_batch``: the provider batch whose answer the line was recorded with."""
+    """Record the line as a step of ``trip``, with ``then``'s steps after it (the cache's pointer to the line and the
+    lease release). ``provider_batch``: the provider batch whose answer the line was recorded with."""
     recorder = state.recorder
     common: dict[str, Any] = {
         "provider_batch_id": provider_batch,
@@ -565,6 +570,8 @@ async def _record(
         if outcome.error_type is ErrorType.INTERNAL_ERROR:
             log.error("line %d (%r) of batch %s failed: %s", job.line, job.custom_id, job.batch_id, outcome.message)
     done = recorder.queue(trip, batch, job.ordinal, record, job_id=job_id)
+    if then is not None:
+        await then(trip)
     # Shielded: a SIGTERM arriving now must not leave a paid answer unrecorded.
     await asyncio.shield(trip.run())
     recorded = done.value

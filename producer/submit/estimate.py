@@ -1,14 +1,14 @@
 """What a batch will cost and take, before it runs: ``producer estimate`` (and ``submit --dry-run``). Reads only.
 
-For every line of the input (read as submit reads it, the same checks): the input tokens the worker's estimator
-counts (``schemas.input_limits.estimate_input_tokens`` and the attachments' formulas, exactly its raw estimate),
-and whether the result cache already holds its answer (one ``EXISTS`` per line, in pipelines; such a line costs
-nothing). Then, per model, what this Redis has learned from earlier batches (their records keep the uncalibrated
-estimates of their answered calls and what the provider counted for them, ``store.fields``; and what their lines
-were billed for output): the input ratio that corrects the raw estimate, and the output tokens a line took
-(repairs included). Without history the raw estimate is used as it is, and a line's output is its
-``--max-output-tokens`` (the most it can be billed) or, without one, the worker's default output reserve; the
-report says which.
+For every line of the input (read as submit reads it, the same checks): the input tokens the worker's estimator counts
+(``schemas.input_limits.estimate_input_tokens`` and the attachments' formulas, exactly its raw estimate), and whether
+the result cache holds a pointer to its answer (``store.cache.count_cached``, in pipelines; pointers are counted, not
+followed, so one whose line has since gone still counts; such a line costs nothing). Then, per model, what this Redis
+has learned from earlier batches (their records keep the uncalibrated estimates of their answered calls and what the
+provider counted for them, ``store.fields``; and what their lines were billed for output): the input ratio that corrects
+the raw estimate, and the output tokens a line took (repairs included). Without history the raw estimate is used as it
+is, and a line's output is its ``--max-output-tokens`` (the most it can be billed) or, without one, the worker's default
+output reserve; the report says which.
 
 The prompt cache's share of earlier batches' input (their cached input tokens) is priced at the cached rate. Cost
 per service tier (``schemas.pricing``: default, flex, priority where the model has them) and at the Batch API's

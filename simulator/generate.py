@@ -25,6 +25,7 @@ import random
 import re
 import uuid
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -281,7 +282,8 @@ class _Generator:
         if isinstance(step, int | float) and step > 0:
             first, last = math.ceil(low / step), math.floor(high / step)
             if first <= last:
-                decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
+                # as many decimals as the step itself has (0.25 -> 2, 2.5 -> 1): k * step then rounds to a multiple
+                decimals = max(0, -int(Decimal(repr(step)).as_tuple().exponent))
                 return round(self._rng.randint(first, last) * step, decimals)
         value = round(self._rng.uniform(low, high), 2)
         return value if low <= value <= high else (low + high) / 2

@@ -364,3 +364,30 @@ def build_spec_for_sink(batch_id: str, results: ResultsSink) -> Any:
             results=results,
         )
     )
+
+
+async def test_collect_of_a_complete_sink_reads_the_parts_in_order_and_equals_the_line_by_line_path(
+    redis, keys, settings, submit_batch, run_worker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finished batch is collected straight from its parts through a reorder buffer (no per-line Redis read);
+    the file is byte for byte what the line-by-line path (through the slots) writes."""
+    import producer.batch.collect as collecting
+    from store.sink.reader import ReorderOverflowError, SinkReader
+
+    await submit_batch(MANY, results=ResultsSink(url=str(tmp_path), format="parquet"))
+    await run_worker()
+    await writer(redis, keys, settings, sink_part_lines=7).write_batch("b1")
+    fast, slow = tmp_path / "fast.jsonl", tmp_path / "slow.jsonl"
+    assert await collect(redis, keys, "b1", fast) == (len(MANY), 0)
+
+    async def overflow(*_args: Any, **_kwargs: Any) -> int:
+        raise ReorderOverflowError("forced")
+
+    monkeypatch.setattr(collecting, "_collect_from_parts", overflow)
+    assert await collect(redis, keys, "b1", slow) == (len(MANY), 0)
+    assert fast.read_bytes() == slow.read_bytes()
+    assert [orjson.loads(x)["custom_id"] for x in fast.read_bytes().splitlines()] == list(MANY)
+
+    reader = SinkReader(redis, keys, keys.batch("b1"), ResultsSink(url=str(tmp_path), format="parquet"))
+    with pytest.raises(ReorderOverflowError):  # a buffer of none: the first part does not hold exactly line 0 alone
+        [rows async for rows in reader.rows_in_input_order(len(MANY), max_buffered=-1)]

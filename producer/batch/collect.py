@@ -31,9 +31,10 @@ from store.batches import BatchRecord, BatchStore
 from store.codec import ResultCodec
 from store.keys import BatchKeys, Keys
 from store.lines import LineIndex
+from store.objects import ObjectStoreError
 from store.results import ResultStore, final_json
 from store.sink.parts import PartRecord, entry_key
-from store.sink.reader import SinkReader
+from store.sink.reader import ReorderOverflowError, SinkReader
 
 OutputFormat = Literal["native", "openai-batch"]
 
@@ -160,6 +161,11 @@ async def collect(
     batch = await BatchStore(redis, keys).get(batch_id)
     results = ResultStore(redis)
     sink = sink_reader(redis, keys, batch.spec)
+    if sink is not None and batch.complete:
+        try:
+            return await _collect_from_parts(sink, batch, out, output_format), 0
+        except (ReorderOverflowError, ObjectStoreError):
+            pass  # finished far out of order, or reopened meanwhile: line by line, through the slots, below
     written = missing = 0
     with AtomicWriter(out) as writer:
         writing: asyncio.Future[None] | None = None  # the previous chunk is written while the next one is read
@@ -181,6 +187,23 @@ def sink_reader(redis: Redis, keys: Keys, spec: BatchSpec) -> SinkReader | None:
     if spec.results is None:
         return None
     return SinkReader(redis, keys, keys.batch(spec.batch_id), spec.results)
+
+
+async def _collect_from_parts(sink: SinkReader, batch: BatchRecord, out: Path, output_format: OutputFormat) -> int:
+    """A finished batch whose sink is complete, in input order straight from its parts (``rows_in_input_order``)."""
+    written = 0
+    with AtomicWriter(out) as writer:
+        writing: asyncio.Future[None] | None = None
+        async for rows in sink.rows_in_input_order(batch.lines):
+            lines = [render(raw, output_format) for _ordinal, raw in rows]
+            written += len(lines)
+            if writing is not None:
+                await writing
+            writing = asyncio.ensure_future(asyncio.to_thread(writer.write, lines))
+        if writing is not None:
+            await writing
+        await asyncio.to_thread(writer.commit)
+    return written
 
 
 class OutputPathError(InputError, ValueError):

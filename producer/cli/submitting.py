@@ -208,7 +208,8 @@ def estimate_command(input_path: Path, batch_id: str | None, as_json: bool, **fl
     "--out",
     type=OUTPUT_FILE,
     callback=output_file,
-    help=OUT_HELP + " Optional with --results: the results are then in the sink once `run` ends.",
+    help=OUT_HELP + " With --results it may be left out: the results are then in the sink once `run` ends "
+    "[required unless --results].",
 )
 @click.option("--timeout", type=FiniteFloatRange(min=0), help="Give up waiting after this many seconds (exit code 3).")
 @OUTPUT_FORMAT
@@ -220,8 +221,8 @@ def run_command(
     output_format: OutputFormat,
     **flags: Any,
 ) -> None:
-    """Submit INPUT, feed and wait for it, and collect the results into --out (with --results and no --out: wait
-    until the results sink holds every line)."""
+    """Submit INPUT, feed and wait for it, and collect the results into a file (--out); with --results and no
+    file, wait until the results sink holds every line instead."""
     settings = load_settings(**flags)
     if out is None and settings.results is None:
         raise click.UsageError("--out is required (unless --results sends the results to a sink)")

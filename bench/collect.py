@@ -24,9 +24,8 @@ from rich.console import Console
 from rich.table import Table
 
 from producer.batch.collect import collect
-from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams, ResultsSink
+from schemas.jobs import ResultsSink
 from schemas.records import CallTotals, line_result
-from schemas.registry import resolve_schema
 from schemas.results import Status, Usage
 from schemas.settings import Settings
 from store.batches import BatchStore
@@ -35,27 +34,11 @@ from store.keys import Keys
 from store.lines import LineIndex
 from store.results import ResultStore
 from store.scripts import RoundTrip
-from tests.processes import RedisServer
+from tests.processes import RedisServer, invoice_spec
 from worker.sink_writer import SinkWriter
 
 KEYS = Keys("bench:")
 CHUNK = 2000
-
-
-def spec_for(batch_id: str, sink: ResultsSink | None) -> BatchSpec:
-    from producer.submit.submit import SubmitOptions, build_spec
-
-    return build_spec(
-        SubmitOptions(
-            batch_id=batch_id,
-            api="responses",
-            model="gpt-4o-mini",
-            schema=resolve_schema("invoice"),
-            instructions=DEFAULT_INSTRUCTIONS,
-            params=GenerationParams(),
-            results=sink,
-        )
-    )
 
 
 def output(n: int, rng: random.Random) -> dict[str, object]:
@@ -88,7 +71,7 @@ def output(n: int, rng: random.Random) -> dict[str, object]:
 
 
 async def fill(redis: Redis, batch_id: str, lines: int, sink: ResultsSink | None) -> None:
-    spec = spec_for(batch_id, sink)
+    spec = invoice_spec(batch_id, results=sink)
     keys = KEYS.batch(batch_id)
     assert await BatchStore(redis, KEYS).create(spec, lines=lines, ttl_ms=0, input_ref=None, created_ms=1)
     rng = random.Random(7)

@@ -16,13 +16,20 @@ from redis import Redis
 
 from examples.redis_server import find_redis_server
 from producer.submit.submit import SubmitOptions, build_spec
-from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams
+from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, GenerationParams, ResultsSink
 from schemas.registry import resolve_schema
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def invoice_spec(batch_id: str, max_output_tokens: int | None = None, budget_tokens: int | None = None) -> BatchSpec:
+def invoice_spec(
+    batch_id: str,
+    max_output_tokens: int | None = None,
+    budget_tokens: int | None = None,
+    *,
+    use_cache: bool = True,
+    results: ResultsSink | None = None,
+) -> BatchSpec:
     """The batch spec most process-level tests and benchmarks use: invoices through the Responses API."""
     return build_spec(
         SubmitOptions(
@@ -33,6 +40,8 @@ def invoice_spec(batch_id: str, max_output_tokens: int | None = None, budget_tok
             instructions=DEFAULT_INSTRUCTIONS,
             params=GenerationParams(max_output_tokens=max_output_tokens),
             budget_tokens=budget_tokens,
+            use_cache=use_cache,
+            results=results,
         )
     )
 

@@ -16,10 +16,9 @@ from redis.asyncio import Redis
 
 import store.cache
 from producer.batch.control import delete
-from producer.submit.submit import SubmitOptions, build_spec, submit
-from schemas.jobs import DEFAULT_INSTRUCTIONS, BatchSpec, Fingerprinter, GenerationParams, ResultsSink
+from producer.submit.submit import submit
+from schemas.jobs import BatchSpec, Fingerprinter, ResultsSink
 from schemas.records import CallTotals, line_result
-from schemas.registry import resolve_schema
 from schemas.results import ResultRecord, Status, Usage
 from schemas.settings import Settings
 from store.batches import BatchStore
@@ -42,6 +41,7 @@ from store.results import ResultStore
 from store.scripts import RoundTrip
 from tests.conftest import memory_source
 from tests.helpers import results_by_id, sim_get
+from tests.processes import invoice_spec
 from tests.test_end_to_end import INVOICES
 from worker.sink_writer import SinkWriter
 
@@ -50,18 +50,7 @@ AGAIN = {f"again-{n}": text for n, text in enumerate(INVOICES.values())}
 
 
 def _spec(batch_id: str, *, use_cache: bool = True, results: ResultsSink | None = None) -> BatchSpec:
-    return build_spec(
-        SubmitOptions(
-            batch_id=batch_id,
-            api="responses",
-            model="gpt-4o-mini",
-            schema=resolve_schema("invoice"),
-            instructions=DEFAULT_INSTRUCTIONS,
-            params=GenerationParams(),
-            use_cache=use_cache,
-            results=results,
-        )
-    )
+    return invoice_spec(batch_id, use_cache=use_cache, results=results)
 
 
 async def _submit(redis: Redis, keys: Keys, spec: BatchSpec, texts: dict[str, str], **options: Any) -> None:

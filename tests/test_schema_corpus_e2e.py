@@ -55,7 +55,7 @@ from producer.errors import InputError
 from schemas.settings import ProducerSettings, Settings
 from simulator import SimulatorConfig, running_simulator
 from store.keys import Keys
-from tests.conftest import API_KEY, TEST_REDIS_URL
+from tests.conftest import API_KEY
 from tests.helpers import sim_get
 from tests.openapi_spec import spec_path, validate_component
 from tests.schema_corpus.loader import Entry, load
@@ -422,20 +422,9 @@ SIMULATOR = Target(
 
 
 @pytest.fixture(scope="module")
-def simulated(tmp_path_factory: pytest.TempPathFactory) -> Run:
+def simulated(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
     """The whole sample through one worker against the simulator (one run for every test of this module)."""
-    _require_redis()
-    return asyncio.run(_run(SIMULATOR, SAMPLE, TEST_REDIS_URL, tmp_path_factory.mktemp("corpus-e2e")))
-
-
-def _require_redis() -> None:
-    client = SyncRedis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except Exception as exc:  # pragma: no cover - environment problem, say so plainly
-        pytest.fail(f"tests need a Redis at {TEST_REDIS_URL} ({exc}); .ci/run starts one")
-    finally:
-        client.close()
+    return asyncio.run(_run(SIMULATOR, SAMPLE, redis_url, tmp_path_factory.mktemp("corpus-e2e")))
 
 
 def test_the_sample_covers_every_kind_deterministically() -> None:
@@ -527,12 +516,11 @@ def real_server_env() -> None:
 
 
 @pytest.mark.timeout(REAL_TIMEOUT_S)
-def test_the_sample_end_to_end_on_a_real_server(real_server_env: None, tmp_path: Path) -> None:
+def test_the_sample_end_to_end_on_a_real_server(real_server_env: None, redis_url: str, tmp_path: Path) -> None:
     """The same sample (``EXTRACT_E2E_PER_KIND`` per kind) against a real server: its answers may fail (typed), but
     nothing crashes, nothing is left pending, and every stored answer is valid under the user's original schema."""
     entries = sample(CORPUS.entries, _per_kind(REAL_PER_KIND))
-    _require_redis()
-    run = asyncio.run(_run(_real_target(), entries, TEST_REDIS_URL, tmp_path))
+    run = asyncio.run(_run(_real_target(), entries, redis_url, tmp_path))
     summary = figures(run)
     print(json.dumps(summary, indent=1))
     if REAL_REPORT:

@@ -214,13 +214,19 @@ async def test_a_writer_that_lost_its_claim_commits_nothing_and_its_upload_is_re
 
 # --- a real S3 server, with faults ---------------------------------------------------------------------------
 
+S3_URL = "s3://bucket/results"
+
+
+async def finished_into_s3(submit_batch: Any, run_worker: Any, texts: dict[str, str]) -> None:
+    """Batch ``b1`` of ``texts`` with its sink in the S3 server as Parquet, every line answered (no part written)."""
+    await submit_batch(texts, results=ResultsSink(url=S3_URL, format="parquet"))
+    await run_worker()
+
 
 async def test_s3_sink_survives_failed_and_dropped_uploads(
     s3: S3Server, redis, keys, settings, submit_batch, run_worker, tmp_path: Path
 ) -> None:
-    url = "s3://bucket/results"
-    await submit_batch(MANY, results=ResultsSink(url=url, format="parquet"))
-    await run_worker()
+    await finished_into_s3(submit_batch, run_worker, MANY)
     w = writer(redis, keys, settings, sink_part_lines=15)
     s3.arm("fail", "PUT", 100)  # every upload fails (after the SDK's own retries)
     assert await w.write_batch("b1") == 0
@@ -233,7 +239,7 @@ async def test_s3_sink_survives_failed_and_dropped_uploads(
     s3.arm("drop", "PUT", 1)  # the connection is lost mid-part once: the SDK retries it
     s3.arm("slow", "PUT", 1, delay_s=0.5)
     assert await w.write_batch("b1") == 3
-    manifest, rows = await sink_rows(url)
+    manifest, rows = await sink_rows(S3_URL)
     assert manifest["complete"] is True
     assert_exactly_once(rows, MANY)
     assert await redis.xlen(keys.batch("b1").results) == 0
@@ -244,9 +250,7 @@ async def test_s3_sink_survives_failed_and_dropped_uploads(
 async def test_collect_says_which_part_it_cannot_read(
     s3: S3Server, redis, keys, settings, submit_batch, run_worker, tmp_path: Path
 ) -> None:
-    url = "s3://bucket/results"
-    await submit_batch(INVOICES, results=ResultsSink(url=url, format="parquet"))
-    await run_worker()
+    await finished_into_s3(submit_batch, run_worker, INVOICES)
     await writer(redis, keys, settings).write_batch("b1")
     s3.arm("fail", "GET", 100, path_contains="part-")
     from store.objects import ObjectStoreError
@@ -259,9 +263,7 @@ async def test_collect_says_which_part_it_cannot_read(
 async def test_an_unreadable_part_is_a_clean_error(
     s3: S3Server, redis, keys, settings, submit_batch, run_worker, tmp_path: Path
 ) -> None:
-    url = "s3://bucket/results"
-    await submit_batch(INVOICES, results=ResultsSink(url=url, format="parquet"))
-    await run_worker()
+    await finished_into_s3(submit_batch, run_worker, INVOICES)
     await writer(redis, keys, settings).write_batch("b1")
     manifest = orjson.loads(s3.client().get_object(Bucket="bucket", Key="results/b1/_manifest.json")["Body"].read())
     s3.client().put_object(Bucket="bucket", Key=f"results/b1/{manifest['parts'][0]['name']}", Body=b"not parquet")
@@ -286,12 +288,12 @@ def test_a_worker_killed_while_writing_parts_loses_and_doubles_nothing(
     from producer.input.readers import InputLine, MemorySource
     from producer.submit.submit import submit
     from tests.conftest import API_KEY
-    from tests.processes import simulator_process, start_worker, stop, wait_until, worker_env
+    from tests.processes import invoice_spec, simulator_process, start_worker, stop, wait_until, worker_env
 
     count, url, prefix = 600, "s3://bucket/killed", "test:"
     keys = Keys(prefix)
     texts = {f"doc-{n:04d}": f"Invoice {n} from Vendor {n % 11}, total {n}.00 USD." for n in range(count)}
-    spec = build_spec_for_sink("kill", ResultsSink(url=url, format="parquet"))
+    spec = invoice_spec("kill", results=ResultsSink(url=url, format="parquet"))
 
     async def submit_all() -> None:
         redis = Redis.from_url(flushed_redis)
@@ -347,23 +349,6 @@ def asyncio_run(coroutine: Any) -> Any:
     import asyncio
 
     return asyncio.run(coroutine)
-
-
-def build_spec_for_sink(batch_id: str, results: ResultsSink) -> Any:
-    from producer.submit.submit import SubmitOptions, build_spec
-    from schemas.jobs import DEFAULT_INSTRUCTIONS, GenerationParams
-
-    return build_spec(
-        SubmitOptions(
-            batch_id=batch_id,
-            api="responses",
-            model="gpt-4o-mini",
-            schema=resolve_schema("invoice"),
-            instructions=DEFAULT_INSTRUCTIONS,
-            params=GenerationParams(),
-            results=results,
-        )
-    )
 
 
 async def test_collect_of_a_complete_sink_reads_the_parts_in_order_and_equals_the_line_by_line_path(

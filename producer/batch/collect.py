@@ -166,19 +166,16 @@ async def collect(
             return await _collect_from_parts(sink, batch, out, output_format), 0
         except (ReorderOverflowError, ObjectStoreError):
             pass  # finished far out of order, or reopened meanwhile: line by line, through the slots, below
-    written = missing = 0
-    with AtomicWriter(out) as writer:
-        writing: asyncio.Future[None] | None = None  # the previous chunk is written while the next one is read
+    missing = 0
+
+    async def rendered() -> AsyncIterator[list[bytes]]:
+        nonlocal missing
         async for chunk in results.final_lines(batch, keys.batch(batch_id), price=price, chunk=READ_CHUNK, sink=sink):
             lines = [render(final.json, output_format) for final in chunk if final.json is not None]
             missing += len(chunk) - len(lines)
-            written += len(lines)
-            if writing is not None:
-                await writing
-            writing = asyncio.ensure_future(asyncio.to_thread(writer.write, lines))
-        if writing is not None:
-            await writing
-        await asyncio.to_thread(writer.commit)
+            yield lines
+
+    written = await _write_atomically(out, rendered())
     return written, missing + max(batch.lines - batch.indexed, 0)
 
 
@@ -191,11 +188,21 @@ def sink_reader(redis: Redis, keys: Keys, spec: BatchSpec) -> SinkReader | None:
 
 async def _collect_from_parts(sink: SinkReader, batch: BatchRecord, out: Path, output_format: OutputFormat) -> int:
     """A finished batch whose sink is complete, in input order straight from its parts (``rows_in_input_order``)."""
+
+    async def rendered() -> AsyncIterator[list[bytes]]:
+        async for rows in sink.rows_in_input_order(batch.lines):
+            yield [render(raw, output_format) for _ordinal, raw in rows]
+
+    return await _write_atomically(out, rendered())
+
+
+async def _write_atomically(out: Path, chunks: AsyncIterator[list[bytes]]) -> int:
+    """Write the lines of ``chunks`` to ``out`` (replaced atomically once all are written); a chunk is written in a
+    thread while the next one is read. Returns the number of lines written."""
     written = 0
     with AtomicWriter(out) as writer:
         writing: asyncio.Future[None] | None = None
-        async for rows in sink.rows_in_input_order(batch.lines):
-            lines = [render(raw, output_format) for _ordinal, raw in rows]
+        async for lines in chunks:
             written += len(lines)
             if writing is not None:
                 await writing

@@ -29,7 +29,7 @@ from simulator.batch_runner import run_batch
 from simulator.batches import ENDPOINTS, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, ORGANIZATION, Batch, BatchSettings
 from simulator.errors import ApiError, invalid_request, missing_parameter
 from simulator.files import EXPIRES_AFTER_MAX_S, EXPIRES_AFTER_MIN_S
-from simulator.replies import authorize, error_response, json_response, request_id
+from simulator.replies import authorize, error_response, json_response, list_limit, list_response, request_id
 from simulator.state import STATE_KEY, SimulatorState
 
 _CREATE_KEYS = frozenset({"input_file_id", "endpoint", "completion_window", "metadata", "output_expires_after"})
@@ -217,7 +217,7 @@ async def _list(request: web.Request) -> web.StreamResponse:
     logged = dict(request.query)
     try:
         authorize(request, state.config.require_api_key)
-        limit = _list_limit(request.query.get("limit"))
+        limit = list_limit(request.query.get("limit"), default=LIST_LIMIT_DEFAULT, maximum=LIST_LIMIT_MAX)
         after = request.query.get("after")
         page = state.batches.page(limit=limit, after=after)
         if page is None:
@@ -228,34 +228,7 @@ async def _list(request: web.Request) -> web.StreamResponse:
         return error_response(exc)
     _log(state, request, "batches.list", 200, logged)
     batches, has_more = page
-    return json_response(
-        {
-            "object": "list",
-            "data": [batch.object() for batch in batches],
-            "first_id": batches[0].id if batches else None,
-            "last_id": batches[-1].id if batches else None,
-            "has_more": has_more,
-        }
-    )
-
-
-def _list_limit(raw: str | None) -> int:
-    if raw is None:
-        return LIST_LIMIT_DEFAULT
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise invalid_request(
-            "Invalid type for 'limit': expected an integer.", param="limit", code="invalid_type"
-        ) from None
-    if not 1 <= limit <= LIST_LIMIT_MAX:
-        raise invalid_request(
-            f"Invalid 'limit': integer out of range. Expected a value between 1 and {LIST_LIMIT_MAX}, but got {limit} "
-            "instead.",
-            param="limit",
-            code="invalid_value",
-        )
-    return limit
+    return list_response([batch.object() for batch in batches], [batch.id for batch in batches], has_more)
 
 
 async def _lookup(request: web.Request, endpoint: str) -> tuple[SimulatorState, Batch | web.Response]:

@@ -28,7 +28,7 @@ from simulator.files import (
     PURPOSES,
     StoredFile,
 )
-from simulator.replies import authorize, error_response, json_response, request_id
+from simulator.replies import authorize, error_response, json_response, list_limit, list_response, request_id
 from simulator.state import STATE_KEY, SimulatorState
 
 
@@ -120,7 +120,7 @@ async def _list(request: web.Request) -> web.StreamResponse:
     logged = dict(query)
     try:
         authorize(request, state.config.require_api_key)
-        limit = _list_limit(query.get("limit"))
+        limit = list_limit(query.get("limit"), default=LIST_LIMIT_MAX, maximum=LIST_LIMIT_MAX)
         order = query.get("order", "desc")
         if order not in ("asc", "desc"):
             raise invalid_request(
@@ -137,34 +137,7 @@ async def _list(request: web.Request) -> web.StreamResponse:
         return error_response(exc)
     _log(state, request, "files.list", 200, logged)
     files, has_more = page
-    return json_response(
-        {
-            "object": "list",
-            "data": [stored.object() for stored in files],
-            "first_id": files[0].id if files else None,
-            "last_id": files[-1].id if files else None,
-            "has_more": has_more,
-        }
-    )
-
-
-def _list_limit(raw: str | None) -> int:
-    if raw is None:
-        return LIST_LIMIT_MAX
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise invalid_request(
-            "Invalid type for 'limit': expected an integer.", param="limit", code="invalid_type"
-        ) from None
-    if not 1 <= limit <= LIST_LIMIT_MAX:
-        raise invalid_request(
-            f"Invalid 'limit': integer out of range. Expected a value between 1 and {LIST_LIMIT_MAX}, but got {limit} "
-            "instead.",
-            param="limit",
-            code="invalid_value",
-        )
-    return limit
+    return list_response([stored.object() for stored in files], [stored.id for stored in files], has_more)
 
 
 async def _lookup(request: web.Request, endpoint: str) -> tuple[SimulatorState, StoredFile | web.Response]:

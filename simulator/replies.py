@@ -8,7 +8,7 @@ import secrets
 import orjson
 from aiohttp import web
 
-from simulator.errors import ApiError
+from simulator.errors import ApiError, invalid_request
 
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 """Where the middleware keeps the ``x-request-id`` it will stamp on the response, so routes can log it."""
@@ -50,3 +50,36 @@ def authorize(request: web.Request, api_key: str | None) -> None:
             "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
             code="invalid_api_key",
         )
+
+
+def list_limit(raw: str | None, *, default: int, maximum: int) -> int:
+    """A list endpoint's ``limit`` query parameter, refused as OpenAI refuses it (not an integer, out of range)."""
+    if raw is None:
+        return default
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise invalid_request(
+            "Invalid type for 'limit': expected an integer.", param="limit", code="invalid_type"
+        ) from None
+    if not 1 <= limit <= maximum:
+        raise invalid_request(
+            f"Invalid 'limit': integer out of range. Expected a value between 1 and {maximum}, but got {limit} "
+            "instead.",
+            param="limit",
+            code="invalid_value",
+        )
+    return limit
+
+
+def list_response(objects: list[dict[str, object]], ids: list[str], has_more: bool) -> web.Response:
+    """A page of a list endpoint: the ``list`` object with its cursors."""
+    return json_response(
+        {
+            "object": "list",
+            "data": objects,
+            "first_id": ids[0] if ids else None,
+            "last_id": ids[-1] if ids else None,
+            "has_more": has_more,
+        }
+    )

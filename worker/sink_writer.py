@@ -20,7 +20,6 @@ is due again after a backoff, and its results wait in Redis meanwhile -- nothing
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -37,7 +36,8 @@ from store.keys import BatchKeys, Keys
 from store.lines import LineIndex, SlotStatus
 from store.objects import ObjectStore, ObjectStoreError
 from store.results import ResultStore, never_enqueued
-from store.sink.formats import PartEncoder, decode_part, part_suffix
+from store.sink.coding import decode_off_loop, encode_off_loop
+from store.sink.formats import PartEncoder, part_suffix
 from store.sink.parts import (
     MANIFEST,
     PART_PREFIX,
@@ -178,7 +178,7 @@ class SinkWriter(Periodic):
         assert read.first is not None
         assert read.last is not None
         rows = [(ordinal, known.codec.decode(stored)) for ordinal, _entry, stored in read.rows]
-        data = await asyncio.to_thread(known.encoder.encode, rows)
+        data = await encode_off_loop(known.encoder, rows)
         suffix = part_suffix(known.format)
         entries = [read.first, read.last, *(entry for _o, entry, _s in read.rows)]
         name = part_name(read.next_part, entries, suffix)
@@ -204,8 +204,8 @@ class SinkWriter(Periodic):
         for part, stale in by_part.values():
             data = await known.objects.get(part.name)
             drop = set(stale.values())
-            rows = [row for row in await asyncio.to_thread(decode_part, data, sink.format) if row[0] not in drop]
-            new_data = await asyncio.to_thread(known.encoder.encode, rows)
+            rows = [row for row in await decode_off_loop(data, sink.format) if row[0] not in drop]
+            new_data = await encode_off_loop(known.encoder, rows)
             name = part_name(part.n, [part.name, *map(str, sorted(drop))], part_suffix(sink.format))
             await known.objects.put(name, new_data)
             new = PartRecord(part.n, name, part.first, part.last, len(rows), len(new_data))
@@ -254,7 +254,7 @@ class SinkWriter(Periodic):
             for line, (status, _entry, _stored) in zip(lines, slots, strict=True):
                 if status == SlotStatus.PENDING:
                     rows.append((line.ordinal, orjson.dumps(never_enqueued(record, line, price).to_json_dict())))
-            data = await asyncio.to_thread(known.encoder.encode, rows)
+            data = await encode_off_loop(known.encoder, rows)
             name = part_name(state.next_part, ["cancelled", str(cursor), str(cursor + count)], part_suffix(sink.format))
             await known.objects.put(name, data)
             part = PartRecord(state.next_part, name, "", "", len(rows), len(data))

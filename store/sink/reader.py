@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from schemas.jobs import ResultsSink
 from store.keys import BatchKeys, Keys
 from store.objects import ObjectStore, ObjectStoreError, open_location
-from store.sink.formats import decode_part
+from store.sink.coding import decode_off_loop
 from store.sink.parts import PartIndex, PartRecord, entry_key
 from store.sink.state import SinkState, SinkStore
 
@@ -26,7 +26,8 @@ CACHED_PARTS = 8
 
 
 PREFETCH_PARTS = 2
-"""Parts read ahead by :meth:`SinkReader.rows_in_input_order` (decoding runs in threads: both cores work)."""
+"""Parts read ahead by :meth:`SinkReader.rows_in_input_order`: fetched at once, decoded one after the other on the
+parts thread (``store.sink.coding``) while the caller writes the rows before them."""
 MAX_REORDER_ROWS = 200_000
 """Rows :meth:`SinkReader.rows_in_input_order` may hold back waiting for an earlier line (lines finish near input
 order: a queue window apart); more, and the caller reads line by line instead."""
@@ -70,7 +71,7 @@ class SinkReader:
             self._parts.move_to_end(part.name)
             return rows
         data = await self.objects.get(part.name)
-        decoded = await asyncio.to_thread(decode_part, data, self.sink.format)
+        decoded = await decode_off_loop(data, self.sink.format)
         rows = dict(decoded)
         self._parts[part.name] = rows
         while len(self._parts) > self._cached_parts:
@@ -115,7 +116,7 @@ class SinkReader:
 
         async def fetch(part: PartRecord) -> list[tuple[int, bytes]]:
             data = await self.objects.get(part.name)
-            return await asyncio.to_thread(decode_part, data, self.sink.format)
+            return await decode_off_loop(data, self.sink.format)
 
         # the next PREFETCH_PARTS parts are fetched and decoded (in threads) while this one is handed out
         pending = deque(asyncio.ensure_future(fetch(part)) for part in parts[:PREFETCH_PARTS])

@@ -1,13 +1,14 @@
 """What reading a Parquet or CSV input costs: peak memory (RSS) and rows per second, against JSONL of the same rows.
 
     .venv/bin/python -m bench.inputs [--rows 1000000] [--text-bytes 1000] [--csv-mb 300] [--many-rows 0]
-                                     [--workdir DIR] [--keep]
+                                     [--grouped-only] [--workdir DIR] [--keep]
 
 Writes, in a scratch folder: a Parquet file of ``--rows`` rows of about ``--text-bytes`` bytes of random words each
 (hardly compressible, so the file is about rows x bytes: 1 GB by default) in row groups of 128 Ki rows (a Spark-like
 128 MB each); the same rows again as ONE row group (the worst case: a gigabyte a column chunk); a CSV of about
 ``--csv-mb`` MB (its texts quoted, with commas and newlines); that CSV's rows as JSONL; and with ``--many-rows N``
-a Parquet file of N rows of 16-byte texts, for what grows with the number of rows whatever their size. Then, each
+a Parquet file of N rows of 16-byte texts, for what grows with the number of rows whatever their size
+(``--grouped-only`` writes the first file alone: ``--rows 10000000 --grouped-only`` is the 10 GB case). Then, each
 in a fresh process so nothing else counts: ``TableSource.open`` (or ``FileSource.open``) -- the scan, every row
 checked as a JSONL line is, duplicates looked for -- and one more pass over its lines, as the index and the feed
 make. It prints, per input: its size, its rows, each pass's seconds and rows per second, the process's RSS before
@@ -128,8 +129,9 @@ def main(args: argparse.Namespace) -> None:
     try:
         with console.status("writing the inputs"):
             write_parquet(grouped, args.rows, args.text_bytes, one_group=False)
-            write_parquet(single, args.rows, args.text_bytes, one_group=True)
-            write_csv_and_jsonl(csv, jsonl, args.csv_mb, args.text_bytes)
+            if not args.grouped_only:
+                write_parquet(single, args.rows, args.text_bytes, one_group=True)
+                write_csv_and_jsonl(csv, jsonl, args.csv_mb, args.text_bytes)
             if args.many_rows:
                 write_parquet(many, args.many_rows, 16, one_group=False)
         table = Table(
@@ -147,12 +149,13 @@ def main(args: argparse.Namespace) -> None:
             "peak MB",
         ):
             table.add_column(column, justify="left" if column == "input" else "right")
-        inputs = [
-            (f"Parquet, {GROUP_ROWS // 1024} Ki-row groups", grouped),
-            ("Parquet, one row group", single),
-            ("CSV (quoted newlines)", csv),
-            ("JSONL, the CSV's rows", jsonl),
-        ]
+        inputs = [(f"Parquet, {GROUP_ROWS // 1024} Ki-row groups", grouped)]
+        if not args.grouped_only:
+            inputs += [
+                ("Parquet, one row group", single),
+                ("CSV (quoted newlines)", csv),
+                ("JSONL, the CSV's rows", jsonl),
+            ]
         for name, path in inputs + ([("Parquet, 16-byte texts", many)] if args.many_rows else []):
             found = run_measure(path)
             table.add_row(
@@ -180,6 +183,11 @@ if __name__ == "__main__":
     parser.add_argument("--text-bytes", type=int, default=1000)
     parser.add_argument("--csv-mb", type=int, default=300)
     parser.add_argument("--many-rows", type=int, default=0, help="Also a Parquet file of this many short rows.")
+    parser.add_argument(
+        "--grouped-only",
+        action="store_true",
+        help="Only the Parquet file in row groups (at 10 GB its one-group twin would be built in memory).",
+    )
     parser.add_argument("--workdir", help="Write the inputs here and keep them (default: a scratch folder).")
     parser.add_argument("--keep", action="store_true", help="Keep the scratch folder.")
     parser.add_argument("--measure", help=argparse.SUPPRESS)

@@ -169,6 +169,23 @@ def test_reader_confirms_duplicates_and_skips_them_consistently() -> None:
     assert [(line.line, line.custom_id) for line in kept] == [(1, "a"), (2, "b")]
 
 
+def test_a_key_collision_is_a_suspect_never_a_duplicate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids whose 48-bit keys collide (here: every id, and keys that differ only above the low byte) are confirmed by
+    the ids themselves: only the real repeat is reported."""
+    import producer.input.readers as readers
+
+    raw = [orjson.dumps({"custom_id": f"id-{n}", "text": str(n)}) for n in range(600)]
+    raw.append(b'{"custom_id": "id-7", "text": "again"}')
+    monkeypatch.setattr(readers, "_id_key", lambda custom_id: (len(custom_id) << 8) | 0x2A)
+    scan = scan_input(lambda: raw)
+    assert [str(e) for e in scan.errors] == ["line 601: duplicate id 'id-7' (first on line 8)"]
+    assert scan.count == 600
+    seen = readers._SeenIds()
+    for key in (1 << 47 | 5, 5, 1 << 47 | 5, (1 << 48) - 1):
+        seen.add(key)
+    assert seen.repeated() == {1 << 47 | 5}
+
+
 def test_token_estimates_start_conservative_and_learn_from_real_usage() -> None:
     from worker.tokens import INITIAL_RATIO, TokenEstimator, raw_estimate
 

@@ -15,7 +15,7 @@ for a file with a bad line, unless invalid lines are skipped; besides the checks
 refuse a document, as submit's preflight does for one over the size limits of ``schemas.input_limits``), then
 :class:`FileSource` yields the valid lines again whenever the batch needs their text (index, feed, retry). A line's
 *ordinal* is its position among the valid lines, so every pass numbers the lines alike (a pass that reopens the file
-must give it the same ``check``). Duplicate ids are found with arrays of 64-bit hashes (about 8 bytes per line,
+must give it the same ``check``). Duplicate ids are found with 48-bit keys of their hashes (5 bytes per line,
 looked through 1/256 at a time) and confirmed by comparing the ids themselves, so a hash collision is never reported
 as a duplicate. A table (Parquet, CSV; ``producer.input.tables``) is checked by the same rules: each row is made into
 the object a JSONL line would parse to (``scan_objects``).
@@ -38,7 +38,6 @@ import os
 import stat
 import tempfile
 import weakref
-from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -247,10 +246,10 @@ def scan_objects(
         if isinstance(result, LineError):
             scan.add_error(result if where is None else replace(result, where=where(number)))
             continue
-        seen.add(hash(result.custom_id))
+        seen.add(_id_key(result.custom_id))
         scan.count += 1
     suspects = seen.repeated()
-    del seen  # 8 bytes a line: gone before the confirming pass reads the input again
+    del seen  # 5 bytes a line: gone before the confirming pass reads the input again
     if suspects:
         _confirm_duplicates(open_objects, scan, suspects, shape_at, where)
     if scan.count == 0 and scan.error_count == 0:
@@ -265,25 +264,39 @@ def _shape_at(shape: LineShape | Shapes) -> Shapes:
     return lambda _number: shape
 
 
+ID_KEY_BITS = 48
+"""Bits of an id's hash the duplicate check keeps: at ten million ids a false suspect is expected once in about five
+inputs, and a suspect only costs the confirming pass (which compares the ids themselves)."""
+_ID_KEY_MASK = (1 << ID_KEY_BITS) - 1
+_STORED_BYTES = (ID_KEY_BITS - 8) // 8
+
+
+def _id_key(custom_id: str) -> int:
+    return hash(custom_id) & _ID_KEY_MASK
+
+
 class _SeenIds:
-    """The 64-bit hashes of the ids seen, 8 bytes each in arrays bucketed by their low byte (a set of them all would
-    take about 64 bytes per id: 640 MB for ten million lines). ``repeated`` finds the hashes seen more than once a
-    bucket at a time, so only one bucket's set (1/256 of the ids) is ever in memory."""
+    """The 48-bit keys (:func:`_id_key`) of the ids seen, in 256 byte arrays by their low byte, each key's other 5
+    bytes stored: 5 bytes per id (a set of them all would take about 64 bytes per id: 640 MB for ten million lines;
+    64-bit hashes in arrays took 8). ``repeated`` finds the keys seen more than once a bucket at a time, so only one
+    bucket's set (1/256 of the ids) is ever in memory."""
 
     def __init__(self) -> None:
-        self._buckets = [array("q") for _ in range(256)]
+        self._buckets = [bytearray() for _ in range(256)]
 
-    def add(self, digest: int) -> None:
-        self._buckets[digest & 0xFF].append(digest)
+    def add(self, key: int) -> None:
+        self._buckets[key & 0xFF] += (key >> 8).to_bytes(_STORED_BYTES, "little")
 
     def repeated(self) -> set[int]:
         suspects: set[int] = set()
-        for bucket in self._buckets:
-            seen: set[int] = set()
-            for digest in bucket:
-                if digest in seen:
-                    suspects.add(digest)
-                seen.add(digest)
+        for low, bucket in enumerate(self._buckets):
+            data = bytes(bucket)
+            seen: set[bytes] = set()
+            for start in range(0, len(data), _STORED_BYTES):
+                high = data[start : start + _STORED_BYTES]
+                if high in seen:
+                    suspects.add(int.from_bytes(high, "little") << 8 | low)
+                seen.add(high)
         return suspects
 
 
@@ -296,7 +309,7 @@ def _confirm_duplicates(
         if number in scan.invalid_lines:
             continue
         result = _parse(obj, number, scan.format, shape_of(number), inspect=False)
-        if isinstance(result, LineError) or hash(result.custom_id) not in suspects:
+        if isinstance(result, LineError) or _id_key(result.custom_id) not in suspects:
             continue
         if result.custom_id in first_line:
             first = first_line[result.custom_id]

@@ -13,7 +13,7 @@ in a fresh process so nothing else counts: ``TableSource.open`` (or ``FileSource
 checked as a JSONL line is, duplicates looked for -- and one more pass over its lines, as the index and the feed
 make. It prints, per input: its size, its rows, each pass's seconds and rows per second, the process's RSS before
 the scan (Python and the imports) and its peak (``VmHWM``). Nothing is asserted; the target is a peak under 300 MB
-whatever the file's size (the reading is bounded; what grows with the rows is the duplicate check's 8 bytes a row).
+whatever the file's size (the reading is bounded; what grows with the rows is the duplicate check's 5 bytes a row).
 """
 
 from __future__ import annotations

@@ -228,7 +228,7 @@ async def _list(request: web.Request) -> web.StreamResponse:
         return error_response(exc)
     _log(state, request, "batches.list", 200, logged)
     batches, has_more = page
-    return list_response([batch.object() for batch in batches], [batch.id for batch in batches], has_more)
+    return list_response([batch.object() for batch in batches], has_more)
 
 
 async def _lookup(request: web.Request, endpoint: str) -> tuple[SimulatorState, Batch | web.Response]:

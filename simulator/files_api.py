@@ -137,7 +137,7 @@ async def _list(request: web.Request) -> web.StreamResponse:
         return error_response(exc)
     _log(state, request, "files.list", 200, logged)
     files, has_more = page
-    return list_response([stored.object() for stored in files], [stored.id for stored in files], has_more)
+    return list_response([stored.object() for stored in files], has_more)
 
 
 async def _lookup(request: web.Request, endpoint: str) -> tuple[SimulatorState, StoredFile | web.Response]:

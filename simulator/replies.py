@@ -72,14 +72,14 @@ def list_limit(raw: str | None, *, default: int, maximum: int) -> int:
     return limit
 
 
-def list_response(objects: list[dict[str, object]], ids: list[str], has_more: bool) -> web.Response:
-    """A page of a list endpoint: the ``list`` object with its cursors."""
+def list_response(objects: list[dict[str, object]], has_more: bool) -> web.Response:
+    """A page of a list endpoint: the ``list`` object, its cursors the first and last objects' ids."""
     return json_response(
         {
             "object": "list",
             "data": objects,
-            "first_id": ids[0] if ids else None,
-            "last_id": ids[-1] if ids else None,
+            "first_id": objects[0]["id"] if objects else None,
+            "last_id": objects[-1]["id"] if objects else None,
             "has_more": has_more,
         }
     )

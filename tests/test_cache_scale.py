@@ -49,10 +49,6 @@ AGAIN = {f"again-{n}": text for n, text in enumerate(INVOICES.values())}
 """The same documents under other custom ids."""
 
 
-def _spec(batch_id: str, *, use_cache: bool = True, results: ResultsSink | None = None) -> BatchSpec:
-    return invoice_spec(batch_id, use_cache=use_cache, results=results)
-
-
 async def _submit(redis: Redis, keys: Keys, spec: BatchSpec, texts: dict[str, str], **options: Any) -> None:
     await submit(redis, keys, spec, memory_source(texts), window=100, ttl_s=0, **options)
 
@@ -141,14 +137,16 @@ async def test_a_sink_part_that_cannot_be_read_is_a_miss_not_an_error(
 
 async def test_a_line_that_now_holds_another_document_is_not_served(sim, redis, keys, run_worker) -> None:
     original = {"a": INVOICES["inv-1"], "b": INVOICES["inv-2"]}
-    await _submit(redis, keys, _spec("b1"), original)
+    await _submit(redis, keys, invoice_spec("b1"), original)
     await run_worker()
     # b1's line "a" is given another document: X's pointer now leads to a line holding Y's answer
-    await _submit(redis, keys, _spec("b1"), {"a": INVOICES["inv-3"], "b": INVOICES["inv-2"]}, replace_changed=True)
+    await _submit(
+        redis, keys, invoice_spec("b1"), {"a": INVOICES["inv-3"], "b": INVOICES["inv-2"]}, replace_changed=True
+    )
     await run_worker()
     assert await _calls(sim) == 3
 
-    await _submit(redis, keys, _spec("b2"), {"x": INVOICES["inv-1"], "y": INVOICES["inv-3"]})
+    await _submit(redis, keys, invoice_spec("b2"), {"x": INVOICES["inv-1"], "y": INVOICES["inv-3"]})
     await run_worker()
     found = await results_by_id(redis, keys, "b2")
     assert not found["x"].cache_hit  # asked again: the line its pointer named holds another document now
@@ -156,7 +154,7 @@ async def test_a_line_that_now_holds_another_document_is_not_served(sim, redis, 
     assert found["x"].fingerprint != found["y"].fingerprint
     assert await _calls(sim) == 4
 
-    await _submit(redis, keys, _spec("b3"), {"z": INVOICES["inv-1"]})
+    await _submit(redis, keys, invoice_spec("b3"), {"z": INVOICES["inv-1"]})
     await run_worker()
     assert (await results_by_id(redis, keys, "b3"))["z"].cache_hit  # the new pointer, to b2's line
     assert await _calls(sim) == 4
@@ -164,7 +162,7 @@ async def test_a_line_that_now_holds_another_document_is_not_served(sim, redis, 
 
 @pytest.mark.parametrize("how", ["deleted", "expired"])
 async def test_a_source_batch_that_is_gone_is_a_miss_not_an_error(how, sim, redis, keys, run_worker) -> None:
-    await _submit(redis, keys, _spec("b1"), INVOICES)
+    await _submit(redis, keys, invoice_spec("b1"), INVOICES)
     await run_worker()
     assert await redis.hlen(keys.cache_batch_ids) == 1
     if how == "deleted":
@@ -172,7 +170,7 @@ async def test_a_source_batch_that_is_gone_is_a_miss_not_an_error(how, sim, redi
         assert await redis.hlen(keys.cache_batch_ids) == 0  # its number goes with it
     else:  # its keys expired: nothing told the cache
         await redis.delete(*keys.batch("b1"))
-    await _submit(redis, keys, _spec("b2"), AGAIN)
+    await _submit(redis, keys, invoice_spec("b2"), AGAIN)
     await run_worker()
     results = await results_by_id(redis, keys, "b2")
     assert all(r.status is Status.SUCCEEDED and not r.cache_hit for r in results.values())
@@ -183,12 +181,12 @@ async def test_a_source_batch_that_is_gone_is_a_miss_not_an_error(how, sim, redi
 
 async def test_a_batch_id_used_again_is_another_batch(sim, redis, keys, run_worker) -> None:
     """b1 expires and a new b1 with other documents is answered: the old pointers must not lead into it."""
-    await _submit(redis, keys, _spec("b1"), {"a": INVOICES["inv-1"]})
+    await _submit(redis, keys, invoice_spec("b1"), {"a": INVOICES["inv-1"]})
     await run_worker()
     await redis.delete(*keys.batch("b1"))
-    await _submit(redis, keys, _spec("b1"), {"a": INVOICES["inv-2"]})
+    await _submit(redis, keys, invoice_spec("b1"), {"a": INVOICES["inv-2"]})
     await run_worker()
-    await _submit(redis, keys, _spec("b2"), {"x": INVOICES["inv-1"], "y": INVOICES["inv-2"]})
+    await _submit(redis, keys, invoice_spec("b2"), {"x": INVOICES["inv-1"], "y": INVOICES["inv-2"]})
     await run_worker()
     found = await results_by_id(redis, keys, "b2")
     assert (found["x"].cache_hit, found["y"].cache_hit) == (False, True)
@@ -238,7 +236,7 @@ async def test_answers_live_from_one_to_two_generations(
 
 # --- the store, with ``now`` given --------------------------------------------------------------------------------
 
-SPEC = _spec("s1")
+SPEC = invoice_spec("s1")
 CODEC = ResultCodec(SPEC.json_schema)
 PREFIX = Keys("cs:")
 
